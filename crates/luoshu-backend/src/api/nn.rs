@@ -1,0 +1,545 @@
+//! Validation for the composite ops. Inputs that are not contiguous are copied first
+//! (attention only needs a contiguous last dimension), so fused kernels can assume
+//! row-major rows.
+use super::{
+    check_contiguous, check_dims, check_dtype, check_float, check_no_overlap, check_out, Ops,
+};
+use crate::ops::{AdamW, AttentionOpts};
+use crate::{Error, Result};
+use luoshu_tensor::{DType, Tensor};
+
+fn last_dim(op: &'static str, x: &Tensor) -> Result<usize> {
+    x.dims()
+        .last()
+        .copied()
+        .ok_or_else(|| Error::invalid(op, "needs a tensor of rank >= 1, got a scalar"))
+}
+
+fn rows_dims(x: &Tensor) -> Vec<usize> {
+    x.dims()[..x.rank() - 1].to_vec()
+}
+
+impl Ops<'_> {
+    pub fn softmax_into(&self, x: &Tensor, out: &Tensor) -> Result<()> {
+        check_float("softmax", x)?;
+        last_dim("softmax", x)?;
+        check_out("softmax", "out", out, x.dtype(), x.dims())?;
+        check_no_overlap("softmax", "out", out, &[x])?;
+        self.backend.softmax(&self.contiguous(x)?, out)
+    }
+
+    pub fn softmax(&self, x: &Tensor) -> Result<Tensor> {
+        let out = self.alloc(x.dtype(), x.dims())?;
+        self.softmax_into(x, &out)?;
+        Ok(out)
+    }
+
+    pub fn log_softmax_into(&self, x: &Tensor, out: &Tensor) -> Result<()> {
+        check_float("log_softmax", x)?;
+        last_dim("log_softmax", x)?;
+        check_out("log_softmax", "out", out, x.dtype(), x.dims())?;
+        check_no_overlap("log_softmax", "out", out, &[x])?;
+        self.backend.log_softmax(&self.contiguous(x)?, out)
+    }
+
+    pub fn log_softmax(&self, x: &Tensor) -> Result<Tensor> {
+        let out = self.alloc(x.dtype(), x.dims())?;
+        self.log_softmax_into(x, &out)?;
+        Ok(out)
+    }
+
+    fn check_cross_entropy(
+        &self,
+        logits: &Tensor,
+        targets: &Tensor,
+        ignore_index: i64,
+    ) -> Result<()> {
+        check_float("cross_entropy", logits)?;
+        check_dtype("cross_entropy", targets, DType::I64)?;
+        if logits.rank() != 2 || targets.dims() != [logits.dims()[0]] {
+            return Err(Error::invalid(
+                "cross_entropy",
+                format!(
+                    "expects logits [n, vocab] and targets [n], got {:?} and {:?}",
+                    logits.dims(),
+                    targets.dims()
+                ),
+            ));
+        }
+        let vocab = logits.dims()[1] as i64;
+        if let Some(&bad) = targets
+            .to_vec::<i64>()?
+            .iter()
+            .find(|&&t| t != ignore_index && !(0..vocab).contains(&t))
+        {
+            return Err(luoshu_tensor::Error::IndexOutOfRange {
+                op: "cross_entropy",
+                index: bad,
+                dim: 1,
+                size: vocab as usize,
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Per-row losses and log-sum-exps (both f32 `[n]`).
+    pub fn cross_entropy_into(
+        &self,
+        logits: &Tensor,
+        targets: &Tensor,
+        ignore_index: i64,
+        losses: &Tensor,
+        lse: &Tensor,
+    ) -> Result<()> {
+        self.check_cross_entropy(logits, targets, ignore_index)?;
+        let n = [logits.dims()[0]];
+        check_out("cross_entropy", "losses", losses, DType::F32, &n)?;
+        check_out("cross_entropy", "lse", lse, DType::F32, &n)?;
+        check_no_overlap("cross_entropy", "losses", losses, &[logits, targets, lse])?;
+        check_no_overlap("cross_entropy", "lse", lse, &[logits, targets])?;
+        self.backend.cross_entropy(
+            &self.contiguous(logits)?,
+            &self.contiguous(targets)?,
+            ignore_index,
+            losses,
+            lse,
+        )
+    }
+
+    pub fn cross_entropy(
+        &self,
+        logits: &Tensor,
+        targets: &Tensor,
+        ignore_index: i64,
+    ) -> Result<(Tensor, Tensor)> {
+        self.check_cross_entropy(logits, targets, ignore_index)?;
+        let n = [logits.dims()[0]];
+        let (losses, lse) = (self.alloc(DType::F32, &n)?, self.alloc(DType::F32, &n)?);
+        self.cross_entropy_into(logits, targets, ignore_index, &losses, &lse)?;
+        Ok((losses, lse))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn cross_entropy_backward_into(
+        &self,
+        logits: &Tensor,
+        targets: &Tensor,
+        lse: &Tensor,
+        grad_losses: &Tensor,
+        ignore_index: i64,
+        grad_logits: &Tensor,
+    ) -> Result<()> {
+        self.check_cross_entropy(logits, targets, ignore_index)?;
+        let n = [logits.dims()[0]];
+        for (t, _) in [(lse, "lse"), (grad_losses, "grad_losses")] {
+            check_dtype("cross_entropy_backward", t, DType::F32)?;
+            check_dims("cross_entropy_backward", t, &n)?;
+        }
+        check_out(
+            "cross_entropy_backward",
+            "grad_logits",
+            grad_logits,
+            logits.dtype(),
+            logits.dims(),
+        )?;
+        check_no_overlap(
+            "cross_entropy_backward",
+            "grad_logits",
+            grad_logits,
+            &[logits, targets, lse, grad_losses],
+        )?;
+        self.backend.cross_entropy_backward(
+            &self.contiguous(logits)?,
+            &self.contiguous(targets)?,
+            &self.contiguous(lse)?,
+            &self.contiguous(grad_losses)?,
+            ignore_index,
+            grad_logits,
+        )
+    }
+
+    pub fn cross_entropy_backward(
+        &self,
+        logits: &Tensor,
+        targets: &Tensor,
+        lse: &Tensor,
+        grad_losses: &Tensor,
+        ignore_index: i64,
+    ) -> Result<Tensor> {
+        let g = self.alloc(logits.dtype(), logits.dims())?;
+        self.cross_entropy_backward_into(logits, targets, lse, grad_losses, ignore_index, &g)?;
+        Ok(g)
+    }
+
+    fn check_norm(&self, op: &'static str, x: &Tensor, params: &[&Tensor]) -> Result<usize> {
+        check_float(op, x)?;
+        let d = last_dim(op, x)?;
+        for p in params {
+            check_float(op, p)?;
+            check_dims(op, p, &[d])?;
+        }
+        Ok(d)
+    }
+
+    pub fn rms_norm_into(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        eps: f32,
+        out: &Tensor,
+        rstd: &Tensor,
+    ) -> Result<()> {
+        self.check_norm("rms_norm", x, &[weight])?;
+        check_out("rms_norm", "out", out, x.dtype(), x.dims())?;
+        check_out("rms_norm", "rstd", rstd, DType::F32, &rows_dims(x))?;
+        check_no_overlap("rms_norm", "out", out, &[x, weight, rstd])?;
+        check_no_overlap("rms_norm", "rstd", rstd, &[x, weight])?;
+        self.backend.rms_norm(
+            &self.contiguous(x)?,
+            &self.contiguous(weight)?,
+            eps,
+            out,
+            rstd,
+        )
+    }
+
+    /// `(out, rstd)`.
+    pub fn rms_norm(&self, x: &Tensor, weight: &Tensor, eps: f32) -> Result<(Tensor, Tensor)> {
+        self.check_norm("rms_norm", x, &[weight])?;
+        let out = self.alloc(x.dtype(), x.dims())?;
+        let rstd = self.alloc(DType::F32, &rows_dims(x))?;
+        self.rms_norm_into(x, weight, eps, &out, &rstd)?;
+        Ok((out, rstd))
+    }
+
+    /// `(grad_x, grad_weight)`.
+    pub fn rms_norm_backward(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        rstd: &Tensor,
+        grad_out: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
+        self.check_norm("rms_norm_backward", x, &[weight])?;
+        check_dtype("rms_norm_backward", rstd, DType::F32)?;
+        check_dims("rms_norm_backward", rstd, &rows_dims(x))?;
+        check_dtype("rms_norm_backward", grad_out, x.dtype())?;
+        check_dims("rms_norm_backward", grad_out, x.dims())?;
+        let gx = self.alloc(x.dtype(), x.dims())?;
+        let gw = self.alloc(weight.dtype(), weight.dims())?;
+        self.backend.rms_norm_backward(
+            &self.contiguous(x)?,
+            &self.contiguous(weight)?,
+            &self.contiguous(rstd)?,
+            &self.contiguous(grad_out)?,
+            &gx,
+            &gw,
+        )?;
+        Ok((gx, gw))
+    }
+
+    /// `(out, mean, rstd)`.
+    pub fn layer_norm(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        bias: &Tensor,
+        eps: f32,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        self.check_norm("layer_norm", x, &[weight, bias])?;
+        let out = self.alloc(x.dtype(), x.dims())?;
+        let mean = self.alloc(DType::F32, &rows_dims(x))?;
+        let rstd = self.alloc(DType::F32, &rows_dims(x))?;
+        self.backend.layer_norm(
+            &self.contiguous(x)?,
+            &self.contiguous(weight)?,
+            &self.contiguous(bias)?,
+            eps,
+            &out,
+            &mean,
+            &rstd,
+        )?;
+        Ok((out, mean, rstd))
+    }
+
+    /// `(grad_x, grad_weight, grad_bias)`.
+    pub fn layer_norm_backward(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        mean: &Tensor,
+        rstd: &Tensor,
+        grad_out: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        self.check_norm("layer_norm_backward", x, &[weight])?;
+        for s in [mean, rstd] {
+            check_dtype("layer_norm_backward", s, DType::F32)?;
+            check_dims("layer_norm_backward", s, &rows_dims(x))?;
+        }
+        check_dtype("layer_norm_backward", grad_out, x.dtype())?;
+        check_dims("layer_norm_backward", grad_out, x.dims())?;
+        let gx = self.alloc(x.dtype(), x.dims())?;
+        let gw = self.alloc(weight.dtype(), weight.dims())?;
+        let gb = self.alloc(weight.dtype(), weight.dims())?;
+        self.backend.layer_norm_backward(
+            &self.contiguous(x)?,
+            &self.contiguous(weight)?,
+            &self.contiguous(mean)?,
+            &self.contiguous(rstd)?,
+            &self.contiguous(grad_out)?,
+            &gx,
+            &gw,
+            &gb,
+        )?;
+        Ok((gx, gw, gb))
+    }
+
+    pub fn rope_into(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        inverse: bool,
+        out: &Tensor,
+    ) -> Result<()> {
+        check_float("rope", x)?;
+        if x.rank() != 4 || x.dims()[3] % 2 != 0 {
+            return Err(Error::invalid(
+                "rope",
+                format!(
+                    "expects x [batch, seq, heads, even head_dim], got {:?}",
+                    x.dims()
+                ),
+            ));
+        }
+        let table = [x.dims()[1], x.dims()[3] / 2];
+        for t in [cos, sin] {
+            check_dtype("rope", t, DType::F32)?;
+            check_dims("rope", t, &table)?;
+        }
+        check_out("rope", "out", out, x.dtype(), x.dims())?;
+        check_no_overlap("rope", "out", out, &[x, cos, sin])?;
+        self.backend.rope(
+            &self.contiguous(x)?,
+            &self.contiguous(cos)?,
+            &self.contiguous(sin)?,
+            inverse,
+            out,
+        )
+    }
+
+    pub fn rope(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, inverse: bool) -> Result<Tensor> {
+        let out = self.alloc(x.dtype(), x.dims())?;
+        self.rope_into(x, cos, sin, inverse, &out)?;
+        Ok(out)
+    }
+
+    pub fn swiglu_into(&self, gate: &Tensor, up: &Tensor, out: &Tensor) -> Result<()> {
+        check_float("swiglu", gate)?;
+        check_dtype("swiglu", up, gate.dtype())?;
+        check_dims("swiglu", up, gate.dims())?;
+        check_out("swiglu", "out", out, gate.dtype(), gate.dims())?;
+        check_no_overlap("swiglu", "out", out, &[gate, up])?;
+        self.backend
+            .swiglu(&self.contiguous(gate)?, &self.contiguous(up)?, out)
+    }
+
+    pub fn swiglu(&self, gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+        let out = self.alloc(gate.dtype(), gate.dims())?;
+        self.swiglu_into(gate, up, &out)?;
+        Ok(out)
+    }
+
+    /// `(grad_gate, grad_up)`.
+    pub fn swiglu_backward(
+        &self,
+        gate: &Tensor,
+        up: &Tensor,
+        grad_out: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
+        check_float("swiglu_backward", gate)?;
+        for t in [up, grad_out] {
+            check_dtype("swiglu_backward", t, gate.dtype())?;
+            check_dims("swiglu_backward", t, gate.dims())?;
+        }
+        let gg = self.alloc(gate.dtype(), gate.dims())?;
+        let gu = self.alloc(gate.dtype(), gate.dims())?;
+        self.backend.swiglu_backward(
+            &self.contiguous(gate)?,
+            &self.contiguous(up)?,
+            &self.contiguous(grad_out)?,
+            &gg,
+            &gu,
+        )?;
+        Ok((gg, gu))
+    }
+
+    /// Shape checks for attention; returns `(out dims, lse dims)`.
+    fn check_attention(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+    ) -> Result<(Vec<usize>, Vec<usize>)> {
+        check_float("attention", q)?;
+        check_dtype("attention", k, q.dtype())?;
+        check_dtype("attention", v, q.dtype())?;
+        let bad = || {
+            Error::invalid(
+                "attention",
+                format!(
+                    "expects q [b, hq, sq, d], k [b, hkv, sk, d], v [b, hkv, sk, dv] with hq % hkv == 0; got {:?}, {:?}, {:?}",
+                    q.dims(),
+                    k.dims(),
+                    v.dims()
+                ),
+            )
+        };
+        if q.rank() != 4 || k.rank() != 4 || v.rank() != 4 {
+            return Err(bad());
+        }
+        let (qd, kd, vd) = (q.dims(), k.dims(), v.dims());
+        let ok = qd[0] == kd[0]
+            && kd[0] == vd[0]
+            && kd[1] == vd[1]
+            && kd[2] == vd[2]
+            && qd[3] == kd[3]
+            && kd[1] > 0
+            && qd[1] % kd[1] == 0;
+        if !ok {
+            return Err(bad());
+        }
+        Ok((vec![qd[0], qd[1], qd[2], vd[3]], qd[..3].to_vec()))
+    }
+
+    /// A view whose last dimension is contiguous (copied if it is not).
+    fn rows_contiguous(&self, x: &Tensor) -> Result<Tensor> {
+        if x.layout().strides().last().is_none_or(|&s| s == 1) {
+            Ok(x.clone())
+        } else {
+            self.contiguous(x)
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_into(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        opts: AttentionOpts,
+        out: &Tensor,
+        lse: &Tensor,
+    ) -> Result<()> {
+        let (out_dims, lse_dims) = self.check_attention(q, k, v)?;
+        check_out("attention", "out", out, q.dtype(), &out_dims)?;
+        check_out("attention", "lse", lse, DType::F32, &lse_dims)?;
+        check_no_overlap("attention", "out", out, &[q, k, v, lse])?;
+        check_no_overlap("attention", "lse", lse, &[q, k, v])?;
+        self.backend.attention(
+            &self.rows_contiguous(q)?,
+            &self.rows_contiguous(k)?,
+            &self.rows_contiguous(v)?,
+            opts,
+            out,
+            lse,
+        )
+    }
+
+    /// `(out, lse)`.
+    pub fn attention(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        opts: AttentionOpts,
+    ) -> Result<(Tensor, Tensor)> {
+        let (out_dims, lse_dims) = self.check_attention(q, k, v)?;
+        let out = self.alloc(q.dtype(), &out_dims)?;
+        let lse = self.alloc(DType::F32, &lse_dims)?;
+        self.attention_into(q, k, v, opts, &out, &lse)?;
+        Ok((out, lse))
+    }
+
+    /// `(grad_q, grad_k, grad_v)`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_backward(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        out: &Tensor,
+        lse: &Tensor,
+        grad_out: &Tensor,
+        opts: AttentionOpts,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let (out_dims, lse_dims) = self.check_attention(q, k, v)?;
+        for (t, dims) in [(out, &out_dims), (grad_out, &out_dims)] {
+            check_dtype("attention_backward", t, q.dtype())?;
+            check_dims("attention_backward", t, dims)?;
+        }
+        check_dtype("attention_backward", lse, DType::F32)?;
+        check_dims("attention_backward", lse, &lse_dims)?;
+        let gq = self.alloc(q.dtype(), q.dims())?;
+        let gk = self.alloc(k.dtype(), k.dims())?;
+        let gv = self.alloc(v.dtype(), v.dims())?;
+        self.backend.attention_backward(
+            &self.rows_contiguous(q)?,
+            &self.rows_contiguous(k)?,
+            &self.rows_contiguous(v)?,
+            &self.rows_contiguous(out)?,
+            &self.contiguous(lse)?,
+            &self.rows_contiguous(grad_out)?,
+            opts,
+            &gq,
+            &gk,
+            &gv,
+        )?;
+        Ok((gq, gk, gv))
+    }
+
+    /// One AdamW step in place on `param`, `m`, `v`.
+    pub fn adamw(
+        &self,
+        param: &Tensor,
+        grad: &Tensor,
+        m: &Tensor,
+        v: &Tensor,
+        hp: AdamW,
+    ) -> Result<()> {
+        for (t, name) in [(param, "param"), (m, "m"), (v, "v")] {
+            check_contiguous("adamw", name, t)?;
+            check_dtype("adamw", t, DType::F32)?;
+            check_dims("adamw", t, param.dims())?;
+        }
+        check_float("adamw", grad)?;
+        check_dims("adamw", grad, param.dims())?;
+        if param.overlaps(m) || param.overlaps(v) || m.overlaps(v) {
+            return Err(Error::Aliasing {
+                op: "adamw",
+                arg: "param/m/v",
+            });
+        }
+        check_no_overlap("adamw", "param", param, &[grad])?;
+        check_no_overlap("adamw", "m", m, &[grad])?;
+        check_no_overlap("adamw", "v", v, &[grad])?;
+        if hp.step == 0 {
+            return Err(Error::invalid("adamw", "step numbers start at 1"));
+        }
+        self.backend.adamw(param, &self.contiguous(grad)?, m, v, hp)
+    }
+
+    /// Sum of squares of every element of every tensor (for the global gradient norm).
+    pub fn sum_squares(&self, tensors: &[&Tensor]) -> Result<f64> {
+        for t in tensors {
+            check_float("sum_squares", t)?;
+        }
+        let contiguous = tensors
+            .iter()
+            .map(|t| self.contiguous(t))
+            .collect::<Result<Vec<_>>>()?;
+        let refs: Vec<&Tensor> = contiguous.iter().collect();
+        self.backend.sum_squares(&refs)
+    }
+}

@@ -1,0 +1,253 @@
+//! The fast CPU backend: matmul through the `gemm` crate, parallel loops through `rayon`,
+//! and a fused kernel for every composite op.
+
+mod attention;
+mod cross_entropy;
+mod elementwise;
+mod indexing;
+mod matmul;
+mod memory;
+mod norm;
+mod optim;
+mod random;
+mod reduce;
+mod rope;
+mod softmax;
+mod swiglu;
+
+use crate::ops::{
+    AdamW, AttentionOpts, BinaryOp, CompareOp, CompositeOp, RandomDist, ReduceOp, UnaryOp,
+};
+use crate::{Backend, Error, Result};
+use luoshu_tensor::Tensor;
+
+/// The CPU backend. Stateless: the thread pool is rayon's global pool.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CpuBackend;
+
+impl CpuBackend {
+    pub fn new() -> Self {
+        CpuBackend
+    }
+}
+
+fn unbuilt(op: &'static str) -> Error {
+    Error::invalid(op, "the cpu kernel is not built yet")
+}
+
+impl Backend for CpuBackend {
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+    fn as_dyn(&self) -> &dyn Backend {
+        self
+    }
+    fn native_composites(&self) -> &'static [CompositeOp] {
+        &CompositeOp::ALL
+    }
+    fn copy(&self, src: &Tensor, dst: &Tensor) -> Result<()> {
+        memory::copy(src, dst)
+    }
+    fn fill(&self, value: f64, out: &Tensor) -> Result<()> {
+        memory::fill(value, out)
+    }
+    fn cast(&self, x: &Tensor, out: &Tensor) -> Result<()> {
+        memory::cast(x, out)
+    }
+    fn unary(&self, op: UnaryOp, x: &Tensor, out: &Tensor) -> Result<()> {
+        elementwise::unary(op, x, out)
+    }
+    fn binary(&self, op: BinaryOp, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> {
+        elementwise::binary(op, a, b, out)
+    }
+    fn compare(&self, op: CompareOp, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> {
+        elementwise::compare(op, a, b, out)
+    }
+    fn select(&self, cond: &Tensor, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> {
+        elementwise::select(cond, a, b, out)
+    }
+    fn reduce(&self, op: ReduceOp, x: &Tensor, axes: &[usize], out: &Tensor) -> Result<()> {
+        reduce::reduce(op, x, axes, out)
+    }
+    fn argmax(&self, x: &Tensor, axis: usize, out: &Tensor) -> Result<()> {
+        reduce::argmax(x, axis, out)
+    }
+    fn index_select(&self, x: &Tensor, dim: usize, indices: &Tensor, out: &Tensor) -> Result<()> {
+        indexing::index_select(x, dim, indices, out)
+    }
+    fn index_add(&self, dst: &Tensor, dim: usize, indices: &Tensor, src: &Tensor) -> Result<()> {
+        indexing::index_add(dst, dim, indices, src)
+    }
+    fn gather(&self, x: &Tensor, dim: usize, index: &Tensor, out: &Tensor) -> Result<()> {
+        indexing::gather(x, dim, index, out)
+    }
+    fn scatter_add(&self, dst: &Tensor, dim: usize, index: &Tensor, src: &Tensor) -> Result<()> {
+        indexing::scatter_add(dst, dim, index, src)
+    }
+    fn concat(&self, inputs: &[&Tensor], dim: usize, out: &Tensor) -> Result<()> {
+        indexing::concat(inputs, dim, out)
+    }
+    fn arange(&self, start: f64, step: f64, out: &Tensor) -> Result<()> {
+        indexing::arange(start, step, out)
+    }
+    fn random(&self, dist: RandomDist, seed: u64, stream: u64, out: &Tensor) -> Result<()> {
+        random::random(dist, seed, stream, out)
+    }
+    fn matmul(&self, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> {
+        matmul::matmul(a, b, out)
+    }
+    fn attention(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        opts: AttentionOpts,
+        out: &Tensor,
+        lse: &Tensor,
+    ) -> Result<()> {
+        attention::attention(q, k, v, opts, out, lse)
+    }
+    #[allow(clippy::too_many_arguments)]
+    fn attention_backward(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        out: &Tensor,
+        lse: &Tensor,
+        grad_out: &Tensor,
+        opts: AttentionOpts,
+        grad_q: &Tensor,
+        grad_k: &Tensor,
+        grad_v: &Tensor,
+    ) -> Result<()> {
+        attention::attention_backward(q, k, v, out, lse, grad_out, opts, grad_q, grad_k, grad_v)
+    }
+    fn softmax(&self, x: &Tensor, out: &Tensor) -> Result<()> {
+        softmax::softmax(x, out)
+    }
+    fn log_softmax(&self, x: &Tensor, out: &Tensor) -> Result<()> {
+        softmax::log_softmax(x, out)
+    }
+    fn cross_entropy(
+        &self,
+        logits: &Tensor,
+        targets: &Tensor,
+        ignore_index: i64,
+        losses: &Tensor,
+        lse: &Tensor,
+    ) -> Result<()> {
+        cross_entropy::cross_entropy(logits, targets, ignore_index, losses, lse)
+    }
+    fn cross_entropy_backward(
+        &self,
+        logits: &Tensor,
+        targets: &Tensor,
+        lse: &Tensor,
+        grad_losses: &Tensor,
+        ignore_index: i64,
+        grad_logits: &Tensor,
+    ) -> Result<()> {
+        cross_entropy::cross_entropy_backward(
+            logits,
+            targets,
+            lse,
+            grad_losses,
+            ignore_index,
+            grad_logits,
+        )
+    }
+    fn rms_norm(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        eps: f32,
+        out: &Tensor,
+        rstd: &Tensor,
+    ) -> Result<()> {
+        norm::rms_norm(x, weight, eps, out, rstd)
+    }
+    fn rms_norm_backward(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        rstd: &Tensor,
+        grad_out: &Tensor,
+        grad_x: &Tensor,
+        grad_weight: &Tensor,
+    ) -> Result<()> {
+        norm::rms_norm_backward(x, weight, rstd, grad_out, grad_x, grad_weight)
+    }
+    #[allow(clippy::too_many_arguments)]
+    fn layer_norm(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        bias: &Tensor,
+        eps: f32,
+        out: &Tensor,
+        mean: &Tensor,
+        rstd: &Tensor,
+    ) -> Result<()> {
+        norm::layer_norm(x, weight, bias, eps, out, mean, rstd)
+    }
+    #[allow(clippy::too_many_arguments)]
+    fn layer_norm_backward(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        mean: &Tensor,
+        rstd: &Tensor,
+        grad_out: &Tensor,
+        grad_x: &Tensor,
+        grad_weight: &Tensor,
+        grad_bias: &Tensor,
+    ) -> Result<()> {
+        norm::layer_norm_backward(
+            x,
+            weight,
+            mean,
+            rstd,
+            grad_out,
+            grad_x,
+            grad_weight,
+            grad_bias,
+        )
+    }
+    fn rope(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        inverse: bool,
+        out: &Tensor,
+    ) -> Result<()> {
+        rope::rope(x, cos, sin, inverse, out)
+    }
+    fn swiglu(&self, gate: &Tensor, up: &Tensor, out: &Tensor) -> Result<()> {
+        swiglu::swiglu(gate, up, out)
+    }
+    fn swiglu_backward(
+        &self,
+        gate: &Tensor,
+        up: &Tensor,
+        grad_out: &Tensor,
+        grad_gate: &Tensor,
+        grad_up: &Tensor,
+    ) -> Result<()> {
+        swiglu::swiglu_backward(gate, up, grad_out, grad_gate, grad_up)
+    }
+    fn adamw(
+        &self,
+        param: &Tensor,
+        grad: &Tensor,
+        m: &Tensor,
+        v: &Tensor,
+        hp: AdamW,
+    ) -> Result<()> {
+        optim::adamw(param, grad, m, v, hp)
+    }
+    fn sum_squares(&self, tensors: &[&Tensor]) -> Result<f64> {
+        optim::sum_squares(tensors)
+    }
+}

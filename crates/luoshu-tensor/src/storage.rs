@@ -1,0 +1,127 @@
+use crate::{DType, Element, Error, Result};
+use std::cell::UnsafeCell;
+
+/// One 64-byte block: storage is built from these so every buffer is cache-line aligned and
+/// can be viewed as a slice of any element type.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Block([u8; 64]);
+
+/// A host memory buffer shared by every view of it.
+///
+/// Kernels write their outputs into storage they receive by shared reference (outputs come
+/// from the memory planner, not from the kernel), so the bytes live in an `UnsafeCell`.
+/// The contract for writers: a kernel may take a mutable slice only of an output tensor, and
+/// the backend checks before every call that no input overlaps an output region it writes
+/// (except the documented in-place ops). Readers never observe a write in progress because
+/// a kernel call finishes before its output is handed to a consumer.
+pub struct Storage {
+    blocks: UnsafeCell<Box<[Block]>>,
+    bytes: usize,
+}
+
+// SAFETY: access to the bytes follows the writer contract above: concurrent kernels only read
+// shared inputs, and each output region has exactly one writer at a time.
+unsafe impl Sync for Storage {}
+// SAFETY: the storage owns its bytes; moving it between threads moves plain memory.
+unsafe impl Send for Storage {}
+
+impl Storage {
+    /// Zero-initialized storage of `bytes` bytes.
+    pub fn zeroed(bytes: usize) -> Self {
+        let blocks = vec![Block([0; 64]); bytes.div_ceil(64)].into_boxed_slice();
+        Storage {
+            blocks: UnsafeCell::new(blocks),
+            bytes,
+        }
+    }
+
+    pub fn from_slice<T: Element>(data: &[T]) -> Self {
+        let storage = Storage::zeroed(std::mem::size_of_val(data));
+        // SAFETY: the storage was just created and is not shared yet.
+        unsafe { storage.slice_mut::<T>() }.copy_from_slice(data);
+        storage
+    }
+
+    pub fn len_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Number of elements of `dtype` the storage can hold.
+    pub fn len_elements(&self, dtype: DType) -> usize {
+        self.bytes / dtype.size_in_bytes()
+    }
+
+    fn check<T: Element>(&self, dtype: DType) -> Result<()> {
+        if dtype.storage_dtype() != T::DTYPE {
+            return Err(Error::DTypeMismatch {
+                op: "storage access",
+                expected: dtype,
+                got: T::DTYPE,
+            });
+        }
+        Ok(())
+    }
+
+    /// The bytes as a slice of `T`.
+    ///
+    /// # Safety
+    /// No mutable slice of an overlapping region may exist while the returned slice lives.
+    pub unsafe fn slice<T: Element>(&self) -> &[T] {
+        let bytes = self.bytes;
+        // SAFETY: blocks are 64-byte aligned and hold at least `bytes` bytes; the caller
+        // guarantees no concurrent writer of this region.
+        let all: &[u8] =
+            unsafe { std::slice::from_raw_parts((*self.blocks.get()).as_ptr().cast(), bytes) };
+        bytemuck::cast_slice(&all[..bytes - bytes % std::mem::size_of::<T>()])
+    }
+
+    /// The bytes as a mutable slice of `T`.
+    ///
+    /// # Safety
+    /// The caller must be the only reader or writer of the region it touches while the
+    /// returned slice lives (see the writer contract on [`Storage`]).
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn slice_mut<T: Element>(&self) -> &mut [T] {
+        let bytes = self.bytes;
+        // SAFETY: as in `slice`; exclusivity of the touched region is the caller's promise.
+        let all: &mut [u8] = unsafe {
+            std::slice::from_raw_parts_mut((*self.blocks.get()).as_mut_ptr().cast(), bytes)
+        };
+        let usable = bytes - bytes % std::mem::size_of::<T>();
+        bytemuck::cast_slice_mut(&mut all[..usable])
+    }
+
+    /// Typed read access with a dtype check.
+    ///
+    /// # Safety
+    /// As [`Storage::slice`].
+    pub unsafe fn typed<T: Element>(&self, dtype: DType) -> Result<&[T]> {
+        self.check::<T>(dtype)?;
+        // SAFETY: forwarded from the caller.
+        Ok(unsafe { self.slice() })
+    }
+
+    /// Typed write access with a dtype check.
+    ///
+    /// # Safety
+    /// As [`Storage::slice_mut`].
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn typed_mut<T: Element>(&self, dtype: DType) -> Result<&mut [T]> {
+        self.check::<T>(dtype)?;
+        // SAFETY: forwarded from the caller.
+        Ok(unsafe { self.slice_mut() })
+    }
+
+    /// Address of the first byte, to detect whether two tensors share memory.
+    pub fn base_address(&self) -> usize {
+        // SAFETY: only the pointer value is read, not the data.
+        unsafe { (*self.blocks.get()).as_ptr() as usize }
+    }
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Storage({} bytes)", self.bytes)
+    }
+}
