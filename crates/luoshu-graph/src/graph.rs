@@ -1,0 +1,260 @@
+use crate::infer::infer;
+use crate::{Dim, Error, Op, Result};
+use luoshu_tensor::DType;
+use std::collections::HashMap;
+use std::fmt;
+
+/// Index of a node in its graph. Nodes are only ever appended, so an input always has a
+/// smaller id than its consumer: the node order is a topological order and cycles cannot be
+/// built.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub u32);
+
+impl NodeId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "%{}", self.0)
+    }
+}
+
+impl fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// One output of a node (most nodes have exactly one).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Value {
+    pub node: NodeId,
+    pub output: u32,
+}
+
+impl Value {
+    pub fn new(node: NodeId, output: u32) -> Self {
+        Value { node, output }
+    }
+}
+
+impl From<NodeId> for Value {
+    fn from(node: NodeId) -> Self {
+        Value { node, output: 0 }
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.output == 0 {
+            write!(f, "{}", self.node)
+        } else {
+            write!(f, "{}.{}", self.node, self.output)
+        }
+    }
+}
+
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Shape and dtype of a value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TensorType {
+    pub shape: Vec<Dim>,
+    pub dtype: DType,
+}
+
+impl TensorType {
+    pub fn new(shape: Vec<Dim>, dtype: DType) -> Self {
+        TensorType { shape, dtype }
+    }
+    pub fn rank(&self) -> usize {
+        self.shape.len()
+    }
+}
+
+impl fmt::Display for TensorType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{:?}", self.dtype, self.shape)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub op: Op,
+    pub inputs: Vec<Value>,
+    pub outputs: Vec<TensorType>,
+}
+
+/// A functional (SSA) graph. [`Graph::add`] hash-conses: adding a node identical to an
+/// existing one (same op, same inputs) returns the existing node, so common-subexpression
+/// elimination is structural. Inputs and parameters are unique by name.
+#[derive(Debug, Clone, Default)]
+pub struct Graph {
+    nodes: Vec<Node>,
+    dedup: HashMap<(Op, Vec<Value>), NodeId>,
+    leaves_by_name: HashMap<String, NodeId>,
+    outputs: Vec<Value>,
+}
+
+impl Graph {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Add a node (or find the identical existing one) after inferring its output types.
+    pub fn add(&mut self, op: Op, inputs: &[Value]) -> Result<NodeId> {
+        for v in inputs {
+            self.check_value(*v)?;
+        }
+        if let Some(&id) = self.dedup.get(&(op.clone(), inputs.to_vec())) {
+            return Ok(id);
+        }
+        let input_types: Vec<&TensorType> = inputs.iter().map(|v| self.value_type(*v)).collect();
+        let outputs = infer(&op, &input_types).map_err(|detail| Error::Infer {
+            op: op.name(),
+            detail: format!(
+                "{detail} (inputs: {})",
+                inputs
+                    .iter()
+                    .zip(&input_types)
+                    .map(|(v, t)| format!("{v}: {t}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })?;
+        if let Op::Input { name, .. } | Op::Parameter { name, .. } = &op {
+            if let Some(&existing) = self.leaves_by_name.get(name) {
+                return Err(Error::Node {
+                    node: existing,
+                    op: self.nodes[existing.index()].op.name(),
+                    detail: format!("a different leaf named `{name}` already exists"),
+                });
+            }
+        }
+        let id = NodeId(u32::try_from(self.nodes.len()).map_err(|_| Error::Invalid {
+            detail: "graph has more than u32::MAX nodes".into(),
+        })?);
+        if let Op::Input { name, .. } | Op::Parameter { name, .. } = &op {
+            self.leaves_by_name.insert(name.clone(), id);
+        }
+        self.dedup.insert((op.clone(), inputs.to_vec()), id);
+        self.nodes.push(Node {
+            op,
+            inputs: inputs.to_vec(),
+            outputs,
+        });
+        Ok(id)
+    }
+
+    /// Add a single-output node and return its value.
+    pub fn add1(&mut self, op: Op, inputs: &[Value]) -> Result<Value> {
+        Ok(self.add(op, inputs)?.into())
+    }
+
+    fn check_value(&self, v: Value) -> Result<()> {
+        let node = self
+            .nodes
+            .get(v.node.index())
+            .ok_or_else(|| Error::Invalid {
+                detail: format!("value {v} does not exist in this graph"),
+            })?;
+        if v.output as usize >= node.outputs.len() {
+            return Err(Error::Node {
+                node: v.node,
+                op: node.op.name(),
+                detail: format!(
+                    "has {} outputs, output {} was used",
+                    node.outputs.len(),
+                    v.output
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    pub fn node(&self, id: NodeId) -> &Node {
+        &self.nodes[id.index()]
+    }
+
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Ids of all nodes in topological (insertion) order.
+    pub fn ids(&self) -> impl Iterator<Item = NodeId> {
+        (0..self.nodes.len() as u32).map(NodeId)
+    }
+
+    pub fn value_type(&self, v: Value) -> &TensorType {
+        &self.nodes[v.node.index()].outputs[v.output as usize]
+    }
+
+    /// The input or parameter called `name`.
+    pub fn leaf(&self, name: &str) -> Option<NodeId> {
+        self.leaves_by_name.get(name).copied()
+    }
+
+    /// Values the graph computes for its caller (kept alive by dead-code elimination).
+    pub fn outputs(&self) -> &[Value] {
+        &self.outputs
+    }
+
+    pub fn set_outputs(&mut self, outputs: Vec<Value>) -> Result<()> {
+        for v in &outputs {
+            self.check_value(*v)?;
+        }
+        self.outputs = outputs;
+        Ok(())
+    }
+
+    /// Check the invariants every pass must preserve: inputs precede consumers, output
+    /// types are what inference gives, hash-consing holds, leaf names are unique.
+    pub fn verify(&self) -> Result<()> {
+        let mut seen: HashMap<(&Op, &[Value]), NodeId> = HashMap::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            let id = NodeId(i as u32);
+            let fail = |detail: String| Error::Node {
+                node: id,
+                op: node.op.name(),
+                detail,
+            };
+            for v in &node.inputs {
+                if v.node >= id {
+                    return Err(fail(format!("input {v} does not precede its consumer")));
+                }
+                self.check_value(*v)?;
+            }
+            let types: Vec<&TensorType> = node.inputs.iter().map(|v| self.value_type(*v)).collect();
+            let inferred =
+                infer(&node.op, &types).map_err(|d| fail(format!("shape inference fails: {d}")))?;
+            if inferred != node.outputs {
+                return Err(fail(format!(
+                    "recorded outputs {:?} differ from inferred {:?}",
+                    node.outputs, inferred
+                )));
+            }
+            if let Some(first) = seen.insert((&node.op, &node.inputs), id) {
+                return Err(fail(format!("duplicate of {first} (hash-consing broken)")));
+            }
+        }
+        for v in &self.outputs {
+            self.check_value(*v)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,106 @@
+//! Shape and dtype inference: one rule per op, one file per op family. Rules return a plain
+//! message; `Graph::add` wraps it with the op name and the input types.
+
+mod elementwise;
+mod indexing;
+mod leaves;
+mod matmul;
+mod nn;
+mod reduce;
+mod shape_ops;
+
+use crate::{Op, TensorType};
+
+pub(crate) type InferResult = std::result::Result<Vec<TensorType>, String>;
+
+/// Output types of `op` applied to inputs of the given types.
+pub fn infer(op: &Op, inputs: &[&TensorType]) -> InferResult {
+    let arity = expected_arity(op);
+    if let Some(n) = arity {
+        if inputs.len() != n {
+            return Err(format!("expects {n} inputs, got {}", inputs.len()));
+        }
+    }
+    match op {
+        Op::Input { .. }
+        | Op::Parameter { .. }
+        | Op::Full { .. }
+        | Op::Constant(_)
+        | Op::Arange { .. }
+        | Op::Random { .. } => leaves::infer(op),
+        Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Select | Op::Cast(_) => {
+            elementwise::infer(op, inputs)
+        }
+        Op::Reduce { .. } | Op::Argmax { .. } => reduce::infer(op, inputs[0]),
+        Op::MatMul => matmul::infer(inputs[0], inputs[1]),
+        Op::Reshape { .. }
+        | Op::Permute { .. }
+        | Op::Slice { .. }
+        | Op::Broadcast { .. }
+        | Op::Contiguous => shape_ops::infer(op, inputs[0]),
+        Op::IndexSelect { .. }
+        | Op::IndexAdd { .. }
+        | Op::Gather { .. }
+        | Op::ScatterAdd { .. }
+        | Op::Concat { .. } => indexing::infer(op, inputs),
+        _ => nn::infer(op, inputs),
+    }
+}
+
+/// Number of inputs an op takes (`None`: variadic).
+pub fn expected_arity(op: &Op) -> Option<usize> {
+    Some(match op {
+        o if o.is_leaf() => 0,
+        Op::Concat { .. } => return None,
+        Op::Unary(_)
+        | Op::Cast(_)
+        | Op::Reduce { .. }
+        | Op::Argmax { .. }
+        | Op::Reshape { .. }
+        | Op::Permute { .. }
+        | Op::Slice { .. }
+        | Op::Broadcast { .. }
+        | Op::Contiguous
+        | Op::Softmax
+        | Op::LogSoftmax => 1,
+        Op::Binary(_)
+        | Op::Compare(_)
+        | Op::MatMul
+        | Op::IndexSelect { .. }
+        | Op::Gather { .. }
+        | Op::CrossEntropy { .. }
+        | Op::RmsNorm { .. }
+        | Op::Swiglu => 2,
+        Op::Select
+        | Op::IndexAdd { .. }
+        | Op::ScatterAdd { .. }
+        | Op::LayerNorm { .. }
+        | Op::Rope { .. }
+        | Op::SwigluBackward
+        | Op::Attention { .. } => 3,
+        Op::CrossEntropyBackward { .. } | Op::RmsNormBackward => 4,
+        Op::LayerNormBackward => 5,
+        Op::AttentionBackward { .. } => 6,
+        _ => return None,
+    })
+}
+
+pub(crate) fn one(shape: Vec<crate::Dim>, dtype: luoshu_tensor::DType) -> InferResult {
+    Ok(vec![TensorType::new(shape, dtype)])
+}
+
+pub(crate) fn require_float(t: &TensorType) -> Result<(), String> {
+    if t.dtype.is_float() {
+        Ok(())
+    } else {
+        Err(format!("needs a float tensor, got {}", t.dtype))
+    }
+}
+
+pub(crate) fn require_dim(dim: usize, rank: usize) -> Result<(), String> {
+    if dim < rank {
+        Ok(())
+    } else {
+        Err(format!("dimension {dim} is out of range for rank {rank}"))
+    }
+}

@@ -1,0 +1,266 @@
+//! The closed, data-only operator set of the IR. Behaviour (shape rules, gradients,
+//! kernels, costs) lives in per-layer tables that `match` on [`Op`], one file per family.
+
+use crate::Dim;
+use luoshu_backend::ops::{BinaryOp, CompareOp, ReduceOp, UnaryOp};
+use luoshu_tensor::DType;
+use std::fmt;
+
+/// An `f64` compared and hashed by its bits, so ops with float payloads can be hash-consed.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Float(u64);
+
+impl Float {
+    pub fn new(v: f64) -> Self {
+        // One bit pattern for zero so that `x + 0.0` and `x + -0.0` are the same node.
+        Float(if v == 0.0 { 0 } else { v.to_bits() })
+    }
+    pub fn get(self) -> f64 {
+        f64::from_bits(self.0)
+    }
+}
+
+impl fmt::Debug for Float {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.get())
+    }
+}
+
+/// Random distributions of [`Op::Random`] (the graph-level twin of `RandomDist`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Distribution {
+    Uniform { low: Float, high: Float },
+    Normal { mean: Float, std: Float },
+    Bernoulli { p: Float },
+}
+
+/// A constant tensor's data, kept exact (f64 holds every supported element type's value
+/// except the extremes of i64, which constants do not use).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ConstData {
+    pub dims: Vec<usize>,
+    pub dtype: DType,
+    pub values: Vec<Float>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Op {
+    // ----- leaves -----
+    /// Data fed at run time (tokens, targets, masks).
+    Input {
+        name: String,
+        shape: Vec<Dim>,
+        dtype: DType,
+    },
+    /// Trainable state, bound by name.
+    Parameter {
+        name: String,
+        shape: Vec<Dim>,
+        dtype: DType,
+    },
+    /// A tensor with every element `value`.
+    Full {
+        value: Float,
+        shape: Vec<Dim>,
+        dtype: DType,
+    },
+    /// A literal tensor (results of constant folding, small tables).
+    Constant(ConstData),
+    /// `start + i·step` for `i < len`.
+    Arange {
+        start: Float,
+        step: Float,
+        len: Dim,
+        dtype: DType,
+    },
+    /// Counter-based random tensor: pure, so equal nodes are equal values.
+    Random {
+        dist: Distribution,
+        seed: u64,
+        stream: u64,
+        shape: Vec<Dim>,
+        dtype: DType,
+    },
+
+    // ----- elementwise (NumPy broadcasting between inputs) -----
+    Unary(UnaryOp),
+    Binary(BinaryOp),
+    Compare(CompareOp),
+    /// `cond ? a : b`.
+    Select,
+    Cast(DType),
+
+    // ----- reductions -----
+    Reduce {
+        op: ReduceOp,
+        axes: Vec<usize>,
+        keepdim: bool,
+    },
+    Argmax {
+        axis: usize,
+        keepdim: bool,
+    },
+
+    // ----- matmul (batch dims broadcast) -----
+    MatMul,
+
+    // ----- views and layout -----
+    Reshape {
+        shape: Vec<Dim>,
+    },
+    Permute {
+        perm: Vec<usize>,
+    },
+    /// `start..end` by `step` on a dimension of fixed size.
+    Slice {
+        dim: usize,
+        start: usize,
+        end: usize,
+        step: usize,
+    },
+    Broadcast {
+        shape: Vec<Dim>,
+    },
+    /// A contiguous copy (what a view becomes when strides cannot express it).
+    Contiguous,
+
+    // ----- indexing -----
+    IndexSelect {
+        dim: usize,
+    },
+    /// Functional `index_add`: `dst` with `src` slices added at `indices` (inputs dst, indices, src).
+    IndexAdd {
+        dim: usize,
+    },
+    Gather {
+        dim: usize,
+    },
+    /// Functional `scatter_add` (inputs dst, index, src).
+    ScatterAdd {
+        dim: usize,
+    },
+    Concat {
+        dim: usize,
+    },
+
+    // ----- composite nn ops (see the Backend trait for their contracts) -----
+    Softmax,
+    LogSoftmax,
+    /// Inputs logits, targets; outputs (losses, lse).
+    CrossEntropy {
+        ignore_index: i64,
+    },
+    /// Inputs logits, targets, lse, grad_losses; output grad_logits.
+    CrossEntropyBackward {
+        ignore_index: i64,
+    },
+    /// Inputs x, weight; outputs (out, rstd).
+    RmsNorm {
+        eps: Float,
+    },
+    /// Inputs x, weight, rstd, grad_out; outputs (grad_x, grad_weight).
+    RmsNormBackward,
+    /// Inputs x, weight, bias; outputs (out, mean, rstd).
+    LayerNorm {
+        eps: Float,
+    },
+    /// Inputs x, weight, mean, rstd, grad_out; outputs (grad_x, grad_weight, grad_bias).
+    LayerNormBackward,
+    /// Inputs x, cos, sin.
+    Rope {
+        inverse: bool,
+    },
+    /// Inputs gate, up.
+    Swiglu,
+    /// Inputs gate, up, grad_out; outputs (grad_gate, grad_up).
+    SwigluBackward,
+    /// Inputs q, k, v; outputs (out, lse).
+    Attention {
+        scale: Float,
+        causal: bool,
+    },
+    /// Inputs q, k, v, out, lse, grad_out; outputs (grad_q, grad_k, grad_v).
+    AttentionBackward {
+        scale: Float,
+        causal: bool,
+    },
+}
+
+impl Op {
+    /// Leaves have no inputs and are never computed from other nodes.
+    pub fn is_leaf(&self) -> bool {
+        matches!(
+            self,
+            Op::Input { .. }
+                | Op::Parameter { .. }
+                | Op::Full { .. }
+                | Op::Constant(_)
+                | Op::Arange { .. }
+                | Op::Random { .. }
+        )
+    }
+
+    /// Ops that only reinterpret their input's layout (zero-copy when strides allow).
+    pub fn is_view(&self) -> bool {
+        matches!(
+            self,
+            Op::Reshape { .. } | Op::Permute { .. } | Op::Slice { .. } | Op::Broadcast { .. }
+        )
+    }
+
+    /// Ops computed element by element (candidates for elementwise fusion).
+    pub fn is_elementwise(&self) -> bool {
+        matches!(
+            self,
+            Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Select | Op::Cast(_)
+        )
+    }
+
+    /// Short name for dumps and errors.
+    pub fn name(&self) -> String {
+        match self {
+            Op::Input { name, .. } => format!("input:{name}"),
+            Op::Parameter { name, .. } => format!("param:{name}"),
+            Op::Full { value, .. } => format!("full({value:?})"),
+            Op::Constant(c) => format!("constant{:?}", c.dims),
+            Op::Arange { .. } => "arange".into(),
+            Op::Random { .. } => "random".into(),
+            Op::Unary(u) => u.name().into(),
+            Op::Binary(b) => b.name().into(),
+            Op::Compare(c) => c.name().into(),
+            Op::Select => "where".into(),
+            Op::Cast(d) => format!("cast:{d}"),
+            Op::Reduce { op, axes, .. } => format!("{}{axes:?}", op.name()),
+            Op::Argmax { axis, .. } => format!("argmax[{axis}]"),
+            Op::MatMul => "matmul".into(),
+            Op::Reshape { shape } => format!("reshape{shape:?}"),
+            Op::Permute { perm } => format!("permute{perm:?}"),
+            Op::Slice {
+                dim,
+                start,
+                end,
+                step,
+            } => format!("slice[{dim}:{start}..{end}:{step}]"),
+            Op::Broadcast { shape } => format!("broadcast{shape:?}"),
+            Op::Contiguous => "contiguous".into(),
+            Op::IndexSelect { dim } => format!("index_select[{dim}]"),
+            Op::IndexAdd { dim } => format!("index_add[{dim}]"),
+            Op::Gather { dim } => format!("gather[{dim}]"),
+            Op::ScatterAdd { dim } => format!("scatter_add[{dim}]"),
+            Op::Concat { dim } => format!("concat[{dim}]"),
+            Op::Softmax => "softmax".into(),
+            Op::LogSoftmax => "log_softmax".into(),
+            Op::CrossEntropy { .. } => "cross_entropy".into(),
+            Op::CrossEntropyBackward { .. } => "cross_entropy_backward".into(),
+            Op::RmsNorm { .. } => "rms_norm".into(),
+            Op::RmsNormBackward => "rms_norm_backward".into(),
+            Op::LayerNorm { .. } => "layer_norm".into(),
+            Op::LayerNormBackward => "layer_norm_backward".into(),
+            Op::Rope { inverse } => format!("rope{}", if *inverse { "_inverse" } else { "" }),
+            Op::Swiglu => "swiglu".into(),
+            Op::SwigluBackward => "swiglu_backward".into(),
+            Op::Attention { .. } => "attention".into(),
+            Op::AttentionBackward { .. } => "attention_backward".into(),
+        }
+    }
+}
