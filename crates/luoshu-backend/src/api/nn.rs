@@ -406,7 +406,7 @@ impl Ops<'_> {
             && kd[2] == vd[2]
             && qd[3] == kd[3]
             && kd[1] > 0
-            && qd[1] % kd[1] == 0;
+            && qd[1].is_multiple_of(kd[1]);
         if !ok {
             return Err(bad());
         }

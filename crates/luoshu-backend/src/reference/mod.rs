@@ -1,14 +1,22 @@
-//! The reference backend: plain loops with f64 accumulation, obviously correct; the oracle
-//! every other backend is checked against.
+//! The reference backend: plain loops over values read in logical order, floats computed in
+//! f64 and integers in wrapping i64, obviously correct rather than fast; the oracle every
+//! other backend is checked against.
+
+mod access;
+mod elementwise;
+mod indexing;
+mod matmul;
+mod memory;
+mod random;
+mod reduce;
+
 use crate::ops::{BinaryOp, CompareOp, RandomDist, ReduceOp, UnaryOp};
-use crate::{Backend, Error, Result};
+use crate::{Backend, Result};
 use luoshu_tensor::Tensor;
 
+/// The oracle backend. Composite ops use the default decompositions.
+#[derive(Debug, Default, Clone, Copy)]
 pub struct ReferenceBackend;
-
-fn unbuilt(op: &'static str) -> Error {
-    Error::invalid(op, "the reference kernel is not built yet")
-}
 
 impl Backend for ReferenceBackend {
     fn name(&self) -> &'static str {
@@ -17,73 +25,55 @@ impl Backend for ReferenceBackend {
     fn as_dyn(&self) -> &dyn Backend {
         self
     }
-    fn copy(&self, _src: &Tensor, _dst: &Tensor) -> Result<()> {
-        Err(unbuilt("copy"))
+    fn copy(&self, src: &Tensor, dst: &Tensor) -> Result<()> {
+        memory::copy(src, dst)
     }
-    fn fill(&self, _value: f64, _out: &Tensor) -> Result<()> {
-        Err(unbuilt("fill"))
+    fn fill(&self, value: f64, out: &Tensor) -> Result<()> {
+        memory::fill(value, out)
     }
-    fn cast(&self, _x: &Tensor, _out: &Tensor) -> Result<()> {
-        Err(unbuilt("cast"))
+    fn cast(&self, x: &Tensor, out: &Tensor) -> Result<()> {
+        memory::cast(x, out)
     }
-    fn unary(&self, _op: UnaryOp, _x: &Tensor, _out: &Tensor) -> Result<()> {
-        Err(unbuilt("unary"))
+    fn unary(&self, op: UnaryOp, x: &Tensor, out: &Tensor) -> Result<()> {
+        elementwise::unary(op, x, out)
     }
-    fn binary(&self, _op: BinaryOp, _a: &Tensor, _b: &Tensor, _out: &Tensor) -> Result<()> {
-        Err(unbuilt("binary"))
+    fn binary(&self, op: BinaryOp, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> {
+        elementwise::binary(op, a, b, out)
     }
-    fn compare(&self, _op: CompareOp, _a: &Tensor, _b: &Tensor, _out: &Tensor) -> Result<()> {
-        Err(unbuilt("compare"))
+    fn compare(&self, op: CompareOp, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> {
+        elementwise::compare(op, a, b, out)
     }
-    fn select(&self, _cond: &Tensor, _a: &Tensor, _b: &Tensor, _out: &Tensor) -> Result<()> {
-        Err(unbuilt("where"))
+    fn select(&self, cond: &Tensor, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> {
+        elementwise::select(cond, a, b, out)
     }
-    fn reduce(&self, _op: ReduceOp, _x: &Tensor, _axes: &[usize], _out: &Tensor) -> Result<()> {
-        Err(unbuilt("reduce"))
+    fn reduce(&self, op: ReduceOp, x: &Tensor, axes: &[usize], out: &Tensor) -> Result<()> {
+        reduce::reduce(op, x, axes, out)
     }
-    fn argmax(&self, _x: &Tensor, _axis: usize, _out: &Tensor) -> Result<()> {
-        Err(unbuilt("argmax"))
+    fn argmax(&self, x: &Tensor, axis: usize, out: &Tensor) -> Result<()> {
+        reduce::argmax(x, axis, out)
     }
-    fn matmul(&self, _a: &Tensor, _b: &Tensor, _out: &Tensor) -> Result<()> {
-        Err(unbuilt("matmul"))
+    fn matmul(&self, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> {
+        matmul::matmul(a, b, out)
     }
-    fn index_select(
-        &self,
-        _x: &Tensor,
-        _dim: usize,
-        _indices: &Tensor,
-        _out: &Tensor,
-    ) -> Result<()> {
-        Err(unbuilt("index_select"))
+    fn index_select(&self, x: &Tensor, dim: usize, indices: &Tensor, out: &Tensor) -> Result<()> {
+        indexing::index_select(x, dim, indices, out)
     }
-    fn index_add(
-        &self,
-        _dst: &Tensor,
-        _dim: usize,
-        _indices: &Tensor,
-        _src: &Tensor,
-    ) -> Result<()> {
-        Err(unbuilt("index_add"))
+    fn index_add(&self, dst: &Tensor, dim: usize, indices: &Tensor, src: &Tensor) -> Result<()> {
+        indexing::index_add(dst, dim, indices, src)
     }
-    fn gather(&self, _x: &Tensor, _dim: usize, _index: &Tensor, _out: &Tensor) -> Result<()> {
-        Err(unbuilt("gather"))
+    fn gather(&self, x: &Tensor, dim: usize, index: &Tensor, out: &Tensor) -> Result<()> {
+        indexing::gather(x, dim, index, out)
     }
-    fn scatter_add(
-        &self,
-        _dst: &Tensor,
-        _dim: usize,
-        _index: &Tensor,
-        _src: &Tensor,
-    ) -> Result<()> {
-        Err(unbuilt("scatter_add"))
+    fn scatter_add(&self, dst: &Tensor, dim: usize, index: &Tensor, src: &Tensor) -> Result<()> {
+        indexing::scatter_add(dst, dim, index, src)
     }
-    fn concat(&self, _inputs: &[&Tensor], _dim: usize, _out: &Tensor) -> Result<()> {
-        Err(unbuilt("concat"))
+    fn concat(&self, inputs: &[&Tensor], dim: usize, out: &Tensor) -> Result<()> {
+        indexing::concat(inputs, dim, out)
     }
-    fn arange(&self, _start: f64, _step: f64, _out: &Tensor) -> Result<()> {
-        Err(unbuilt("arange"))
+    fn arange(&self, start: f64, step: f64, out: &Tensor) -> Result<()> {
+        indexing::arange(start, step, out)
     }
-    fn random(&self, _dist: RandomDist, _seed: u64, _stream: u64, _out: &Tensor) -> Result<()> {
-        Err(unbuilt("random"))
+    fn random(&self, dist: RandomDist, seed: u64, stream: u64, out: &Tensor) -> Result<()> {
+        random::random(dist, seed, stream, out)
     }
 }

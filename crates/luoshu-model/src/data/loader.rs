@@ -1,0 +1,257 @@
+use crate::{Error, Result};
+use luoshu_tensor::rng;
+
+/// Target value of padding positions: never counted in the loss.
+pub const IGNORE_INDEX: i64 = -100;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoaderConfig {
+    /// Longest training sequence (targets per row); longer documents are chunked.
+    pub max_len: usize,
+    /// Sequence-length bucket edges, ascending; the last must equal `max_len`. A sequence
+    /// of length `l` goes to the smallest edge `>= l` and is padded to it.
+    pub bucket_edges: Vec<usize>,
+    /// Padded tokens per micro-batch (rows × bucket length), the memory budget.
+    pub tokens_per_micro_batch: usize,
+    /// Real target tokens per optimizer step (a global batch stops once it reaches this).
+    pub global_batch_tokens: usize,
+    pub seed: u64,
+}
+
+impl LoaderConfig {
+    pub fn validate(&self) -> Result<()> {
+        let sorted = self.bucket_edges.windows(2).all(|w| w[0] < w[1]);
+        if self.bucket_edges.is_empty() || !sorted || self.bucket_edges[0] == 0 {
+            return Err(Error::Config(format!(
+                "bucket_edges must be positive and strictly ascending, got {:?}",
+                self.bucket_edges
+            )));
+        }
+        if self.bucket_edges.last() != Some(&self.max_len) {
+            return Err(Error::Config(format!(
+                "the last bucket edge must equal max_len ({}), got {:?}",
+                self.max_len, self.bucket_edges
+            )));
+        }
+        if self.tokens_per_micro_batch < self.max_len {
+            return Err(Error::Config(format!(
+                "tokens_per_micro_batch ({}) must hold at least one sequence of max_len ({})",
+                self.tokens_per_micro_batch, self.max_len
+            )));
+        }
+        if self.global_batch_tokens == 0 {
+            return Err(Error::Config("global_batch_tokens must be positive".into()));
+        }
+        Ok(())
+    }
+}
+
+/// One micro-batch: `rows × seq_len` input tokens and targets (padding targets are
+/// [`IGNORE_INDEX`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MicroBatch {
+    pub rows: usize,
+    pub seq_len: usize,
+    pub inputs: Vec<i64>,
+    pub targets: Vec<i64>,
+    pub target_tokens: usize,
+}
+
+/// The micro-batches of one length bucket within a global batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BucketBatch {
+    pub seq_len: usize,
+    pub micro_batches: Vec<MicroBatch>,
+}
+
+/// Everything one optimizer step consumes. The loss of the step is the sum of per-token
+/// losses divided by `target_tokens`, so splitting it across buckets and strategies does
+/// not change the gradient.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GlobalBatch {
+    pub buckets: Vec<BucketBatch>,
+    pub target_tokens: usize,
+}
+
+/// Where the loader is in the data, saved in checkpoints for bit-identical resume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LoaderPosition {
+    pub epoch: u64,
+    pub cursor: usize,
+}
+
+/// Chunks documents into training sequences and serves global batches grouped into
+/// length buckets, in an order that depends only on the seed and the epoch.
+pub struct LengthBucketLoader {
+    config: LoaderConfig,
+    /// Each sequence holds `len + 1` tokens: inputs are `[..len]`, targets `[1..]`.
+    sequences: Vec<Vec<u32>>,
+    pad_token: u32,
+    order: Vec<usize>,
+    position: LoaderPosition,
+}
+
+impl LengthBucketLoader {
+    /// `documents` are token ids (each already ending with the end-of-text token).
+    pub fn new(config: LoaderConfig, documents: &[Vec<u32>], pad_token: u32) -> Result<Self> {
+        config.validate()?;
+        let sequences: Vec<Vec<u32>> = documents
+            .iter()
+            .flat_map(|doc| doc.chunks(config.max_len + 1))
+            .filter(|chunk| chunk.len() >= 2)
+            .map(|chunk| chunk.to_vec())
+            .collect();
+        if sequences.is_empty() {
+            return Err(Error::Config(
+                "the documents hold no sequence of at least 2 tokens".into(),
+            ));
+        }
+        let mut loader = LengthBucketLoader {
+            config,
+            sequences,
+            pad_token,
+            order: Vec::new(),
+            position: LoaderPosition::default(),
+        };
+        loader.shuffle();
+        Ok(loader)
+    }
+
+    pub fn config(&self) -> &LoaderConfig {
+        &self.config
+    }
+
+    pub fn num_sequences(&self) -> usize {
+        self.sequences.len()
+    }
+
+    /// Target lengths of all sequences (for choosing bucket edges and strategies).
+    pub fn sequence_lengths(&self) -> impl Iterator<Item = usize> + '_ {
+        self.sequences.iter().map(|s| s.len() - 1)
+    }
+
+    pub fn position(&self) -> LoaderPosition {
+        self.position
+    }
+
+    /// Continue from a saved position.
+    pub fn seek(&mut self, position: LoaderPosition) -> Result<()> {
+        if position.cursor > self.sequences.len() {
+            return Err(Error::Config(format!(
+                "saved data position {} is past the {} sequences of this corpus; was the data changed?",
+                position.cursor,
+                self.sequences.len()
+            )));
+        }
+        self.position = position;
+        self.shuffle();
+        Ok(())
+    }
+
+    fn shuffle(&mut self) {
+        let epoch = self.position.epoch;
+        let seed = self.config.seed;
+        let mut keyed: Vec<(u64, usize)> = (0..self.sequences.len())
+            .map(|i| (rng::bits(seed, epoch, i as u64), i))
+            .collect();
+        keyed.sort_unstable();
+        self.order = keyed.into_iter().map(|(_, i)| i).collect();
+    }
+
+    /// The next global batch (wrapping into the next epoch as needed).
+    pub fn next_batch(&mut self) -> GlobalBatch {
+        let mut chosen = Vec::new();
+        let mut tokens = 0;
+        while tokens < self.config.global_batch_tokens {
+            if self.position.cursor == self.order.len() {
+                self.position = LoaderPosition {
+                    epoch: self.position.epoch + 1,
+                    cursor: 0,
+                };
+                self.shuffle();
+            }
+            let index = self.order[self.position.cursor];
+            self.position.cursor += 1;
+            tokens += self.sequences[index].len() - 1;
+            chosen.push(index);
+        }
+        self.assemble(&chosen)
+    }
+
+    /// Every sequence once, in corpus order, as global batches (for validation).
+    pub fn all_batches(&self) -> Vec<GlobalBatch> {
+        let mut batches = Vec::new();
+        let mut chosen = Vec::new();
+        let mut tokens = 0;
+        for (i, s) in self.sequences.iter().enumerate() {
+            chosen.push(i);
+            tokens += s.len() - 1;
+            if tokens >= self.config.global_batch_tokens {
+                batches.push(self.assemble(&chosen));
+                chosen.clear();
+                tokens = 0;
+            }
+        }
+        if !chosen.is_empty() {
+            batches.push(self.assemble(&chosen));
+        }
+        batches
+    }
+
+    fn bucket_of(&self, len: usize) -> usize {
+        self.config.bucket_edges.partition_point(|&edge| edge < len)
+    }
+
+    /// Group sequences by bucket and pack each bucket into micro-batches.
+    fn assemble(&self, chosen: &[usize]) -> GlobalBatch {
+        let edges = &self.config.bucket_edges;
+        let mut per_bucket: Vec<Vec<&[u32]>> = vec![Vec::new(); edges.len()];
+        for &i in chosen {
+            let seq = &self.sequences[i];
+            per_bucket[self.bucket_of(seq.len() - 1)].push(seq);
+        }
+        let mut total = 0;
+        let buckets = per_bucket
+            .into_iter()
+            .zip(edges)
+            .filter(|(seqs, _)| !seqs.is_empty())
+            .map(|(seqs, &seq_len)| {
+                let rows_per_micro = (self.config.tokens_per_micro_batch / seq_len).max(1);
+                let micro_batches = seqs
+                    .chunks(rows_per_micro)
+                    .map(|rows| self.pack(rows, seq_len))
+                    .collect::<Vec<_>>();
+                total += micro_batches.iter().map(|m| m.target_tokens).sum::<usize>();
+                BucketBatch {
+                    seq_len,
+                    micro_batches,
+                }
+            })
+            .collect();
+        GlobalBatch {
+            buckets,
+            target_tokens: total,
+        }
+    }
+
+    fn pack(&self, rows: &[&[u32]], seq_len: usize) -> MicroBatch {
+        let mut inputs = vec![self.pad_token as i64; rows.len() * seq_len];
+        let mut targets = vec![IGNORE_INDEX; rows.len() * seq_len];
+        let mut target_tokens = 0;
+        for (r, seq) in rows.iter().enumerate() {
+            let n = seq.len() - 1;
+            for t in 0..n {
+                inputs[r * seq_len + t] = seq[t] as i64;
+                targets[r * seq_len + t] = seq[t + 1] as i64;
+            }
+            target_tokens += n;
+        }
+        MicroBatch {
+            rows: rows.len(),
+            seq_len,
+            inputs,
+            targets,
+            target_tokens,
+        }
+    }
+}
