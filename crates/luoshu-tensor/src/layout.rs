@@ -66,6 +66,9 @@ impl Layout {
 
     /// True when elements are laid out row-major without gaps (offset may be non-zero).
     pub fn is_contiguous(&self) -> bool {
+        if self.numel() == 0 {
+            return true;
+        }
         let mut expected = 1usize;
         for (&d, &s) in self.dims().iter().zip(&self.strides).rev() {
             if d != 1 && s != expected {
