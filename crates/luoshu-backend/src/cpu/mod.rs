@@ -1,24 +1,32 @@
 //! The fast CPU backend: matmul through the `gemm` crate, parallel loops through `rayon`,
 //! and a fused kernel for every composite op.
 
+mod access;
 mod attention;
 mod cross_entropy;
+mod dispatch;
 mod elementwise;
 mod indexing;
+mod map;
 mod matmul;
 mod memory;
 mod norm;
+mod numeric;
 mod optim;
+mod parallel;
 mod random;
 mod reduce;
+mod reduction;
 mod rope;
+mod rows;
 mod softmax;
+mod strided;
 mod swiglu;
 
 use crate::ops::{
     AdamW, AttentionOpts, BinaryOp, CompareOp, CompositeOp, RandomDist, ReduceOp, UnaryOp,
 };
-use crate::{Backend, Error, Result};
+use crate::{Backend, Result};
 use luoshu_tensor::Tensor;
 
 /// The CPU backend. Stateless: the thread pool is rayon's global pool.
@@ -29,10 +37,6 @@ impl CpuBackend {
     pub fn new() -> Self {
         CpuBackend
     }
-}
-
-fn unbuilt(op: &'static str) -> Error {
-    Error::invalid(op, "the cpu kernel is not built yet")
 }
 
 impl Backend for CpuBackend {
