@@ -1,6 +1,7 @@
 use crate::composite;
 use crate::ops::{
-    AdamW, AttentionOpts, BinaryOp, CompareOp, CompositeOp, RandomDist, ReduceOp, UnaryOp,
+    AdamW, AttentionOpts, BinaryOp, CompareOp, CompositeOp, ElementwiseProgram, RandomDist,
+    ReduceOp, UnaryOp,
 };
 use crate::Result;
 use luoshu_tensor::{DType, Shape, Tensor};
@@ -313,5 +314,18 @@ pub trait Backend: Send + Sync {
     /// Sum of squares of all elements of all tensors (in f64), for global-norm clipping.
     fn sum_squares(&self, tensors: &[&Tensor]) -> Result<f64> {
         composite::sum_squares(self.as_dyn(), tensors)
+    }
+    /// `out = program(inputs)` element by element, in one pass over memory. `Ops` has
+    /// checked the program (see `ElementwiseProgram::register_dtypes`); the inputs have the
+    /// program's input dtypes and are already broadcast to `out`'s shape (by views); `out`
+    /// has the program's output dtype and may be the same region as a contiguous input of
+    /// that dtype.
+    fn fused_elementwise(
+        &self,
+        program: &ElementwiseProgram,
+        inputs: &[&Tensor],
+        out: &Tensor,
+    ) -> Result<()> {
+        composite::fused_elementwise(self.as_dyn(), program, inputs, out)
     }
 }

@@ -1,5 +1,7 @@
 //! Plain-data descriptions of the operator interface's ops and their parameters.
 
+use luoshu_tensor::DType;
+
 /// Elementwise functions of one tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum UnaryOp {
@@ -253,4 +255,42 @@ impl CompositeOp {
             CompositeOp::SumSquares => "sum_squares",
         }
     }
+}
+
+/// One instruction of an [`ElementwiseProgram`]. Instruction `i` defines register `i`;
+/// operands name earlier registers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FusedInstr {
+    /// Input `i`, broadcast to the output's shape.
+    Load(usize),
+    /// A scalar of `dtype`; the value is kept as the bits of an `f64` so programs compare
+    /// and hash exactly.
+    Constant { bits: u64, dtype: DType },
+    Unary(UnaryOp, usize),
+    Binary(BinaryOp, usize, usize),
+    /// Produces `Bool`.
+    Compare(CompareOp, usize, usize),
+    /// `cond ? a : b` with operands `(cond, a, b)`.
+    Select(usize, usize, usize),
+    Cast(usize, DType),
+}
+
+impl FusedInstr {
+    pub fn constant(value: f64, dtype: DType) -> Self {
+        FusedInstr::Constant {
+            bits: value.to_bits(),
+            dtype,
+        }
+    }
+}
+
+/// A small elementwise expression evaluated in one pass over memory: a register machine
+/// over the output's elements (the body of a graph `Fused` node).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ElementwiseProgram {
+    /// Dtype of each input tensor.
+    pub inputs: Vec<DType>,
+    pub instrs: Vec<FusedInstr>,
+    /// The register holding the result.
+    pub output: usize,
 }

@@ -1,12 +1,269 @@
-//! `luoshu bench`: kernel benchmarks against a baseline in the same run (being built).
-use std::process::ExitCode;
+//! `luoshu bench`: kernel benchmarks against a baseline measured in the same run.
+//!
+//! - `gemm`: our f32 matmul against numpy/OpenBLAS (`bench/gemm_vs_numpy.py`) on the same
+//!   shapes and thread count.
+//! - `attention`: fused causal attention forward+backward against the time plain GEMM
+//!   (our f32 matmul at 1024³, measured in the same run) needs for the same FLOPs.
+use luoshu_backend::cpu::CpuBackend;
+use luoshu_backend::ops::AttentionOpts;
+use luoshu_backend::{DType, Ops, Tensor};
+use luoshu_tensor::rng;
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+/// The numpy baseline script, at the repository root.
+const NUMPY_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../bench/gemm_vs_numpy.py");
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// What to benchmark.
+    /// What to benchmark: `gemm` or `attention`.
     pub what: String,
+    /// Threads for our kernels (rayon) and for OpenBLAS.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Minimum measuring time per case, in seconds (the best run is reported).
+    #[arg(long, default_value_t = 1.0)]
+    pub seconds: f64,
 }
 
 pub fn run(args: &BenchArgs) -> Result<ExitCode, String> {
-    Err(format!("`luoshu bench {}` is not built yet", args.what))
+    if args.threads == 0 {
+        return Err("--threads must be at least 1".into());
+    }
+    // The global rayon pool is created on first use, which has not happened yet.
+    std::env::set_var("RAYON_NUM_THREADS", args.threads.to_string());
+    let budget = Duration::from_secs_f64(args.seconds.max(0.0));
+    match args.what.as_str() {
+        "gemm" => gemm(args.threads, budget),
+        "attention" => attention(budget),
+        other => Err(format!(
+            "unknown benchmark `{other}`; available: gemm, attention"
+        )),
+    }
+    .map(|()| ExitCode::SUCCESS)
+}
+
+/// Best wall time of `f` over at least 3 runs and `budget` (after one warm-up run).
+fn best_time(budget: Duration, mut f: impl FnMut() -> Result<(), String>) -> Result<f64, String> {
+    f()?;
+    let (mut best, mut total, mut runs) = (f64::INFINITY, Duration::ZERO, 0);
+    while total < budget || runs < 3 {
+        let start = Instant::now();
+        f()?;
+        let elapsed = start.elapsed();
+        best = best.min(elapsed.as_secs_f64());
+        total += elapsed;
+        runs += 1;
+    }
+    Ok(best)
+}
+
+fn random_f32(dims: &[usize], stream: u64) -> Result<Tensor, String> {
+    let n: usize = dims.iter().product();
+    let data: Vec<f32> = (0..n).map(|i| rng::normal(1, stream, i as u64)).collect();
+    Tensor::from_vec(data, dims).map_err(|e| e.to_string())
+}
+
+/// One GEMM shape: `out[m×n] = a[m×k] · b[k×n]`, operands optionally stored transposed.
+struct GemmShape {
+    label: &'static str,
+    m: usize,
+    k: usize,
+    n: usize,
+    a_transposed: bool,
+    b_transposed: bool,
+}
+
+impl GemmShape {
+    /// The `M,K,N,TA,TB` spec the numpy script takes and echoes.
+    fn spec(&self) -> String {
+        let (m, k, n) = (self.m, self.k, self.n);
+        let (ta, tb) = (self.a_transposed as u8, self.b_transposed as u8);
+        format!("{m},{k},{n},{ta},{tb}")
+    }
+
+    fn flops(&self) -> f64 {
+        2.0 * (self.m * self.k * self.n) as f64
+    }
+}
+
+const fn shape(label: &'static str, m: usize, k: usize, n: usize, ta: bool, tb: bool) -> GemmShape {
+    GemmShape {
+        label,
+        m,
+        k,
+        n,
+        a_transposed: ta,
+        b_transposed: tb,
+    }
+}
+
+/// 1024³, then two transformer projections (2048 tokens) with their backward products:
+/// `dX = dY·Wᵀ` (W read through transposed strides) and `dW = Xᵀ·dY` (X transposed).
+const GEMM_SHAPES: [GemmShape; 7] = [
+    shape("square 1024³", 1024, 1024, 1024, false, false),
+    shape("Y = X·W 2048×256→768", 2048, 256, 768, false, false),
+    shape("dX = dY·Wᵀ", 2048, 768, 256, false, true),
+    shape("dW = Xᵀ·dY", 256, 2048, 768, true, false),
+    shape("Y = X·W 2048×688→256", 2048, 688, 256, false, false),
+    shape("dX = dY·Wᵀ", 2048, 256, 688, false, true),
+    shape("dW = Xᵀ·dY", 688, 2048, 256, true, false),
+];
+
+/// A `rows × cols` operand, stored as its transpose when asked.
+fn gemm_operand(rows: usize, cols: usize, transposed: bool, stream: u64) -> Result<Tensor, String> {
+    if transposed {
+        random_f32(&[cols, rows], stream)?
+            .transpose(0, 1)
+            .map_err(|e| e.to_string())
+    } else {
+        random_f32(&[rows, cols], stream)
+    }
+}
+
+/// Our GFLOP/s on one shape.
+fn our_gemm(s: &GemmShape, budget: Duration) -> Result<f64, String> {
+    let ops = Ops::new(&CpuBackend);
+    let a = gemm_operand(s.m, s.k, s.a_transposed, 1)?;
+    let b = gemm_operand(s.k, s.n, s.b_transposed, 2)?;
+    let out = ops
+        .alloc(DType::F32, &[s.m, s.n])
+        .map_err(|e| e.to_string())?;
+    let secs = best_time(budget, || {
+        ops.matmul_into(&a, &b, &out).map_err(|e| e.to_string())
+    })?;
+    Ok(s.flops() / secs / 1e9)
+}
+
+/// numpy's GFLOP/s on one shape, or why there is none.
+fn numpy_gemm(threads: usize, s: &GemmShape) -> Result<f64, String> {
+    let output = Command::new("python3")
+        .arg(NUMPY_SCRIPT)
+        .arg(s.spec())
+        .env("OPENBLAS_NUM_THREADS", threads.to_string())
+        .env("OMP_NUM_THREADS", threads.to_string())
+        .env("MKL_NUM_THREADS", threads.to_string())
+        .output()
+        .map_err(|e| {
+            format!("could not run python3 ({e}); install Python 3 and `pip install numpy`")
+        })?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(format!("{NUMPY_SCRIPT} failed: {}", stderr.trim()));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().next().unwrap_or_default();
+    match line.split_once(' ') {
+        Some((spec, rate)) if spec == s.spec() => rate
+            .trim()
+            .parse::<f64>()
+            .map_err(|e| format!("bad rate in {line:?}: {e}")),
+        _ => Err(format!("unexpected line from the numpy script: {line:?}")),
+    }
+}
+
+fn gemm(threads: usize, budget: Duration) -> Result<(), String> {
+    println!("f32 GEMM, {threads} threads; GFLOP/s = 2·m·k·n / best time");
+    println!("(each shape: ours, then numpy right after, so both see the same machine load)");
+    println!(
+        "{:<24} {:>16} {:>10} {:>10} {:>7}",
+        "shape", "m×k×n (TA,TB)", "luoshu", "numpy", "ratio"
+    );
+    let mut numpy_error = None;
+    for s in &GEMM_SHAPES {
+        let ours = our_gemm(s, budget)?;
+        // Once numpy failed (not installed), don't retry it for every shape.
+        let base = match numpy_error {
+            None => numpy_gemm(threads, s)
+                .map_err(|e| numpy_error = Some(e))
+                .ok(),
+            Some(_) => None,
+        };
+        let dims = format!(
+            "{}×{}×{} ({},{})",
+            s.m, s.k, s.n, s.a_transposed as u8, s.b_transposed as u8
+        );
+        let (base_text, ratio_text) = match base {
+            Some(b) => (format!("{b:.1}"), format!("{:.2}×", ours / b)),
+            None => ("-".into(), "-".into()),
+        };
+        println!(
+            "{:<24} {:>16} {:>10.1} {:>10} {:>7}",
+            s.label, dims, ours, base_text, ratio_text
+        );
+    }
+    match numpy_error {
+        None => println!(
+            "ratio = luoshu / numpy (OpenBLAS, OPENBLAS_NUM_THREADS={threads}); > 1 is faster"
+        ),
+        Some(why) => println!("numpy baseline unavailable: {why}"),
+    }
+    Ok(())
+}
+
+fn attention(budget: Duration) -> Result<(), String> {
+    let (b, h, s, d) = (8, 4, 1024, 64);
+    let ops = Ops::new(&CpuBackend);
+    let err = |e: luoshu_backend::Error| e.to_string();
+    let q = random_f32(&[b, h, s, d], 3)?;
+    let k = random_f32(&[b, h, s, d], 4)?;
+    let v = random_f32(&[b, h, s, d], 5)?;
+    let grad_out = random_f32(&[b, h, s, d], 6)?;
+    let opts = AttentionOpts {
+        scale: 1.0 / (d as f32).sqrt(),
+        causal: true,
+    };
+    let (out, lse) = ops.attention(&q, &k, &v, opts).map_err(err)?;
+    let forward = best_time(budget, || {
+        ops.attention_into(&q, &k, &v, opts, &out, &lse)
+            .map_err(err)
+    })?;
+    let backward = best_time(budget, || {
+        ops.attention_backward(&q, &k, &v, &out, &lse, &grad_out, opts)
+            .map(drop)
+            .map_err(err)
+    })?;
+
+    let square = &GEMM_SHAPES[0];
+    let gemm_rate = our_gemm(square, budget)? * 1e9;
+    // Causal: half of the s×s score matrix. Forward = 2 products (Q·Kᵀ, P·V); backward = 5
+    // (recomputed Q·Kᵀ, dO·Vᵀ, Pᵀ·dO, dS·K, dSᵀ·Q); each 2·s·s·d FLOPs per head, halved.
+    let per_product = (b * h) as f64 * 2.0 * (s * s * d) as f64 / 2.0;
+    let (fwd_flops, bwd_flops) = (2.0 * per_product, 5.0 * per_product);
+    let total = forward + backward;
+    let gemm_time = (fwd_flops + bwd_flops) / gemm_rate;
+    println!(
+        "causal attention f32, batch {b}, heads {h}, seq {s}, head dim {d}; {} threads",
+        std::env::var("RAYON_NUM_THREADS").unwrap_or_default()
+    );
+    println!(
+        "FLOPs (causal half, 7 products of 2·s²·d per head): forward {:.2} G, backward {:.2} G",
+        fwd_flops / 1e9,
+        bwd_flops / 1e9
+    );
+    println!(
+        "forward  {:>8.1} ms  ({:.1} GFLOP/s)",
+        forward * 1e3,
+        fwd_flops / forward / 1e9
+    );
+    println!(
+        "backward {:>8.1} ms  ({:.1} GFLOP/s)",
+        backward * 1e3,
+        bwd_flops / backward / 1e9
+    );
+    println!(
+        "fwd+bwd  {:>8.1} ms  ({:.1} GFLOP/s)",
+        total * 1e3,
+        (fwd_flops + bwd_flops) / total / 1e9
+    );
+    println!(
+        "plain GEMM at our 1024³ rate ({:.1} GFLOP/s, same run): {:.1} ms for the same FLOPs",
+        gemm_rate / 1e9,
+        gemm_time * 1e3
+    );
+    println!(
+        "ratio fused / GEMM = {:.2}× (target ≤ 1.6×)",
+        total / gemm_time
+    );
+    Ok(())
 }

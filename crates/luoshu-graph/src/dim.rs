@@ -59,7 +59,7 @@ impl Dim {
 
     /// `self / other` when it is exact as monomials (`4·seq / 2 = 2·seq`).
     pub fn div_exact(&self, other: &Dim) -> Option<Dim> {
-        if other.coeff == 0 || self.coeff % other.coeff != 0 {
+        if other.coeff == 0 || !self.coeff.is_multiple_of(other.coeff) {
             return None;
         }
         let mut syms = self.syms.clone();

@@ -2,13 +2,22 @@
 //! and dtype inference, `verify`, and (in submodules) autodiff, compiler passes, the memory
 //! planner and the executor.
 
+pub mod autodiff;
+mod builder;
 mod dim;
 mod error;
+pub mod exec;
+pub mod dump;
 mod graph;
+pub mod memory;
 pub mod infer;
 mod op;
+pub mod passes;
+pub mod schedule;
 
+pub use autodiff::grad;
 pub use dim::{eval_shape, fixed_shape, numel, Bindings, Dim};
 pub use error::{Error, Result};
+pub use exec::{compile, evaluate, CompileOptions, Plan};
 pub use graph::{Graph, Node, NodeId, TensorType, Value};
 pub use op::{ConstData, Distribution, Float, Op};

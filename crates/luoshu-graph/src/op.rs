@@ -2,7 +2,7 @@
 //! kernels, costs) lives in per-layer tables that `match` on [`Op`], one file per family.
 
 use crate::Dim;
-use luoshu_backend::ops::{BinaryOp, CompareOp, ReduceOp, UnaryOp};
+use luoshu_backend::ops::{BinaryOp, CompareOp, ElementwiseProgram, ReduceOp, UnaryOp};
 use luoshu_tensor::DType;
 use std::fmt;
 
@@ -184,6 +184,11 @@ pub enum Op {
         scale: Float,
         causal: bool,
     },
+
+    // ----- compiler-made -----
+    /// A fused elementwise expression over its inputs (NumPy broadcasting), made by the
+    /// elementwise-fusion pass and run in one pass over memory.
+    Fused(ElementwiseProgram),
 }
 
 impl Op {
@@ -261,6 +266,7 @@ impl Op {
             Op::SwigluBackward => "swiglu_backward".into(),
             Op::Attention { .. } => "attention".into(),
             Op::AttentionBackward { .. } => "attention_backward".into(),
+            Op::Fused(p) => format!("fused[{}]", p.instrs.len()),
         }
     }
 }

@@ -17,6 +17,18 @@ pub enum Error {
     Tokenizer(String),
     #[error("invalid data configuration: {0}")]
     Config(String),
+    #[error("invalid model configuration: {0}")]
+    ModelConfig(String),
+    #[error("invalid training configuration: {0}")]
+    TrainConfig(String),
+    #[error("trainer state does not match the model: {0}")]
+    State(String),
+    #[error(transparent)]
+    Graph(#[from] luoshu_graph::Error),
+    #[error(transparent)]
+    Backend(#[from] luoshu_backend::Error),
+    #[error(transparent)]
+    Tensor(#[from] luoshu_tensor::Error),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -1,6 +1,23 @@
 //! Models, optimizers and the data pipeline of luoshu.
 
+mod config;
 pub mod data;
 mod error;
+mod init;
+pub mod llama;
+pub mod optim;
+mod params;
+mod schedule;
+mod trainer;
 
+pub use config::{ModelConfig, Precision, PRESET_NAMES};
 pub use error::{Error, Result};
+pub use init::{init_params, rope_tables, INIT_STD};
+pub use llama::{
+    build_decode_graph, build_logits_graph, build_loss_graph, build_train_graph, param_specs,
+    DecodeGraph, ParamKind, ParamSpec,
+};
+pub use optim::{clip_grad_norm, AdamW, AdamWConfig, AdamWState};
+pub use params::ParamStore;
+pub use schedule::LrSchedule;
+pub use trainer::{StepStats, TrainConfig, Trainer, TrainerState};

@@ -14,7 +14,7 @@ impl Layout {
     /// Row-major contiguous layout starting at `offset`.
     pub fn contiguous_at(shape: impl Into<Shape>, offset: usize) -> Result<Self> {
         let shape = shape.into();
-        shape.checked_numel()?;
+        let offset = if shape.checked_numel()? == 0 { 0 } else { offset };
         let strides = shape.contiguous_strides();
         Ok(Layout {
             shape,
@@ -37,7 +37,8 @@ impl Layout {
                 detail: format!("{} strides for shape {shape}", strides.len()),
             });
         }
-        shape.checked_numel()?;
+        // An empty tensor touches no storage; a zero offset keeps every slice of it in bounds.
+        let offset = if shape.checked_numel()? == 0 { 0 } else { offset };
         Ok(Layout {
             shape,
             strides,

@@ -5,6 +5,7 @@
 //! what the executor uses with planner-owned buffers.
 
 mod elementwise;
+mod fused;
 mod indexing;
 mod matmul;
 mod nn;

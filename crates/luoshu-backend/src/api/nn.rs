@@ -213,6 +213,49 @@ impl Ops<'_> {
         Ok((out, rstd))
     }
 
+    /// Writes `grad_x` and `grad_weight`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn rms_norm_backward_into(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        rstd: &Tensor,
+        grad_out: &Tensor,
+        grad_x: &Tensor,
+        grad_weight: &Tensor,
+    ) -> Result<()> {
+        const OP: &str = "rms_norm_backward";
+        self.check_norm(OP, x, &[weight])?;
+        check_dtype(OP, rstd, DType::F32)?;
+        check_dims(OP, rstd, &rows_dims(x))?;
+        check_dtype(OP, grad_out, x.dtype())?;
+        check_dims(OP, grad_out, x.dims())?;
+        check_out(OP, "grad_x", grad_x, x.dtype(), x.dims())?;
+        check_out(
+            OP,
+            "grad_weight",
+            grad_weight,
+            weight.dtype(),
+            weight.dims(),
+        )?;
+        let inputs = [x, weight, rstd, grad_out];
+        check_no_overlap(
+            OP,
+            "grad_x",
+            grad_x,
+            &[&inputs[..], &[grad_weight]].concat(),
+        )?;
+        check_no_overlap(OP, "grad_weight", grad_weight, &inputs)?;
+        self.backend.rms_norm_backward(
+            &self.contiguous(x)?,
+            &self.contiguous(weight)?,
+            &self.contiguous(rstd)?,
+            &self.contiguous(grad_out)?,
+            grad_x,
+            grad_weight,
+        )
+    }
+
     /// `(grad_x, grad_weight)`.
     pub fn rms_norm_backward(
         &self,
@@ -222,21 +265,41 @@ impl Ops<'_> {
         grad_out: &Tensor,
     ) -> Result<(Tensor, Tensor)> {
         self.check_norm("rms_norm_backward", x, &[weight])?;
-        check_dtype("rms_norm_backward", rstd, DType::F32)?;
-        check_dims("rms_norm_backward", rstd, &rows_dims(x))?;
-        check_dtype("rms_norm_backward", grad_out, x.dtype())?;
-        check_dims("rms_norm_backward", grad_out, x.dims())?;
         let gx = self.alloc(x.dtype(), x.dims())?;
         let gw = self.alloc(weight.dtype(), weight.dims())?;
-        self.backend.rms_norm_backward(
+        self.rms_norm_backward_into(x, weight, rstd, grad_out, &gx, &gw)?;
+        Ok((gx, gw))
+    }
+
+    /// Writes `out`, `mean` and `rstd`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn layer_norm_into(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        bias: &Tensor,
+        eps: f32,
+        out: &Tensor,
+        mean: &Tensor,
+        rstd: &Tensor,
+    ) -> Result<()> {
+        const OP: &str = "layer_norm";
+        self.check_norm(OP, x, &[weight, bias])?;
+        check_out(OP, "out", out, x.dtype(), x.dims())?;
+        check_out(OP, "mean", mean, DType::F32, &rows_dims(x))?;
+        check_out(OP, "rstd", rstd, DType::F32, &rows_dims(x))?;
+        check_no_overlap(OP, "out", out, &[x, weight, bias, mean, rstd])?;
+        check_no_overlap(OP, "mean", mean, &[x, weight, bias, rstd])?;
+        check_no_overlap(OP, "rstd", rstd, &[x, weight, bias])?;
+        self.backend.layer_norm(
             &self.contiguous(x)?,
             &self.contiguous(weight)?,
-            &self.contiguous(rstd)?,
-            &self.contiguous(grad_out)?,
-            &gx,
-            &gw,
-        )?;
-        Ok((gx, gw))
+            &self.contiguous(bias)?,
+            eps,
+            out,
+            mean,
+            rstd,
+        )
     }
 
     /// `(out, mean, rstd)`.
@@ -251,16 +314,64 @@ impl Ops<'_> {
         let out = self.alloc(x.dtype(), x.dims())?;
         let mean = self.alloc(DType::F32, &rows_dims(x))?;
         let rstd = self.alloc(DType::F32, &rows_dims(x))?;
-        self.backend.layer_norm(
+        self.layer_norm_into(x, weight, bias, eps, &out, &mean, &rstd)?;
+        Ok((out, mean, rstd))
+    }
+
+    /// Writes `grad_x`, `grad_weight` and `grad_bias`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn layer_norm_backward_into(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        mean: &Tensor,
+        rstd: &Tensor,
+        grad_out: &Tensor,
+        grad_x: &Tensor,
+        grad_weight: &Tensor,
+        grad_bias: &Tensor,
+    ) -> Result<()> {
+        const OP: &str = "layer_norm_backward";
+        self.check_norm(OP, x, &[weight])?;
+        for s in [mean, rstd] {
+            check_dtype(OP, s, DType::F32)?;
+            check_dims(OP, s, &rows_dims(x))?;
+        }
+        check_dtype(OP, grad_out, x.dtype())?;
+        check_dims(OP, grad_out, x.dims())?;
+        check_out(OP, "grad_x", grad_x, x.dtype(), x.dims())?;
+        check_out(
+            OP,
+            "grad_weight",
+            grad_weight,
+            weight.dtype(),
+            weight.dims(),
+        )?;
+        check_out(OP, "grad_bias", grad_bias, weight.dtype(), weight.dims())?;
+        let inputs = [x, weight, mean, rstd, grad_out];
+        check_no_overlap(
+            OP,
+            "grad_x",
+            grad_x,
+            &[&inputs[..], &[grad_weight, grad_bias]].concat(),
+        )?;
+        check_no_overlap(
+            OP,
+            "grad_weight",
+            grad_weight,
+            &[&inputs[..], &[grad_bias]].concat(),
+        )?;
+        check_no_overlap(OP, "grad_bias", grad_bias, &inputs)?;
+        self.backend.layer_norm_backward(
             &self.contiguous(x)?,
             &self.contiguous(weight)?,
-            &self.contiguous(bias)?,
-            eps,
-            &out,
-            &mean,
-            &rstd,
-        )?;
-        Ok((out, mean, rstd))
+            &self.contiguous(mean)?,
+            &self.contiguous(rstd)?,
+            &self.contiguous(grad_out)?,
+            grad_x,
+            grad_weight,
+            grad_bias,
+        )
     }
 
     /// `(grad_x, grad_weight, grad_bias)`.
@@ -273,25 +384,10 @@ impl Ops<'_> {
         grad_out: &Tensor,
     ) -> Result<(Tensor, Tensor, Tensor)> {
         self.check_norm("layer_norm_backward", x, &[weight])?;
-        for s in [mean, rstd] {
-            check_dtype("layer_norm_backward", s, DType::F32)?;
-            check_dims("layer_norm_backward", s, &rows_dims(x))?;
-        }
-        check_dtype("layer_norm_backward", grad_out, x.dtype())?;
-        check_dims("layer_norm_backward", grad_out, x.dims())?;
         let gx = self.alloc(x.dtype(), x.dims())?;
         let gw = self.alloc(weight.dtype(), weight.dims())?;
         let gb = self.alloc(weight.dtype(), weight.dims())?;
-        self.backend.layer_norm_backward(
-            &self.contiguous(x)?,
-            &self.contiguous(weight)?,
-            &self.contiguous(mean)?,
-            &self.contiguous(rstd)?,
-            &self.contiguous(grad_out)?,
-            &gx,
-            &gw,
-            &gb,
-        )?;
+        self.layer_norm_backward_into(x, weight, mean, rstd, grad_out, &gx, &gw, &gb)?;
         Ok((gx, gw, gb))
     }
 
@@ -304,7 +400,7 @@ impl Ops<'_> {
         out: &Tensor,
     ) -> Result<()> {
         check_float("rope", x)?;
-        if x.rank() != 4 || x.dims()[3] % 2 != 0 {
+        if x.rank() != 4 || !x.dims()[3].is_multiple_of(2) {
             return Err(Error::invalid(
                 "rope",
                 format!(
@@ -351,6 +447,34 @@ impl Ops<'_> {
         Ok(out)
     }
 
+    /// Writes `grad_gate` and `grad_up`.
+    pub fn swiglu_backward_into(
+        &self,
+        gate: &Tensor,
+        up: &Tensor,
+        grad_out: &Tensor,
+        grad_gate: &Tensor,
+        grad_up: &Tensor,
+    ) -> Result<()> {
+        const OP: &str = "swiglu_backward";
+        check_float(OP, gate)?;
+        for t in [up, grad_out] {
+            check_dtype(OP, t, gate.dtype())?;
+            check_dims(OP, t, gate.dims())?;
+        }
+        check_out(OP, "grad_gate", grad_gate, gate.dtype(), gate.dims())?;
+        check_out(OP, "grad_up", grad_up, gate.dtype(), gate.dims())?;
+        check_no_overlap(OP, "grad_gate", grad_gate, &[gate, up, grad_out, grad_up])?;
+        check_no_overlap(OP, "grad_up", grad_up, &[gate, up, grad_out])?;
+        self.backend.swiglu_backward(
+            &self.contiguous(gate)?,
+            &self.contiguous(up)?,
+            &self.contiguous(grad_out)?,
+            grad_gate,
+            grad_up,
+        )
+    }
+
     /// `(grad_gate, grad_up)`.
     pub fn swiglu_backward(
         &self,
@@ -359,19 +483,9 @@ impl Ops<'_> {
         grad_out: &Tensor,
     ) -> Result<(Tensor, Tensor)> {
         check_float("swiglu_backward", gate)?;
-        for t in [up, grad_out] {
-            check_dtype("swiglu_backward", t, gate.dtype())?;
-            check_dims("swiglu_backward", t, gate.dims())?;
-        }
         let gg = self.alloc(gate.dtype(), gate.dims())?;
         let gu = self.alloc(gate.dtype(), gate.dims())?;
-        self.backend.swiglu_backward(
-            &self.contiguous(gate)?,
-            &self.contiguous(up)?,
-            &self.contiguous(grad_out)?,
-            &gg,
-            &gu,
-        )?;
+        self.swiglu_backward_into(gate, up, grad_out, &gg, &gu)?;
         Ok((gg, gu))
     }
 
@@ -462,6 +576,55 @@ impl Ops<'_> {
         Ok((out, lse))
     }
 
+    /// Writes `grad_q`, `grad_k` and `grad_v` (each with its input's shape).
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_backward_into(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        out: &Tensor,
+        lse: &Tensor,
+        grad_out: &Tensor,
+        opts: AttentionOpts,
+        grad_q: &Tensor,
+        grad_k: &Tensor,
+        grad_v: &Tensor,
+    ) -> Result<()> {
+        const OP: &str = "attention_backward";
+        let (out_dims, lse_dims) = self.check_attention(q, k, v)?;
+        for t in [out, grad_out] {
+            check_dtype(OP, t, q.dtype())?;
+            check_dims(OP, t, &out_dims)?;
+        }
+        check_dtype(OP, lse, DType::F32)?;
+        check_dims(OP, lse, &lse_dims)?;
+        check_out(OP, "grad_q", grad_q, q.dtype(), q.dims())?;
+        check_out(OP, "grad_k", grad_k, k.dtype(), k.dims())?;
+        check_out(OP, "grad_v", grad_v, v.dtype(), v.dims())?;
+        let inputs = [q, k, v, out, lse, grad_out];
+        check_no_overlap(
+            OP,
+            "grad_q",
+            grad_q,
+            &[&inputs[..], &[grad_k, grad_v]].concat(),
+        )?;
+        check_no_overlap(OP, "grad_k", grad_k, &[&inputs[..], &[grad_v]].concat())?;
+        check_no_overlap(OP, "grad_v", grad_v, &inputs)?;
+        self.backend.attention_backward(
+            &self.rows_contiguous(q)?,
+            &self.rows_contiguous(k)?,
+            &self.rows_contiguous(v)?,
+            &self.rows_contiguous(out)?,
+            &self.contiguous(lse)?,
+            &self.rows_contiguous(grad_out)?,
+            opts,
+            grad_q,
+            grad_k,
+            grad_v,
+        )
+    }
+
     /// `(grad_q, grad_k, grad_v)`.
     #[allow(clippy::too_many_arguments)]
     pub fn attention_backward(
@@ -474,28 +637,11 @@ impl Ops<'_> {
         grad_out: &Tensor,
         opts: AttentionOpts,
     ) -> Result<(Tensor, Tensor, Tensor)> {
-        let (out_dims, lse_dims) = self.check_attention(q, k, v)?;
-        for (t, dims) in [(out, &out_dims), (grad_out, &out_dims)] {
-            check_dtype("attention_backward", t, q.dtype())?;
-            check_dims("attention_backward", t, dims)?;
-        }
-        check_dtype("attention_backward", lse, DType::F32)?;
-        check_dims("attention_backward", lse, &lse_dims)?;
+        self.check_attention(q, k, v)?;
         let gq = self.alloc(q.dtype(), q.dims())?;
         let gk = self.alloc(k.dtype(), k.dims())?;
         let gv = self.alloc(v.dtype(), v.dims())?;
-        self.backend.attention_backward(
-            &self.rows_contiguous(q)?,
-            &self.rows_contiguous(k)?,
-            &self.rows_contiguous(v)?,
-            &self.rows_contiguous(out)?,
-            &self.contiguous(lse)?,
-            &self.rows_contiguous(grad_out)?,
-            opts,
-            &gq,
-            &gk,
-            &gv,
-        )?;
+        self.attention_backward_into(q, k, v, out, lse, grad_out, opts, &gq, &gk, &gv)?;
         Ok((gq, gk, gv))
     }
 

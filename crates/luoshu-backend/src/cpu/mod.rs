@@ -6,6 +6,7 @@ mod attention;
 mod cross_entropy;
 mod dispatch;
 mod elementwise;
+mod fused;
 mod indexing;
 mod map;
 mod matmul;
@@ -24,7 +25,8 @@ mod strided;
 mod swiglu;
 
 use crate::ops::{
-    AdamW, AttentionOpts, BinaryOp, CompareOp, CompositeOp, RandomDist, ReduceOp, UnaryOp,
+    AdamW, AttentionOpts, BinaryOp, CompareOp, CompositeOp, ElementwiseProgram, RandomDist,
+    ReduceOp, UnaryOp,
 };
 use crate::{Backend, Result};
 use luoshu_tensor::Tensor;
@@ -253,5 +255,13 @@ impl Backend for CpuBackend {
     }
     fn sum_squares(&self, tensors: &[&Tensor]) -> Result<f64> {
         optim::sum_squares(tensors)
+    }
+    fn fused_elementwise(
+        &self,
+        program: &ElementwiseProgram,
+        inputs: &[&Tensor],
+        out: &Tensor,
+    ) -> Result<()> {
+        fused::fused_elementwise(program, inputs, out)
     }
 }

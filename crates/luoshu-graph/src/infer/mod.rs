@@ -2,6 +2,7 @@
 //! message; `Graph::add` wraps it with the op name and the input types.
 
 mod elementwise;
+mod fused;
 mod indexing;
 mod leaves;
 mod matmul;
@@ -43,6 +44,7 @@ pub fn infer(op: &Op, inputs: &[&TensorType]) -> InferResult {
         | Op::Gather { .. }
         | Op::ScatterAdd { .. }
         | Op::Concat { .. } => indexing::infer(op, inputs),
+        Op::Fused(program) => fused::infer(program, inputs),
         _ => nn::infer(op, inputs),
     }
 }

@@ -113,10 +113,12 @@ fn walk(root: &Path, extension: Option<&str>) -> Result<Vec<PathBuf>> {
             let hidden = name.to_string_lossy().starts_with('.') || name == "target";
             match entry.file_type() {
                 Ok(t) if t.is_dir() && !hidden => stack.push(path),
-                Ok(t) if t.is_file() => {
-                    if extension.is_none_or(|ext| path.extension().is_some_and(|e| e == ext)) {
-                        files.push(path);
-                    }
+                Ok(t)
+                    if t.is_file()
+                        && extension
+                            .is_none_or(|ext| path.extension().is_some_and(|e| e == ext)) =>
+                {
+                    files.push(path)
                 }
                 _ => {}
             }

@@ -1,0 +1,317 @@
+//! Attention backward, flash style: one task per (batch, kv head), owning that head's
+//! `dK`/`dV` rows and the `dQ` rows of its query heads. For each key tile it walks every
+//! query tile of the group, recomputes the probabilities from `q`, `k` and `lse`, and
+//! accumulates `dV += Pᵀ·dO`, `dK += scale·dSᵀ·Q` and `dQ += scale·dS·K` with
+//! `dS = P ∘ (dO·Vᵀ − D)`, `D = rowsum(dO ∘ O)`.
+
+use super::tiles::{
+    input, load_rows, row_major, vectorized, visible_keys, Compute, Heads, BLOCK_K, BLOCK_Q,
+};
+use crate::cpu::matmul::gemm_into;
+use crate::cpu::rows::{lane_sum, output, Acc, Float};
+use crate::ops::AttentionOpts;
+use crate::Result;
+use gemm::Parallelism;
+use luoshu_tensor::Tensor;
+use rayon::prelude::*;
+
+/// The views and storages a backward task reads.
+struct Inputs<'a, T> {
+    q: (&'a [T], Heads),
+    k: (&'a [T], Heads),
+    v: (&'a [T], Heads),
+    out: (&'a [T], Heads),
+    grad_out: (&'a [T], Heads),
+    lse: (&'a [f32], Heads),
+    group: usize,
+    opts: AttentionOpts,
+}
+
+/// One (batch, kv head): its index and the gradient rows it owns.
+struct Task<'a, T> {
+    b: usize,
+    kv_head: usize,
+    grad_q: &'a mut [T],
+    grad_k: &'a mut [T],
+    grad_v: &'a mut [T],
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn run<T: Float>(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    out: &Tensor,
+    lse: &Tensor,
+    grad_out: &Tensor,
+    opts: AttentionOpts,
+    grad_q: &Tensor,
+    grad_k: &Tensor,
+    grad_v: &Tensor,
+) -> Result<()>
+where
+    T::Acc: Compute,
+{
+    let op = "attention_backward";
+    let view = |arg, t| Heads::of(op, arg, t);
+    let lse4 = lse.unsqueeze(3)?;
+    let inp = Inputs {
+        q: (input::<T>(q)?, view("q", q)?),
+        k: (input::<T>(k)?, view("k", k)?),
+        v: (input::<T>(v)?, view("v", v)?),
+        out: (input::<T>(out)?, view("out", out)?),
+        grad_out: (input::<T>(grad_out)?, view("grad_out", grad_out)?),
+        lse: (input::<f32>(lse)?, view("lse", &lse4)?),
+        group: q.dims()[1] / k.dims()[1].max(1),
+        opts,
+    };
+    let (qv, kv, vv) = (inp.q.1, inp.k.1, inp.v.1);
+    let mut rest = (
+        output::<T>(op, "grad_q", grad_q)?,
+        output::<T>(op, "grad_k", grad_k)?,
+        output::<T>(op, "grad_v", grad_v)?,
+    );
+    let mut tasks = Vec::new();
+    for b in 0..kv.batch {
+        for kv_head in 0..kv.heads {
+            let (gq, gq_rest) = rest.0.split_at_mut(inp.group * qv.seq * qv.dim);
+            let (gk, gk_rest) = rest.1.split_at_mut(kv.seq * kv.dim);
+            let (gv, gv_rest) = rest.2.split_at_mut(vv.seq * vv.dim);
+            rest = (gq_rest, gk_rest, gv_rest);
+            tasks.push(Task {
+                b,
+                kv_head,
+                grad_q: gq,
+                grad_k: gk,
+                grad_v: gv,
+            });
+        }
+    }
+    tasks
+        .into_par_iter()
+        .try_for_each_init(Scratch::default, |scratch, task| {
+            vectorized(|| kv_head_task(&inp, task, scratch))
+        })
+}
+
+/// Buffers reused across the tasks one worker handles.
+struct Scratch<A> {
+    /// Per query row of the group: `D` and `lse`.
+    delta: Vec<A>,
+    lse: Vec<A>,
+    /// `dQ` of the whole group, accumulated over key tiles.
+    dq: Vec<A>,
+    k: Vec<A>,
+    v: Vec<A>,
+    dk: Vec<A>,
+    dv: Vec<A>,
+    q: Vec<A>,
+    dout: Vec<A>,
+    out: Vec<A>,
+    p: Vec<A>,
+    dp: Vec<A>,
+}
+
+impl<A> Default for Scratch<A> {
+    fn default() -> Self {
+        Scratch {
+            delta: Vec::new(),
+            lse: Vec::new(),
+            dq: Vec::new(),
+            k: Vec::new(),
+            v: Vec::new(),
+            dk: Vec::new(),
+            dv: Vec::new(),
+            q: Vec::new(),
+            dout: Vec::new(),
+            out: Vec::new(),
+            p: Vec::new(),
+            dp: Vec::new(),
+        }
+    }
+}
+
+#[inline(always)]
+fn kv_head_task<T: Float>(
+    inp: &Inputs<'_, T>,
+    task: Task<'_, T>,
+    s: &mut Scratch<T::Acc>,
+) -> Result<()>
+where
+    T::Acc: Compute,
+{
+    let (qv, kv, vv) = (inp.q.1, inp.k.1, inp.v.1);
+    let (d, dv, sq, sk) = (qv.dim, vv.dim, qv.seq, kv.seq);
+    let heads = |g: usize| (task.b, task.kv_head * inp.group + g);
+    let zero = T::Acc::ZERO;
+
+    // D = rowsum(dO ∘ O) and lse for every query row of the group.
+    s.delta.clear();
+    s.lse.clear();
+    for g in 0..inp.group {
+        for row0 in (0..sq).step_by(BLOCK_Q) {
+            let rows = BLOCK_Q.min(sq - row0);
+            load_rows(inp.out.0, &inp.out.1, heads(g), row0, rows, &mut s.out);
+            load_rows(
+                inp.grad_out.0,
+                &inp.grad_out.1,
+                heads(g),
+                row0,
+                rows,
+                &mut s.dout,
+            );
+            for i in 0..rows {
+                let (o, go) = (&s.out[i * dv..], &s.dout[i * dv..]);
+                s.delta.push(lane_sum(dv, |c| o[c] * go[c]));
+                let at = inp.lse.1.row(heads(g).0, heads(g).1, row0 + i);
+                s.lse.push(T::Acc::from_f32(inp.lse.0[at]));
+            }
+        }
+    }
+    s.dq.clear();
+    s.dq.resize(inp.group * sq * d, zero);
+
+    let kv_at = (task.b, task.kv_head);
+    for col0 in (0..sk).step_by(BLOCK_K) {
+        let cols = BLOCK_K.min(sk - col0);
+        load_rows(inp.k.0, &kv, kv_at, col0, cols, &mut s.k);
+        load_rows(inp.v.0, &vv, kv_at, col0, cols, &mut s.v);
+        s.dk.clear();
+        s.dk.resize(cols * d, zero);
+        s.dv.clear();
+        s.dv.resize(cols * dv, zero);
+        // The first query row that sees any key of this tile (row r sees r + 1 + sk − sq).
+        let first_row = if inp.opts.causal {
+            (col0 + sq).saturating_sub(sk).min(sq)
+        } else {
+            0
+        };
+        for g in 0..inp.group {
+            for row0 in (first_row..sq).step_by(BLOCK_Q) {
+                let rows = BLOCK_Q.min(sq - row0);
+                query_key_tile(inp, s, heads(g), (g * sq + row0, rows), (col0, cols))?;
+            }
+        }
+        let (dk_out, dv_out) = (
+            &mut task.grad_k[col0 * d..(col0 + cols) * d],
+            &mut task.grad_v[col0 * dv..(col0 + cols) * dv],
+        );
+        for (o, &a) in dk_out.iter_mut().zip(&s.dk) {
+            *o = T::store(a);
+        }
+        for (o, &a) in dv_out.iter_mut().zip(&s.dv) {
+            *o = T::store(a);
+        }
+    }
+    for (o, &a) in task.grad_q.iter_mut().zip(&s.dq) {
+        *o = T::store(a);
+    }
+    Ok(())
+}
+
+/// One (query tile, key tile) pair: `group_row` indexes the group's rows (`g·sq + row`).
+#[inline(always)]
+fn query_key_tile<T: Float>(
+    inp: &Inputs<'_, T>,
+    s: &mut Scratch<T::Acc>,
+    head: (usize, usize),
+    (group_row, rows): (usize, usize),
+    (col0, cols): (usize, usize),
+) -> Result<()>
+where
+    T::Acc: Compute,
+{
+    let (qv, kv) = (inp.q.1, inp.k.1);
+    let (d, dv, sq, sk) = (qv.dim, inp.v.1.dim, qv.seq, kv.seq);
+    let row0 = group_row % sq.max(1);
+    let scale = T::Acc::from_f32(inp.opts.scale);
+    let neg_inf = T::Acc::NEG_INFINITY;
+    load_rows(inp.q.0, &qv, head, row0, rows, &mut s.q);
+    load_rows(
+        inp.grad_out.0,
+        &inp.grad_out.1,
+        head,
+        row0,
+        rows,
+        &mut s.dout,
+    );
+
+    // P = exp(scale·Q·Kᵀ − lse), zero where masked or where the row saw nothing.
+    s.p.resize(rows * cols, T::Acc::ZERO);
+    gemm_into(
+        (rows, cols, d),
+        &mut s.p,
+        cols,
+        false,
+        row_major(&s.q, d, false),
+        row_major(&s.k, d, true),
+        scale,
+        Parallelism::None,
+    )?;
+    for (i, row) in s.p.chunks_exact_mut(cols).enumerate() {
+        let lse = s.lse[group_row + i];
+        let seen = visible_keys(inp.opts.causal, row0 + i, sq, sk).saturating_sub(col0);
+        let (live, masked) = row.split_at_mut(if lse == neg_inf { 0 } else { seen.min(cols) });
+        masked.fill(neg_inf);
+        for x in live {
+            *x = *x - lse;
+        }
+    }
+    T::Acc::exp_in_place(&mut s.p);
+
+    // dV += Pᵀ·dO
+    gemm_into(
+        (cols, dv, rows),
+        &mut s.dv,
+        dv,
+        true,
+        row_major(&s.p, cols, true),
+        row_major(&s.dout, dv, false),
+        T::Acc::ONE,
+        Parallelism::None,
+    )?;
+    // dS = P ∘ (dO·Vᵀ − D), in place of dP.
+    s.dp.resize(rows * cols, T::Acc::ZERO);
+    gemm_into(
+        (rows, cols, dv),
+        &mut s.dp,
+        cols,
+        false,
+        row_major(&s.dout, dv, false),
+        row_major(&s.v, dv, true),
+        T::Acc::ONE,
+        Parallelism::None,
+    )?;
+    for (i, (ds, p)) in
+        s.dp.chunks_exact_mut(cols)
+            .zip(s.p.chunks_exact(cols))
+            .enumerate()
+    {
+        let delta = s.delta[group_row + i];
+        for (x, &pv) in ds.iter_mut().zip(p) {
+            *x = pv * (*x - delta);
+        }
+    }
+    // dQ += scale·dS·K
+    gemm_into(
+        (rows, d, cols),
+        &mut s.dq[group_row * d..(group_row + rows) * d],
+        d,
+        true,
+        row_major(&s.dp, cols, false),
+        row_major(&s.k, d, false),
+        scale,
+        Parallelism::None,
+    )?;
+    // dK += scale·dSᵀ·Q
+    gemm_into(
+        (cols, d, rows),
+        &mut s.dk,
+        d,
+        true,
+        row_major(&s.dp, cols, true),
+        row_major(&s.q, d, false),
+        scale,
+        Parallelism::None,
+    )
+}

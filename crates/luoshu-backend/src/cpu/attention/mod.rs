@@ -1,0 +1,43 @@
+//! CPU kernels: flash-style attention forward and backward (tiled over keys with an online
+//! softmax, grouped-query heads, causal mask aligned at the end, f32 compute for
+//! bf16/f16, strided inputs with a contiguous last dim).
+
+mod backward;
+mod forward;
+mod tiles;
+
+use super::rows::with_float;
+use crate::ops::AttentionOpts;
+use crate::Result;
+use luoshu_tensor::Tensor;
+
+pub(crate) fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    opts: AttentionOpts,
+    out: &Tensor,
+    lse: &Tensor,
+) -> Result<()> {
+    with_float!("attention", q.dtype(), |T| forward::run::<T>(
+        q, k, v, opts, out, lse
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn attention_backward(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    out: &Tensor,
+    lse: &Tensor,
+    grad_out: &Tensor,
+    opts: AttentionOpts,
+    grad_q: &Tensor,
+    grad_k: &Tensor,
+    grad_v: &Tensor,
+) -> Result<()> {
+    with_float!("attention_backward", q.dtype(), |T| backward::run::<T>(
+        q, k, v, out, lse, grad_out, opts, grad_q, grad_k, grad_v
+    ))
+}

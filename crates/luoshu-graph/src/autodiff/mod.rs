@@ -1,0 +1,232 @@
+//! Reverse-mode automatic differentiation as a graph-to-graph transform: [`grad`] appends the
+//! backward nodes to a copy of the graph. One gradient rule per op, in a `match` per op
+//! family (one file each); gradients of views are views, broadcasting is undone with
+//! [`Graph::sum_to`], and gradients reaching a value along several paths are summed with
+//! `add` nodes.
+
+mod elementwise;
+mod indexing;
+mod matmul;
+mod nn;
+mod reduce;
+mod shape_ops;
+
+use crate::{Error, Graph, Node, NodeId, Op, Result, Value};
+use std::collections::HashMap;
+
+/// The gradient of each input of a node (`None`: not wanted, or not differentiable).
+type Grads = Vec<Option<Value>>;
+
+/// What a gradient rule sees of the node it differentiates.
+struct Step<'a> {
+    id: NodeId,
+    node: &'a Node,
+    /// Gradient of output 0. Every op's further outputs are saved statistics (lse, rstd,
+    /// mean) that carry none.
+    dy: Value,
+    /// Whether each input's gradient is wanted (it depends on a `wrt` and is a float).
+    needs: Vec<bool>,
+}
+
+impl Step<'_> {
+    fn x(&self, i: usize) -> Value {
+        self.node.inputs[i]
+    }
+
+    fn y(&self, output: u32) -> Value {
+        Value::new(self.id, output)
+    }
+
+    /// Run `rule(graph, input, dy)` for each wanted input.
+    fn each(
+        &self,
+        g: &mut Graph,
+        mut rule: impl FnMut(&mut Graph, usize, Value) -> Result<Option<Value>>,
+    ) -> Result<Grads> {
+        (0..self.needs.len())
+            .map(|i| match self.needs[i] {
+                true => rule(g, i, self.dy),
+                false => Ok(None),
+            })
+            .collect()
+    }
+}
+
+/// Append to a copy of `graph` the gradients of `loss` with respect to each of `wrt`.
+///
+/// A non-scalar `loss` is seeded with ones (the gradient of the sum of its elements). A
+/// `wrt` the loss does not depend on gets a zeros `Full` node. Returns the new graph
+/// (outputs unchanged) and the gradient value of each `wrt`, with its shape and dtype.
+pub fn grad(graph: &Graph, loss: Value, wrt: &[Value]) -> Result<(Graph, Vec<Value>)> {
+    check_float(graph, loss, "loss")?;
+    for &w in wrt {
+        check_float(graph, w, "wrt")?;
+    }
+    let depends = depends_on(graph, wrt);
+    let mut g = graph.clone();
+    let mut grads: HashMap<Value, Value> = HashMap::new();
+    let loss_type = graph.value_type(loss).clone();
+    grads.insert(loss, g.full(1.0, &loss_type.shape, loss_type.dtype)?);
+
+    for id in (0..=loss.node.0).rev().map(NodeId) {
+        let node = graph.node(id);
+        if node.op.is_leaf() || !depends[id.index()] {
+            continue;
+        }
+        let Some(dy) = output_grad(&grads, id, node)? else {
+            continue;
+        };
+        let needs: Vec<bool> = node
+            .inputs
+            .iter()
+            .map(|v| depends[v.node.index()] && graph.value_type(*v).dtype.is_float())
+            .collect();
+        if !needs.contains(&true) {
+            continue;
+        }
+        let step = Step {
+            id,
+            node,
+            dy,
+            needs,
+        };
+        let input_grads = rule(&mut g, &step)?;
+        for (&input, d) in node.inputs.iter().zip(input_grads) {
+            let Some(d) = d else { continue };
+            if g.value_type(d) != graph.value_type(input) {
+                return Err(node_error(
+                    id,
+                    node,
+                    format!(
+                        "gradient rule gave {} for input {input} of type {} (a bug in the rule)",
+                        g.value_type(d),
+                        graph.value_type(input)
+                    ),
+                ));
+            }
+            let total = match grads.get(&input) {
+                Some(&prev) => g.plus(prev, d)?,
+                None => d,
+            };
+            grads.insert(input, total);
+        }
+    }
+
+    let results = wrt
+        .iter()
+        .map(|w| match grads.get(w) {
+            Some(&d) => Ok(d),
+            None => g.zeros_like(*w),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((g, results))
+}
+
+fn check_float(graph: &Graph, v: Value, what: &str) -> Result<()> {
+    let exists = graph
+        .nodes()
+        .get(v.node.index())
+        .is_some_and(|n| (v.output as usize) < n.outputs.len());
+    if !exists {
+        return Err(Error::Invalid {
+            detail: format!("grad: {what} {v} is not a value of this graph"),
+        });
+    }
+    let t = graph.value_type(v);
+    if !t.dtype.is_float() {
+        return Err(Error::Invalid {
+            detail: format!("grad: {what} {v} has type {t}; only float values have gradients"),
+        });
+    }
+    Ok(())
+}
+
+/// Nodes whose value depends on some `wrt` (inputs precede consumers, so one forward sweep).
+fn depends_on(graph: &Graph, wrt: &[Value]) -> Vec<bool> {
+    let mut depends = vec![false; graph.len()];
+    for w in wrt {
+        depends[w.node.index()] = true;
+    }
+    for (i, node) in graph.nodes().iter().enumerate() {
+        if node.inputs.iter().any(|v| depends[v.node.index()]) {
+            depends[i] = true;
+        }
+    }
+    depends
+}
+
+/// The gradient of output 0, or an error when one reached a statistic output.
+fn output_grad(grads: &HashMap<Value, Value>, id: NodeId, node: &Node) -> Result<Option<Value>> {
+    for output in 1..node.outputs.len() as u32 {
+        if grads.contains_key(&Value::new(id, output)) {
+            return Err(node_error(
+                id,
+                node,
+                format!(
+                    "the loss depends on output {output}, a saved statistic with no gradient \
+                     rule; compute it from primitive ops if it must be differentiated"
+                ),
+            ));
+        }
+    }
+    Ok(grads.get(&Value::new(id, 0)).copied())
+}
+
+fn node_error(id: NodeId, node: &Node, detail: String) -> Error {
+    Error::Node {
+        node: id,
+        op: node.op.name(),
+        detail,
+    }
+}
+
+/// The gradient rule of `step`'s op, by family.
+fn rule(g: &mut Graph, step: &Step) -> Result<Grads> {
+    match &step.node.op {
+        Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Select | Op::Cast(_) => {
+            elementwise::backward(g, step)
+        }
+        Op::Reduce { .. } | Op::Argmax { .. } => reduce::backward(g, step),
+        Op::MatMul => matmul::backward(g, step),
+        Op::Reshape { .. }
+        | Op::Permute { .. }
+        | Op::Slice { .. }
+        | Op::Broadcast { .. }
+        | Op::Contiguous => shape_ops::backward(g, step),
+        Op::IndexSelect { .. }
+        | Op::IndexAdd { .. }
+        | Op::Gather { .. }
+        | Op::ScatterAdd { .. }
+        | Op::Concat { .. } => indexing::backward(g, step),
+        Op::Softmax
+        | Op::LogSoftmax
+        | Op::CrossEntropy { .. }
+        | Op::RmsNorm { .. }
+        | Op::LayerNorm { .. }
+        | Op::Rope { .. }
+        | Op::Swiglu
+        | Op::Attention { .. } => nn::backward(g, step),
+        Op::CrossEntropyBackward { .. }
+        | Op::RmsNormBackward
+        | Op::LayerNormBackward
+        | Op::SwigluBackward
+        | Op::AttentionBackward { .. } => Err(node_error(
+            step.id,
+            step.node,
+            "is a backward op and has no gradient rule (second-order differentiation is not \
+             supported)"
+                .into(),
+        )),
+        Op::Input { .. }
+        | Op::Parameter { .. }
+        | Op::Full { .. }
+        | Op::Constant(_)
+        | Op::Arange { .. }
+        | Op::Random { .. } => Ok(vec![]),
+        Op::Fused(_) => Err(node_error(
+            step.id,
+            step.node,
+            "has no gradient rule: differentiate before fusing (fusion runs after autodiff)".into(),
+        )),
+    }
+}

@@ -1,0 +1,55 @@
+//! The per-op dispatch table shared by [`crate::evaluate`] and the planned executor: given a
+//! node's op, its input tensors and caller-provided contiguous output tensors, run the
+//! kernel through the validated [`Ops`] API. One file per op family, like `infer/`.
+
+mod elementwise;
+mod fused;
+mod indexing;
+mod leaves;
+mod matmul;
+mod nn;
+mod reduce;
+mod shape_ops;
+
+pub(crate) use shape_ops::{needs_copy, view_layout};
+
+use crate::{Error, Op, Result};
+use luoshu_backend::Ops;
+use luoshu_tensor::Tensor;
+
+/// Compute `op(inputs)` into `outputs` (one contiguous tensor per node output, shaped as
+/// inference says). View ops land here only when their result must be materialized.
+pub(crate) fn run_node(ops: &Ops, op: &Op, inputs: &[&Tensor], outputs: &[Tensor]) -> Result<()> {
+    match op {
+        Op::Input { .. }
+        | Op::Parameter { .. }
+        | Op::Full { .. }
+        | Op::Constant(_)
+        | Op::Arange { .. }
+        | Op::Random { .. } => leaves::run(ops, op, &outputs[0]),
+        Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Select | Op::Cast(_) => {
+            elementwise::run(ops, op, inputs, &outputs[0])
+        }
+        Op::Reduce { .. } | Op::Argmax { .. } => reduce::run(ops, op, inputs[0], &outputs[0]),
+        Op::MatMul => matmul::run(ops, inputs[0], inputs[1], &outputs[0]),
+        Op::Reshape { .. }
+        | Op::Permute { .. }
+        | Op::Slice { .. }
+        | Op::Broadcast { .. }
+        | Op::Contiguous => shape_ops::run(ops, op, inputs[0], &outputs[0]),
+        Op::IndexSelect { .. }
+        | Op::IndexAdd { .. }
+        | Op::Gather { .. }
+        | Op::ScatterAdd { .. }
+        | Op::Concat { .. } => indexing::run(ops, op, inputs, &outputs[0]),
+        Op::Fused(program) => fused::run(ops, program, inputs, &outputs[0]),
+        _ => nn::run(ops, op, inputs, outputs),
+    }
+}
+
+/// A dispatch-table bug: an op routed to the wrong family file.
+fn not_in_family(op: &Op, family: &str) -> Error {
+    Error::Invalid {
+        detail: format!("{} is not a {family} op", op.name()),
+    }
+}

@@ -1,0 +1,54 @@
+use crate::{Op, Result};
+use luoshu_backend::ops::AttentionOpts;
+use luoshu_backend::Ops;
+use luoshu_tensor::Tensor;
+
+/// Composite nn ops, one backend call each (fused where the backend has a fused kernel).
+pub(super) fn run(ops: &Ops, op: &Op, i: &[&Tensor], outputs: &[Tensor]) -> Result<()> {
+    let o = outputs;
+    match op {
+        Op::Softmax => ops.softmax_into(i[0], &o[0])?,
+        Op::LogSoftmax => ops.log_softmax_into(i[0], &o[0])?,
+        Op::CrossEntropy { ignore_index } => {
+            ops.cross_entropy_into(i[0], i[1], *ignore_index, &o[0], &o[1])?
+        }
+        Op::CrossEntropyBackward { ignore_index } => {
+            ops.cross_entropy_backward_into(i[0], i[1], i[2], i[3], *ignore_index, &o[0])?
+        }
+        Op::RmsNorm { eps } => ops.rms_norm_into(i[0], i[1], eps.get() as f32, &o[0], &o[1])?,
+        Op::Rope { inverse } => ops.rope_into(i[0], i[1], i[2], *inverse, &o[0])?,
+        Op::Swiglu => ops.swiglu_into(i[0], i[1], &o[0])?,
+        Op::Attention { scale, causal } => {
+            ops.attention_into(i[0], i[1], i[2], opts(*scale, *causal), &o[0], &o[1])?
+        }
+        Op::RmsNormBackward => ops.rms_norm_backward_into(i[0], i[1], i[2], i[3], &o[0], &o[1])?,
+        Op::LayerNorm { eps } => {
+            ops.layer_norm_into(i[0], i[1], i[2], eps.get() as f32, &o[0], &o[1], &o[2])?
+        }
+        Op::LayerNormBackward => {
+            ops.layer_norm_backward_into(i[0], i[1], i[2], i[3], i[4], &o[0], &o[1], &o[2])?
+        }
+        Op::SwigluBackward => ops.swiglu_backward_into(i[0], i[1], i[2], &o[0], &o[1])?,
+        Op::AttentionBackward { scale, causal } => ops.attention_backward_into(
+            i[0],
+            i[1],
+            i[2],
+            i[3],
+            i[4],
+            i[5],
+            opts(*scale, *causal),
+            &o[0],
+            &o[1],
+            &o[2],
+        )?,
+        other => return Err(super::not_in_family(other, "nn")),
+    }
+    Ok(())
+}
+
+fn opts(scale: crate::Float, causal: bool) -> AttentionOpts {
+    AttentionOpts {
+        scale: scale.get() as f32,
+        causal,
+    }
+}

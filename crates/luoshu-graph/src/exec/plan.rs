@@ -1,0 +1,263 @@
+use super::feeds::bind_feed;
+use super::kernels::run_node;
+use super::node_error;
+use super::profile::Profile;
+use crate::memory::{plan_memory, Home, MemoryPlan, MemoryReport, Placement, StepKind};
+use crate::schedule::schedule;
+use crate::{Bindings, Error, Graph, NodeId, Op, Result, Value};
+use luoshu_backend::{Backend, Ops};
+use luoshu_tensor::{Layout, Storage, Tensor};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Options of [`compile`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompileOptions {
+    /// Time every node and print the slowest after each run (default: `LUOSHU_PROFILE=1`).
+    pub profile: bool,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        CompileOptions {
+            profile: std::env::var("LUOSHU_PROFILE").is_ok_and(|v| v == "1"),
+        }
+    }
+}
+
+/// Where a step finds an operand.
+#[derive(Debug, Clone)]
+enum Operand {
+    /// In the arena or a compile-time constant: built once at compile.
+    Fixed(Tensor),
+    /// A view of fed leaf `slot`, with a layout relative to the fed tensor.
+    Fed { slot: usize, layout: Layout },
+}
+
+#[derive(Debug)]
+struct Step {
+    node: NodeId,
+    op: Op,
+    inputs: Vec<Operand>,
+    outputs: Vec<Tensor>,
+}
+
+/// A leaf bound by name at every run.
+#[derive(Debug)]
+struct FeedSlot {
+    op: Op,
+    dims: Vec<usize>,
+}
+
+/// A graph compiled for fixed bindings: a memory-lowering schedule, one arena allocated
+/// here and reused by every run, in-place reuse, and the kernels to run in order.
+///
+/// [`Plan::run`] allocates no buffers except the tensors it returns (outputs are copied out
+/// of the arena) and contiguous copies of feeds that are not contiguous.
+pub struct Plan {
+    backend: Arc<dyn Backend>,
+    feeds: Vec<FeedSlot>,
+    steps: Vec<Step>,
+    outputs: Vec<Operand>,
+    memory: MemoryPlan,
+    profile: Option<Profile>,
+}
+
+/// Compile `graph` for `bindings` on `backend`: schedule, plan memory, allocate the arena
+/// and build every constant once.
+pub fn compile(
+    graph: &Graph,
+    bindings: &Bindings,
+    backend: Arc<dyn Backend>,
+    opts: CompileOptions,
+) -> Result<Plan> {
+    let order = schedule(graph, bindings)?;
+    let memory = plan_memory(graph, &order, bindings)?;
+    let ops = Ops::new(backend.as_ref());
+    let arena = Arc::new(Storage::zeroed(memory.report.arena_bytes));
+
+    let mut feeds = Vec::new();
+    let mut leaves: HashMap<NodeId, LeafTensor> = HashMap::new();
+    let mut steps = Vec::new();
+    for (&id, kind) in memory.schedule.iter().zip(&memory.kinds) {
+        let node = graph.node(id);
+        match kind {
+            StepKind::Alias => {}
+            StepKind::Leaf => {
+                let dims = memory.placement(Value::new(id, 0))?.layout.dims().to_vec();
+                let leaf = if matches!(node.op, Op::Constant(_)) {
+                    let t = ops.alloc(node.outputs[0].dtype, &dims)?;
+                    run_node(&ops, &node.op, &[], std::slice::from_ref(&t))
+                        .map_err(|e| node_error(id, &node.op, e))?;
+                    LeafTensor::Constant(t)
+                } else {
+                    feeds.push(FeedSlot {
+                        op: node.op.clone(),
+                        dims,
+                    });
+                    LeafTensor::Fed(feeds.len() - 1)
+                };
+                leaves.insert(id, leaf);
+            }
+            StepKind::Compute => {
+                let operand = |v: &Value| resolve(&memory, &arena, &leaves, *v);
+                let inputs = node.inputs.iter().map(operand).collect::<Result<_>>()?;
+                let outputs = (0..node.outputs.len() as u32)
+                    .map(|k| match operand(&Value::new(id, k))? {
+                        Operand::Fixed(t) => Ok(t),
+                        Operand::Fed { .. } => Err(Error::Invalid {
+                            detail: format!("computed value {id} placed in a fed tensor"),
+                        }),
+                    })
+                    .collect::<Result<_>>()?;
+                steps.push(Step {
+                    node: id,
+                    op: node.op.clone(),
+                    inputs,
+                    outputs,
+                });
+            }
+        }
+    }
+    let outputs = graph
+        .outputs()
+        .iter()
+        .map(|v| resolve(&memory, &arena, &leaves, *v))
+        .collect::<Result<_>>()?;
+    let profile = opts.profile.then(|| Profile::new(steps.len()));
+    Ok(Plan {
+        backend,
+        feeds,
+        steps,
+        outputs,
+        memory,
+        profile,
+    })
+}
+
+enum LeafTensor {
+    Constant(Tensor),
+    Fed(usize),
+}
+
+fn resolve(
+    memory: &MemoryPlan,
+    arena: &Arc<Storage>,
+    leaves: &HashMap<NodeId, LeafTensor>,
+    v: Value,
+) -> Result<Operand> {
+    let Placement {
+        home,
+        layout,
+        dtype,
+    } = memory.placement(v)?;
+    Ok(match home {
+        Home::Arena(_) => {
+            Operand::Fixed(Tensor::from_storage(arena.clone(), layout.clone(), *dtype)?)
+        }
+        Home::Leaf(leaf) => match leaves.get(leaf) {
+            Some(LeafTensor::Constant(t)) => Operand::Fixed(t.with_layout(layout.clone())?),
+            Some(LeafTensor::Fed(slot)) => Operand::Fed {
+                slot: *slot,
+                layout: layout.clone(),
+            },
+            None => {
+                return Err(Error::Invalid {
+                    detail: format!("value {v} reads leaf {leaf} before it is scheduled"),
+                })
+            }
+        },
+    })
+}
+
+impl Plan {
+    /// Run the plan: bind `feeds` by name, run every kernel in schedule order, and return
+    /// the graph's outputs (fresh tensors; views of feeds stay views of the feeds).
+    pub fn run(&mut self, feeds: &HashMap<String, Tensor>) -> Result<Vec<Tensor>> {
+        let ops = Ops::new(self.backend.as_ref());
+        let fed = self
+            .feeds
+            .iter()
+            .map(|slot| {
+                let t = bind_feed(&slot.op, &slot.dims, feeds)?;
+                Ok(ops.contiguous(&t)?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let view_of_feed = |slot: usize, layout: &Layout| -> Result<Tensor> {
+            let t = &fed[slot];
+            let shifted = Layout::from_parts(
+                layout.dims(),
+                layout.strides().to_vec(),
+                layout.offset() + t.layout().offset(),
+            )?;
+            Ok(t.with_layout(shifted)?)
+        };
+        let mut inputs: Vec<Tensor> = Vec::new();
+        for (i, step) in self.steps.iter().enumerate() {
+            inputs.clear();
+            for operand in &step.inputs {
+                inputs.push(match operand {
+                    Operand::Fixed(t) => t.clone(),
+                    Operand::Fed { slot, layout } => view_of_feed(*slot, layout)?,
+                });
+            }
+            let refs: Vec<&Tensor> = inputs.iter().collect();
+            let start = self.profile.as_ref().map(|_| Instant::now());
+            run_node(&ops, &step.op, &refs, &step.outputs)
+                .map_err(|e| node_error(step.node, &step.op, e))?;
+            if let (Some(p), Some(start)) = (self.profile.as_mut(), start) {
+                p.record(i, start.elapsed());
+            }
+        }
+        let outputs = self
+            .outputs
+            .iter()
+            .map(|operand| match operand {
+                Operand::Fixed(t) => {
+                    let out = ops.alloc(t.dtype(), t.dims())?;
+                    ops.copy_into(t, &out)?;
+                    Ok(out)
+                }
+                Operand::Fed { slot, layout } => view_of_feed(*slot, layout),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(p) = &self.profile {
+            eprint!("{}", p.top(&self.steps_described(), 10));
+        }
+        Ok(outputs)
+    }
+
+    /// The memory plan (schedule, placements, buffers).
+    pub fn memory(&self) -> &MemoryPlan {
+        &self.memory
+    }
+
+    pub fn memory_report(&self) -> MemoryReport {
+        self.memory.report
+    }
+
+    /// Number of kernel launches per run (views and leaves run nothing).
+    pub fn kernel_count(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// Accumulated time per kernel step, when profiling: `(node, op name, total time)`.
+    pub fn timings(&self) -> Option<Vec<(NodeId, String, std::time::Duration)>> {
+        let p = self.profile.as_ref()?;
+        Some(
+            self.steps
+                .iter()
+                .zip(p.totals())
+                .map(|(s, t)| (s.node, s.op.name(), *t))
+                .collect(),
+        )
+    }
+
+    fn steps_described(&self) -> Vec<String> {
+        self.steps
+            .iter()
+            .map(|s| format!("{} {}", s.node, s.op.name()))
+            .collect()
+    }
+}

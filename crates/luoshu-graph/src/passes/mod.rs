@@ -1,0 +1,101 @@
+//! Compiler passes. A pass is a plain function `&Graph -> Result<(Graph, PassStats)>`;
+//! [`run_pipeline`] runs a list of them, checking `verify()` after each in debug builds and
+//! tests. Adding a pass is one file in this directory and one line in [`PASSES`].
+//! [`Rewriter`] rebuilds a graph through a value remap; since `Graph::add` hash-conses,
+//! every rewrite gets common-subexpression elimination for free.
+
+mod dce;
+mod fold;
+mod fuse_elementwise;
+mod fuse_patterns;
+mod pipeline;
+mod recompute;
+mod rewrite;
+mod simplify;
+
+pub use dce::{dce, live_nodes};
+pub use fold::{fold, MAX_FOLD_ELEMENTS};
+pub use fuse_elementwise::fuse_elementwise;
+pub use fuse_patterns::fuse_patterns;
+pub use pipeline::{optimize, optimize_forward, DEFAULT_PIPELINE, FORWARD_PIPELINE};
+pub use recompute::{recompute, RecomputePolicy};
+pub use simplify::simplify;
+pub use rewrite::{rebuild, Rewriter};
+
+use crate::{Graph, Result};
+use std::fmt;
+
+/// What a pass changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassStats {
+    pub pass: &'static str,
+    pub nodes_before: usize,
+    pub nodes_after: usize,
+    /// Pass-specific count of rewrites applied (nodes removed, folded, fused, ...).
+    pub rewrites: usize,
+}
+
+impl PassStats {
+    pub fn new(pass: &'static str, before: &Graph, after: &Graph, rewrites: usize) -> Self {
+        PassStats {
+            pass,
+            nodes_before: before.len(),
+            nodes_after: after.len(),
+            rewrites,
+        }
+    }
+
+    pub fn changed(&self) -> bool {
+        self.rewrites > 0 || self.nodes_before != self.nodes_after
+    }
+}
+
+impl fmt::Display for PassStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {} -> {} nodes, {} rewrites",
+            self.pass, self.nodes_before, self.nodes_after, self.rewrites
+        )
+    }
+}
+
+pub type PassFn = fn(&Graph) -> Result<(Graph, PassStats)>;
+
+/// A named pass.
+#[derive(Clone, Copy)]
+pub struct Pass {
+    pub name: &'static str,
+    pub run: PassFn,
+}
+
+/// Every pass, in default pipeline order.
+pub const PASSES: &[Pass] = &[Pass {
+    name: "dce",
+    run: dce,
+}];
+
+/// The pass called `name`, for command lines and tests.
+pub fn pass_by_name(name: &str) -> Option<Pass> {
+    PASSES.iter().find(|p| p.name == name).copied()
+}
+
+/// Run `passes` in order. In debug builds and tests every intermediate graph is verified,
+/// so a broken pass is caught at the pass that broke it; with `LUOSHU_DUMP=dir` every
+/// intermediate graph is written there (see [`crate::dump`]).
+pub fn run_pipeline(graph: &Graph, passes: &[Pass]) -> Result<(Graph, Vec<PassStats>)> {
+    let mut current = graph.clone();
+    let mut stats = Vec::with_capacity(passes.len());
+    for pass in passes {
+        let (next, s) = (pass.run)(&current)?;
+        if cfg!(debug_assertions) {
+            next.verify().map_err(|e| crate::Error::Invalid {
+                detail: format!("pass `{}` produced an invalid graph: {e}", pass.name),
+            })?;
+        }
+        crate::dump::dump_if_enabled(&next, pass.name)?;
+        stats.push(s);
+        current = next;
+    }
+    Ok((current, stats))
+}

@@ -1,0 +1,348 @@
+//! Single-device training: compiled plans per micro-batch shape, gradient accumulation over
+//! the buckets of a global batch, clipping, and one AdamW update per step.
+
+use crate::data::{GlobalBatch, MicroBatch};
+use crate::llama::{
+    build_loss_graph, build_train_graph, BATCH, LOSS_SCALE, ROPE_COS, ROPE_SIN, SEQ, TARGETS,
+    TOKENS,
+};
+use crate::optim::{clip_grad_norm, AdamW, AdamWConfig, AdamWState};
+use crate::{
+    init_params, rope_tables, Error, LrSchedule, ModelConfig, ParamStore, Precision, Result,
+};
+use luoshu_backend::ops::BinaryOp;
+use luoshu_backend::{Backend, Ops};
+use luoshu_graph::passes::{run_pipeline, PASSES};
+use luoshu_graph::{compile, Bindings, CompileOptions, Graph, Plan};
+use luoshu_tensor::Tensor;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Optimization hyper-parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub schedule: LrSchedule,
+    pub optimizer: AdamWConfig,
+    /// Clip the global gradient norm to this value; 0 disables clipping.
+    pub grad_clip: f64,
+    /// `f32`, or `bf16-mixed` (bf16 compute, f32 master weights); `f64` is for checks.
+    pub precision: Precision,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            schedule: LrSchedule::default(),
+            optimizer: AdamWConfig::default(),
+            grad_clip: 1.0,
+            precision: Precision::F32,
+        }
+    }
+}
+
+impl TrainConfig {
+    pub fn validate(&self) -> Result<()> {
+        self.schedule.validate()?;
+        self.optimizer.validate()?;
+        if self.precision == Precision::F64 {
+            return Err(Error::TrainConfig(
+                "precision f64 is for gradient checks; train in f32 or bf16-mixed".into(),
+            ));
+        }
+        if !(self.grad_clip >= 0.0 && self.grad_clip.is_finite()) {
+            return Err(Error::TrainConfig(format!(
+                "grad_clip must be >= 0 (0 disables clipping), got {}",
+                self.grad_clip
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What one optimizer step did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepStats {
+    /// Mean loss per target token of the global batch.
+    pub loss: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    pub lr: f64,
+    /// Target tokens of the global batch.
+    pub tokens: usize,
+    pub seconds: f64,
+}
+
+/// Everything needed to continue training bit-identically (plain tensors, own buffers).
+#[derive(Debug, Clone)]
+pub struct TrainerState {
+    /// Optimizer steps taken.
+    pub step: u64,
+    pub params: ParamStore,
+    pub adam_m: ParamStore,
+    pub adam_v: ParamStore,
+}
+
+/// Which graph a cached plan runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum PlanKind {
+    Train,
+    Loss,
+}
+
+/// Trains a LLaMA model on one device.
+pub struct Trainer {
+    model: ModelConfig,
+    config: TrainConfig,
+    backend: Arc<dyn Backend>,
+    train_graph: Graph,
+    loss_graph: Graph,
+    plans: HashMap<(PlanKind, usize, usize), Plan>,
+    params: ParamStore,
+    optimizer: AdamW,
+    rope_cos: Tensor,
+    rope_sin: Tensor,
+    step: u64,
+}
+
+/// `graph` after the default optimization pipeline.
+fn optimize(graph: &Graph) -> Result<Graph> {
+    Ok(run_pipeline(graph, PASSES)?.0)
+}
+
+impl Trainer {
+    /// A trainer with parameters initialized from `seed`.
+    pub fn new(
+        model: ModelConfig,
+        config: TrainConfig,
+        backend: Arc<dyn Backend>,
+        seed: u64,
+    ) -> Result<Self> {
+        model.validate()?;
+        config.validate()?;
+        let precision = config.precision;
+        let train_graph = optimize(&build_train_graph(&model, precision)?.graph)?;
+        let loss_graph = optimize(&build_loss_graph(&model, precision)?.graph)?;
+        let params = init_params(&model, seed)?;
+        let optimizer = AdamW::new(
+            &Ops::new(backend.as_ref()),
+            config.optimizer.clone(),
+            &params,
+        )?;
+        let (rope_cos, rope_sin) =
+            rope_tables(model.head_dim(), model.rope_theta, 0, model.max_seq_len)?;
+        Ok(Trainer {
+            model,
+            config,
+            backend,
+            train_graph,
+            loss_graph,
+            plans: HashMap::new(),
+            params,
+            optimizer,
+            rope_cos,
+            rope_sin,
+            step: 0,
+        })
+    }
+
+    pub fn model_config(&self) -> &ModelConfig {
+        &self.model
+    }
+
+    pub fn train_config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// The live parameters (updated in place by every step).
+    pub fn params(&self) -> &ParamStore {
+        &self.params
+    }
+
+    pub fn optimizer_state(&self) -> &AdamWState {
+        self.optimizer.state()
+    }
+
+    /// Optimizer steps taken so far.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// A snapshot of parameters, moments and step, with its own buffers.
+    pub fn state(&self) -> Result<TrainerState> {
+        let ops = Ops::new(self.backend.as_ref());
+        let adam = self.optimizer.state();
+        Ok(TrainerState {
+            step: self.step,
+            params: self.params.deep_copy(&ops)?,
+            adam_m: adam.m.deep_copy(&ops)?,
+            adam_v: adam.v.deep_copy(&ops)?,
+        })
+    }
+
+    /// Continue from `state` (checked against the model; copied, so the caller's tensors
+    /// are never updated in place).
+    pub fn restore(&mut self, state: TrainerState) -> Result<()> {
+        let ops = Ops::new(self.backend.as_ref());
+        state
+            .params
+            .check_matches(&self.params, "saved parameters")?;
+        let params = state.params.deep_copy(&ops)?;
+        let adam = AdamWState {
+            step: state.step,
+            m: state.adam_m.deep_copy(&ops)?,
+            v: state.adam_v.deep_copy(&ops)?,
+        };
+        self.optimizer.restore(adam, &params)?;
+        self.params = params;
+        self.step = state.step;
+        Ok(())
+    }
+
+    /// Loss (mean per target token) and the gradient of every parameter, summed over all
+    /// micro-batches of `batch`, without updating anything.
+    pub fn gradients(&mut self, batch: &GlobalBatch) -> Result<(f64, Vec<Tensor>)> {
+        let scale = loss_scale(batch)?;
+        let mut loss = 0.0;
+        let mut accumulated: Option<Vec<Tensor>> = None;
+        for micro in batch.buckets.iter().flat_map(|b| &b.micro_batches) {
+            let outputs = self.run(PlanKind::Train, micro, scale)?;
+            let (micro_loss, grads) = outputs
+                .split_first()
+                .ok_or_else(|| Error::State("the training plan returned no outputs".into()))?;
+            loss += scalar_value(micro_loss)?;
+            match &accumulated {
+                None => accumulated = Some(grads.to_vec()),
+                Some(acc) => {
+                    let ops = Ops::new(self.backend.as_ref());
+                    for (a, g) in acc.iter().zip(grads) {
+                        ops.binary_into(BinaryOp::Add, a, g, a)?;
+                    }
+                }
+            }
+        }
+        let grads = accumulated
+            .ok_or_else(|| Error::Config("the global batch holds no micro-batch".into()))?;
+        Ok((loss, grads))
+    }
+
+    /// One optimizer step on `batch`: accumulate gradients over every micro-batch of every
+    /// bucket, clip the global norm, update with AdamW once.
+    pub fn train_step(&mut self, batch: &GlobalBatch) -> Result<StepStats> {
+        let start = Instant::now();
+        let (loss, grads) = self.gradients(batch)?;
+        let ops = Ops::new(self.backend.as_ref());
+        let grad_norm = clip_grad_norm(&ops, &grads, self.config.grad_clip)?;
+        let lr = self.config.schedule.lr_at(self.step);
+        self.optimizer.step(&ops, &self.params, &grads, lr)?;
+        self.step += 1;
+        Ok(StepStats {
+            loss,
+            grad_norm,
+            lr,
+            tokens: batch.target_tokens,
+            seconds: start.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Mean loss per target token over all of `batches` (no update).
+    pub fn evaluate(&mut self, batches: &[GlobalBatch]) -> Result<f64> {
+        let mut total = 0.0;
+        let mut tokens = 0;
+        for micro in batches
+            .iter()
+            .flat_map(|b| &b.buckets)
+            .flat_map(|b| &b.micro_batches)
+        {
+            let outputs = self.run(PlanKind::Loss, micro, 1.0)?;
+            let loss = outputs
+                .first()
+                .ok_or_else(|| Error::State("the loss plan returned no outputs".into()))?;
+            total += scalar_value(loss)?;
+            tokens += micro.target_tokens;
+        }
+        if tokens == 0 {
+            return Err(Error::Config(
+                "the evaluation batches hold no target token".into(),
+            ));
+        }
+        Ok(total / tokens as f64)
+    }
+
+    /// Run the plan of `kind` for `micro`'s shape (compiled on first use).
+    fn run(&mut self, kind: PlanKind, micro: &MicroBatch, scale: f32) -> Result<Vec<Tensor>> {
+        let (rows, seq) = (micro.rows, micro.seq_len);
+        if seq == 0 || seq > self.model.max_seq_len {
+            return Err(Error::Config(format!(
+                "micro-batch sequence length {seq} is outside 1..={} (the model's max_seq_len)",
+                self.model.max_seq_len
+            )));
+        }
+        if micro.inputs.len() != rows * seq || micro.targets.len() != rows * seq {
+            return Err(Error::Config(format!(
+                "micro-batch of {rows}×{seq} holds {} inputs and {} targets",
+                micro.inputs.len(),
+                micro.targets.len()
+            )));
+        }
+        let key = (kind, rows, seq);
+        if !self.plans.contains_key(&key) {
+            let graph = match kind {
+                PlanKind::Train => &self.train_graph,
+                PlanKind::Loss => &self.loss_graph,
+            };
+            let bindings: Bindings = [(BATCH.to_string(), rows), (SEQ.to_string(), seq)].into();
+            let plan = compile(
+                graph,
+                &bindings,
+                self.backend.clone(),
+                CompileOptions::default(),
+            )?;
+            self.plans.insert(key, plan);
+        }
+        let mut feeds: HashMap<String, Tensor> = self
+            .params
+            .iter()
+            .map(|(name, t)| (name.to_string(), t.clone()))
+            .collect();
+        feeds.insert(
+            TOKENS.into(),
+            Tensor::from_slice(&micro.inputs, [rows, seq].as_slice())?,
+        );
+        feeds.insert(
+            TARGETS.into(),
+            Tensor::from_slice(&micro.targets, [rows, seq].as_slice())?,
+        );
+        feeds.insert(ROPE_COS.into(), self.rope_cos.narrow(0, 0, seq)?);
+        feeds.insert(ROPE_SIN.into(), self.rope_sin.narrow(0, 0, seq)?);
+        feeds.insert(LOSS_SCALE.into(), Tensor::scalar(scale));
+        let plan = self
+            .plans
+            .get_mut(&key)
+            .ok_or_else(|| Error::State("compiled plan vanished from the cache".into()))?;
+        Ok(plan.run(&feeds)?)
+    }
+}
+
+/// `1 / target tokens` of the global batch (an error when it has none).
+fn loss_scale(batch: &GlobalBatch) -> Result<f32> {
+    if batch.target_tokens == 0 {
+        return Err(Error::Config(
+            "the global batch holds no target token".into(),
+        ));
+    }
+    Ok(1.0 / batch.target_tokens as f32)
+}
+
+fn scalar_value(t: &Tensor) -> Result<f64> {
+    t.to_f64_vec()
+        .first()
+        .copied()
+        .ok_or_else(|| Error::State("the loss is an empty tensor".into()))
+}
