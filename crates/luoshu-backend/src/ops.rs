@@ -215,10 +215,11 @@ pub enum CompositeOp {
     AttentionBackward,
     AdamW,
     SumSquares,
+    FusedElementwise,
 }
 
 impl CompositeOp {
-    pub const ALL: [CompositeOp; 15] = [
+    pub const ALL: [CompositeOp; 16] = [
         CompositeOp::Softmax,
         CompositeOp::LogSoftmax,
         CompositeOp::CrossEntropy,
@@ -234,6 +235,7 @@ impl CompositeOp {
         CompositeOp::AttentionBackward,
         CompositeOp::AdamW,
         CompositeOp::SumSquares,
+        CompositeOp::FusedElementwise,
     ];
 
     pub fn name(self) -> &'static str {
@@ -253,6 +255,7 @@ impl CompositeOp {
             CompositeOp::AttentionBackward => "attention_backward",
             CompositeOp::AdamW => "adamw",
             CompositeOp::SumSquares => "sum_squares",
+            CompositeOp::FusedElementwise => "fused_elementwise",
         }
     }
 }
@@ -265,7 +268,10 @@ pub enum FusedInstr {
     Load(usize),
     /// A scalar of `dtype`; the value is kept as the bits of an `f64` so programs compare
     /// and hash exactly.
-    Constant { bits: u64, dtype: DType },
+    Constant {
+        bits: u64,
+        dtype: DType,
+    },
     Unary(UnaryOp, usize),
     Binary(BinaryOp, usize, usize),
     /// Produces `Bool`.

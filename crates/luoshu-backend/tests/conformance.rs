@@ -2,7 +2,8 @@
 use luoshu_backend::conformance::{run_conformance_with, Implementation, OpKind, Options, Report};
 use luoshu_backend::cpu::CpuBackend;
 use luoshu_backend::ops::{
-    AdamW, AttentionOpts, BinaryOp, CompareOp, CompositeOp, RandomDist, ReduceOp, UnaryOp,
+    AdamW, AttentionOpts, BinaryOp, CompareOp, CompositeOp, ElementwiseProgram, RandomDist,
+    ReduceOp, UnaryOp,
 };
 use luoshu_backend::reference::ReferenceBackend;
 use luoshu_backend::{Backend, Error, Ops, Result, Tensor};
@@ -304,6 +305,14 @@ impl Backend for WrongBackend {
     }
     fn sum_squares(&self, tensors: &[&Tensor]) -> Result<f64> {
         self.cpu.sum_squares(tensors)
+    }
+    fn fused_elementwise(
+        &self,
+        program: &ElementwiseProgram,
+        inputs: &[&Tensor],
+        out: &Tensor,
+    ) -> Result<()> {
+        self.cpu.fused_elementwise(program, inputs, out)
     }
 }
 

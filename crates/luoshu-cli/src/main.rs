@@ -1,7 +1,9 @@
 //! `luoshu`: the command-line entry point of the luoshu training system.
 
 mod bench;
+mod generate;
 mod ops_cmd;
+mod train;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -19,8 +21,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train a model (not built yet: see the README's status section).
-    Train,
+    /// Train a LLaMA model on 1 device (the CPU backend; multi-device training with hot
+    /// switching arrives with the distributed layer). Writes runs/<name>/.
+    Train(train::TrainArgs),
+    /// Continue a prompt with a trained run's latest checkpoint.
+    Generate(generate::GenerateArgs),
     /// Print the operator coverage table of a backend and run its conformance suite.
     Ops(ops_cmd::OpsArgs),
     /// Benchmarks of kernels against a baseline measured in the same run.
@@ -30,11 +35,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Train => Err(
-            "`luoshu train` is not built yet: the graph, model and training layers are still \
-             being written (see README.md, \"Status\"). `luoshu ops` and `luoshu bench` work today."
-                .to_string(),
-        ),
+        Command::Train(args) => train::run(&args),
+        Command::Generate(args) => generate::run(&args),
         Command::Ops(args) => ops_cmd::run(&args),
         Command::Bench(args) => bench::run(&args),
     };

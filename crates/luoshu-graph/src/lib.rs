@@ -5,12 +5,12 @@
 pub mod autodiff;
 mod builder;
 mod dim;
+pub mod dump;
 mod error;
 pub mod exec;
-pub mod dump;
 mod graph;
-pub mod memory;
 pub mod infer;
+pub mod memory;
 mod op;
 pub mod passes;
 pub mod schedule;

@@ -316,7 +316,7 @@ impl Planner {
         bytes: usize,
     ) -> Option<usize> {
         // The backend allows `out` to be the same region as an input only for these.
-        if !matches!(node.op, Op::Unary(_) | Op::Binary(_)) {
+        if !matches!(node.op, Op::Unary(_) | Op::Binary(_) | Op::Fused(_)) {
             return None;
         }
         node.inputs.iter().find_map(|v| {

@@ -1,12 +1,15 @@
 //! Models, optimizers and the data pipeline of luoshu.
 
+pub mod checkpoint;
 mod config;
 pub mod data;
 mod error;
+pub mod generate;
 mod init;
 pub mod llama;
 pub mod optim;
 mod params;
+pub mod sampling;
 mod schedule;
 mod trainer;
 

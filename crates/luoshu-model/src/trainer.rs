@@ -12,7 +12,7 @@ use crate::{
 };
 use luoshu_backend::ops::BinaryOp;
 use luoshu_backend::{Backend, Ops};
-use luoshu_graph::passes::{run_pipeline, PASSES};
+use luoshu_graph::passes::{run_pipeline, DEFAULT_PIPELINE};
 use luoshu_graph::{compile, Bindings, CompileOptions, Graph, Plan};
 use luoshu_tensor::Tensor;
 use serde::{Deserialize, Serialize};
@@ -109,7 +109,7 @@ pub struct Trainer {
 
 /// `graph` after the default optimization pipeline.
 fn optimize(graph: &Graph) -> Result<Graph> {
-    Ok(run_pipeline(graph, PASSES)?.0)
+    Ok(run_pipeline(graph, DEFAULT_PIPELINE)?.0)
 }
 
 impl Trainer {

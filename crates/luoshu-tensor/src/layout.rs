@@ -14,7 +14,11 @@ impl Layout {
     /// Row-major contiguous layout starting at `offset`.
     pub fn contiguous_at(shape: impl Into<Shape>, offset: usize) -> Result<Self> {
         let shape = shape.into();
-        let offset = if shape.checked_numel()? == 0 { 0 } else { offset };
+        let offset = if shape.checked_numel()? == 0 {
+            0
+        } else {
+            offset
+        };
         let strides = shape.contiguous_strides();
         Ok(Layout {
             shape,
@@ -38,7 +42,11 @@ impl Layout {
             });
         }
         // An empty tensor touches no storage; a zero offset keeps every slice of it in bounds.
-        let offset = if shape.checked_numel()? == 0 { 0 } else { offset };
+        let offset = if shape.checked_numel()? == 0 {
+            0
+        } else {
+            offset
+        };
         Ok(Layout {
             shape,
             strides,

@@ -7,6 +7,7 @@ use super::compare::Class;
 use super::gradcheck::{check_vjp, dot, oracle_verdict};
 use super::primitives::FLOATS;
 use crate::ops::CompositeOp;
+use crate::ops::ElementwiseProgram;
 use crate::{Ops, Result};
 use luoshu_tensor::{DType, Tensor};
 
@@ -22,6 +23,7 @@ pub fn check_all(c: &mut Checker<'_>) {
     c.composite(CompositeOp::Rope, rope);
     c.composite(CompositeOp::Swiglu, swiglu);
     c.composite(CompositeOp::SwigluBackward, swiglu_backward);
+    c.composite(CompositeOp::FusedElementwise, fused_elementwise);
     super::training::check_all(c);
 }
 
@@ -422,5 +424,49 @@ fn swiglu_backward(c: &mut Checker<'_>) -> Result<()> {
         DType::F64,
         oracle_verdict(verdict),
     );
+    Ok(())
+}
+
+/// `x > 0 ? silu(x) * y : exp(x) - 0.5 * y`, with `y` a row vector broadcast over the rows
+/// and a round trip through f32: every instruction kind once.
+fn fused_program(dtype: DType) -> ElementwiseProgram {
+    use crate::ops::{BinaryOp as B, CompareOp, FusedInstr as I, UnaryOp as U};
+    ElementwiseProgram {
+        inputs: vec![dtype, dtype],
+        instrs: vec![
+            I::Load(0),                      // 0: x
+            I::Load(1),                      // 1: y
+            I::constant(0.0, dtype),         // 2
+            I::Compare(CompareOp::Gt, 0, 2), // 3: x > 0
+            I::Unary(U::Silu, 0),            // 4
+            I::Binary(B::Mul, 4, 1),         // 5: silu(x) * y
+            I::Unary(U::Exp, 0),             // 6
+            I::constant(0.5, dtype),         // 7
+            I::Binary(B::Mul, 7, 1),         // 8: 0.5 y
+            I::Binary(B::Sub, 6, 8),         // 9
+            I::Select(3, 5, 9),              // 10
+            I::Cast(10, DType::F32),         // 11
+            I::Cast(11, dtype),              // 12
+        ],
+        output: 12,
+    }
+}
+
+fn fused_elementwise(c: &mut Checker<'_>) -> Result<()> {
+    for dtype in FLOATS {
+        let program = fused_program(dtype);
+        for (dims, view) in row_layouts(c) {
+            let x = c.gen.view(dtype, &dims, Dist::Uniform(-3.0, 3.0), view)?;
+            let last = dims.last().copied().unwrap_or(1);
+            let y = c.gen.tensor(dtype, &[last], Dist::Uniform(-2.0, 2.0))?;
+            c.case(
+                &label(dtype, &dims, view),
+                dtype,
+                Class::Fused,
+                &[&x, &y],
+                |ops| Ok(vec![ops.fused_elementwise(&program, &[&x, &y])?]),
+            );
+        }
+    }
     Ok(())
 }

@@ -191,7 +191,10 @@ pub(crate) fn input<'a, T: Element>(
     check_region(op, arg, t)?;
     // SAFETY: `t` is only read by this kernel, and `Ops` checked that no output it writes
     // overlaps `t`, so no mutable slice of this region exists while we read it.
-    Ok(unsafe { t.storage().region::<T>(t.dtype(), t.layout().offset(), t.numel())? })
+    Ok(unsafe {
+        t.storage()
+            .region::<T>(t.dtype(), t.layout().offset(), t.numel())?
+    })
 }
 
 /// The elements of the contiguous output (or in-place operand) `t`, for writing.
@@ -206,7 +209,10 @@ pub(crate) fn output<'a, T: Element>(
     // SAFETY: `Ops` checked that `t` overlaps no input and no other output of this call, so
     // this kernel is the only reader and writer of the region, and only that region is
     // borrowed.
-    Ok(unsafe { t.storage().region_mut::<T>(t.dtype(), t.layout().offset(), t.numel())? })
+    Ok(unsafe {
+        t.storage()
+            .region_mut::<T>(t.dtype(), t.layout().offset(), t.numel())?
+    })
 }
 
 /// Rows per rayon task for row kernels on rows of `width` elements (depends only on the

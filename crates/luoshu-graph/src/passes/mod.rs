@@ -19,8 +19,8 @@ pub use fuse_elementwise::fuse_elementwise;
 pub use fuse_patterns::fuse_patterns;
 pub use pipeline::{optimize, optimize_forward, DEFAULT_PIPELINE, FORWARD_PIPELINE};
 pub use recompute::{recompute, RecomputePolicy};
-pub use simplify::simplify;
 pub use rewrite::{rebuild, Rewriter};
+pub use simplify::simplify;
 
 use crate::{Graph, Result};
 use std::fmt;

@@ -1,0 +1,305 @@
+//! The run configuration (`config.toml`): every field has a default, unknown keys are
+//! rejected with the nearest valid name, impossible values with what to change.
+
+use luoshu_model::{LrSchedule, ModelConfig, TrainConfig};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The model: a preset name, or a table of [`ModelConfig`] fields (missing ones taken from
+/// the `tiny` preset).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelChoice {
+    Preset(String),
+    Inline(ModelConfig),
+}
+
+impl ModelChoice {
+    pub fn resolve(&self) -> Result<ModelConfig, String> {
+        match self {
+            ModelChoice::Preset(name) => ModelConfig::preset(name).map_err(|e| e.to_string()),
+            ModelChoice::Inline(config) => Ok(config.clone()),
+        }
+    }
+}
+
+impl Serialize for ModelChoice {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ModelChoice::Preset(name) => s.serialize_str(name),
+            ModelChoice::Inline(config) => config.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ModelChoice {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match toml::Value::deserialize(d)? {
+            toml::Value::String(name) => Ok(ModelChoice::Preset(name)),
+            toml::Value::Table(fields) => {
+                let mut merged =
+                    toml::Value::try_from(ModelConfig::default()).map_err(D::Error::custom)?;
+                if let toml::Value::Table(base) = &mut merged {
+                    base.extend(fields);
+                }
+                ModelConfig::deserialize(merged)
+                    .map(ModelChoice::Inline)
+                    .map_err(D::Error::custom)
+            }
+            other => Err(D::Error::custom(format!(
+                "model must be a preset name or a table of model fields, got {other}"
+            ))),
+        }
+    }
+}
+
+/// Where the text comes from and how it becomes batches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// A file, directory or glob; unset means the Rust sources of the cargo registry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Read files until this many bytes are selected.
+    pub max_bytes: u64,
+    /// Fraction of files held out for validation.
+    pub val_fraction: f64,
+    /// Tokenizer vocabulary (at most the model's `vocab_size`).
+    pub vocab_size: usize,
+    /// Longest training sequence; longer documents are cut (at most the model's `max_seq_len`).
+    pub max_len: usize,
+    /// Sequence-length buckets, ascending, ending at `max_len`.
+    pub bucket_edges: Vec<usize>,
+    /// Padded tokens per micro-batch.
+    pub tokens_per_micro_batch: usize,
+    /// Target tokens per optimizer step.
+    pub global_batch_tokens: usize,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            path: None,
+            max_bytes: 3 << 20,
+            val_fraction: 0.03,
+            vocab_size: 2048,
+            max_len: 256,
+            bucket_edges: vec![32, 64, 128, 256],
+            tokens_per_micro_batch: 2048,
+            global_batch_tokens: 4096,
+        }
+    }
+}
+
+/// Everything `luoshu train` needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// Output goes to `runs/<name>/`.
+    pub name: String,
+    /// Optimizer steps to reach (a resumed run continues up to this step).
+    pub steps: u64,
+    /// Evaluate on the validation set every this many steps (and at the end).
+    pub eval_every: u64,
+    /// Write a checkpoint every this many steps (and at the end).
+    pub checkpoint_every: u64,
+    /// Checkpoints kept on disk (older ones are deleted).
+    pub keep_checkpoints: usize,
+    /// Seeds the corpus split, data order and initialization.
+    pub seed: u64,
+    pub model: ModelChoice,
+    pub data: DataConfig,
+    pub train: TrainConfig,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        let steps = 300;
+        RunConfig {
+            name: "default".into(),
+            steps,
+            eval_every: 50,
+            checkpoint_every: 100,
+            keep_checkpoints: 3,
+            seed: 0,
+            model: ModelChoice::Preset("tiny".into()),
+            data: DataConfig::default(),
+            train: TrainConfig {
+                schedule: LrSchedule {
+                    total_steps: steps,
+                    ..LrSchedule::default()
+                },
+                ..TrainConfig::default()
+            },
+        }
+    }
+}
+
+/// Levenshtein distance (for "did you mean").
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let next = (diagonal + usize::from(ca != cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            diagonal = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+/// Rewrite serde's "unknown field `x`, expected one of `a`, `b`" as "unknown key `x`, did
+/// you mean `a`?" (the backquoted words are the unknown key, then the valid ones).
+fn explain_unknown_key(message: &str) -> Option<String> {
+    let start = message.find("unknown field `")?;
+    let quoted: Vec<&str> = message[start..].split('`').skip(1).step_by(2).collect();
+    let (unknown, valid) = quoted.split_first()?;
+    let nearest = valid.iter().min_by_key(|v| edit_distance(unknown, v))?;
+    Some(format!(
+        "unknown key `{unknown}`, did you mean `{nearest}`? (valid keys here: {})",
+        valid.join(", ")
+    ))
+}
+
+impl RunConfig {
+    /// Parse a TOML config; `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| {
+            let message = e.message();
+            let location = e
+                .span()
+                .map(|span| {
+                    let line = text[..span.start].matches('\n').count() + 1;
+                    format!(" (line {line})")
+                })
+                .unwrap_or_default();
+            let detail = explain_unknown_key(message).unwrap_or_else(|| message.to_string());
+            format!("{origin}{location}: {detail}")
+        })
+    }
+
+    pub fn to_toml(&self) -> Result<String, String> {
+        toml::to_string(self).map_err(|e| format!("cannot write the config as TOML: {e}"))
+    }
+
+    /// The model this run trains, after checking every value that must fit together.
+    pub fn validate(&self) -> Result<ModelConfig, String> {
+        let model = self.model.resolve()?;
+        model.validate().map_err(|e| e.to_string())?;
+        self.train.validate().map_err(|e| e.to_string())?;
+        let invalid = |msg: String| Err(format!("invalid run configuration: {msg}"));
+        if self.name.is_empty() || self.name.contains(['/', '\\']) || self.name.starts_with('.') {
+            return invalid(format!(
+                "name `{}` must be a plain directory name (it becomes runs/<name>)",
+                self.name
+            ));
+        }
+        for (key, value) in [
+            ("steps", self.steps),
+            ("eval_every", self.eval_every),
+            ("checkpoint_every", self.checkpoint_every),
+            ("keep_checkpoints", self.keep_checkpoints as u64),
+        ] {
+            if value == 0 {
+                return invalid(format!("{key} must be at least 1"));
+            }
+        }
+        let data = &self.data;
+        if data.max_bytes == 0 {
+            return invalid("data.max_bytes must be positive".into());
+        }
+        if !(0.0..1.0).contains(&data.val_fraction) || data.val_fraction == 0.0 {
+            return invalid(format!(
+                "data.val_fraction must be in (0, 1), got {}",
+                data.val_fraction
+            ));
+        }
+        if data.vocab_size > model.vocab_size {
+            return invalid(format!(
+                "data.vocab_size ({}) exceeds the model's vocab_size ({})",
+                data.vocab_size, model.vocab_size
+            ));
+        }
+        if data.max_len > model.max_seq_len {
+            return invalid(format!(
+                "data.max_len ({}) exceeds the model's max_seq_len ({})",
+                data.max_len, model.max_seq_len
+            ));
+        }
+        self.loader_config()
+            .validate()
+            .map_err(|e| format!("invalid run configuration: {e}"))?;
+        Ok(model)
+    }
+
+    pub fn loader_config(&self) -> luoshu_model::data::LoaderConfig {
+        luoshu_model::data::LoaderConfig {
+            max_len: self.data.max_len,
+            bucket_edges: self.data.bucket_edges.clone(),
+            tokens_per_micro_batch: self.data.tokens_per_micro_batch,
+            global_batch_tokens: self.data.global_batch_tokens,
+            seed: self.seed,
+        }
+    }
+
+    pub fn corpus_spec(&self) -> luoshu_model::data::CorpusSpec {
+        luoshu_model::data::CorpusSpec {
+            data: self.data.path.clone(),
+            max_bytes: self.data.max_bytes,
+            val_fraction: self.data.val_fraction,
+            seed: self.seed,
+            ..luoshu_model::data::CorpusSpec::default()
+        }
+    }
+}
+
+/// [`RunConfig::to_toml`] with a note on the one field TOML cannot show when unset.
+pub fn annotated_toml(config: &RunConfig) -> Result<String, String> {
+    let text = config.to_toml()?;
+    if config.data.path.is_some() {
+        return Ok(text);
+    }
+    Ok(text.replacen(
+        "[data]\n",
+        "[data]\n# path = \"DIR, FILE or GLOB\"  (unset: the Rust sources under the cargo registry)\n",
+        1,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_round_trips_through_toml() {
+        let config = RunConfig::default();
+        let text = config.to_toml().unwrap();
+        assert_eq!(RunConfig::from_toml(&text, "x").unwrap(), config);
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_suggest_the_nearest_name() {
+        let err = RunConfig::from_toml("stpes = 3", "cfg").unwrap_err();
+        assert!(
+            err.contains("unknown key `stpes`, did you mean `steps`?"),
+            "{err}"
+        );
+        let err = RunConfig::from_toml("[data]\nmax_lne = 3", "cfg").unwrap_err();
+        assert!(err.contains("did you mean `max_len`?"), "{err}");
+        let err = RunConfig::from_toml("[model]\nd_modle = 64", "cfg").unwrap_err();
+        assert!(err.contains("did you mean `d_model`?"), "{err}");
+    }
+
+    #[test]
+    fn inline_model_fills_missing_fields_from_tiny() {
+        let config = RunConfig::from_toml("[model]\nd_model = 64\nn_heads = 2", "cfg").unwrap();
+        let model = config.model.resolve().unwrap();
+        assert_eq!((model.d_model, model.n_heads), (64, 2));
+        assert_eq!(model.n_layers, ModelConfig::default().n_layers);
+    }
+}

@@ -1,0 +1,98 @@
+//! `metrics.csv`: one row per optimizer step, flushed as it is written.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+const HEADER: &str = "step,loss,val_loss,lr,tokens_per_s,grad_norm";
+
+/// One row; `val_loss` only on evaluation steps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MetricsRow {
+    pub step: u64,
+    pub loss: f64,
+    pub val_loss: Option<f64>,
+    pub lr: f64,
+    pub tokens_per_s: f64,
+    pub grad_norm: f64,
+}
+
+impl MetricsRow {
+    fn to_csv(self) -> String {
+        let val = self.val_loss.map(|v| v.to_string()).unwrap_or_default();
+        format!(
+            "{},{},{val},{},{},{}",
+            self.step, self.loss, self.lr, self.tokens_per_s, self.grad_norm
+        )
+    }
+
+    fn parse(line: &str) -> Option<Self> {
+        let fields: Vec<&str> = line.split(',').collect();
+        let [step, loss, val, lr, tps, norm] = fields.as_slice() else {
+            return None;
+        };
+        Some(MetricsRow {
+            step: step.parse().ok()?,
+            loss: loss.parse().ok()?,
+            val_loss: if val.is_empty() {
+                None
+            } else {
+                Some(val.parse().ok()?)
+            },
+            lr: lr.parse().ok()?,
+            tokens_per_s: tps.parse().ok()?,
+            grad_norm: norm.parse().ok()?,
+        })
+    }
+}
+
+/// The rows of a run, appended to `metrics.csv` as they come.
+pub struct MetricsLog {
+    path: PathBuf,
+    writer: BufWriter<File>,
+    rows: Vec<MetricsRow>,
+}
+
+impl MetricsLog {
+    /// Start `path` afresh, keeping the rows of an earlier run up to `keep_through` (those
+    /// a resumed run does not redo); `None` starts empty.
+    pub fn open(path: &Path, keep_through: Option<u64>) -> Result<Self, String> {
+        let rows = match keep_through {
+            Some(last) => std::fs::read_to_string(path)
+                .unwrap_or_default()
+                .lines()
+                .skip(1)
+                .filter_map(MetricsRow::parse)
+                .filter(|r| r.step <= last)
+                .collect(),
+            None => Vec::new(),
+        };
+        let file = File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut log = MetricsLog {
+            path: path.to_path_buf(),
+            writer: BufWriter::new(file),
+            rows: Vec::new(),
+        };
+        log.write_line(HEADER)?;
+        for row in rows {
+            log.push(row)?;
+        }
+        Ok(log)
+    }
+
+    fn write_line(&mut self, line: &str) -> Result<(), String> {
+        writeln!(self.writer, "{line}")
+            .and_then(|_| self.writer.flush())
+            .map_err(|e| format!("{}: {e}", self.path.display()))
+    }
+
+    pub fn push(&mut self, row: MetricsRow) -> Result<(), String> {
+        self.write_line(&row.to_csv())?;
+        self.rows.push(row);
+        Ok(())
+    }
+
+    pub fn rows(&self) -> &[MetricsRow] {
+        &self.rows
+    }
+}

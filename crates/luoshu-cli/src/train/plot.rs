@@ -1,0 +1,58 @@
+//! `loss.png`: training and validation loss against the step.
+
+use super::metrics::MetricsRow;
+use plotters::prelude::*;
+use std::path::Path;
+
+/// Draw the loss curves of `rows` into `path`.
+pub fn plot_loss(rows: &[MetricsRow], path: &Path) -> Result<(), String> {
+    draw(rows, path).map_err(|e| format!("{}: cannot draw the loss plot: {e}", path.display()))
+}
+
+fn draw(rows: &[MetricsRow], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let train: Vec<(f64, f64)> = rows.iter().map(|r| (r.step as f64, r.loss)).collect();
+    let val: Vec<(f64, f64)> = rows
+        .iter()
+        .filter_map(|r| r.val_loss.map(|v| (r.step as f64, v)))
+        .collect();
+    let losses = train.iter().chain(&val).map(|p| p.1);
+    let (low, high) = losses.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+        (lo.min(v), hi.max(v))
+    });
+    if !low.is_finite() || !high.is_finite() {
+        return Err("no finite loss to plot".into());
+    }
+    let last_step = rows.last().map_or(1, |r| r.step.max(1)) as f64;
+    let margin = ((high - low) * 0.05).max(1e-3);
+
+    let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("luoshu training loss", ("sans-serif", 24))
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0f64..last_step, (low - margin)..(high + margin))?;
+    chart
+        .configure_mesh()
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .x_desc("step")
+        .y_desc("loss (nats/token)")
+        .draw()?;
+    chart
+        .draw_series(LineSeries::new(train, &BLUE))?
+        .label("train")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
+    chart
+        .draw_series(LineSeries::new(val.clone(), RED.stroke_width(2)))?
+        .label("validation")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+    chart.draw_series(val.into_iter().map(|p| Circle::new(p, 3, RED.filled())))?;
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}

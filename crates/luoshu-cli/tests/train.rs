@@ -1,0 +1,258 @@
+//! `luoshu train` end to end on a tiny model: the run directory is complete, a resumed run
+//! is bit-identical to an uninterrupted one, and bad input fails with a clear message.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A fresh, empty directory under the system temp dir.
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("luoshu-train-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A directory of small text files with some repeated structure to learn.
+fn write_corpus(dir: &Path) -> PathBuf {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let words = [
+        "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta",
+    ];
+    for f in 0..12usize {
+        let text: String = (0..20 + 7 * f)
+            .map(|i| {
+                format!(
+                    "{} {} = {};\n",
+                    words[(f + i) % 8],
+                    words[(i * 3) % 8],
+                    i % 10
+                )
+            })
+            .collect();
+        std::fs::write(data.join(format!("file{f}.txt")), text).unwrap();
+    }
+    data
+}
+
+/// A tiny run configuration reading `data`, with an extra `model` table line.
+fn write_config(dir: &Path, data: &Path, file: &str, d_model: usize) -> PathBuf {
+    let text = format!(
+        r#"name = "tiny"
+steps = 4
+eval_every = 2
+checkpoint_every = 2
+keep_checkpoints = 3
+seed = 7
+
+[model]
+vocab_size = 320
+d_model = {d_model}
+n_layers = 1
+n_heads = 2
+n_kv_heads = 2
+d_ff = 48
+max_seq_len = 32
+
+[data]
+path = "{}"
+val_fraction = 0.3
+vocab_size = 300
+max_len = 32
+bucket_edges = [16, 32]
+tokens_per_micro_batch = 64
+global_batch_tokens = 96
+
+[train.schedule]
+peak_lr = 0.01
+min_lr = 0.001
+warmup_steps = 1
+total_steps = 4
+"#,
+        data.display()
+    );
+    let path = dir.join(file);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn luoshu(cwd: &Path, args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_luoshu"))
+        .current_dir(cwd)
+        .arg("train")
+        .args(args)
+        .output()
+        .unwrap();
+    out
+}
+
+fn succeed(cwd: &Path, args: &[&str]) -> String {
+    let out = luoshu(cwd, args);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "luoshu train {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn fail(cwd: &Path, args: &[&str]) -> String {
+    let out = luoshu(cwd, args);
+    assert!(!out.status.success(), "luoshu train {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+/// `metrics.csv` without the tokens/s column (the only one that depends on timing).
+fn metrics_without_speed(run: &Path) -> Vec<String> {
+    std::fs::read_to_string(run.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let f: Vec<&str> = line.split(',').collect();
+            format!("{},{},{},{},{}", f[0], f[1], f[2], f[3], f[5])
+        })
+        .collect()
+}
+
+#[test]
+fn resumed_run_is_bit_identical_to_an_uninterrupted_one() {
+    let root = temp_dir("resume");
+    let data = write_corpus(&root);
+    let config = write_config(&root, &data, "run.toml", 32);
+    let config = config.to_str().unwrap();
+    let (whole, split) = (root.join("whole"), root.join("split"));
+    std::fs::create_dir_all(&whole).unwrap();
+    std::fs::create_dir_all(&split).unwrap();
+
+    let summary = succeed(&whole, &["--config", config]);
+    assert!(summary.contains("train loss"), "{summary}");
+    let whole_run = whole.join("runs/tiny");
+    for file in ["config.toml", "tokenizer.json", "metrics.csv", "loss.png"] {
+        assert!(whole_run.join(file).is_file(), "{file} missing");
+    }
+
+    succeed(&split, &["--config", config, "--steps", "2"]);
+    let split_run = split.join("runs/tiny");
+    let err = fail(&split, &["--config", config]);
+    assert!(err.contains("--resume"), "{err}");
+    succeed(&split, &["--resume", "--steps", "4", "--name", "tiny"]);
+
+    assert_eq!(
+        metrics_without_speed(&whole_run),
+        metrics_without_speed(&split_run)
+    );
+    assert_eq!(
+        metrics_without_speed(&whole_run).len(),
+        5,
+        "header and 4 steps"
+    );
+    for file in ["model.safetensors", "optimizer.safetensors", "state.toml"] {
+        let a = std::fs::read(whole_run.join("checkpoint/step-4").join(file)).unwrap();
+        let b = std::fs::read(split_run.join("checkpoint/step-4").join(file)).unwrap();
+        assert!(a == b, "{file} differs after resuming");
+    }
+
+    // A checkpoint written for another model is refused, naming both shapes.
+    let other = write_config(&root, &data, "other.toml", 64);
+    let err = fail(
+        &split,
+        &[
+            "--resume",
+            "--steps",
+            "6",
+            "--config",
+            other.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        err.contains("d_model: 32") && err.contains("d_model: 64"),
+        "{err}"
+    );
+
+    // A damaged latest checkpoint is reported; the older one is still there and loads.
+    let damaged = split_run.join("checkpoint/step-4/optimizer.safetensors");
+    let bytes = std::fs::read(&damaged).unwrap();
+    std::fs::write(&damaged, &bytes[..bytes.len() - 9]).unwrap();
+    let err = fail(&split, &["--resume", "--steps", "6", "--name", "tiny"]);
+    assert!(
+        err.contains("corrupt or truncated") && err.contains("step-2"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(split_run.join("checkpoint/step-4")).unwrap();
+    std::fs::write(split_run.join("checkpoint/latest"), "step-2\n").unwrap();
+    let resumed = succeed(&split, &["--resume", "--steps", "3", "--name", "tiny"]);
+    assert!(resumed.contains("step 2"), "{resumed}");
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
+fn missing_or_empty_data_is_a_clear_error() {
+    let root = temp_dir("nodata");
+    let err = fail(&root, &["--data", "/nonexistent/luoshu-corpus"]);
+    assert!(
+        err.contains("does not exist") && err.contains("--data"),
+        "{err}"
+    );
+    let empty = root.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let err = fail(&root, &["--data", empty.to_str().unwrap()]);
+    assert!(err.contains("no training text found"), "{err}");
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
+fn config_typos_and_impossible_values_are_rejected() {
+    let root = temp_dir("badconfig");
+    let typo = root.join("typo.toml");
+    std::fs::write(&typo, "stpes = 3\n").unwrap();
+    let err = fail(&root, &["--config", typo.to_str().unwrap()]);
+    assert!(
+        err.contains("unknown key `stpes`, did you mean `steps`?"),
+        "{err}"
+    );
+
+    let heads = root.join("heads.toml");
+    std::fs::write(
+        &heads,
+        "[model]\nd_model = 100\nn_heads = 3\nn_kv_heads = 3\n",
+    )
+    .unwrap();
+    let err = fail(&root, &["--config", heads.to_str().unwrap()]);
+    assert!(
+        err.contains("n_heads (3) must divide d_model (100)"),
+        "{err}"
+    );
+
+    let edges = root.join("edges.toml");
+    std::fs::write(&edges, "[data]\nmax_len = 128\nbucket_edges = [64, 256]\n").unwrap();
+    let err = fail(&root, &["--config", edges.to_str().unwrap()]);
+    assert!(err.contains("last bucket edge must equal max_len"), "{err}");
+
+    let err = fail(&root, &["--model", "llama-99b"]);
+    assert!(err.contains("unknown model preset `llama-99b`"), "{err}");
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
+fn printed_default_config_is_complete_and_loads_back() {
+    let root = temp_dir("print");
+    let printed = succeed(&root, &["--print-config"]);
+    for key in [
+        "steps",
+        "eval_every",
+        "[data]",
+        "global_batch_tokens",
+        "[train.schedule]",
+    ] {
+        assert!(printed.contains(key), "{key} missing from:\n{printed}");
+    }
+    let path = root.join("printed.toml");
+    std::fs::write(&path, &printed).unwrap();
+    let again = succeed(
+        &root,
+        &["--config", path.to_str().unwrap(), "--print-config"],
+    );
+    assert_eq!(printed, again);
+    std::fs::remove_dir_all(root).unwrap();
+}

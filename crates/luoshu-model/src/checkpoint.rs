@@ -1,0 +1,372 @@
+//! Checkpoints: `step-<N>/` directories holding `model.safetensors` (parameters),
+//! `optimizer.safetensors` (AdamW moments) and `state.toml` (step, data position, model
+//! config, seed, tokenizer and file fingerprints), written atomically next to a `latest`
+//! pointer file.
+//!
+//! A checkpoint is built in a hidden temporary directory, every file is fsynced, and the
+//! directory is renamed into place before `latest` is replaced (write temp + rename), so a
+//! crash at any point leaves the previous checkpoint intact and pointed to.
+
+use crate::data::LoaderPosition;
+use crate::{param_specs, Error, ModelConfig, ParamStore, Result, TrainerState};
+use luoshu_tensor::{DType, Tensor};
+use safetensors::{Dtype, SafeTensors};
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+const MODEL_FILE: &str = "model.safetensors";
+const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+const STATE_FILE: &str = "state.toml";
+const LATEST_FILE: &str = "latest";
+/// Prefixes of the AdamW moments inside `optimizer.safetensors`.
+const MOMENT_M: &str = "m.";
+const MOMENT_V: &str = "v.";
+
+/// A loaded checkpoint.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    pub model: ModelConfig,
+    pub state: TrainerState,
+    pub data: LoaderPosition,
+    pub seed: u64,
+    /// [`fingerprint`] of the `tokenizer.json` the run was trained with.
+    pub tokenizer_hash: String,
+    /// The `step-<N>` directory it was read from.
+    pub dir: PathBuf,
+}
+
+/// What [`save`] writes besides the trainer state.
+#[derive(Debug, Clone)]
+pub struct CheckpointMeta<'a> {
+    pub model: &'a ModelConfig,
+    pub data: LoaderPosition,
+    pub seed: u64,
+    pub tokenizer_hash: &'a str,
+}
+
+/// The `state.toml` of a checkpoint.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateFile {
+    step: u64,
+    data_epoch: u64,
+    data_cursor: usize,
+    seed: u64,
+    tokenizer_hash: String,
+    model_hash: String,
+    optimizer_hash: String,
+    model: ModelConfig,
+}
+
+/// A 64-bit FNV-1a fingerprint of `bytes`, as 16 hex digits (detects corrupt files and a
+/// changed tokenizer; not a cryptographic hash).
+pub fn fingerprint(bytes: &[u8]) -> String {
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    });
+    format!("{hash:016x}")
+}
+
+/// An I/O-style error about `path` carrying `message` (corrupt or unexpected contents).
+fn invalid(path: &Path, message: impl Into<String>) -> Error {
+    Error::io(
+        path,
+        std::io::Error::new(std::io::ErrorKind::InvalidData, message.into()),
+    )
+}
+
+fn step_dir_name(step: u64) -> String {
+    format!("step-{step}")
+}
+
+/// Write `bytes` to `path` and flush them to disk.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = File::create(path).map_err(|e| Error::io(path, e))?;
+    file.write_all(bytes).map_err(|e| Error::io(path, e))?;
+    file.sync_all().map_err(|e| Error::io(path, e))
+}
+
+/// Make a rename inside `dir` durable.
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}
+
+/// Little-endian bytes and safetensors dtype of a parameter tensor.
+fn tensor_bytes(name: &str, t: &Tensor) -> Result<(Dtype, Vec<u8>)> {
+    match t.dtype() {
+        DType::F32 => Ok((
+            Dtype::F32,
+            t.to_vec::<f32>()?
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect(),
+        )),
+        DType::F64 => Ok((
+            Dtype::F64,
+            t.to_vec::<f64>()?
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect(),
+        )),
+        other => Err(Error::State(format!(
+            "cannot checkpoint `{name}`: parameters are f32 or f64, got {other}"
+        ))),
+    }
+}
+
+/// Serialize `(prefix + name, tensor)` pairs of every store into one safetensors buffer.
+fn serialize(stores: &[(&str, &ParamStore)]) -> Result<Vec<u8>> {
+    let mut owned = Vec::new();
+    for (prefix, store) in stores {
+        for (name, t) in store.iter() {
+            let (dtype, bytes) = tensor_bytes(name, t)?;
+            owned.push((format!("{prefix}{name}"), dtype, t.dims().to_vec(), bytes));
+        }
+    }
+    let views = owned
+        .iter()
+        .map(|(name, dtype, dims, bytes)| {
+            safetensors::tensor::TensorView::new(*dtype, dims.clone(), bytes)
+                .map(|view| (name.clone(), view))
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::State(format!("cannot build a safetensors view: {e}")))?;
+    safetensors::serialize(views, &None)
+        .map_err(|e| Error::State(format!("cannot serialize tensors: {e}")))
+}
+
+/// Save `state` as `root/step-<N>/` and point `root/latest` at it, then delete all but
+/// the newest `keep` checkpoints. Returns the new directory.
+pub fn save(
+    root: &Path,
+    state: &TrainerState,
+    meta: &CheckpointMeta,
+    keep: usize,
+) -> Result<PathBuf> {
+    std::fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
+    let name = step_dir_name(state.step);
+    let tmp = root.join(format!(".tmp-{name}"));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    }
+    std::fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
+
+    let model_bytes = serialize(&[("", &state.params)])?;
+    let optimizer_bytes = serialize(&[(MOMENT_M, &state.adam_m), (MOMENT_V, &state.adam_v)])?;
+    let state_file = StateFile {
+        step: state.step,
+        data_epoch: meta.data.epoch,
+        data_cursor: meta.data.cursor,
+        seed: meta.seed,
+        tokenizer_hash: meta.tokenizer_hash.to_string(),
+        model_hash: fingerprint(&model_bytes),
+        optimizer_hash: fingerprint(&optimizer_bytes),
+        model: meta.model.clone(),
+    };
+    let state_text = toml::to_string(&state_file)
+        .map_err(|e| Error::State(format!("cannot encode the checkpoint state: {e}")))?;
+    write_synced(&tmp.join(MODEL_FILE), &model_bytes)?;
+    write_synced(&tmp.join(OPTIMIZER_FILE), &optimizer_bytes)?;
+    write_synced(&tmp.join(STATE_FILE), state_text.as_bytes())?;
+    sync_dir(&tmp)?;
+
+    let dir = root.join(&name);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    }
+    std::fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, e))?;
+    let latest_tmp = root.join(format!(".{LATEST_FILE}.tmp"));
+    write_synced(&latest_tmp, format!("{name}\n").as_bytes())?;
+    std::fs::rename(&latest_tmp, root.join(LATEST_FILE)).map_err(|e| Error::io(root, e))?;
+    sync_dir(root)?;
+    prune(root, keep.max(1))?;
+    Ok(dir)
+}
+
+/// Steps of the `step-<N>` directories under `root`, ascending.
+pub fn list_steps(root: &Path) -> Result<Vec<u64>> {
+    let entries = std::fs::read_dir(root).map_err(|e| Error::io(root, e))?;
+    let mut steps: Vec<u64> = entries
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix("step-"))
+                .and_then(|n| n.parse().ok())
+        })
+        .collect();
+    steps.sort_unstable();
+    Ok(steps)
+}
+
+/// Delete all but the newest `keep` checkpoints.
+fn prune(root: &Path, keep: usize) -> Result<()> {
+    let steps = list_steps(root)?;
+    let excess = steps.len().saturating_sub(keep);
+    for step in &steps[..excess] {
+        let dir = root.join(step_dir_name(*step));
+        std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    }
+    Ok(())
+}
+
+/// Read `path` and check it against the fingerprint recorded in `state.toml`.
+fn read_verified(path: &Path, expected: &str) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let actual = fingerprint(&bytes);
+    if actual != expected {
+        return Err(invalid(
+            path,
+            format!(
+                "corrupt or truncated checkpoint file ({} bytes, fingerprint {actual} but \
+                 state.toml records {expected})",
+                bytes.len()
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Tensors `prefix + name` for every parameter of `model`, in the model's order.
+fn read_store(path: &Path, bytes: &[u8], prefix: &str, model: &ModelConfig) -> Result<ParamStore> {
+    let tensors = SafeTensors::deserialize(bytes)
+        .map_err(|e| invalid(path, format!("not a valid safetensors file: {e}")))?;
+    let mut store = ParamStore::new();
+    for spec in param_specs(model) {
+        let key = format!("{prefix}{}", spec.name);
+        let view = tensors
+            .tensor(&key)
+            .map_err(|_| invalid(path, format!("missing tensor `{key}`")))?;
+        if view.shape() != spec.shape.as_slice() {
+            return Err(invalid(
+                path,
+                format!(
+                    "tensor `{key}` has shape {:?} but the model needs {:?}",
+                    view.shape(),
+                    spec.shape
+                ),
+            ));
+        }
+        let data = view.data();
+        let tensor = match view.dtype() {
+            Dtype::F32 => {
+                Tensor::from_slice(&decode::<4, f32>(data, f32::from_le_bytes), view.shape())?
+            }
+            Dtype::F64 => {
+                Tensor::from_slice(&decode::<8, f64>(data, f64::from_le_bytes), view.shape())?
+            }
+            other => {
+                return Err(invalid(
+                    path,
+                    format!("tensor `{key}` is {other:?}; checkpoints hold f32 or f64"),
+                ))
+            }
+        };
+        store.insert(&spec.name, tensor)?;
+    }
+    Ok(store)
+}
+
+/// Little-endian values of width `N` bytes.
+fn decode<const N: usize, T>(data: &[u8], from_le: fn([u8; N]) -> T) -> Vec<T> {
+    data.chunks_exact(N)
+        .map(|c| {
+            let mut word = [0u8; N];
+            word.copy_from_slice(c);
+            from_le(word)
+        })
+        .collect()
+}
+
+/// Load and verify the checkpoint in the `step-<N>` directory `dir`.
+pub fn load(dir: &Path) -> Result<Checkpoint> {
+    let state_path = dir.join(STATE_FILE);
+    let text = std::fs::read_to_string(&state_path).map_err(|e| Error::io(&state_path, e))?;
+    let state: StateFile =
+        toml::from_str(&text).map_err(|e| invalid(&state_path, format!("unreadable: {e}")))?;
+    state.model.validate()?;
+    let model_path = dir.join(MODEL_FILE);
+    let optimizer_path = dir.join(OPTIMIZER_FILE);
+    let model_bytes = read_verified(&model_path, &state.model_hash)?;
+    let optimizer_bytes = read_verified(&optimizer_path, &state.optimizer_hash)?;
+    let params = read_store(&model_path, &model_bytes, "", &state.model)?;
+    let adam_m = read_store(&optimizer_path, &optimizer_bytes, MOMENT_M, &state.model)?;
+    let adam_v = read_store(&optimizer_path, &optimizer_bytes, MOMENT_V, &state.model)?;
+    Ok(Checkpoint {
+        model: state.model,
+        state: TrainerState {
+            step: state.step,
+            params,
+            adam_m,
+            adam_v,
+        },
+        data: LoaderPosition {
+            epoch: state.data_epoch,
+            cursor: state.data_cursor,
+        },
+        seed: state.seed,
+        tokenizer_hash: state.tokenizer_hash,
+        dir: dir.to_path_buf(),
+    })
+}
+
+/// Load the checkpoint `root/latest` points to. If it is damaged the error says so and
+/// names the older checkpoints that remain (each loadable with [`load`]).
+pub fn load_latest(root: &Path) -> Result<Checkpoint> {
+    let pointer = root.join(LATEST_FILE);
+    let name = std::fs::read_to_string(&pointer).map_err(|e| Error::io(&pointer, e))?;
+    let dir = root.join(name.trim());
+    load(&dir).map_err(|err| {
+        let older: Vec<String> = list_steps(root)
+            .unwrap_or_default()
+            .into_iter()
+            .map(step_dir_name)
+            .filter(|n| n != name.trim())
+            .collect();
+        if older.is_empty() {
+            return err;
+        }
+        invalid(
+            &dir,
+            format!(
+                "cannot load the latest checkpoint: {err}. Older checkpoints remain in {}: {}; \
+                 delete {} to resume from the newest of them",
+                root.display(),
+                older.join(", "),
+                dir.display()
+            ),
+        )
+    })
+}
+
+impl Checkpoint {
+    /// Error unless the checkpoint was written for exactly `model`.
+    pub fn check_model(&self, model: &ModelConfig) -> Result<()> {
+        if &self.model != model {
+            return Err(Error::State(format!(
+                "the checkpoint in {} was written for model {:?}, but this run's model is {:?}",
+                self.dir.display(),
+                self.model,
+                model
+            )));
+        }
+        Ok(())
+    }
+
+    /// Error unless the checkpoint was written with the tokenizer of fingerprint `hash`.
+    pub fn check_tokenizer(&self, hash: &str) -> Result<()> {
+        if self.tokenizer_hash != hash {
+            return Err(Error::Tokenizer(format!(
+                "the checkpoint in {} was trained with tokenizer {} but the tokenizer given \
+                 has fingerprint {hash}; use the run's own tokenizer.json",
+                self.dir.display(),
+                self.tokenizer_hash
+            )));
+        }
+        Ok(())
+    }
+}
