@@ -21,6 +21,8 @@ pub enum Error {
     ModelConfig(String),
     #[error("invalid training configuration: {0}")]
     TrainConfig(String),
+    #[error("generation: {0}")]
+    Generate(String),
     #[error("trainer state does not match the model: {0}")]
     State(String),
     #[error(transparent)]

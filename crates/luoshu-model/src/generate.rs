@@ -108,16 +108,16 @@ impl Decoder {
         let (start, new) = (self.len, tokens.len());
         let end = start + new;
         if new == 0 {
-            return Err(Error::Config("no tokens to feed the decoder".into()));
+            return Err(Error::Generate("no tokens to feed the decoder".into()));
         }
         if end > cfg.max_seq_len {
-            return Err(Error::Config(format!(
+            return Err(Error::Generate(format!(
                 "{end} tokens exceed the model's context of {} tokens (max_seq_len)",
                 cfg.max_seq_len
             )));
         }
         if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= cfg.vocab_size) {
-            return Err(Error::Config(format!(
+            return Err(Error::Generate(format!(
                 "token id {bad} is outside the model's vocabulary of {}",
                 cfg.vocab_size
             )));
@@ -186,7 +186,7 @@ pub fn generate_tokens(
     sampler.validate()?;
     let context = decoder.config().max_seq_len;
     if decoder.len() + prompt.len() > context {
-        return Err(Error::Config(format!(
+        return Err(Error::Generate(format!(
             "the prompt is {} tokens but the model's context holds at most {context} tokens \
              (max_seq_len); shorten the prompt",
             decoder.len() + prompt.len()

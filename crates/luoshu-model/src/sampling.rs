@@ -21,13 +21,13 @@ pub struct Sampler {
 impl Sampler {
     pub fn validate(&self) -> Result<()> {
         if !(self.temperature.is_finite() && self.temperature >= 0.0) {
-            return Err(Error::Config(format!(
+            return Err(Error::Generate(format!(
                 "temperature must be a finite number >= 0 (0 is greedy), got {}",
                 self.temperature
             )));
         }
         if self.top_k == Some(0) {
-            return Err(Error::Config("top_k must be at least 1".into()));
+            return Err(Error::Generate("top_k must be at least 1".into()));
         }
         Ok(())
     }
