@@ -5,7 +5,7 @@
 mod common;
 mod primitives;
 
-use common::{d, feeds, LEAVES};
+use common::{assert_all_close as assert_close, d, dims_of, feeds, LEAVES};
 use luoshu_backend::composite;
 use luoshu_backend::cpu::CpuBackend;
 use luoshu_backend::ops::{BinaryOp, CompareOp, ElementwiseProgram, FusedInstr, ReduceOp, UnaryOp};
@@ -24,13 +24,6 @@ type Step = (u8, usize, usize, u8);
 
 fn steps(max: usize) -> impl Strategy<Value = Vec<Step>> {
     prop::collection::vec((0u8..14, 0usize..64, 0usize..64, any::<u8>()), 1..max)
-}
-
-fn dims_of(g: &Graph, v: Value) -> Vec<usize> {
-    g.shape_of(v)
-        .iter()
-        .map(|x| x.as_fixed().unwrap())
-        .collect()
 }
 
 /// A random graph over [`LEAVES`] mixing elementwise trees with broadcasts and scalars,
@@ -135,23 +128,6 @@ fn random_graph(steps: &[Step]) -> Graph {
 
 fn run(g: &Graph, f: &HashMap<String, Tensor>) -> Vec<Tensor> {
     evaluate(g, &Bindings::new(), f, &CpuBackend::new()).unwrap()
-}
-
-/// Closeness within `tol` relative to `1 + |want|`; NaNs and infinities must agree.
-fn assert_close(got: &[Tensor], want: &[Tensor], tol: f64) {
-    assert_eq!(got.len(), want.len());
-    for (k, (g, w)) in got.iter().zip(want).enumerate() {
-        assert_eq!(g.dims(), w.dims(), "output {k}");
-        assert_eq!(g.dtype(), w.dtype(), "output {k}");
-        for (i, (a, b)) in g.to_f64_vec().iter().zip(w.to_f64_vec()).enumerate() {
-            let ok = if b.is_finite() {
-                (a - b).abs() <= tol * (1.0 + b.abs())
-            } else {
-                a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
-            };
-            assert!(ok, "output {k} element {i}: {a} vs {b}");
-        }
-    }
 }
 
 fn check_pass(pass: PassFn, steps: &[Step], seed: u32) {

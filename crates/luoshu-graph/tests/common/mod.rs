@@ -19,7 +19,7 @@ pub fn d(dims: &[usize]) -> Vec<Dim> {
     dims.iter().map(|&x| Dim::fixed(x)).collect()
 }
 
-fn dims_of(g: &Graph, v: Value) -> Vec<usize> {
+pub fn dims_of(g: &Graph, v: Value) -> Vec<usize> {
     g.shape_of(v)
         .iter()
         .map(|x| x.as_fixed().unwrap())
@@ -146,17 +146,19 @@ pub fn feeds(seed: u32) -> HashMap<String, Tensor> {
         .collect()
 }
 
-/// Elementwise closeness of two result lists.
+/// Closeness within `tol` relative to `1 + |want|`; NaNs and infinities must agree.
 pub fn assert_all_close(got: &[Tensor], want: &[Tensor], tol: f64) {
     assert_eq!(got.len(), want.len());
     for (k, (g, w)) in got.iter().zip(want).enumerate() {
         assert_eq!(g.dims(), w.dims(), "output {k}");
         assert_eq!(g.dtype(), w.dtype(), "output {k}");
         for (i, (a, b)) in g.to_f64_vec().iter().zip(w.to_f64_vec()).enumerate() {
-            assert!(
-                (a - b).abs() <= tol * (1.0 + b.abs()),
-                "output {k} element {i}: {a} vs {b}"
-            );
+            let ok = if b.is_finite() {
+                (a - b).abs() <= tol * (1.0 + b.abs())
+            } else {
+                a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+            };
+            assert!(ok, "output {k} element {i}: {a} vs {b}");
         }
     }
 }
