@@ -3,7 +3,7 @@
 //! shape, identity permutation, broadcast to the same shape) return their input, so graphs
 //! built by autodiff stay free of no-op nodes.
 
-use crate::{Dim, Error, Float, Graph, Op, Result, Value};
+use crate::{CollectiveReduce, Dim, Error, Float, Graph, Op, Result, Value};
 use luoshu_backend::ops::{BinaryOp, CompareOp, ReduceOp, UnaryOp};
 use luoshu_tensor::DType;
 
@@ -442,5 +442,35 @@ impl Graph {
             },
             &[q, k, v],
         )
+    }
+
+    /// Elementwise `op` over the `parts` ranks of `group`.
+    pub fn all_reduce(
+        &mut self,
+        x: Value,
+        group: &str,
+        parts: usize,
+        op: CollectiveReduce,
+    ) -> Result<Value> {
+        let group = group.to_string();
+        self.add1(Op::AllReduce { group, parts, op }, &[x])
+    }
+
+    /// Every rank's `x` concatenated along `dim` in rank order.
+    pub fn all_gather(&mut self, x: Value, group: &str, parts: usize, dim: usize) -> Result<Value> {
+        let group = group.to_string();
+        self.add1(Op::AllGather { group, parts, dim }, &[x])
+    }
+
+    /// The sum over ranks of `x`, of which this rank keeps its piece along `dim`.
+    pub fn reduce_scatter(
+        &mut self,
+        x: Value,
+        group: &str,
+        parts: usize,
+        dim: usize,
+    ) -> Result<Value> {
+        let group = group.to_string();
+        self.add1(Op::ReduceScatter { group, parts, dim }, &[x])
     }
 }

@@ -21,6 +21,9 @@ pub enum Error {
     UnboundDim { name: String },
     #[error("{detail}")]
     Invalid { detail: String },
+    /// A collective node's communicator failed (timeout, dead peer, ...).
+    #[error("collective failed: {0}")]
+    Collective(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

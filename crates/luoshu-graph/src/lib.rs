@@ -18,6 +18,6 @@ pub mod schedule;
 pub use autodiff::grad;
 pub use dim::{eval_shape, fixed_shape, numel, Bindings, Dim};
 pub use error::{Error, Result};
-pub use exec::{compile, evaluate, CompileOptions, Plan};
+pub use exec::{compile, evaluate, evaluate_with, Collectives, CompileOptions, Plan};
 pub use graph::{Graph, Node, NodeId, TensorType, Value};
-pub use op::{ConstData, Distribution, Float, Op};
+pub use op::{CollectiveReduce, ConstData, Distribution, Float, Op};

@@ -43,6 +43,13 @@ pub struct ConstData {
     pub values: Vec<Float>,
 }
 
+/// Reduction of an [`Op::AllReduce`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CollectiveReduce {
+    Sum,
+    Max,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Op {
     // ----- leaves -----
@@ -185,6 +192,29 @@ pub enum Op {
         causal: bool,
     },
 
+    // ----- collectives over a named device group (run by the plan's `Collectives`) -----
+    /// Elementwise reduction over the `parts` ranks of `group`; every rank gets the result.
+    /// Gradient (Megatron's convention, valid when the result's gradient is the same on every
+    /// rank, as in replicated loss computation): `Sum` passes it through, `Max` stops it.
+    AllReduce {
+        group: String,
+        parts: usize,
+        op: CollectiveReduce,
+    },
+    /// Concatenation along `dim` of every rank's input, in rank order. Gradient: reduce-scatter.
+    AllGather {
+        group: String,
+        parts: usize,
+        dim: usize,
+    },
+    /// Sum over ranks, then rank `i` keeps the `i`-th of `parts` equal pieces along `dim`.
+    /// Gradient: all-gather.
+    ReduceScatter {
+        group: String,
+        parts: usize,
+        dim: usize,
+    },
+
     // ----- compiler-made -----
     /// A fused elementwise expression over its inputs (NumPy broadcasting), made by the
     /// elementwise-fusion pass and run in one pass over memory.
@@ -218,6 +248,15 @@ impl Op {
         matches!(
             self,
             Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Select | Op::Cast(_)
+        )
+    }
+
+    /// Collectives: run by every rank of a group in the same order, never folded or
+    /// evaluated without a `Collectives` handler.
+    pub fn is_collective(&self) -> bool {
+        matches!(
+            self,
+            Op::AllReduce { .. } | Op::AllGather { .. } | Op::ReduceScatter { .. }
         )
     }
 
@@ -266,6 +305,9 @@ impl Op {
             Op::SwigluBackward => "swiglu_backward".into(),
             Op::Attention { .. } => "attention".into(),
             Op::AttentionBackward { .. } => "attention_backward".into(),
+            Op::AllReduce { group, op, .. } => format!("all_reduce:{op:?}@{group}"),
+            Op::AllGather { group, dim, .. } => format!("all_gather[{dim}]@{group}"),
+            Op::ReduceScatter { group, dim, .. } => format!("reduce_scatter[{dim}]@{group}"),
             Op::Fused(p) => format!("fused[{}]", p.instrs.len()),
         }
     }

@@ -365,7 +365,7 @@ proptest! {
         let g = build(&prog);
         let f = feeds(seed);
         let want = evaluate(&g, &Bindings::new(), &f, &CpuBackend::new()).unwrap();
-        let mut plan = compile(&g, &Bindings::new(), cpu(), CompileOptions { profile: false }).unwrap();
+        let mut plan = compile(&g, &Bindings::new(), cpu(), CompileOptions { profile: false, collectives: None }).unwrap();
         let got = plan.run(&f).unwrap();
         assert_all_close(&got, &want, 1e-6);
     }
@@ -381,7 +381,10 @@ fn a_plan_runs_again_with_new_feeds_in_the_same_arena() {
         &g,
         &Bindings::new(),
         cpu(),
-        CompileOptions { profile: false },
+        CompileOptions {
+            profile: false,
+            collectives: None,
+        },
     )
     .unwrap();
     let arena_before = plan.memory_report().arena_bytes;
@@ -436,7 +439,16 @@ fn plan_with_every_op_family_matches_evaluate() {
         ("idx".to_string(), i64s(&[4, 0, 2], &[3])),
     ]);
     let want = evaluate(&g, &bindings, &f, &CpuBackend::new()).unwrap();
-    let mut plan = compile(&g, &bindings, cpu(), CompileOptions { profile: true }).unwrap();
+    let mut plan = compile(
+        &g,
+        &bindings,
+        cpu(),
+        CompileOptions {
+            profile: true,
+            collectives: None,
+        },
+    )
+    .unwrap();
     assert_all_close(&plan.run(&f).unwrap(), &want, 1e-6);
     let timings = plan.timings().unwrap();
     assert_eq!(timings.len(), plan.kernel_count());

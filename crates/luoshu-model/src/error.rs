@@ -31,6 +31,10 @@ pub enum Error {
     Backend(#[from] luoshu_backend::Error),
     #[error(transparent)]
     Tensor(#[from] luoshu_tensor::Error),
+    #[error(transparent)]
+    Comm(#[from] luoshu_comm::Error),
+    #[error(transparent)]
+    Dist(#[from] luoshu_dist::Error),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

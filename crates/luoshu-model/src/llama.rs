@@ -3,13 +3,23 @@
 //! graph (evaluation), the next-token graph (logits at a chosen position) and the
 //! KV-cache decode graph.
 
+use crate::parallel::{ModelShard, ShardedParam};
 use crate::{Error, ModelConfig, Precision, Result};
-use luoshu_graph::{grad, Dim, Graph, Value};
+use luoshu_backend::ops::CompareOp;
+use luoshu_graph::{grad, CollectiveReduce, Dim, Graph, Value};
 use luoshu_tensor::DType;
 
 /// Symbolic dims bound per compiled plan.
 pub const BATCH: &str = "batch";
 pub const SEQ: &str = "seq";
+/// Under tensor parallelism `seq = tp · seq_chunk`; bound instead of [`SEQ`].
+pub const SEQ_CHUNK: &str = "seq_chunk";
+/// The tensor-parallel group named by collective nodes.
+pub const TP_GROUP: &str = "tp";
+/// Input of a pipeline stage after the first: the previous stage's hidden rows.
+pub const HIDDEN_IN: &str = "hidden_in";
+/// Input of a stage's training graph before the last: the gradient of its output rows.
+pub const HIDDEN_GRAD: &str = "hidden_grad";
 
 /// Graph inputs fed at every run.
 pub const TOKENS: &str = "tokens";
@@ -127,14 +137,20 @@ pub struct DecodeGraph {
 struct Model<'a> {
     cfg: &'a ModelConfig,
     precision: Precision,
+    shard: ModelShard,
     params: Vec<Value>,
     specs: Vec<ParamSpec>,
 }
 
 impl<'a> Model<'a> {
-    fn declare(g: &mut Graph, cfg: &'a ModelConfig, precision: Precision) -> Result<Self> {
+    fn declare(
+        g: &mut Graph,
+        cfg: &'a ModelConfig,
+        precision: Precision,
+        shard: ModelShard,
+    ) -> Result<Self> {
         cfg.validate()?;
-        let specs = param_specs(cfg);
+        let specs: Vec<ParamSpec> = shard.params(cfg).into_iter().map(|p| p.local).collect();
         let params = specs
             .iter()
             .map(|s| {
@@ -145,6 +161,7 @@ impl<'a> Model<'a> {
         Ok(Model {
             cfg,
             precision,
+            shard,
             params,
             specs,
         })
@@ -166,99 +183,202 @@ impl<'a> Model<'a> {
         Ok(g.cast(master, self.precision.compute_dtype())?)
     }
 
-    /// Final hidden states `[batch·seq, d]` of `tokens [batch, seq]`. With `cache`
-    /// (positions `i64 [seq]` of the tokens in a `ctx`-long context), each layer's keys and
-    /// values are added into its cache inputs at those positions and attention reads the
-    /// whole context; the filled caches are returned per layer.
+    fn tp(&self) -> usize {
+        self.shard.tp
+    }
+
+    /// The sequence length: symbolic `seq`, or `tp · seq_chunk` under tensor parallelism so
+    /// that the sequence-parallel row count `batch · seq / tp` is an exact symbolic dim.
+    fn seq(&self) -> Dim {
+        match self.tp() {
+            1 => Dim::sym(SEQ),
+            tp => Dim::sym(SEQ_CHUNK).mul(&Dim::fixed(tp)),
+        }
+    }
+
+    /// Token rows of a micro-batch (`batch · seq`).
+    fn rows(&self) -> Dim {
+        Dim::sym(BATCH).mul(&self.seq())
+    }
+
+    /// The rows one rank holds of the residual stream (`rows / tp`, sequence parallel).
+    fn local_rows(&self) -> Dim {
+        Dim::sym(BATCH).mul(
+            &self
+                .seq()
+                .div_exact(&Dim::fixed(self.tp()))
+                .unwrap_or(self.seq()),
+        )
+    }
+
+    /// Sequence-parallel rows `[rows / tp, ·]` gathered into every rank's full `[rows, ·]`.
+    fn gather_rows(&self, g: &mut Graph, x: Value) -> Result<Value> {
+        match self.tp() {
+            1 => Ok(x),
+            tp => Ok(g.all_gather(x, TP_GROUP, tp, 0)?),
+        }
+    }
+
+    /// Partial sums `[rows, ·]` of every rank reduced and split back into sequence-parallel
+    /// rows.
+    fn scatter_rows(&self, g: &mut Graph, x: Value) -> Result<Value> {
+        match self.tp() {
+            1 => Ok(x),
+            tp => Ok(g.reduce_scatter(x, TP_GROUP, tp, 0)?),
+        }
+    }
+
+    /// `(in_range, index - start)` of `index` against this rank's vocabulary piece
+    /// `start..start + len`; out-of-range indices become 0 so lookups stay in bounds.
+    fn vocab_local(&self, g: &mut Graph, index: Value) -> Result<(Value, Value)> {
+        let len = self.cfg.vocab_size / self.tp();
+        let start = self.shard.tp_rank * len;
+        let local = g.add_scalar(index, -(start as f64))?;
+        let zero = g.scalar(0.0, DType::I64)?;
+        let end = g.scalar(len as f64, DType::I64)?;
+        let above = g.compare(CompareOp::Ge, local, zero)?;
+        let below = g.compare(CompareOp::Lt, local, end)?;
+        let clamped = g.select(above, local, zero)?;
+        let safe = g.select(below, clamped, zero)?;
+        let above = g.cast(above, DType::F32)?;
+        let below = g.cast(below, DType::F32)?;
+        let in_range = g.mul(above, below)?;
+        Ok((in_range, safe))
+    }
+
+    /// Hidden rows `[local_rows, d]` of `tokens [batch, seq]` (vocabulary-parallel lookup
+    /// under tensor parallelism: each rank contributes the rows of its vocabulary piece).
+    fn embed(&self, g: &mut Graph, tokens: Value) -> Result<Value> {
+        let flat = g.reshape(tokens, &[self.rows()])?;
+        let compute = self.precision.compute_dtype();
+        // Look up rows of the master table, so its gradient accumulates in the parameter
+        // dtype, then convert just those rows.
+        if self.tp() == 1 {
+            let rows = g.index_select(self.master("embed")?, 0, flat)?;
+            return Ok(g.cast(rows, compute)?);
+        }
+        let (in_range, safe) = self.vocab_local(g, flat)?;
+        let rows = g.index_select(self.master("embed")?, 0, safe)?;
+        let mask = g.reshape(in_range, &[self.rows(), Dim::fixed(1)])?;
+        let mask = g.cast(mask, self.precision.param_dtype())?;
+        let rows = g.mul(rows, mask)?;
+        let rows = g.cast(rows, compute)?;
+        self.scatter_rows(g, rows)
+    }
+
+    /// Transformer layer `l` on hidden rows `h [local_rows, d]`. With `cache` (positions
+    /// `i64 [seq]` of the tokens in a `ctx`-long context, single device only), keys and
+    /// values are added into the layer's cache inputs and attention reads the whole context.
+    fn layer(
+        &self,
+        g: &mut Graph,
+        l: usize,
+        h: Value,
+        rope: (Value, Value),
+        cache: Option<(Value, &mut Vec<(Value, Value)>)>,
+    ) -> Result<Value> {
+        let cfg = self.cfg;
+        let (batch, seq, tp) = (Dim::sym(BATCH), self.seq(), self.tp());
+        let heads = |n: usize| {
+            [
+                batch.clone(),
+                seq.clone(),
+                Dim::fixed(n / tp),
+                Dim::fixed(cfg.head_dim()),
+            ]
+        };
+        let eps = cfg.norm_eps;
+        let scale = 1.0 / (cfg.head_dim() as f64).sqrt();
+        let p = |g: &mut Graph, n: &str| self.param(g, &format!("layers.{l}.{n}"));
+        // Attention block: heads as [batch, heads, seq, head_dim] views.
+        let w_attn_norm = p(g, "attn_norm")?;
+        let (x, _) = g.rms_norm(h, w_attn_norm, eps)?;
+        let x = self.gather_rows(g, x)?;
+        let project = |g: &mut Graph, w: Value, n: usize, rotate: bool| -> Result<Value> {
+            let y = g.matmul(x, w)?;
+            let mut y = g.reshape(y, &heads(n))?;
+            if rotate {
+                y = g.rope(y, rope.0, rope.1, false)?;
+            }
+            Ok(g.permute(y, &[0, 2, 1, 3])?)
+        };
+        let wq = p(g, "wq")?;
+        let q = project(g, wq, cfg.n_heads, true)?;
+        let wk = p(g, "wk")?;
+        let k = project(g, wk, cfg.n_kv_heads, true)?;
+        let wv = p(g, "wv")?;
+        let v = project(g, wv, cfg.n_kv_heads, false)?;
+        let (k, v) = match cache {
+            None => (k, v),
+            Some((positions, caches)) => {
+                let shape = [
+                    batch.clone(),
+                    Dim::fixed(cfg.n_kv_heads),
+                    Dim::sym(CTX),
+                    Dim::fixed(cfg.head_dim()),
+                ];
+                let dtype = self.precision.compute_dtype();
+                let past_k = g.input(&cache_k_name(l), &shape, dtype)?;
+                let past_v = g.input(&cache_v_name(l), &shape, dtype)?;
+                let k = g.index_add(past_k, 2, positions, k)?;
+                let v = g.index_add(past_v, 2, positions, v)?;
+                caches.push((k, v));
+                (k, v)
+            }
+        };
+        let (att, _) = g.attention(q, k, v, scale, true)?;
+        let att = g.permute(att, &[0, 2, 1, 3])?;
+        let att = g.reshape(att, &[self.rows(), Dim::fixed(cfg.d_model / tp)])?;
+        let wo = p(g, "wo")?;
+        let out = g.matmul(att, wo)?;
+        let out = self.scatter_rows(g, out)?;
+        let h = g.plus(h, out)?;
+        // SwiGLU MLP block.
+        let w_mlp_norm = p(g, "mlp_norm")?;
+        let (x, _) = g.rms_norm(h, w_mlp_norm, eps)?;
+        let x = self.gather_rows(g, x)?;
+        let w_gate = p(g, "w_gate")?;
+        let gate = g.matmul(x, w_gate)?;
+        let w_up = p(g, "w_up")?;
+        let up = g.matmul(x, w_up)?;
+        let act = g.swiglu(gate, up)?;
+        let w_down = p(g, "w_down")?;
+        let down = g.matmul(act, w_down)?;
+        let down = self.scatter_rows(g, down)?;
+        Ok(g.plus(h, down)?)
+    }
+
+    fn rope_tables(&self, g: &mut Graph) -> Result<(Value, Value)> {
+        let half = Dim::fixed(self.cfg.head_dim() / 2);
+        let cos = g.input(ROPE_COS, &[self.seq(), half.clone()], DType::F32)?;
+        let sin = g.input(ROPE_SIN, &[self.seq(), half], DType::F32)?;
+        Ok((cos, sin))
+    }
+
+    /// Final hidden states `[batch·seq, d]` of `tokens [batch, seq]` on the whole model
+    /// (see [`Model::layer`] for `cache`); the filled caches are returned per layer.
     fn hidden(
         &self,
         g: &mut Graph,
         tokens: Value,
         cache: Option<Value>,
     ) -> Result<(Value, Vec<(Value, Value)>)> {
-        let cfg = self.cfg;
-        let (batch, seq) = (Dim::sym(BATCH), Dim::sym(SEQ));
-        let rows = batch.mul(&seq);
-        let half = Dim::fixed(cfg.head_dim() / 2);
-        let cos = g.input(ROPE_COS, &[seq.clone(), half.clone()], DType::F32)?;
-        let sin = g.input(ROPE_SIN, &[seq.clone(), half], DType::F32)?;
-        let flat = g.reshape(tokens, std::slice::from_ref(&rows))?;
-        // Look up rows of the master table, so its gradient accumulates in the parameter
-        // dtype, then convert just those rows.
-        let rows_of_table = g.index_select(self.master("embed")?, 0, flat)?;
-        let mut h = g.cast(rows_of_table, self.precision.compute_dtype())?;
-        let heads = |n: usize| {
-            [
-                batch.clone(),
-                seq.clone(),
-                Dim::fixed(n),
-                Dim::fixed(cfg.head_dim()),
-            ]
-        };
-        let eps = cfg.norm_eps;
-        let scale = 1.0 / (cfg.head_dim() as f64).sqrt();
+        let rope = self.rope_tables(g)?;
+        let mut h = self.embed(g, tokens)?;
         let mut caches = Vec::new();
-        for l in 0..cfg.n_layers {
-            let p = |g: &mut Graph, n: &str| self.param(g, &format!("layers.{l}.{n}"));
-            // Attention block: heads as [batch, heads, seq, head_dim] views.
-            let w_attn_norm = p(g, "attn_norm")?;
-            let (x, _) = g.rms_norm(h, w_attn_norm, eps)?;
-            let project = |g: &mut Graph, w: Value, n: usize, rotate: bool| -> Result<Value> {
-                let y = g.matmul(x, w)?;
-                let mut y = g.reshape(y, &heads(n))?;
-                if rotate {
-                    y = g.rope(y, cos, sin, false)?;
-                }
-                Ok(g.permute(y, &[0, 2, 1, 3])?)
-            };
-            let wq = p(g, "wq")?;
-            let q = project(g, wq, cfg.n_heads, true)?;
-            let wk = p(g, "wk")?;
-            let k = project(g, wk, cfg.n_kv_heads, true)?;
-            let wv = p(g, "wv")?;
-            let v = project(g, wv, cfg.n_kv_heads, false)?;
-            let (k, v) = match cache {
-                None => (k, v),
-                Some(positions) => {
-                    let shape = [
-                        batch.clone(),
-                        Dim::fixed(cfg.n_kv_heads),
-                        Dim::sym(CTX),
-                        Dim::fixed(cfg.head_dim()),
-                    ];
-                    let dtype = self.precision.compute_dtype();
-                    let past_k = g.input(&cache_k_name(l), &shape, dtype)?;
-                    let past_v = g.input(&cache_v_name(l), &shape, dtype)?;
-                    let k = g.index_add(past_k, 2, positions, k)?;
-                    let v = g.index_add(past_v, 2, positions, v)?;
-                    caches.push((k, v));
-                    (k, v)
-                }
-            };
-            let (att, _) = g.attention(q, k, v, scale, true)?;
-            let att = g.permute(att, &[0, 2, 1, 3])?;
-            let att = g.reshape(att, &[rows.clone(), Dim::fixed(cfg.d_model)])?;
-            let wo = p(g, "wo")?;
-            let out = g.matmul(att, wo)?;
-            h = g.plus(h, out)?;
-            // SwiGLU MLP block.
-            let w_mlp_norm = p(g, "mlp_norm")?;
-            let (x, _) = g.rms_norm(h, w_mlp_norm, eps)?;
-            let w_gate = p(g, "w_gate")?;
-            let gate = g.matmul(x, w_gate)?;
-            let w_up = p(g, "w_up")?;
-            let up = g.matmul(x, w_up)?;
-            let act = g.swiglu(gate, up)?;
-            let w_down = p(g, "w_down")?;
-            let down = g.matmul(act, w_down)?;
-            h = g.plus(h, down)?;
+        for l in self.shard.layers.clone() {
+            let cache = cache.map(|positions| (positions, &mut caches));
+            h = self.layer(g, l, h, rope, cache)?;
         }
-        let final_norm = self.param(g, "final_norm")?;
-        let (h, _) = g.rms_norm(h, final_norm, eps)?;
-        Ok((h, caches))
+        Ok((self.final_norm(g, h)?, caches))
     }
 
-    /// `h · head` for hidden rows `h [n, d]`: logits `[n, vocab]`.
+    fn final_norm(&self, g: &mut Graph, h: Value) -> Result<Value> {
+        let final_norm = self.param(g, "final_norm")?;
+        Ok(g.rms_norm(h, final_norm, self.cfg.norm_eps)?.0)
+    }
+
+    /// `h · head` for hidden rows `h [n, d]`: logits `[n, vocab / tp]`.
     fn logits(&self, g: &mut Graph, h: Value) -> Result<Value> {
         let head = if self.cfg.tie_embeddings {
             let embed = self.param(g, "embed")?;
@@ -270,50 +390,171 @@ impl<'a> Model<'a> {
     }
 
     fn tokens(&self, g: &mut Graph, name: &str) -> Result<Value> {
-        Ok(g.input(name, &[Dim::sym(BATCH), Dim::sym(SEQ)], DType::I64)?)
+        Ok(g.input(name, &[Dim::sym(BATCH), self.seq()], DType::I64)?)
     }
 
-    /// `sum(cross-entropy) · loss_scale` in the precision's loss dtype.
-    fn loss(&self, g: &mut Graph) -> Result<Value> {
-        let tokens = self.tokens(g, TOKENS)?;
-        let targets = self.tokens(g, TARGETS)?;
-        let (h, _) = self.hidden(g, tokens, None)?;
+    /// This stage's input: token ids on the first stage, else the previous stage's hidden
+    /// rows `[local_rows, d]` (input [`HIDDEN_IN`]).
+    fn stage_input(&self, g: &mut Graph) -> Result<(Value, Value)> {
+        if self.shard.is_first_stage() {
+            let tokens = self.tokens(g, TOKENS)?;
+            Ok((tokens, self.embed(g, tokens)?))
+        } else {
+            let shape = [self.local_rows(), Dim::fixed(self.cfg.d_model)];
+            let h = g.input(HIDDEN_IN, &shape, self.precision.compute_dtype())?;
+            Ok((h, h))
+        }
+    }
+
+    /// The stage's layers on its input: `(input leaf, output hidden rows)`.
+    fn stage_body(&self, g: &mut Graph) -> Result<(Value, Value)> {
+        let rope = self.rope_tables(g)?;
+        let (input, mut h) = self.stage_input(g)?;
+        for l in self.shard.layers.clone() {
+            h = self.layer(g, l, h, rope, None)?;
+        }
+        Ok((input, h))
+    }
+
+    /// `sum(cross-entropy) · loss_scale` of the hidden rows `h [local_rows, d]`, in the
+    /// precision's loss dtype.
+    fn loss_of(&self, g: &mut Graph, h: Value) -> Result<Value> {
+        let h = self.final_norm(g, h)?;
+        let h = self.gather_rows(g, h)?;
         let logits = self.logits(g, h)?;
-        let rows = Dim::sym(BATCH).mul(&Dim::sym(SEQ));
-        let targets = g.reshape(targets, &[rows])?;
-        let ignore = crate::data::IGNORE_INDEX;
-        let (losses, _) = g.cross_entropy(logits, targets, ignore)?;
+        let targets = self.tokens(g, TARGETS)?;
+        let targets = g.reshape(targets, &[self.rows()])?;
         let loss_dtype = self.precision.loss_dtype();
-        let losses = g.cast(losses, loss_dtype)?;
-        let total = g.sum_all(losses)?;
+        let total = if self.tp() == 1 {
+            let ignore = crate::data::IGNORE_INDEX;
+            let (losses, _) = g.cross_entropy(logits, targets, ignore)?;
+            let losses = g.cast(losses, loss_dtype)?;
+            g.sum_all(losses)?
+        } else {
+            self.vocab_parallel_cross_entropy(g, logits, targets)?
+        };
         let scale = g.input(LOSS_SCALE, &[], loss_dtype)?;
         Ok(g.mul(total, scale)?)
+    }
+
+    /// Summed cross-entropy of logits split by vocabulary over the tensor-parallel group
+    /// (Megatron): the max, the sum of exponentials and the target logit are each reduced
+    /// across ranks, so no rank ever holds a full row of logits.
+    fn vocab_parallel_cross_entropy(
+        &self,
+        g: &mut Graph,
+        logits: Value,
+        targets: Value,
+    ) -> Result<Value> {
+        let (tp, rows) = (self.tp(), self.rows());
+        let z = g.cast(logits, self.precision.loss_dtype())?;
+        let local_max = g.max(z, &[1], true)?;
+        let max = g.all_reduce(local_max, TP_GROUP, tp, CollectiveReduce::Max)?;
+        let shifted = g.sub(z, max)?;
+        let exp = g.exp(shifted)?;
+        let local_sum = g.sum(exp, &[1], false)?;
+        let sum = g.all_reduce(local_sum, TP_GROUP, tp, CollectiveReduce::Sum)?;
+        let (in_range, safe) = self.vocab_local(g, targets)?;
+        let safe = g.reshape(safe, &[rows.clone(), Dim::fixed(1)])?;
+        let picked = g.gather(z, 1, safe)?;
+        let picked = g.reshape(picked, std::slice::from_ref(&rows))?;
+        let picked = g.mul(picked, in_range)?;
+        let target = g.all_reduce(picked, TP_GROUP, tp, CollectiveReduce::Sum)?;
+        let log_sum = g.log(sum)?;
+        let max = g.reshape(max, std::slice::from_ref(&rows))?;
+        let lse = g.plus(log_sum, max)?;
+        let losses = g.sub(lse, target)?;
+        let ignore = g.scalar(crate::data::IGNORE_INDEX as f64, DType::I64)?;
+        let ignored = g.compare(CompareOp::Eq, targets, ignore)?;
+        let zero = g.scalar(0.0, self.precision.loss_dtype())?;
+        let losses = g.select(ignored, zero, losses)?;
+        Ok(g.sum_all(losses)?)
     }
 }
 
 /// The training graph of `cfg` in `precision`; gradients have the parameter dtype.
 pub fn build_train_graph(cfg: &ModelConfig, precision: Precision) -> Result<TrainGraph> {
-    let mut graph = Graph::new();
-    let model = Model::declare(&mut graph, cfg, precision)?;
-    let loss = model.loss(&mut graph)?;
-    let (mut graph, grads) = grad(&graph, loss, &model.params)?;
-    let mut outputs = vec![loss];
-    outputs.extend(&grads);
-    graph.set_outputs(outputs)?;
+    let stage = build_stage_train_graph(cfg, precision, &ModelShard::whole(cfg))?;
+    let outputs = stage.graph.outputs().to_vec();
+    let (loss, grads) = outputs
+        .split_first()
+        .ok_or_else(|| Error::State("the training graph has no outputs".into()))?;
     Ok(TrainGraph {
-        graph,
-        loss,
-        grads,
-        params: model.specs,
+        loss: *loss,
+        grads: grads.to_vec(),
+        params: stage.params.into_iter().map(|p| p.local).collect(),
+        graph: stage.graph,
     })
+}
+
+/// One rank's training graph for its [`ModelShard`]. Outputs: the scaled loss (last stage
+/// only), the gradient of every parameter of [`ModelShard::params`] in order, then (stages
+/// after the first) the gradient of [`HIDDEN_IN`]. A stage before the last differentiates
+/// `sum(output · HIDDEN_GRAD)`, so it recomputes its forward pass from its input and
+/// back-propagates the next stage's gradient (activations are never kept between the
+/// forward and backward passes of a micro-batch).
+#[derive(Debug, Clone)]
+pub struct StageTrainGraph {
+    pub graph: Graph,
+    pub params: Vec<ShardedParam>,
+}
+
+pub fn build_stage_train_graph(
+    cfg: &ModelConfig,
+    precision: Precision,
+    shard: &ModelShard,
+) -> Result<StageTrainGraph> {
+    let mut g = Graph::new();
+    let model = Model::declare(&mut g, cfg, precision, shard.clone())?;
+    let (input, h) = model.stage_body(&mut g)?;
+    let objective = if shard.is_last_stage() {
+        model.loss_of(&mut g, h)?
+    } else {
+        let shape = g.shape_of(h);
+        let upstream = g.input(HIDDEN_GRAD, &shape, precision.compute_dtype())?;
+        let weighted = g.mul(h, upstream)?;
+        g.sum_all(weighted)?
+    };
+    let mut wrt = model.params.clone();
+    if !shard.is_first_stage() {
+        wrt.push(input);
+    }
+    let (mut g, grads) = grad(&g, objective, &wrt)?;
+    let mut outputs = Vec::new();
+    if shard.is_last_stage() {
+        outputs.push(objective);
+    }
+    outputs.extend(&grads);
+    g.set_outputs(outputs)?;
+    Ok(StageTrainGraph {
+        graph: g,
+        params: shard.params(cfg),
+    })
+}
+
+/// One rank's forward graph: the scaled loss on the last stage, else the stage's output
+/// hidden rows (sent to the next stage).
+pub fn build_stage_forward_graph(
+    cfg: &ModelConfig,
+    precision: Precision,
+    shard: &ModelShard,
+) -> Result<Graph> {
+    let mut g = Graph::new();
+    let model = Model::declare(&mut g, cfg, precision, shard.clone())?;
+    let (_, h) = model.stage_body(&mut g)?;
+    let output = if shard.is_last_stage() {
+        model.loss_of(&mut g, h)?
+    } else {
+        h
+    };
+    g.set_outputs(vec![output])?;
+    Ok(g)
 }
 
 /// The forward graph with the scaled loss as its only output.
 pub fn build_loss_graph(cfg: &ModelConfig, precision: Precision) -> Result<LossGraph> {
-    let mut graph = Graph::new();
-    let model = Model::declare(&mut graph, cfg, precision)?;
-    let loss = model.loss(&mut graph)?;
-    graph.set_outputs(vec![loss])?;
+    let graph = build_stage_forward_graph(cfg, precision, &ModelShard::whole(cfg))?;
+    let loss = graph.outputs()[0];
     Ok(LossGraph { graph, loss })
 }
 
@@ -321,7 +562,7 @@ pub fn build_loss_graph(cfg: &ModelConfig, precision: Precision) -> Result<LossG
 /// [`POSITION`] of `tokens [batch, seq]`.
 pub fn build_logits_graph(cfg: &ModelConfig, precision: Precision) -> Result<LogitsGraph> {
     let mut g = Graph::new();
-    let model = Model::declare(&mut g, cfg, precision)?;
+    let model = Model::declare(&mut g, cfg, precision, ModelShard::whole(cfg))?;
     let tokens = model.tokens(&mut g, TOKENS)?;
     let (h, _) = model.hidden(&mut g, tokens, None)?;
     let logits = model.logits_at(&mut g, h)?;
@@ -336,7 +577,7 @@ pub fn build_logits_graph(cfg: &ModelConfig, precision: Precision) -> Result<Log
 /// (an index into the new tokens), then the filled caches, k and v per layer.
 pub fn build_decode_graph(cfg: &ModelConfig, precision: Precision) -> Result<DecodeGraph> {
     let mut g = Graph::new();
-    let model = Model::declare(&mut g, cfg, precision)?;
+    let model = Model::declare(&mut g, cfg, precision, ModelShard::whole(cfg))?;
     let tokens = model.tokens(&mut g, TOKENS)?;
     let positions = g.input(POSITIONS, &[Dim::sym(SEQ)], DType::I64)?;
     let (h, caches) = model.hidden(&mut g, tokens, Some(positions))?;

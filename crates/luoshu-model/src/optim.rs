@@ -28,6 +28,15 @@ impl Default for AdamWConfig {
 }
 
 impl AdamWConfig {
+    /// The weight decay of a parameter of shape `dims`: matrices decay, norm gains don't.
+    pub fn decay_for(&self, dims: &[usize]) -> f64 {
+        if dims.len() >= 2 {
+            self.weight_decay
+        } else {
+            0.0
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
         for (name, beta) in [("beta1", self.beta1), ("beta2", self.beta2)] {
             if !(0.0..1.0).contains(&beta) {
@@ -113,11 +122,7 @@ impl AdamW {
         self.state.step += 1;
         let c = &self.config;
         for (i, (param, grad)) in params.tensors().iter().zip(grads).enumerate() {
-            let decay = if param.rank() >= 2 {
-                c.weight_decay
-            } else {
-                0.0
-            };
+            let decay = c.decay_for(param.dims());
             let hp = AdamWStep {
                 lr: lr as f32,
                 beta1: c.beta1 as f32,

@@ -331,7 +331,7 @@ impl Trainer {
 }
 
 /// `1 / target tokens` of the global batch (an error when it has none).
-fn loss_scale(batch: &GlobalBatch) -> Result<f32> {
+pub(crate) fn loss_scale(batch: &GlobalBatch) -> Result<f32> {
     if batch.target_tokens == 0 {
         return Err(Error::Config(
             "the global batch holds no target token".into(),

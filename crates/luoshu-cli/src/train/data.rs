@@ -1,11 +1,15 @@
-//! From text files to loaders: corpus discovery, the run's tokenizer, tokenization.
+//! From text files to loaders: corpus discovery, the run's tokenizer, tokenization — the
+//! last two cached across runs in the data cache (`$LUOSHU_CACHE_DIR`, else
+//! `$XDG_CACHE_HOME/luoshu`, else `~/.cache/luoshu`).
 
 use super::config::RunConfig;
 use luoshu_model::checkpoint::fingerprint;
 use luoshu_model::data::{
-    load_corpus, train_tokenizer, Document, LengthBucketLoader, TextTokenizer,
+    corpus_key, discover_corpus, load_corpus_files, tokenizer_key, tokens_key, train_tokenizer,
+    Corpus, CorpusFiles, CorpusSpec, DataCache, Document, LengthBucketLoader, Lookup,
+    TextTokenizer, TokenizedCorpus, CACHE_DIR_ENV,
 };
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The training loader, the validation batches and the tokenizer's fingerprint.
 pub struct RunData {
@@ -24,8 +28,89 @@ fn tokenize(tokenizer: &TextTokenizer, docs: &[Document]) -> Result<Vec<Vec<u32>
         .collect()
 }
 
+/// The corpus text, read only when something has to be built from it (a cache miss).
+struct LazyCorpus {
+    spec: CorpusSpec,
+    files: Option<CorpusFiles>,
+    corpus: Option<Corpus>,
+}
+
+impl LazyCorpus {
+    fn get(&mut self) -> Result<&Corpus, String> {
+        if let Some(files) = self.files.take() {
+            let corpus = load_corpus_files(&self.spec, files).map_err(|e| e.to_string())?;
+            self.corpus = Some(corpus);
+        }
+        self.corpus
+            .as_ref()
+            .ok_or_else(|| "internal: the corpus was neither discovered nor loaded".into())
+    }
+}
+
+/// The data cache and the corpus's key in it, or `None` (with the reason logged) when
+/// there is no cache directory or the corpus files cannot be fingerprinted.
+fn open_cache(
+    spec: &CorpusSpec,
+    files: &CorpusFiles,
+    log: &mut dyn FnMut(String),
+) -> Option<(DataCache, String)> {
+    let Some(cache) = DataCache::from_env() else {
+        log(format!(
+            "cache: off (no HOME, XDG_CACHE_HOME or {CACHE_DIR_ENV} to put it in)"
+        ));
+        return None;
+    };
+    match corpus_key(spec, files) {
+        Ok(key) => Some((cache, key)),
+        Err(e) => {
+            log(format!("warning: cache off for this run: {e}"));
+            None
+        }
+    }
+}
+
+/// How to reach one kind of cache entry.
+struct Entry<'a, T> {
+    what: &'a str,
+    key: String,
+    path: PathBuf,
+    load: fn(&DataCache, &str) -> Lookup<T>,
+    store: fn(&DataCache, &str, &T) -> luoshu_model::Result<PathBuf>,
+}
+
+/// The cached value of `target`'s entry (no cache: `None`), or `build()` stored into the cache. A damaged entry or a
+/// failed write is a warning, never an error: the value is simply built. Returns whether
+/// it was a hit.
+fn cached<T>(
+    target: Option<(&DataCache, Entry<'_, T>)>,
+    build: impl FnOnce() -> Result<T, String>,
+    log: &mut dyn FnMut(String),
+) -> Result<(T, bool), String> {
+    let Some((cache, entry)) = target else {
+        return Ok((build()?, false));
+    };
+    let (what, path) = (entry.what, entry.path.display());
+    match (entry.load)(cache, &entry.key) {
+        Lookup::Hit(value) => {
+            log(format!("cache: {what} hit ({path})"));
+            return Ok((value, true));
+        }
+        Lookup::Miss => log(format!("cache: {what} miss; building")),
+        Lookup::Invalid(reason) => log(format!(
+            "warning: cache entry {path} is unusable ({reason}); rebuilding the {what} and overwriting it"
+        )),
+    }
+    let value = build()?;
+    match (entry.store)(cache, &entry.key, &value) {
+        Ok(written) => log(format!("cache: {what} stored in {}", written.display())),
+        Err(e) => log(format!("warning: could not cache the {what}: {e}")),
+    }
+    Ok((value, false))
+}
+
 /// Load the corpus, train the tokenizer into `tokenizer_path` (or reuse the file there when
-/// `reuse_tokenizer`), and build the loaders. `log` receives what was found.
+/// `reuse_tokenizer`), and build the loaders. Tokenizer and tokens come from the data cache
+/// when an earlier run produced them from identical inputs. `log` receives what was found.
 pub fn prepare(
     config: &RunConfig,
     model_vocab: usize,
@@ -33,36 +118,40 @@ pub fn prepare(
     reuse_tokenizer: bool,
     log: &mut dyn FnMut(String),
 ) -> Result<RunData, String> {
-    let corpus = load_corpus(&config.corpus_spec()).map_err(|e| e.to_string())?;
-    let s = &corpus.stats;
-    log(format!(
-        "corpus: {} — {} of {} files used ({:.1} MB), skipped {} binary/non-UTF-8 and {} too large; {} train / {} validation files",
-        s.source,
-        s.used,
-        s.candidates,
-        s.bytes as f64 / 1e6,
-        s.skipped_binary,
-        s.skipped_large,
-        corpus.train.len(),
-        corpus.val.len()
-    ));
-    if corpus.val.is_empty() {
-        return Err(format!(
-            "the corpus ({}) has a single usable file, so none is left for validation; \
-             give --data more files",
-            s.source
-        ));
-    }
+    let spec = config.corpus_spec();
+    let files = discover_corpus(&spec).map_err(|e| e.to_string())?;
+    let cache = open_cache(&spec, &files, log);
+    let mut corpus = LazyCorpus {
+        spec,
+        files: Some(files),
+        corpus: None,
+    };
 
     let tokenizer = if reuse_tokenizer && tokenizer_path.exists() {
         log(format!("tokenizer: reusing {}", tokenizer_path.display()));
         TextTokenizer::load(tokenizer_path).map_err(|e| e.to_string())?
     } else {
-        let tokenizer =
-            train_tokenizer(&corpus.train, config.data.vocab_size).map_err(|e| e.to_string())?;
+        let vocab_size = config.data.vocab_size;
+        let target = cache.as_ref().map(|(cache, corpus_key)| {
+            let key = tokenizer_key(corpus_key, vocab_size);
+            let entry = Entry {
+                what: "tokenizer",
+                path: cache.tokenizer_path(&key),
+                key,
+                load: DataCache::load_tokenizer,
+                store: DataCache::store_tokenizer,
+            };
+            (cache, entry)
+        });
+        let train = || -> Result<TextTokenizer, String> {
+            let docs = &corpus.get()?.train;
+            train_tokenizer(docs, vocab_size).map_err(|e| e.to_string())
+        };
+        let (tokenizer, hit) = cached(target, train, log)?;
         tokenizer.save(tokenizer_path).map_err(|e| e.to_string())?;
         log(format!(
-            "tokenizer: trained a byte-level BPE of {} tokens → {}",
+            "tokenizer: {} a byte-level BPE of {} tokens → {}",
+            if hit { "cached" } else { "trained" },
             tokenizer.vocab_size(),
             tokenizer_path.display()
         ));
@@ -78,19 +167,55 @@ pub fn prepare(
         std::fs::read(tokenizer_path).map_err(|e| format!("{}: {e}", tokenizer_path.display()))?;
     let tokenizer_hash = fingerprint(&bytes);
 
-    let train_docs = tokenize(&tokenizer, &corpus.train)?;
-    let val_docs = tokenize(&tokenizer, &corpus.val)?;
-    let count = |docs: &[Vec<u32>]| docs.iter().map(Vec::len).sum::<usize>();
+    let build_tokens = || -> Result<TokenizedCorpus, String> {
+        let corpus = corpus.get()?;
+        Ok(TokenizedCorpus {
+            train: tokenize(&tokenizer, &corpus.train)?,
+            val: tokenize(&tokenizer, &corpus.val)?,
+            stats: corpus.stats.clone(),
+        })
+    };
+    let target = cache.as_ref().map(|(cache, corpus_key)| {
+        let key = tokens_key(corpus_key, &bytes);
+        let entry = Entry {
+            what: "tokens",
+            path: cache.tokens_path(&key),
+            key,
+            load: DataCache::load_tokens,
+            store: DataCache::store_tokens,
+        };
+        (cache, entry)
+    });
+    let (tokens, _) = cached(target, build_tokens, log)?;
+
+    let s = &tokens.stats;
     log(format!(
-        "tokens: {} train, {} validation",
-        count(&train_docs),
-        count(&val_docs)
+        "corpus: {} — {} of {} files used ({:.1} MB), skipped {} binary/non-UTF-8 and {} too large; {} train / {} validation files",
+        s.source,
+        s.used,
+        s.candidates,
+        s.bytes as f64 / 1e6,
+        s.skipped_binary,
+        s.skipped_large,
+        tokens.train.len(),
+        tokens.val.len()
+    ));
+    if tokens.val.is_empty() {
+        return Err(format!(
+            "the corpus ({}) has a single usable file, so none is left for validation; \
+             give --data more files",
+            s.source
+        ));
+    }
+    let (train_count, val_count) = tokens.token_counts();
+    log(format!(
+        "tokens: {train_count} train, {val_count} validation"
     ));
     let pad = tokenizer.end_of_text();
     let loader_config = config.loader_config();
-    let train = LengthBucketLoader::new(loader_config.clone(), &train_docs, pad)
+    let train = LengthBucketLoader::new(loader_config.clone(), &tokens.train, pad)
         .map_err(|e| format!("training data: {e}"))?;
-    let val = LengthBucketLoader::new(loader_config, &val_docs, pad)
+    let val = LengthBucketLoader::new(loader_config, &tokens.val, pad)
         .map_err(|e| format!("validation data: {e}"))?
         .all_batches();
     Ok(RunData {

@@ -4,6 +4,7 @@
 //! [`Graph::sum_to`], and gradients reaching a value along several paths are summed with
 //! `add` nodes.
 
+mod comm;
 mod elementwise;
 mod indexing;
 mod matmul;
@@ -223,6 +224,9 @@ fn rule(g: &mut Graph, step: &Step) -> Result<Grads> {
         | Op::Constant(_)
         | Op::Arange { .. }
         | Op::Random { .. } => Ok(vec![]),
+        Op::AllReduce { .. } | Op::AllGather { .. } | Op::ReduceScatter { .. } => {
+            comm::backward(g, step)
+        }
         Op::Fused(_) => Err(node_error(
             step.id,
             step.node,

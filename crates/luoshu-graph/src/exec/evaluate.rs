@@ -1,6 +1,7 @@
 use super::feeds::bind_feed;
-use super::kernels::{needs_copy, run_node, view_layout};
+use super::kernels::{needs_copy, run_node, view_layout, Context};
 use super::node_error;
+use super::Collectives;
 use crate::passes::live_nodes;
 use crate::{eval_shape, Bindings, Graph, Node, Op, Result};
 use luoshu_backend::{Backend, Ops};
@@ -18,7 +19,21 @@ pub fn evaluate(
     feeds: &HashMap<String, Tensor>,
     backend: &dyn Backend,
 ) -> Result<Vec<Tensor>> {
-    let ops = Ops::new(backend);
+    evaluate_with(graph, bindings, feeds, backend, None)
+}
+
+/// [`evaluate`] for one rank of a distributed graph: `collectives` runs its collective nodes.
+pub fn evaluate_with(
+    graph: &Graph,
+    bindings: &Bindings,
+    feeds: &HashMap<String, Tensor>,
+    backend: &dyn Backend,
+    collectives: Option<&dyn Collectives>,
+) -> Result<Vec<Tensor>> {
+    let ctx = Context {
+        ops: Ops::new(backend),
+        collectives,
+    };
     let live = live_nodes(graph);
     let mut values: Vec<Vec<Tensor>> = vec![Vec::new(); graph.len()];
     for id in graph.ids().filter(|id| live[id.index()]) {
@@ -34,7 +49,7 @@ pub fn evaluate(
             .map(|v| &values[v.node.index()][v.output as usize])
             .collect();
         let outputs =
-            compute(&ops, node, &inputs, &dims, feeds).map_err(|e| node_error(id, &node.op, e))?;
+            compute(&ctx, node, &inputs, &dims, feeds).map_err(|e| node_error(id, &node.op, e))?;
         values[id.index()] = outputs;
     }
     Ok(graph
@@ -45,7 +60,7 @@ pub fn evaluate(
 }
 
 fn compute(
-    ops: &Ops,
+    ctx: &Context,
     node: &Node,
     inputs: &[&Tensor],
     dims: &[Vec<usize>],
@@ -65,8 +80,8 @@ fn compute(
         .outputs
         .iter()
         .zip(dims)
-        .map(|(t, d)| ops.alloc(t.dtype, d))
+        .map(|(t, d)| ctx.ops.alloc(t.dtype, d))
         .collect::<luoshu_backend::Result<Vec<_>>>()?;
-    run_node(ops, &node.op, inputs, &outputs)?;
+    run_node(ctx, &node.op, inputs, &outputs)?;
     Ok(outputs)
 }

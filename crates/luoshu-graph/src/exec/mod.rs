@@ -3,13 +3,15 @@
 //! planned executor (memory-lowering schedule, one arena, in-place reuse). Both run ops
 //! through the same dispatch table in [`kernels`].
 
+mod collectives;
 mod evaluate;
 mod feeds;
 pub(crate) mod kernels;
 mod plan;
 mod profile;
 
-pub use evaluate::evaluate;
+pub use collectives::Collectives;
+pub use evaluate::{evaluate, evaluate_with};
 pub use plan::{compile, CompileOptions, Plan};
 
 use crate::{Error, NodeId, Op};

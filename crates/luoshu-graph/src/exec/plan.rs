@@ -1,7 +1,8 @@
 use super::feeds::bind_feed;
-use super::kernels::run_node;
+use super::kernels::{run_node, Context};
 use super::node_error;
 use super::profile::Profile;
+use super::Collectives;
 use crate::memory::{plan_memory, Home, MemoryPlan, MemoryReport, Placement, StepKind};
 use crate::schedule::schedule;
 use crate::{Bindings, Error, Graph, NodeId, Op, Result, Value};
@@ -12,17 +13,29 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Options of [`compile`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct CompileOptions {
     /// Time every node and print the slowest after each run (default: `LUOSHU_PROFILE=1`).
     pub profile: bool,
+    /// Runs the graph's collective nodes; required when the graph has any.
+    pub collectives: Option<Arc<dyn Collectives>>,
 }
 
 impl Default for CompileOptions {
     fn default() -> Self {
         CompileOptions {
             profile: std::env::var("LUOSHU_PROFILE").is_ok_and(|v| v == "1"),
+            collectives: None,
         }
+    }
+}
+
+impl std::fmt::Debug for CompileOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompileOptions")
+            .field("profile", &self.profile)
+            .field("collectives", &self.collectives.is_some())
+            .finish()
     }
 }
 
@@ -62,6 +75,7 @@ pub struct Plan {
     outputs: Vec<Operand>,
     memory: MemoryPlan,
     profile: Option<Profile>,
+    collectives: Option<Arc<dyn Collectives>>,
 }
 
 /// Compile `graph` for `bindings` on `backend`: schedule, plan memory, allocate the arena
@@ -74,7 +88,21 @@ pub fn compile(
 ) -> Result<Plan> {
     let order = schedule(graph, bindings)?;
     let memory = plan_memory(graph, &order, bindings)?;
-    let ops = Ops::new(backend.as_ref());
+    if let Some(node) = graph.nodes().iter().find(|n| n.op.is_collective()) {
+        if opts.collectives.is_none() {
+            return Err(Error::Invalid {
+                detail: format!(
+                    "the graph has collective node {} but CompileOptions::collectives is None",
+                    node.op.name()
+                ),
+            });
+        }
+    }
+    let ctx = Context {
+        ops: Ops::new(backend.as_ref()),
+        collectives: None,
+    };
+    let ops = &ctx.ops;
     let arena = Arc::new(Storage::zeroed(memory.report.arena_bytes));
 
     let mut feeds = Vec::new();
@@ -88,7 +116,7 @@ pub fn compile(
                 let dims = memory.placement(Value::new(id, 0))?.layout.dims().to_vec();
                 let leaf = if matches!(node.op, Op::Constant(_)) {
                     let t = ops.alloc(node.outputs[0].dtype, &dims)?;
-                    run_node(&ops, &node.op, &[], std::slice::from_ref(&t))
+                    run_node(&ctx, &node.op, &[], std::slice::from_ref(&t))
                         .map_err(|e| node_error(id, &node.op, e))?;
                     LeafTensor::Constant(t)
                 } else {
@@ -133,6 +161,7 @@ pub fn compile(
         outputs,
         memory,
         profile,
+        collectives: opts.collectives,
     })
 }
 
@@ -175,7 +204,11 @@ impl Plan {
     /// Run the plan: bind `feeds` by name, run every kernel in schedule order, and return
     /// the graph's outputs (fresh tensors; views of feeds stay views of the feeds).
     pub fn run(&mut self, feeds: &HashMap<String, Tensor>) -> Result<Vec<Tensor>> {
-        let ops = Ops::new(self.backend.as_ref());
+        let ctx = Context {
+            ops: Ops::new(self.backend.as_ref()),
+            collectives: self.collectives.as_deref(),
+        };
+        let ops = &ctx.ops;
         let fed = self
             .feeds
             .iter()
@@ -204,7 +237,7 @@ impl Plan {
             }
             let refs: Vec<&Tensor> = inputs.iter().collect();
             let start = self.profile.as_ref().map(|_| Instant::now());
-            run_node(&ops, &step.op, &refs, &step.outputs)
+            run_node(&ctx, &step.op, &refs, &step.outputs)
                 .map_err(|e| node_error(step.node, &step.op, e))?;
             if let (Some(p), Some(start)) = (self.profile.as_mut(), start) {
                 p.record(i, start.elapsed());

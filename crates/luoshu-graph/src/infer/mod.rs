@@ -1,6 +1,7 @@
 //! Shape and dtype inference: one rule per op, one file per op family. Rules return a plain
 //! message; `Graph::add` wraps it with the op name and the input types.
 
+mod comm;
 mod elementwise;
 mod fused;
 mod indexing;
@@ -45,6 +46,9 @@ pub fn infer(op: &Op, inputs: &[&TensorType]) -> InferResult {
         | Op::ScatterAdd { .. }
         | Op::Concat { .. } => indexing::infer(op, inputs),
         Op::Fused(program) => fused::infer(program, inputs),
+        Op::AllReduce { .. } | Op::AllGather { .. } | Op::ReduceScatter { .. } => {
+            comm::infer(op, inputs[0])
+        }
         _ => nn::infer(op, inputs),
     }
 }
@@ -64,7 +68,10 @@ pub fn expected_arity(op: &Op) -> Option<usize> {
         | Op::Broadcast { .. }
         | Op::Contiguous
         | Op::Softmax
-        | Op::LogSoftmax => 1,
+        | Op::LogSoftmax
+        | Op::AllReduce { .. }
+        | Op::AllGather { .. }
+        | Op::ReduceScatter { .. } => 1,
         Op::Binary(_)
         | Op::Compare(_)
         | Op::MatMul

@@ -79,6 +79,8 @@ fn try_evaluate(
     let foldable_op = match &node.op {
         Op::Full { .. } | Op::Constant(_) | Op::Arange { .. } => true,
         Op::Input { .. } | Op::Parameter { .. } | Op::Random { .. } => false,
+        // A rank cannot know its peers' values at compile time.
+        op if op.is_collective() => false,
         _ => node.outputs.len() == 1 && node.inputs.iter().all(|v| values.contains_key(&v.node)),
     };
     let Some(dims) = fixed_dims(&node.outputs[0].shape) else {

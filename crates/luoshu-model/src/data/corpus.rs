@@ -61,6 +61,27 @@ fn default_root() -> Option<PathBuf> {
     Some(home.join("registry").join("src"))
 }
 
+/// The candidate files of a corpus, before sampling and reading.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CorpusFiles {
+    /// Where they were searched, for messages.
+    pub source: String,
+    /// Sorted paths.
+    pub paths: Vec<PathBuf>,
+}
+
+/// Find the candidate files of `spec` (cheap: no file is read), after checking the spec.
+pub fn discover_corpus(spec: &CorpusSpec) -> Result<CorpusFiles> {
+    if !(0.0..1.0).contains(&spec.val_fraction) {
+        return Err(Error::Config(format!(
+            "val_fraction must be in [0, 1), got {}",
+            spec.val_fraction
+        )));
+    }
+    let (paths, source) = candidates(spec)?;
+    Ok(CorpusFiles { source, paths })
+}
+
 /// Candidate files and a description of where they were searched.
 fn candidates(spec: &CorpusSpec) -> Result<(Vec<PathBuf>, String)> {
     match &spec.data {
@@ -141,13 +162,15 @@ fn path_key(path: &Path, seed: u64) -> u64 {
 
 /// Find, sample (deterministically from the seed), read and split the corpus.
 pub fn load_corpus(spec: &CorpusSpec) -> Result<Corpus> {
-    if !(0.0..1.0).contains(&spec.val_fraction) {
-        return Err(Error::Config(format!(
-            "val_fraction must be in [0, 1), got {}",
-            spec.val_fraction
-        )));
-    }
-    let (files, source) = candidates(spec)?;
+    load_corpus_files(spec, discover_corpus(spec)?)
+}
+
+/// Sample (deterministically from the seed), read and split the already discovered `files`.
+pub fn load_corpus_files(spec: &CorpusSpec, files: CorpusFiles) -> Result<Corpus> {
+    let CorpusFiles {
+        source,
+        paths: files,
+    } = files;
     let mut stats = CorpusStats {
         source: source.clone(),
         candidates: files.len(),

@@ -1,13 +1,25 @@
-//! The data pipeline: corpus discovery, a byte-level BPE tokenizer, and the
-//! length-bucketing loader that feeds hot switching.
+//! The data pipeline: corpus discovery, a byte-level BPE tokenizer, the on-disk cache of
+//! tokenized corpora and tokenizers, and the length-bucketing loader that feeds hot
+//! switching.
 
+mod cache;
 mod corpus;
+mod framed;
 mod loader;
+mod tokenized;
 mod tokenizer;
 
-pub use corpus::{load_corpus, Corpus, CorpusSpec, CorpusStats, Document};
+pub use cache::{
+    corpus_key, default_cache_dir, tokenizer_key, tokens_key, DataCache, CACHE_DIR_ENV,
+};
+pub use corpus::{
+    discover_corpus, load_corpus, load_corpus_files, Corpus, CorpusFiles, CorpusSpec, CorpusStats,
+    Document,
+};
+pub use framed::Lookup;
 pub use loader::{
     BucketBatch, GlobalBatch, LengthBucketLoader, LoaderConfig, LoaderPosition, MicroBatch,
     IGNORE_INDEX,
 };
+pub use tokenized::TokenizedCorpus;
 pub use tokenizer::{train_tokenizer, TextTokenizer};

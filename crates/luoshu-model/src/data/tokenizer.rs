@@ -61,6 +61,16 @@ impl TextTokenizer {
         Self::from_inner(inner)
     }
 
+    /// Parse a tokenizer from the bytes of a `tokenizer.json`.
+    pub fn from_json(json: &[u8]) -> Result<Self> {
+        Self::from_inner(Tokenizer::from_bytes(json).map_err(tok_err)?)
+    }
+
+    /// The `tokenizer.json` text [`TextTokenizer::save`] writes.
+    pub fn to_json(&self) -> Result<String> {
+        self.inner.to_string(false).map_err(tok_err)
+    }
+
     pub fn save(&self, path: &Path) -> Result<()> {
         self.inner
             .save(path, false)

@@ -2,6 +2,7 @@
 //! node's op, its input tensors and caller-provided contiguous output tensors, run the
 //! kernel through the validated [`Ops`] API. One file per op family, like `infer/`.
 
+mod comm;
 mod elementwise;
 mod fused;
 mod indexing;
@@ -13,13 +14,27 @@ mod shape_ops;
 
 pub(crate) use shape_ops::{needs_copy, view_layout};
 
+use super::Collectives;
 use crate::{Error, Op, Result};
 use luoshu_backend::Ops;
 use luoshu_tensor::Tensor;
 
+/// What kernels run on: the operator backend, and the communicator of collective nodes
+/// (absent for single-device graphs).
+pub(crate) struct Context<'a> {
+    pub ops: Ops<'a>,
+    pub collectives: Option<&'a dyn Collectives>,
+}
+
 /// Compute `op(inputs)` into `outputs` (one contiguous tensor per node output, shaped as
 /// inference says). View ops land here only when their result must be materialized.
-pub(crate) fn run_node(ops: &Ops, op: &Op, inputs: &[&Tensor], outputs: &[Tensor]) -> Result<()> {
+pub(crate) fn run_node(
+    ctx: &Context,
+    op: &Op,
+    inputs: &[&Tensor],
+    outputs: &[Tensor],
+) -> Result<()> {
+    let ops = &ctx.ops;
     match op {
         Op::Input { .. }
         | Op::Parameter { .. }
@@ -43,6 +58,9 @@ pub(crate) fn run_node(ops: &Ops, op: &Op, inputs: &[&Tensor], outputs: &[Tensor
         | Op::ScatterAdd { .. }
         | Op::Concat { .. } => indexing::run(ops, op, inputs, &outputs[0]),
         Op::Fused(program) => fused::run(ops, program, inputs, &outputs[0]),
+        Op::AllReduce { .. } | Op::AllGather { .. } | Op::ReduceScatter { .. } => {
+            comm::run(ctx, op, inputs[0], &outputs[0])
+        }
         _ => nn::run(ops, op, inputs, outputs),
     }
 }

@@ -1,47 +1,14 @@
-//! `luoshu bench`: kernel benchmarks against a baseline measured in the same run.
-//!
-//! - `gemm`: our f32 matmul against numpy/OpenBLAS (`bench/gemm_vs_numpy.py`) on the same
-//!   shapes and thread count.
-//! - `attention`: fused causal attention forward+backward against the time plain GEMM
-//!   (our f32 matmul at 1024³, measured in the same run) needs for the same FLOPs.
+//! Kernel benchmarks: f32 GEMM against numpy, fused attention against plain GEMM.
+
 use luoshu_backend::cpu::CpuBackend;
 use luoshu_backend::ops::AttentionOpts;
 use luoshu_backend::{DType, Ops, Tensor};
 use luoshu_tensor::rng;
-use std::process::{Command, ExitCode};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The numpy baseline script, at the repository root.
 const NUMPY_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../bench/gemm_vs_numpy.py");
-
-#[derive(clap::Args)]
-pub struct BenchArgs {
-    /// What to benchmark: `gemm` or `attention`.
-    pub what: String,
-    /// Threads for our kernels (rayon) and for OpenBLAS.
-    #[arg(long, default_value_t = 2)]
-    pub threads: usize,
-    /// Minimum measuring time per case, in seconds (the best run is reported).
-    #[arg(long, default_value_t = 1.0)]
-    pub seconds: f64,
-}
-
-pub fn run(args: &BenchArgs) -> Result<ExitCode, String> {
-    if args.threads == 0 {
-        return Err("--threads must be at least 1".into());
-    }
-    // The global rayon pool is created on first use, which has not happened yet.
-    std::env::set_var("RAYON_NUM_THREADS", args.threads.to_string());
-    let budget = Duration::from_secs_f64(args.seconds.max(0.0));
-    match args.what.as_str() {
-        "gemm" => gemm(args.threads, budget),
-        "attention" => attention(budget),
-        other => Err(format!(
-            "unknown benchmark `{other}`; available: gemm, attention"
-        )),
-    }
-    .map(|()| ExitCode::SUCCESS)
-}
 
 /// Best wall time of `f` over at least 3 runs and `budget` (after one warm-up run).
 fn best_time(budget: Duration, mut f: impl FnMut() -> Result<(), String>) -> Result<f64, String> {
@@ -162,7 +129,7 @@ fn numpy_gemm(threads: usize, s: &GemmShape) -> Result<f64, String> {
     }
 }
 
-fn gemm(threads: usize, budget: Duration) -> Result<(), String> {
+pub fn gemm(threads: usize, budget: Duration) -> Result<(), String> {
     println!("f32 GEMM, {threads} threads; GFLOP/s = 2·m·k·n / best time");
     println!("(each shape: ours, then numpy right after, so both see the same machine load)");
     println!(
@@ -201,7 +168,7 @@ fn gemm(threads: usize, budget: Duration) -> Result<(), String> {
     Ok(())
 }
 
-fn attention(budget: Duration) -> Result<(), String> {
+pub fn attention(budget: Duration) -> Result<(), String> {
     let (b, h, s, d) = (8, 4, 1024, 64);
     let ops = Ops::new(&CpuBackend);
     let err = |e: luoshu_backend::Error| e.to_string();

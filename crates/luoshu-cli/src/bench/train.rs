@@ -1,0 +1,257 @@
+//! `luoshu bench train`: whole training steps (forward, backward, clipping, AdamW) of a
+//! model preset, luoshu against PyTorch CPU eager on the identical model, batch and
+//! thread count, measured in the same run.
+
+use super::torch_baseline::{self, TrainWorkload};
+use super::BenchArgs;
+use luoshu_backend::cpu::CpuBackend;
+use luoshu_model::data::{BucketBatch, GlobalBatch, MicroBatch};
+use luoshu_model::{LrSchedule, ModelConfig, Precision, TrainConfig, Trainer};
+use luoshu_tensor::rng;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Seed of the random batch and of both systems' initialization.
+const SEED: u64 = 0;
+/// Random stream of the benchmark's tokens.
+const TOKEN_STREAM: u64 = 0x6265_6e63_6874_6f6b;
+
+/// What one system measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainMeasurement {
+    pub system: String,
+    /// Median over the measured steps.
+    pub step_seconds: f64,
+    pub tokens_per_second: f64,
+    /// Peak resident set of the measuring process, if the OS reports it.
+    pub peak_rss_mib: Option<f64>,
+    /// Its peak before the model was built (the runtime and libraries alone).
+    pub startup_rss_mib: Option<f64>,
+    pub first_loss: f64,
+    pub last_loss: f64,
+}
+
+/// `batch` rows of `seq + 1` random token ids below `vocab`, row-major.
+fn random_tokens(batch: usize, seq: usize, vocab: usize) -> Vec<i64> {
+    (0..batch * (seq + 1))
+        .map(|i| (rng::bits(SEED, TOKEN_STREAM, i as u64) % vocab as u64) as i64)
+        .collect()
+}
+
+/// One global batch of one bucket holding one full micro-batch: inputs are each row's
+/// first `seq` tokens, targets its last `seq`.
+fn global_batch(tokens: &[i64], batch: usize, seq: usize) -> GlobalBatch {
+    let rows: Vec<&[i64]> = tokens.chunks(seq + 1).collect();
+    let inputs = rows.iter().flat_map(|r| &r[..seq]).copied().collect();
+    let targets = rows.iter().flat_map(|r| &r[1..]).copied().collect();
+    let micro = MicroBatch {
+        rows: batch,
+        seq_len: seq,
+        inputs,
+        targets,
+        target_tokens: batch * seq,
+    };
+    GlobalBatch {
+        buckets: vec![BucketBatch {
+            seq_len: seq,
+            micro_batches: vec![micro],
+        }],
+        target_tokens: batch * seq,
+    }
+}
+
+/// fp32, AdamW with the default hyper-parameters, clipping at 1.0, and a constant learning
+/// rate (no warmup), which the PyTorch script mirrors.
+fn train_config() -> TrainConfig {
+    let mut config = TrainConfig {
+        precision: Precision::F32,
+        grad_clip: 1.0,
+        ..TrainConfig::default()
+    };
+    let lr = config.schedule.peak_lr;
+    config.schedule = LrSchedule {
+        peak_lr: lr,
+        min_lr: lr,
+        warmup_steps: 0,
+        total_steps: 0,
+    };
+    config
+}
+
+/// Peak resident set of this process (`VmHWM`, Linux only).
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+fn measure_luoshu(work: &TrainWorkload, batch: &GlobalBatch) -> Result<TrainMeasurement, String> {
+    let startup_rss_mib = peak_rss_mib();
+    let backend = Arc::new(CpuBackend::new());
+    let mut trainer = Trainer::new(work.model.clone(), work.train.clone(), backend, SEED)
+        .map_err(|e| e.to_string())?;
+    let (mut times, mut losses) = (Vec::new(), Vec::new());
+    for step in 0..work.warmup + work.steps {
+        let start = Instant::now();
+        let stats = trainer.train_step(batch).map_err(|e| e.to_string())?;
+        let elapsed = start.elapsed().as_secs_f64();
+        losses.push(stats.loss);
+        if step >= work.warmup {
+            times.push(elapsed);
+        }
+    }
+    let step_seconds = median(&mut times);
+    Ok(TrainMeasurement {
+        system: "luoshu".into(),
+        step_seconds,
+        tokens_per_second: work.tokens_per_step() as f64 / step_seconds,
+        peak_rss_mib: peak_rss_mib(),
+        startup_rss_mib,
+        first_loss: losses.first().copied().unwrap_or(f64::NAN),
+        last_loss: losses.last().copied().unwrap_or(f64::NAN),
+    })
+}
+
+fn print_row(m: &TrainMeasurement) {
+    let rss = m
+        .peak_rss_mib
+        .map_or_else(|| "-".to_string(), |r| format!("{r:.0}"));
+    println!(
+        "{:<28} {:>10.0} {:>10.1} {:>13} {:>11.4} {:>10.4}",
+        m.system,
+        m.tokens_per_second,
+        m.step_seconds * 1e3,
+        rss,
+        m.first_loss,
+        m.last_loss
+    );
+}
+
+/// The ratio rows and whether the issue's target (≥ 1.25× tokens/s, lower peak RSS) is met.
+fn print_comparison(ours: &TrainMeasurement, base: &TrainMeasurement) {
+    let speed = ours.tokens_per_second / base.tokens_per_second;
+    let time = ours.step_seconds / base.step_seconds;
+    let memory = ours.peak_rss_mib.zip(base.peak_rss_mib).map(|(a, b)| a / b);
+    let memory_text = memory.map_or_else(|| "-".to_string(), |m| format!("{m:.2}×"));
+    println!(
+        "{:<28} {:>9.2}× {:>9.2}× {:>13}",
+        "luoshu / PyTorch", speed, time, memory_text
+    );
+    let mib = |m: Option<f64>| m.map_or_else(|| "-".to_string(), |m| format!("{m:.0} MiB"));
+    println!(
+        "peak RSS before building the model: luoshu {}, PyTorch {} (after `import torch`)",
+        mib(ours.startup_rss_mib),
+        mib(base.startup_rss_mib)
+    );
+    let fast = speed >= 1.25;
+    let lean = memory.is_some_and(|m| m < 1.0);
+    println!(
+        "target luoshu ≥ 1.25× PyTorch tokens/s with lower peak RSS: {} (speed {}, memory {})",
+        if fast && lean { "met" } else { "NOT met" },
+        if fast { "met" } else { "not met" },
+        if lean { "met" } else { "not met" },
+    );
+}
+
+pub fn run(args: &BenchArgs) -> Result<(), String> {
+    if args.batch == 0 || args.steps == 0 {
+        return Err(format!(
+            "bench train needs --batch and --steps of at least 1, got {} and {}",
+            args.batch, args.steps
+        ));
+    }
+    let model = ModelConfig::preset(&args.config).map_err(|e| e.to_string())?;
+    let work = TrainWorkload {
+        seq: model.max_seq_len,
+        model,
+        train: train_config(),
+        batch: args.batch,
+        steps: args.steps,
+        warmup: args.warmup,
+        threads: args.threads,
+        seed: SEED,
+    };
+    let tokens = random_tokens(work.batch, work.seq, work.model.vocab_size);
+    let batch = global_batch(&tokens, work.batch, work.seq);
+    println!(
+        "training step, model {} ({:.2} M parameters), batch {} × seq {} = {} tokens/step, \
+         fp32, AdamW, clip {}; {} threads; median of {} steps after {} warm-up",
+        args.config,
+        work.model.num_parameters() as f64 / 1e6,
+        work.batch,
+        work.seq,
+        work.tokens_per_step(),
+        work.train.grad_clip,
+        work.threads,
+        work.steps,
+        work.warmup
+    );
+    // Measured first and in-process: its peak RSS is read before Python runs, and the
+    // child's memory never counts towards ours anyway.
+    let ours = measure_luoshu(&work, &batch)?;
+    let base = if args.no_baseline {
+        None
+    } else {
+        match torch_baseline::measure(&work, &tokens) {
+            Ok(m) => Some(m),
+            Err(why) => {
+                println!("PyTorch baseline unavailable: {why}");
+                None
+            }
+        }
+    };
+    println!(
+        "{:<28} {:>10} {:>10} {:>13} {:>11} {:>10}",
+        "system", "tokens/s", "step ms", "peak RSS MiB", "first loss", "last loss"
+    );
+    print_row(&ours);
+    if let Some(base) = &base {
+        print_row(base);
+        print_comparison(&ours, base);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_batch_shifts_targets_by_one_and_counts_every_token() {
+        let tokens = random_tokens(3, 5, 17);
+        assert!(tokens.iter().all(|&t| (0..17).contains(&t)));
+        let batch = global_batch(&tokens, 3, 5);
+        let micro = &batch.buckets[0].micro_batches[0];
+        assert_eq!((micro.rows, micro.seq_len, batch.target_tokens), (3, 5, 15));
+        for r in 0..3 {
+            let row = &tokens[r * 6..][..6];
+            assert_eq!(&micro.inputs[r * 5..][..5], &row[..5]);
+            assert_eq!(&micro.targets[r * 5..][..5], &row[1..]);
+        }
+    }
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
+    }
+
+    #[test]
+    fn the_learning_rate_is_constant() {
+        let config = train_config();
+        config.validate().unwrap();
+        let lr = config.schedule.peak_lr;
+        assert!([0, 1, 100].iter().all(|&s| config.schedule.lr_at(s) == lr));
+    }
+}

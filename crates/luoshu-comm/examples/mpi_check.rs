@@ -1,0 +1,148 @@
+//! Runs the communicator conformance suite on the MPI backend; start it under `mpirun`:
+//!
+//! ```text
+//! cargo build --release -p luoshu-comm --features mpi --example mpi_check
+//! mpirun -n 4 target/release/examples/mpi_check
+//! mpirun -n 4 target/release/examples/mpi_check --missing-rank 3
+//! ```
+//!
+//! Default: every collective and point-to-point check, the argument-error checks and the
+//! timeout check of `luoshu_comm::conformance`, and a 4 MiB all_reduce. With `--missing-rank R`: rank `R` skips an
+//! all_reduce on the world communicator; every other rank must get a timeout naming exactly
+//! `[R]`, and then a clear error (not a hang) from the broken communicator. Each rank prints
+//! one line and the exit code is non-zero if any check failed. `--timeout-secs S` sets the
+//! communicator timeout (default 5; the timeout checks take about one timeout).
+
+use luoshu_comm::mpi::{self, MpiComm};
+use luoshu_comm::{conformance, Communicator, Error, ReduceOp};
+use luoshu_tensor::Tensor;
+use std::process::ExitCode;
+use std::time::Duration;
+
+struct Args {
+    timeout: Duration,
+    missing_rank: Option<usize>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        timeout: Duration::from_secs(5),
+        missing_rank: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = |name: &str| -> Result<u64, String> {
+            let v = it.next().ok_or(format!("{name} needs a value"))?;
+            v.parse().map_err(|_| format!("{name}: not a number: {v}"))
+        };
+        match flag.as_str() {
+            "--timeout-secs" => args.timeout = Duration::from_secs(value("--timeout-secs")?),
+            "--missing-rank" => args.missing_rank = Some(value("--missing-rank")? as usize),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(args)
+}
+
+/// The conformance suites and a large all_reduce; returns what passed.
+fn run_conformance(comm: &dyn Communicator) -> Result<String, String> {
+    type Suite = fn(&dyn Communicator) -> conformance::Result<()>;
+    let suites: [(&str, Suite); 3] = [
+        ("collectives", conformance::check_collectives),
+        ("argument errors", conformance::check_argument_errors),
+        ("timeouts", conformance::check_timeouts),
+    ];
+    for (name, suite) in suites {
+        suite(comm).map_err(|e| format!("{name}: {e}"))?;
+    }
+    check_large_all_reduce(comm).map_err(|e| format!("large all_reduce: {e}"))?;
+    Ok(format!("all {} checks passed", suites.len() + 1))
+}
+
+/// A 4 MiB all_reduce: far above MPI's eager limit, so the data takes the large-message
+/// (rendezvous) path that the small tensors of the suites never reach.
+fn check_large_all_reduce(comm: &dyn Communicator) -> Result<(), String> {
+    const N: usize = 1 << 20;
+    let (rank, size) = (comm.rank(), comm.size());
+    let values: Vec<f32> = (0..N).map(|i| ((i % 1000) * (rank + 1)) as f32).collect();
+    let x = Tensor::from_vec(values, [N]).map_err(|e| e.to_string())?;
+    let sum = comm
+        .all_reduce(&x, ReduceOp::Sum)
+        .and_then(|t| Ok(t.to_vec::<f32>()?))
+        .map_err(|e| e.to_string())?;
+    let ranks_sum = (size * (size + 1) / 2) as f32;
+    match (0..N).find(|&i| sum[i] != (i % 1000) as f32 * ranks_sum) {
+        None => Ok(()),
+        Some(i) => Err(format!("element {i} is {}", sum[i])),
+    }
+}
+
+/// Rank `missing` skips an all_reduce; the others must time out naming it. Returns what
+/// passed on this rank.
+fn run_missing_rank(comm: &dyn Communicator, missing: usize) -> Result<String, String> {
+    let (rank, size) = (comm.rank(), comm.size());
+    if missing >= size || size < 2 {
+        return Err(format!(
+            "--missing-rank {missing} needs at least 2 ranks and a rank below {size}"
+        ));
+    }
+    comm.barrier().map_err(|e| e.to_string())?;
+    if rank == missing {
+        return Ok("skipped the all_reduce as asked".into());
+    }
+    let x = Tensor::from_slice(&[rank as f32], [1]).map_err(|e| e.to_string())?;
+    match comm.all_reduce(&x, ReduceOp::Sum) {
+        Err(Error::Timeout { op, missing: m, .. }) if op == "all_reduce" && m == [missing] => {}
+        other => {
+            return Err(format!(
+                "expected a timeout naming [{missing}], got {other:?}"
+            ))
+        }
+    }
+    match comm.barrier() {
+        Err(Error::Mpi(message)) if message.contains("unusable") => {
+            Ok(format!("all 2 checks passed (timeout named [{missing}])"))
+        }
+        other => Err(format!(
+            "expected the communicator to refuse work after a timeout, got {other:?}"
+        )),
+    }
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("mpi_check: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let comm = match MpiComm::world(args.timeout) {
+        Ok(comm) => comm,
+        Err(e) => {
+            eprintln!("mpi_check: cannot create the MPI communicator: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (rank, size) = (comm.rank(), comm.size());
+    let outcome = match args.missing_rank {
+        None => run_conformance(comm.as_ref()),
+        Some(missing) => run_missing_rank(comm.as_ref(), missing),
+    };
+    drop(comm);
+    let finalized = mpi::finalize();
+    match (outcome, finalized) {
+        (Ok(summary), Ok(())) => {
+            println!("mpi_check: {summary} on rank {rank} of {size}");
+            ExitCode::SUCCESS
+        }
+        (Err(e), _) => {
+            eprintln!("mpi_check: FAILED on rank {rank} of {size}: {e}");
+            ExitCode::FAILURE
+        }
+        (Ok(_), Err(e)) => {
+            eprintln!("mpi_check: FAILED on rank {rank} of {size}: finalize: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

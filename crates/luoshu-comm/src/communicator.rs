@@ -1,0 +1,79 @@
+use crate::Result;
+use luoshu_tensor::Tensor;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long an operation waits for its peers before failing with [`crate::Error::Timeout`].
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Elementwise reduction of a collective.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReduceOp {
+    Sum,
+    Max,
+}
+
+/// A group of ranks that exchange tensors.
+///
+/// Tensors may have any layout (backends copy non-contiguous inputs) and any dtype of
+/// `luoshu_tensor::DType`; reductions support `F64`, `F32`, `BF16`, `F16`, `I64`, `I32`
+/// (half types accumulate in `f32`, then round). Every returned tensor owns its storage
+/// exclusively, so the caller may update it in place. Sizes may differ per rank where an
+/// operation says so ("uneven"); everything else must match across ranks and a mismatch is
+/// an [`crate::Error::InvalidArgument`] on every rank.
+///
+/// Reductions combine contributions in rank order (0, 1, …), so results are bit-identical
+/// across runs and across backends.
+pub trait Communicator: Send + Sync {
+    /// This rank's index in `0..size()`.
+    fn rank(&self) -> usize;
+    /// Number of ranks in the group.
+    fn size(&self) -> usize;
+    /// Backend name (`threads`, `mpi`) for logs and errors.
+    fn backend(&self) -> &'static str;
+    /// How long operations wait for peers.
+    fn timeout(&self) -> Duration;
+
+    /// Collective: ranks passing the same `color` form a new group, ordered by `(key,
+    /// old rank)`. Every rank gets the communicator of its own color.
+    fn split(&self, color: usize, key: usize) -> Result<Arc<dyn Communicator>>;
+
+    /// Elementwise reduction of every rank's `x` (same shape and dtype everywhere); every
+    /// rank gets the result.
+    fn all_reduce(&self, x: &Tensor, op: ReduceOp) -> Result<Tensor>;
+
+    /// Every rank's `x`, in rank order (uneven: shapes may differ, dtypes may not).
+    fn all_gather(&self, x: &Tensor) -> Result<Vec<Tensor>>;
+
+    /// `parts[i]` of every rank reduced elementwise and delivered to rank `i` (uneven:
+    /// `parts[i]` may differ in shape for different `i`, but must have the same shape on
+    /// every rank). `parts.len()` must equal `size()`.
+    fn reduce_scatter(&self, parts: &[Tensor], op: ReduceOp) -> Result<Tensor>;
+
+    /// `parts[i]` is sent to rank `i`; returns what every rank sent to this one, in rank
+    /// order (uneven: any shapes).
+    fn all_to_all(&self, parts: &[Tensor]) -> Result<Vec<Tensor>>;
+
+    /// `root`'s `x` on every rank; other ranks' `x` is ignored (pass anything, e.g. an
+    /// empty tensor).
+    fn broadcast(&self, x: &Tensor, root: usize) -> Result<Tensor>;
+
+    /// Point-to-point: deliver `x` to `dst` with `tag`. May return before `dst` receives.
+    fn send(&self, x: &Tensor, dst: usize, tag: u64) -> Result<()>;
+
+    /// Point-to-point: the tensor `src` sent with `tag` (shape and dtype travel with it).
+    fn recv(&self, src: usize, tag: u64) -> Result<Tensor>;
+
+    /// Point-to-point, posted together so no ordering can deadlock: sends every
+    /// `(dst, tensor)` of `sends` and returns the tensors from every rank of `recv_from`, in
+    /// that order. Not collective: only the ranks named take part. All messages use `tag`.
+    fn batched_send_recv(
+        &self,
+        sends: &[(usize, Tensor)],
+        recv_from: &[usize],
+        tag: u64,
+    ) -> Result<Vec<Tensor>>;
+
+    /// Returns once every rank has called it.
+    fn barrier(&self) -> Result<()>;
+}

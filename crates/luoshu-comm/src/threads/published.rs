@@ -1,0 +1,68 @@
+//! Tensors as ranks publish them to their peers, and the one copy each peer makes.
+
+use crate::reduce::{check_reducible, reduce_in_rank_order};
+use crate::{ReduceOp, Result};
+use luoshu_tensor::{DType, Layout, Storage, Tensor};
+use std::sync::Arc;
+
+/// A rank's input as its peers read it: always contiguous (strided views are copied once
+/// when published), so peers can copy or reduce it as one byte range.
+pub(super) struct Published(Tensor);
+
+impl Published {
+    /// `x` itself if contiguous (peers read the caller's storage directly), else a
+    /// contiguous copy.
+    pub(super) fn new(x: &Tensor) -> Result<Self> {
+        if x.is_contiguous() {
+            Ok(Published(x.clone()))
+        } else {
+            Ok(Published(x.to_contiguous()?))
+        }
+    }
+
+    pub(super) fn tensor(&self) -> &Tensor {
+        &self.0
+    }
+
+    fn bytes(&self) -> Result<&[u8]> {
+        let x = &self.0;
+        let width = x.dtype().size_in_bytes();
+        // SAFETY: published inputs are only read while published: the owning rank is blocked
+        // in the collective until every peer has finished reading (the completion wait), so
+        // by the `Communicator` contract nothing writes them meanwhile.
+        let bytes = unsafe {
+            x.storage()
+                .region::<u8>(DType::U8, x.layout().offset() * width, x.numel() * width)?
+        };
+        Ok(bytes)
+    }
+
+    /// A fresh contiguous copy that owns its storage.
+    pub(super) fn copy(&self) -> Result<Tensor> {
+        let storage = Arc::new(Storage::from_slice(self.bytes()?));
+        let layout = Layout::contiguous(self.0.shape().clone())?;
+        Ok(Tensor::from_storage(storage, layout, self.0.dtype())?)
+    }
+}
+
+/// The elementwise `op` of `inputs` (one per rank, in rank order, all of the same dtype and
+/// shape as `like`) into a fresh tensor.
+pub(super) fn reduce_published(
+    name: &str,
+    rank: usize,
+    like: &Tensor,
+    inputs: &[&Published],
+    op: ReduceOp,
+) -> Result<Tensor> {
+    let dtype = like.dtype();
+    check_reducible(dtype).map_err(|err| err.at(name, rank))?;
+    let out = Tensor::zeros(dtype, like.shape().clone())?;
+    let bytes = inputs
+        .iter()
+        .map(|input| input.bytes())
+        .collect::<Result<Vec<_>>>()?;
+    // SAFETY: `out` was just created and nothing else refers to its storage.
+    let out_bytes = unsafe { out.storage().slice_mut::<u8>() };
+    reduce_in_rank_order(dtype, op, &bytes, out_bytes).map_err(|err| err.at(name, rank))?;
+    Ok(out)
+}

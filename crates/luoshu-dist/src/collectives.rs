@@ -1,0 +1,93 @@
+//! The graph executor's collective nodes run over communicators, one per group name.
+
+use luoshu_backend::{Backend, Ops};
+use luoshu_comm::{Communicator, ReduceOp};
+use luoshu_graph::{CollectiveReduce, Collectives};
+use luoshu_tensor::Tensor;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Collectives of a rank's plans: group name (as collective nodes carry it) → communicator.
+pub struct CommCollectives {
+    groups: HashMap<String, Arc<dyn Communicator>>,
+    backend: Arc<dyn Backend>,
+}
+
+impl CommCollectives {
+    pub fn new(groups: HashMap<String, Arc<dyn Communicator>>, backend: Arc<dyn Backend>) -> Self {
+        CommCollectives { groups, backend }
+    }
+
+    fn group(&self, name: &str) -> luoshu_graph::Result<&Arc<dyn Communicator>> {
+        self.groups
+            .get(name)
+            .ok_or_else(|| luoshu_graph::Error::Invalid {
+                detail: format!(
+                    "collective over unknown group `{name}` (known: {:?})",
+                    self.groups.keys().collect::<Vec<_>>()
+                ),
+            })
+    }
+
+    /// Copy `parts` into consecutive pieces of `out` along `dim`.
+    fn concat_into(&self, parts: &[Tensor], dim: usize, out: &Tensor) -> luoshu_graph::Result<()> {
+        let ops = Ops::new(self.backend.as_ref());
+        let mut offset = 0;
+        for part in parts {
+            let len = part.dims()[dim];
+            ops.copy_into(part, &out.narrow(dim, offset, len)?)?;
+            offset += len;
+        }
+        Ok(())
+    }
+}
+
+fn comm_error(e: luoshu_comm::Error) -> luoshu_graph::Error {
+    luoshu_graph::Error::Collective(e.to_string())
+}
+
+impl Collectives for CommCollectives {
+    fn all_reduce(
+        &self,
+        group: &str,
+        op: CollectiveReduce,
+        x: &Tensor,
+        out: &Tensor,
+    ) -> luoshu_graph::Result<()> {
+        let op = match op {
+            CollectiveReduce::Sum => ReduceOp::Sum,
+            CollectiveReduce::Max => ReduceOp::Max,
+        };
+        let reduced = self.group(group)?.all_reduce(x, op).map_err(comm_error)?;
+        Ok(Ops::new(self.backend.as_ref()).copy_into(&reduced, out)?)
+    }
+
+    fn all_gather(
+        &self,
+        group: &str,
+        dim: usize,
+        x: &Tensor,
+        out: &Tensor,
+    ) -> luoshu_graph::Result<()> {
+        let parts = self.group(group)?.all_gather(x).map_err(comm_error)?;
+        self.concat_into(&parts, dim, out)
+    }
+
+    fn reduce_scatter(
+        &self,
+        group: &str,
+        dim: usize,
+        x: &Tensor,
+        out: &Tensor,
+    ) -> luoshu_graph::Result<()> {
+        let comm = self.group(group)?;
+        let piece = out.dims()[dim];
+        let parts = (0..comm.size())
+            .map(|i| x.narrow(dim, i * piece, piece))
+            .collect::<luoshu_tensor::Result<Vec<_>>>()?;
+        let mine = comm
+            .reduce_scatter(&parts, ReduceOp::Sum)
+            .map_err(comm_error)?;
+        Ok(Ops::new(self.backend.as_ref()).copy_into(&mine, out)?)
+    }
+}

@@ -1,0 +1,18 @@
+//! Distribution: distributed states of tensors, redistribution between states over a
+//! [`luoshu_comm::Communicator`], and the parallel strategies.
+
+pub mod collectives;
+mod error;
+pub mod redistribute;
+pub mod state;
+pub mod strategy;
+
+pub use error::{Error, Result};
+pub use redistribute::{execute, plan, Kind, Redistribution};
+pub use state::{shard_range, Axis, DState};
+pub mod pipeline;
+pub use collectives::CommCollectives;
+pub use pipeline::{balance_stages, one_f_one_b, simulate_schedule, PipelineAction};
+pub use strategy::{Mesh, Strategy};
+pub mod deduce;
+pub use deduce::deduce;

@@ -1,0 +1,218 @@
+//! Pipeline parallelism: the 1F1B schedule of one stage, a simulator that proves a set of
+//! per-stage orders deadlock-free, and the balancing of layers over stages.
+
+use crate::{Error, Result};
+use std::ops::Range;
+
+/// One step of a stage's pipeline schedule, on the micro-batch of that index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PipelineAction {
+    /// The forward pass of the stage's layers on a micro-batch.
+    Forward(usize),
+    /// The backward pass of the stage's layers on a micro-batch.
+    Backward(usize),
+}
+
+/// The PipeDream-flush (Megatron non-interleaved) 1F1B order of `stage` among `stages`:
+/// `min(stages - stage - 1, micro_batches)` warm-up forwards, then one forward and one
+/// backward alternately, then the remaining backwards.
+///
+/// The warm-up keeps at most `stages - stage` activations alive on the stage, instead of
+/// `micro_batches` under GPipe, while the last stage starts its backwards at once.
+/// Returns an empty order when `stage >= stages`.
+pub fn one_f_one_b(stages: usize, stage: usize, micro_batches: usize) -> Vec<PipelineAction> {
+    if stage >= stages {
+        return Vec::new();
+    }
+    let warm_up = (stages - stage - 1).min(micro_batches);
+    let steady = micro_batches - warm_up;
+    let mut order: Vec<PipelineAction> = (0..warm_up).map(PipelineAction::Forward).collect();
+    for i in 0..steady {
+        order.push(PipelineAction::Forward(warm_up + i));
+        order.push(PipelineAction::Backward(i));
+    }
+    order.extend((steady..micro_batches).map(PipelineAction::Backward));
+    order
+}
+
+/// [`simulate`] of the [`one_f_one_b`] orders of every stage.
+pub fn simulate_schedule(
+    stages: usize,
+    micro_batches: usize,
+    fwd_cost: f64,
+    bwd_cost: f64,
+) -> Result<f64> {
+    let orders: Vec<_> = (0..stages)
+        .map(|stage| one_f_one_b(stages, stage, micro_batches))
+        .collect();
+    simulate(&orders, micro_batches, fwd_cost, bwd_cost)
+}
+
+/// Executes per-stage orders (`orders[s]` is stage `s`'s) and returns the makespan.
+///
+/// Stage `s`'s `Forward(m)` receives `m`'s activation from stage `s - 1`'s `Forward(m)`
+/// and its `Backward(m)` receives `m`'s gradient from stage `s + 1`'s `Backward(m)`;
+/// a receive blocks until the matching step has finished, sends are buffered (as the
+/// batched send/receive pairs of Megatron make them) and free. Every step of a stage
+/// costs `fwd_cost` or `bwd_cost`, one at a time.
+///
+/// Errors when an order does not run every micro-batch's forward exactly once and then
+/// its backward exactly once, or when the stages deadlock (every unfinished stage waits
+/// on a receive).
+pub fn simulate(
+    orders: &[Vec<PipelineAction>],
+    micro_batches: usize,
+    fwd_cost: f64,
+    bwd_cost: f64,
+) -> Result<f64> {
+    if orders.is_empty() {
+        return Err(Error::Strategy("pipeline simulation of 0 stages".into()));
+    }
+    if !(fwd_cost >= 0.0 && bwd_cost >= 0.0 && fwd_cost.is_finite() && bwd_cost.is_finite()) {
+        return Err(Error::Strategy(format!(
+            "pipeline step costs must be finite and non-negative, got forward {fwd_cost} and backward {bwd_cost}"
+        )));
+    }
+    for (stage, order) in orders.iter().enumerate() {
+        check_order(stage, order, micro_batches)?;
+    }
+    let stages = orders.len();
+    // finished[s][m] = (forward end, backward end) of micro-batch m on stage s.
+    let mut finished = vec![vec![(None::<f64>, None::<f64>); micro_batches]; stages];
+    let mut next = vec![0usize; stages];
+    let mut clock = vec![0.0f64; stages];
+    loop {
+        let mut progressed = false;
+        for stage in 0..stages {
+            while let Some(&action) = orders[stage].get(next[stage]) {
+                let (ready, cost) = match action {
+                    PipelineAction::Forward(m) => {
+                        let input = if stage == 0 {
+                            Some(0.0)
+                        } else {
+                            finished[stage - 1][m].0
+                        };
+                        (input, fwd_cost)
+                    }
+                    PipelineAction::Backward(m) => {
+                        let gradient = if stage + 1 == stages {
+                            Some(0.0)
+                        } else {
+                            finished[stage + 1][m].1
+                        };
+                        (gradient, bwd_cost)
+                    }
+                };
+                let Some(ready) = ready else { break };
+                let end = clock[stage].max(ready) + cost;
+                clock[stage] = end;
+                match action {
+                    PipelineAction::Forward(m) => finished[stage][m].0 = Some(end),
+                    PipelineAction::Backward(m) => finished[stage][m].1 = Some(end),
+                }
+                next[stage] += 1;
+                progressed = true;
+            }
+        }
+        if next.iter().zip(orders).all(|(&n, order)| n == order.len()) {
+            return Ok(clock.iter().copied().fold(0.0, f64::max));
+        }
+        if !progressed {
+            let waiting: Vec<String> = next
+                .iter()
+                .zip(orders)
+                .enumerate()
+                .filter_map(|(stage, (&n, order))| {
+                    order
+                        .get(n)
+                        .map(|action| format!("stage {stage} at {action:?}"))
+                })
+                .collect();
+            return Err(Error::Strategy(format!(
+                "pipeline schedule deadlocks: {}",
+                waiting.join(", ")
+            )));
+        }
+    }
+}
+
+/// Checks that `order` runs each of `micro_batches` forward once, then backward once.
+fn check_order(stage: usize, order: &[PipelineAction], micro_batches: usize) -> Result<()> {
+    let mut seen = vec![(false, false); micro_batches];
+    let fail = |why: String| {
+        Err(Error::Strategy(format!(
+            "pipeline order of stage {stage} {order:?}: {why}"
+        )))
+    };
+    for &action in order {
+        let (PipelineAction::Forward(m) | PipelineAction::Backward(m)) = action;
+        let Some(done) = seen.get_mut(m) else {
+            return fail(format!("micro-batch {m} is not below {micro_batches}"));
+        };
+        match action {
+            PipelineAction::Forward(_) if done.0 => return fail(format!("forward {m} twice")),
+            PipelineAction::Forward(_) => done.0 = true,
+            PipelineAction::Backward(_) if !done.0 => {
+                return fail(format!("backward {m} before its forward"))
+            }
+            PipelineAction::Backward(_) if done.1 => return fail(format!("backward {m} twice")),
+            PipelineAction::Backward(_) => done.1 = true,
+        }
+    }
+    match seen.iter().position(|&(f, b)| !(f && b)) {
+        Some(m) => fail(format!("micro-batch {m} is not run forward and backward")),
+        None => Ok(()),
+    }
+}
+
+/// Cuts `layer_costs` into `stages` contiguous non-empty ranges of layers, in order,
+/// minimizing the largest stage cost (exact, by dynamic programming over prefixes).
+///
+/// Errors when `stages` is 0 or exceeds the number of layers, or a cost is negative or
+/// not finite.
+pub fn balance_stages(layer_costs: &[f64], stages: usize) -> Result<Vec<Range<usize>>> {
+    let layers = layer_costs.len();
+    if stages == 0 || stages > layers {
+        return Err(Error::Strategy(format!(
+            "cannot balance {layers} layers over {stages} pipeline stages: need 1 to {layers} stages"
+        )));
+    }
+    if let Some((i, c)) = layer_costs
+        .iter()
+        .enumerate()
+        .find(|(_, c)| !(c.is_finite() && **c >= 0.0))
+    {
+        return Err(Error::Strategy(format!(
+            "layer {i} has cost {c}; layer costs must be finite and non-negative"
+        )));
+    }
+    let mut prefix = vec![0.0; layers + 1];
+    for (i, &c) in layer_costs.iter().enumerate() {
+        prefix[i + 1] = prefix[i] + c;
+    }
+    // best[k][n]: the least max cost of the first n layers over k stages; cut[k][n]: where
+    // the last of those k stages starts.
+    let mut best = vec![vec![f64::INFINITY; layers + 1]; stages + 1];
+    let mut cut = vec![vec![0usize; layers + 1]; stages + 1];
+    best[0][0] = 0.0;
+    for k in 1..=stages {
+        for n in k..=layers - (stages - k) {
+            for start in (k - 1)..n {
+                let cost = best[k - 1][start].max(prefix[n] - prefix[start]);
+                if cost < best[k][n] {
+                    best[k][n] = cost;
+                    cut[k][n] = start;
+                }
+            }
+        }
+    }
+    let mut ranges = Vec::with_capacity(stages);
+    let mut end = layers;
+    for k in (1..=stages).rev() {
+        let start = cut[k][end];
+        ranges.push(start..end);
+        end = start;
+    }
+    ranges.reverse();
+    Ok(ranges)
+}

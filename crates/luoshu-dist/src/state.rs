@@ -1,0 +1,271 @@
+//! Distributed states (after Hetu's DStates): how a logical tensor is laid out over the
+//! devices of a group.
+
+use crate::{Error, Result};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+
+/// One axis of the device arrangement of a [`DState`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Axis {
+    /// Tensor dim `d` is cut into `splits[d]` contiguous pieces.
+    Split(usize),
+    /// `partial` devices each hold a summand; the tensor is their sum.
+    Partial,
+    /// `duplicate` devices hold identical copies.
+    Duplicate,
+}
+
+/// The distributed state of a tensor over `devices` devices.
+///
+/// The devices are arranged as a mixed-radix grid whose axes are `order` (the first axis
+/// varies slowest), with extent `splits[d]` for `Split(d)`, `partial` for `Partial` and
+/// `duplicate` for `Duplicate`; `devices` is the product of the extents. Axes of extent 1
+/// may be omitted from `order`. A split of a dim of length `n` into `k` pieces is uneven
+/// when `k` does not divide `n`: piece `i` has `n / k + 1` elements for `i < n % k` and
+/// `n / k` after (see [`shard_range`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DState {
+    pub devices: usize,
+    /// Tensor dim → number of pieces (only entries > 1).
+    pub splits: BTreeMap<usize, usize>,
+    pub partial: usize,
+    pub duplicate: usize,
+    pub order: Vec<Axis>,
+}
+
+impl DState {
+    /// A state from its axes in device order (slowest first), e.g.
+    /// `[(Split(0), 2), (Duplicate, 2)]`; axes of extent 1 are dropped.
+    pub fn new(axes: &[(Axis, usize)]) -> Result<Self> {
+        let mut splits = BTreeMap::new();
+        let (mut partial, mut duplicate) = (1, 1);
+        let mut order = Vec::new();
+        for &(axis, extent) in axes {
+            if extent == 0 {
+                return Err(Error::InvalidState(format!(
+                    "axis {axis:?} has extent 0 in {axes:?}"
+                )));
+            }
+            if order.contains(&axis) {
+                return Err(Error::InvalidState(format!(
+                    "axis {axis:?} appears twice in {axes:?}"
+                )));
+            }
+            if extent == 1 {
+                continue;
+            }
+            match axis {
+                Axis::Split(d) => {
+                    splits.insert(d, extent);
+                }
+                Axis::Partial => partial = extent,
+                Axis::Duplicate => duplicate = extent,
+            }
+            order.push(axis);
+        }
+        let devices = axes.iter().map(|&(_, e)| e).product();
+        Ok(DState {
+            devices,
+            splits,
+            partial,
+            duplicate,
+            order,
+        })
+    }
+
+    /// Every device holds the whole tensor.
+    pub fn duplicated(devices: usize) -> Self {
+        DState::new(&[(Axis::Duplicate, devices)]).expect("devices >= 1")
+    }
+
+    /// Extent of `axis` (1 when absent).
+    pub fn extent(&self, axis: Axis) -> usize {
+        match axis {
+            Axis::Split(d) => self.splits.get(&d).copied().unwrap_or(1),
+            Axis::Partial => self.partial,
+            Axis::Duplicate => self.duplicate,
+        }
+    }
+}
+
+impl DState {
+    /// The axes of extent > 1 with their extents, in device order (slowest first).
+    pub fn axes(&self) -> Vec<(Axis, usize)> {
+        self.order
+            .iter()
+            .map(|&axis| (axis, self.extent(axis)))
+            .filter(|&(_, extent)| extent > 1)
+            .collect()
+    }
+
+    /// Checks that the fields agree with each other: every extent is at least 1, every
+    /// axis of extent > 1 appears exactly once in `order`, and `devices` is the product
+    /// of the extents.
+    pub fn check(&self) -> Result<()> {
+        let fail = |why: String| Err(Error::InvalidState(format!("{self:?}: {why}")));
+        if self.partial == 0 || self.duplicate == 0 || self.splits.values().any(|&k| k == 0) {
+            return fail("an extent is 0".into());
+        }
+        for (i, axis) in self.order.iter().enumerate() {
+            if self.order[..i].contains(axis) {
+                return fail(format!("axis {axis:?} appears twice in the order"));
+            }
+        }
+        let missing = self
+            .splits
+            .iter()
+            .map(|(&d, &k)| (Axis::Split(d), k))
+            .chain([
+                (Axis::Partial, self.partial),
+                (Axis::Duplicate, self.duplicate),
+            ])
+            .find(|&(axis, extent)| extent > 1 && !self.order.contains(&axis));
+        if let Some((axis, extent)) = missing {
+            return fail(format!(
+                "axis {axis:?} of extent {extent} is not in the order"
+            ));
+        }
+        let product: usize = self.order.iter().map(|&a| self.extent(a)).product();
+        if product != self.devices {
+            return fail(format!(
+                "the extents multiply to {product}, not to the {} devices",
+                self.devices
+            ));
+        }
+        Ok(())
+    }
+
+    /// [`DState::check`], and that every split dim is a dim of a tensor of `full_dims`.
+    ///
+    /// A dim may be cut into more pieces than it has elements: the trailing pieces are
+    /// then empty (see [`shard_range`]), which is valid.
+    pub fn validate(&self, full_dims: &[usize]) -> Result<()> {
+        self.check()?;
+        if let Some(&d) = self.splits.keys().find(|&&d| d >= full_dims.len()) {
+            return Err(Error::InvalidState(format!(
+                "{self} splits dim {d} of a rank-{} tensor {full_dims:?}",
+                full_dims.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The index of `device` along every axis of `order` (mixed radix, first axis
+    /// slowest).
+    pub fn coords(&self, device: usize) -> Result<Vec<usize>> {
+        self.check_device(device)?;
+        let mut rest = device;
+        let mut coords = vec![0; self.order.len()];
+        for (coord, &axis) in coords.iter_mut().zip(&self.order).rev() {
+            let extent = self.extent(axis);
+            *coord = rest % extent;
+            rest /= extent;
+        }
+        Ok(coords)
+    }
+
+    /// The device at `coords` (one index per axis of `order`); inverse of
+    /// [`DState::coords`].
+    pub fn device_of(&self, coords: &[usize]) -> Result<usize> {
+        self.check()?;
+        if coords.len() != self.order.len() {
+            return Err(Error::InvalidState(format!(
+                "{self}: {} coordinates {coords:?} for {} axes",
+                coords.len(),
+                self.order.len()
+            )));
+        }
+        let mut device = 0;
+        for (&coord, &axis) in coords.iter().zip(&self.order) {
+            let extent = self.extent(axis);
+            if coord >= extent {
+                return Err(Error::InvalidState(format!(
+                    "{self}: coordinate {coord} of axis {axis:?} is not below its extent {extent}"
+                )));
+            }
+            device = device * extent + coord;
+        }
+        Ok(device)
+    }
+
+    /// The index of `device` along `axis` (0 when the axis is absent).
+    pub fn axis_index(&self, device: usize, axis: Axis) -> Result<usize> {
+        let coords = self.coords(device)?;
+        Ok(self
+            .order
+            .iter()
+            .position(|&a| a == axis)
+            .map_or(0, |i| coords[i]))
+    }
+
+    /// Which summand `device` holds (0 when the state is not partial).
+    pub fn partial_index(&self, device: usize) -> Result<usize> {
+        self.axis_index(device, Axis::Partial)
+    }
+
+    /// The box of the full tensor (one range per dim) that `device` holds.
+    pub fn shard(&self, device: usize, full_dims: &[usize]) -> Result<Vec<Range<usize>>> {
+        self.validate(full_dims)?;
+        let coords = self.coords(device)?;
+        let mut shard: Vec<Range<usize>> = full_dims.iter().map(|&n| 0..n).collect();
+        for (&axis, &coord) in self.order.iter().zip(&coords) {
+            if let Axis::Split(d) = axis {
+                shard[d] = shard_range(full_dims[d], self.extent(axis), coord);
+            }
+        }
+        Ok(shard)
+    }
+
+    /// The dims of the piece `device` holds.
+    pub fn local_dims(&self, device: usize, full_dims: &[usize]) -> Result<Vec<usize>> {
+        Ok(self
+            .shard(device, full_dims)?
+            .iter()
+            .map(|r| r.len())
+            .collect())
+    }
+
+    fn check_device(&self, device: usize) -> Result<()> {
+        self.check()?;
+        if device >= self.devices {
+            return Err(Error::InvalidState(format!(
+                "device {device} of {self}, which has {} devices",
+                self.devices
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Compact notation: the axes in device order, `S<dim>:<pieces>` for splits, `P<n>` for
+/// partial, `D<n>` for duplicate, e.g. `S0:2,P2`; a single device is `D1`.
+impl fmt::Display for DState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.order.is_empty() {
+            return write!(f, "D{}", self.duplicate);
+        }
+        for (i, &axis) in self.order.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            let extent = self.extent(axis);
+            match axis {
+                Axis::Split(d) => write!(f, "S{d}:{extent}")?,
+                Axis::Partial => write!(f, "P{extent}")?,
+                Axis::Duplicate => write!(f, "D{extent}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Elements `start..end` of piece `index` when a dim of length `len` is cut into `parts`
+/// contiguous pieces whose sizes differ by at most one (the larger ones first).
+pub fn shard_range(len: usize, parts: usize, index: usize) -> Range<usize> {
+    let (base, extra) = (len / parts, len % parts);
+    let start = index * base + index.min(extra);
+    let size = base + usize::from(index < extra);
+    start..start + size
+}

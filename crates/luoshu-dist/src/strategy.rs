@@ -1,0 +1,172 @@
+//! Parallel strategies named on the command line (`dp2tp2`, `tp4`, `dp2pp2`, `dp4zero1`)
+//! and the device mesh they lay out over a communicator.
+
+use crate::{Error, Result};
+use luoshu_comm::Communicator;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+/// A product of data, tensor (with sequence) and pipeline parallelism, optionally with
+/// ZeRO-1 (optimizer state sharded over the data-parallel group).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Strategy {
+    pub dp: usize,
+    pub tp: usize,
+    pub pp: usize,
+    pub zero1: bool,
+}
+
+impl Strategy {
+    /// One device, no parallelism.
+    pub const SINGLE: Strategy = Strategy {
+        dp: 1,
+        tp: 1,
+        pp: 1,
+        zero1: false,
+    };
+
+    /// Ranks the strategy needs.
+    pub fn devices(&self) -> usize {
+        self.dp * self.tp * self.pp
+    }
+}
+
+impl Default for Strategy {
+    fn default() -> Self {
+        Strategy::SINGLE
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut any = false;
+        for (name, degree) in [("dp", self.dp), ("tp", self.tp), ("pp", self.pp)] {
+            if degree > 1 {
+                write!(f, "{name}{degree}")?;
+                any = true;
+            }
+        }
+        if self.zero1 {
+            write!(f, "{}zero1", if any { "" } else { "dp1" })?;
+        } else if !any {
+            write!(f, "single")?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for Strategy {
+    type Err = Error;
+
+    /// `single`, or a concatenation of `dpN`, `tpN`, `ppN` (each at most once, N ≥ 1) and
+    /// an optional `zero1`, e.g. `dp2tp2`, `tp4`, `dp2pp2`, `dp4zero1`.
+    fn from_str(text: &str) -> Result<Self> {
+        let bad = |why: String| {
+            Error::Strategy(format!(
+                "`{text}`: {why} (expected e.g. `dp2`, `tp2`, `dp2tp2`, `dp2pp2`, `dp4zero1` \
+                 or `single`)"
+            ))
+        };
+        if text == "single" {
+            return Ok(Strategy::SINGLE);
+        }
+        let mut strategy = Strategy::SINGLE;
+        let mut seen: Vec<&str> = Vec::new();
+        let mut rest = text;
+        while !rest.is_empty() {
+            let name_len = rest
+                .find(|c: char| !c.is_ascii_lowercase())
+                .unwrap_or(rest.len());
+            let (name, after) = rest.split_at(name_len);
+            let digits = after
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(after.len());
+            let (number, after) = after.split_at(digits);
+            let degree: usize = number
+                .parse()
+                .map_err(|_| bad(format!("`{name}` needs a number after it")))?;
+            if degree == 0 {
+                return Err(bad(format!("`{name}0` has degree 0")));
+            }
+            if seen.contains(&name) {
+                return Err(bad(format!("`{name}` appears twice")));
+            }
+            seen.push(name);
+            match name {
+                "dp" => strategy.dp = degree,
+                "tp" => strategy.tp = degree,
+                "pp" => strategy.pp = degree,
+                "zero" if degree == 1 => strategy.zero1 = true,
+                "zero" => return Err(bad(format!("only ZeRO stage 1 exists, got zero{degree}"))),
+                other => return Err(bad(format!("unknown parallelism `{other}`"))),
+            }
+            rest = after;
+        }
+        if text.is_empty() {
+            return Err(bad("empty strategy".into()));
+        }
+        Ok(strategy)
+    }
+}
+
+/// Where one rank sits in the `dp × pp × tp` mesh (tensor parallelism varies fastest, so a
+/// tensor-parallel group is a run of consecutive ranks, the ones that talk most), and the
+/// communicators of its groups.
+#[derive(Clone)]
+pub struct Mesh {
+    pub strategy: Strategy,
+    pub dp_rank: usize,
+    pub pp_rank: usize,
+    pub tp_rank: usize,
+    pub world: Arc<dyn Communicator>,
+    pub dp: Arc<dyn Communicator>,
+    pub tp: Arc<dyn Communicator>,
+    pub pp: Arc<dyn Communicator>,
+}
+
+impl Mesh {
+    /// Collective over `world`: split it into the strategy's groups.
+    pub fn new(strategy: Strategy, world: Arc<dyn Communicator>) -> Result<Self> {
+        if world.size() != strategy.devices() {
+            return Err(Error::Strategy(format!(
+                "strategy {strategy} needs {} ranks, the communicator has {}",
+                strategy.devices(),
+                world.size()
+            )));
+        }
+        let Strategy { tp, pp, .. } = strategy;
+        let rank = world.rank();
+        let (tp_rank, pp_rank, dp_rank) = (rank % tp, (rank / tp) % pp, rank / (tp * pp));
+        let tp_comm = world.split(dp_rank * pp + pp_rank, tp_rank)?;
+        let dp_comm = world.split(pp_rank * tp + tp_rank, dp_rank)?;
+        let pp_comm = world.split(dp_rank * tp + tp_rank, pp_rank)?;
+        Ok(Mesh {
+            strategy,
+            dp_rank,
+            pp_rank,
+            tp_rank,
+            world,
+            dp: dp_comm,
+            tp: tp_comm,
+            pp: pp_comm,
+        })
+    }
+
+    /// The world rank at mesh coordinates `(dp, pp, tp)`.
+    pub fn rank_of(&self, dp: usize, pp: usize, tp: usize) -> usize {
+        (dp * self.strategy.pp + pp) * self.strategy.tp + tp
+    }
+}
+
+impl fmt::Debug for Mesh {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mesh")
+            .field("strategy", &self.strategy)
+            .field("rank", &self.world.rank())
+            .field("dp_rank", &self.dp_rank)
+            .field("pp_rank", &self.pp_rank)
+            .field("tp_rank", &self.tp_rank)
+            .finish()
+    }
+}

@@ -1,0 +1,17 @@
+//! The executor's view of communication. The graph layer sits below the communication
+//! layer, so it only names what a collective node needs; `luoshu-dist` implements it over a
+//! communicator.
+
+use crate::{CollectiveReduce, Result};
+use luoshu_tensor::Tensor;
+
+/// Runs the collective nodes of a graph for one rank. `group` is the name the node carries
+/// (e.g. `tp`); `out` is a contiguous tensor of the node's output shape to write into.
+pub trait Collectives: Send + Sync {
+    fn all_reduce(&self, group: &str, op: CollectiveReduce, x: &Tensor, out: &Tensor)
+        -> Result<()>;
+
+    fn all_gather(&self, group: &str, dim: usize, x: &Tensor, out: &Tensor) -> Result<()>;
+
+    fn reduce_scatter(&self, group: &str, dim: usize, x: &Tensor, out: &Tensor) -> Result<()>;
+}

@@ -1,0 +1,12 @@
+//! Training one model over many ranks: which part of the model each rank holds
+//! ([`ModelShard`]) and the per-rank trainer that runs a strategy.
+
+mod micro;
+mod optimizer;
+mod shard;
+mod state;
+mod trainer;
+
+pub use micro::{bindings, pad_for_tp};
+pub use shard::{ModelShard, ShardedParam};
+pub use trainer::ParallelTrainer;

@@ -1,0 +1,138 @@
+//! What part of the model one rank holds: a pipeline stage (a contiguous range of layers,
+//! with the embedding on the first stage and the head on the last) and a tensor-parallel
+//! slice of it (Megatron column/row-parallel projections, vocabulary-parallel embedding and
+//! head, replicated norms).
+
+use crate::llama::{param_specs, ParamSpec};
+use crate::{Error, ModelConfig, Result};
+use std::ops::Range;
+
+/// The slice of the model one rank builds and trains.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelShard {
+    /// Tensor-parallel degree and this rank's index in its tensor-parallel group.
+    pub tp: usize,
+    pub tp_rank: usize,
+    /// Pipeline stages and this rank's stage.
+    pub stages: usize,
+    pub stage: usize,
+    /// The layers of this stage.
+    pub layers: Range<usize>,
+}
+
+impl ModelShard {
+    /// The whole model on one device.
+    pub fn whole(cfg: &ModelConfig) -> Self {
+        ModelShard {
+            tp: 1,
+            tp_rank: 0,
+            stages: 1,
+            stage: 0,
+            layers: 0..cfg.n_layers,
+        }
+    }
+
+    /// Stage `stage` of `stages` holding `layers`, tensor-parallel slice `tp_rank` of `tp`.
+    /// Checks that `tp` divides every sharded dimension.
+    pub fn new(
+        cfg: &ModelConfig,
+        tp: usize,
+        tp_rank: usize,
+        stages: usize,
+        stage: usize,
+        layers: Range<usize>,
+    ) -> Result<Self> {
+        let divisible = [
+            ("n_heads", cfg.n_heads),
+            ("n_kv_heads", cfg.n_kv_heads),
+            ("d_ff", cfg.d_ff),
+            ("vocab_size", cfg.vocab_size),
+        ];
+        for (name, value) in divisible {
+            if tp == 0 || !value.is_multiple_of(tp) {
+                return Err(Error::ModelConfig(format!(
+                    "tensor parallelism {tp} must divide {name} ({value})"
+                )));
+            }
+        }
+        if tp_rank >= tp || stage >= stages || layers.end > cfg.n_layers {
+            return Err(Error::ModelConfig(format!(
+                "shard tp rank {tp_rank}/{tp}, stage {stage}/{stages}, layers {layers:?} of {} \
+                 is out of range",
+                cfg.n_layers
+            )));
+        }
+        Ok(ModelShard {
+            tp,
+            tp_rank,
+            stages,
+            stage,
+            layers,
+        })
+    }
+
+    pub fn is_first_stage(&self) -> bool {
+        self.stage == 0
+    }
+
+    pub fn is_last_stage(&self) -> bool {
+        self.stage + 1 == self.stages
+    }
+
+    /// Whether this shard holds parameter `name` (of the full model).
+    pub fn holds(&self, cfg: &ModelConfig, name: &str) -> bool {
+        if let Some(rest) = name.strip_prefix("layers.") {
+            let layer = rest.split('.').next().and_then(|l| l.parse::<usize>().ok());
+            return layer.is_some_and(|l| self.layers.contains(&l));
+        }
+        match name {
+            "embed" => self.is_first_stage() || (cfg.tie_embeddings && self.is_last_stage()),
+            _ => self.is_last_stage(),
+        }
+    }
+
+    /// This shard's parameters: the full spec, the dim split over the tensor-parallel group
+    /// (`None`: replicated), and the local spec.
+    pub fn params(&self, cfg: &ModelConfig) -> Vec<ShardedParam> {
+        param_specs(cfg)
+            .into_iter()
+            .filter(|s| self.holds(cfg, &s.name))
+            .map(|full| {
+                let split = (self.tp > 1).then(|| tp_split_dim(&full.name)).flatten();
+                let mut local = full.clone();
+                if let Some(dim) = split {
+                    local.shape[dim] /= self.tp;
+                }
+                ShardedParam { full, local, split }
+            })
+            .collect()
+    }
+
+    /// The range of dim `split` of a parameter of length `len` this rank holds.
+    pub fn tp_range(&self, len: usize) -> Range<usize> {
+        let piece = len / self.tp;
+        self.tp_rank * piece..(self.tp_rank + 1) * piece
+    }
+}
+
+/// A parameter as one rank holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardedParam {
+    pub full: ParamSpec,
+    pub local: ParamSpec,
+    /// The dim cut into `tp` equal pieces, or `None` when every tensor-parallel rank holds
+    /// the whole parameter.
+    pub split: Option<usize>,
+}
+
+/// Megatron's layout: q/k/v, gate and up are column-parallel (output features split), `wo`
+/// and `w_down` row-parallel (input features split), the embedding and the untied head
+/// vocabulary-parallel; norms are replicated.
+fn tp_split_dim(name: &str) -> Option<usize> {
+    let leaf = name.rsplit('.').next().unwrap_or(name);
+    match leaf {
+        "wq" | "wk" | "wv" | "w_gate" | "w_up" | "lm_head" => Some(1),
+        "wo" | "w_down" | "embed" => Some(0),
+        _ => None,
+    }
+}

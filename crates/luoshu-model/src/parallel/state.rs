@@ -1,0 +1,112 @@
+//! Checkpoints of a distributed run in one canonical, unsharded layout (the single-device
+//! [`TrainerState`]), so a run can resume under any strategy.
+
+use super::trainer::{fresh_copy, local_piece, ParallelTrainer};
+use crate::{param_specs, AdamWState, Error, ParamStore, Result, TrainerState};
+use luoshu_backend::Ops;
+use luoshu_tensor::Tensor;
+
+impl ParallelTrainer {
+    /// Collective: the whole model's parameters and moments on world rank 0 (`None` on the
+    /// other ranks).
+    pub fn gather_state(&self) -> Result<Option<TrainerState>> {
+        let ops = Ops::new(self.backend().as_ref());
+        let mesh = self.mesh();
+        let adam = self.optimizer().full_state(
+            &ops,
+            mesh.dp.as_ref(),
+            self.local_params(),
+            self.layout(),
+        )?;
+        // Tensor-parallel pieces are gathered inside each stage, then the holder of each
+        // parameter (data rank 0, tensor rank 0, the stage that owns it) sends it to rank 0.
+        let mut mine = Vec::new();
+        for (i, p) in self.sharded_params().iter().enumerate() {
+            let whole = |store: &ParamStore| -> Result<Tensor> {
+                let local = &store.tensors()[i];
+                match p.split {
+                    None => Ok(local.clone()),
+                    Some(dim) => {
+                        let parts = mesh.tp.all_gather(local)?;
+                        let refs: Vec<&Tensor> = parts.iter().collect();
+                        Ok(ops.concat(&refs, dim)?)
+                    }
+                }
+            };
+            let triple = [
+                whole(self.local_params())?,
+                whole(&adam.m)?,
+                whole(&adam.v)?,
+            ];
+            mine.push((p.full.name.clone(), triple));
+        }
+        let specs = param_specs(self.model_config());
+        let holder = |name: &str| mesh.rank_of(0, self.owner_stage(name), 0);
+        let rank = mesh.world.rank();
+        for (name, triple) in &mine {
+            if holder(name) == rank && rank != 0 {
+                let index = specs.iter().position(|s| &s.name == name).unwrap_or(0);
+                for (k, t) in triple.iter().enumerate() {
+                    mesh.world.send(t, 0, (index * 3 + k) as u64)?;
+                }
+            }
+        }
+        if rank != 0 {
+            return Ok(None);
+        }
+        let (mut params, mut m, mut v) = (ParamStore::new(), ParamStore::new(), ParamStore::new());
+        for (index, spec) in specs.iter().enumerate() {
+            let from = holder(&spec.name);
+            let triple = if from == 0 {
+                let (_, t) = mine.iter().find(|(n, _)| n == &spec.name).ok_or_else(|| {
+                    Error::State(format!("rank 0 should hold parameter `{}`", spec.name))
+                })?;
+                t.clone()
+            } else {
+                let recv = |k: usize| mesh.world.recv(from, (index * 3 + k) as u64);
+                [recv(0)?, recv(1)?, recv(2)?]
+            };
+            let [p, pm, pv] = triple;
+            // Copies: the live tensors keep training after a checkpoint.
+            params.insert(&spec.name, fresh_copy(&ops, &p)?)?;
+            m.insert(&spec.name, fresh_copy(&ops, &pm)?)?;
+            v.insert(&spec.name, fresh_copy(&ops, &pv)?)?;
+        }
+        Ok(Some(TrainerState {
+            step: self.step(),
+            params,
+            adam_m: m,
+            adam_v: v,
+        }))
+    }
+
+    /// Continue from a whole-model state (every rank passes the same one and keeps its
+    /// pieces).
+    pub fn restore(&mut self, state: &TrainerState) -> Result<()> {
+        let backend = self.backend().clone();
+        let ops = Ops::new(backend.as_ref());
+        let shard = self.shard().clone();
+        let pieces = |store: &ParamStore| -> Result<ParamStore> {
+            let mut local = ParamStore::new();
+            for p in self.sharded_params() {
+                local.insert(&p.full.name, local_piece(&ops, &shard, p, store)?)?;
+            }
+            Ok(local)
+        };
+        let params = pieces(&state.params)?;
+        params.check_matches(self.local_params(), "saved parameters")?;
+        let adam = AdamWState {
+            step: state.step,
+            m: pieces(&state.adam_m)?,
+            v: pieces(&state.adam_v)?,
+        };
+        for (dst, src) in self.local_params().tensors().iter().zip(params.tensors()) {
+            ops.copy_into(src, dst)?;
+        }
+        let layout = self.layout().clone();
+        let store = self.local_params().clone();
+        self.optimizer_mut().restore(&ops, adam, &store, &layout)?;
+        self.set_step(state.step);
+        Ok(())
+    }
+}

@@ -1,0 +1,531 @@
+//! One rank of a distributed training run: builds its shard's graphs, runs its share of the
+//! micro-batches (data parallel round robin; 1F1B through the pipeline stages; tensor- and
+//! sequence-parallel collectives inside the graphs), reduces gradients, clips by the global
+//! norm and updates once per step — the same step as on one device.
+
+use super::micro::{bindings, pad_for_tp};
+use super::optimizer::{FlatLayout, ShardedOptimizer};
+use super::{ModelShard, ShardedParam};
+use crate::data::{GlobalBatch, MicroBatch};
+use crate::llama::{
+    build_stage_forward_graph, build_stage_train_graph, HIDDEN_GRAD, HIDDEN_IN, LOSS_SCALE,
+    ROPE_COS, ROPE_SIN, TARGETS, TOKENS, TP_GROUP,
+};
+use crate::trainer::{loss_scale, StepStats};
+use crate::{init_params, rope_tables, Error, ModelConfig, ParamStore, Result, TrainConfig};
+use luoshu_backend::ops::BinaryOp;
+use luoshu_backend::{Backend, Ops};
+use luoshu_comm::{Communicator, ReduceOp};
+use luoshu_dist::{balance_stages, one_f_one_b, CommCollectives, Mesh, PipelineAction};
+use luoshu_graph::passes::{run_pipeline, DEFAULT_PIPELINE};
+use luoshu_graph::{compile, CompileOptions, Graph, Plan};
+use luoshu_tensor::{DType, Tensor};
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Which graph a cached plan runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum PlanKind {
+    /// Loss (last stage) and gradients.
+    Train,
+    /// Loss (last stage) or output hidden rows.
+    Forward,
+}
+
+/// One rank's trainer. Every rank of the mesh calls the same methods in the same order.
+pub struct ParallelTrainer {
+    model: ModelConfig,
+    config: TrainConfig,
+    backend: Arc<dyn Backend>,
+    mesh: Mesh,
+    shard: ModelShard,
+    /// Layers of every pipeline stage.
+    stage_layers: Vec<Range<usize>>,
+    params: Vec<ShardedParam>,
+    store: ParamStore,
+    layout: FlatLayout,
+    optimizer: ShardedOptimizer,
+    /// Ranks of the first and last stage holding the tied embedding (pipeline only).
+    tied_embedding: Option<Arc<dyn Communicator>>,
+    train_graph: Graph,
+    forward_graph: Graph,
+    collectives: Arc<CommCollectives>,
+    plans: HashMap<(PlanKind, usize, usize), Plan>,
+    rope_cos: Tensor,
+    rope_sin: Tensor,
+    step: u64,
+}
+
+/// Relative cost of each layer for stage balancing: the layers are identical, and the
+/// last one also pays for the head (a `d × vocab` projection per token).
+fn layer_costs(cfg: &ModelConfig) -> Vec<f64> {
+    let (d, kv, ff) = (cfg.d_model as f64, cfg.kv_dim() as f64, cfg.d_ff as f64);
+    let layer = 2.0 * d * d + 2.0 * d * kv + 3.0 * d * ff;
+    let mut costs = vec![layer; cfg.n_layers];
+    if let Some(last) = costs.last_mut() {
+        *last += d * cfg.vocab_size as f64;
+    }
+    costs
+}
+
+impl ParallelTrainer {
+    /// Collective over `mesh.world`: this rank's trainer, with parameters initialized from
+    /// `seed` exactly as on one device, then sharded.
+    pub fn new(
+        model: ModelConfig,
+        config: TrainConfig,
+        backend: Arc<dyn Backend>,
+        mesh: Mesh,
+        seed: u64,
+    ) -> Result<Self> {
+        model.validate()?;
+        config.validate()?;
+        let strategy = mesh.strategy;
+        if strategy.pp > model.n_layers {
+            return Err(Error::Config(format!(
+                "{} pipeline stages for {} layers: every stage needs a layer",
+                strategy.pp, model.n_layers
+            )));
+        }
+        let stage_layers = balance_stages(&layer_costs(&model), strategy.pp)?;
+        let shard = ModelShard::new(
+            &model,
+            strategy.tp,
+            mesh.tp_rank,
+            strategy.pp,
+            mesh.pp_rank,
+            stage_layers[mesh.pp_rank].clone(),
+        )?;
+        let params = shard.params(&model);
+        let full = init_params(&model, seed)?;
+        let ops = Ops::new(backend.as_ref());
+        let mut store = ParamStore::new();
+        for p in &params {
+            store.insert(&p.local.name, local_piece(&ops, &shard, p, &full)?)?;
+        }
+        let layout = FlatLayout::of(&store);
+        let zero1 = strategy.zero1.then_some(mesh.dp.as_ref());
+        let optimizer =
+            ShardedOptimizer::new(&ops, config.optimizer.clone(), &store, &layout, zero1)?;
+        let tied_embedding = if model.tie_embeddings && strategy.pp > 1 {
+            let ends = shard.is_first_stage() || shard.is_last_stage();
+            Some(mesh.pp.split(usize::from(!ends), mesh.pp_rank)?)
+        } else {
+            None
+        };
+        let precision = config.precision;
+        let optimize = |g: &Graph| -> Result<Graph> { Ok(run_pipeline(g, DEFAULT_PIPELINE)?.0) };
+        let train_graph = optimize(&build_stage_train_graph(&model, precision, &shard)?.graph)?;
+        let forward_graph = optimize(&build_stage_forward_graph(&model, precision, &shard)?)?;
+        let groups = HashMap::from([(TP_GROUP.to_string(), mesh.tp.clone())]);
+        let collectives = Arc::new(CommCollectives::new(groups, backend.clone()));
+        // Tensor parallelism pads sequences up to a multiple of `tp`.
+        let table_len = model.max_seq_len + strategy.tp;
+        let (rope_cos, rope_sin) = rope_tables(model.head_dim(), model.rope_theta, 0, table_len)?;
+        Ok(ParallelTrainer {
+            model,
+            config,
+            backend,
+            mesh,
+            shard,
+            stage_layers,
+            params,
+            store,
+            layout,
+            optimizer,
+            tied_embedding,
+            train_graph,
+            forward_graph,
+            collectives,
+            plans: HashMap::new(),
+            rope_cos,
+            rope_sin,
+            step: 0,
+        })
+    }
+
+    pub fn mesh(&self) -> &Mesh {
+        &self.mesh
+    }
+
+    pub fn shard(&self) -> &ModelShard {
+        &self.shard
+    }
+
+    pub fn model_config(&self) -> &ModelConfig {
+        &self.model
+    }
+
+    /// The layers of every pipeline stage.
+    pub fn stage_layers(&self) -> &[Range<usize>] {
+        &self.stage_layers
+    }
+
+    /// This rank's local parameters (shards), by their full names.
+    pub fn local_params(&self) -> &ParamStore {
+        &self.store
+    }
+
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    pub(super) fn set_step(&mut self, step: u64) {
+        self.step = step;
+    }
+
+    pub(super) fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    pub(super) fn sharded_params(&self) -> &[ShardedParam] {
+        &self.params
+    }
+
+    pub(super) fn layout(&self) -> &FlatLayout {
+        &self.layout
+    }
+
+    pub(super) fn optimizer(&self) -> &ShardedOptimizer {
+        &self.optimizer
+    }
+
+    pub(super) fn optimizer_mut(&mut self) -> &mut ShardedOptimizer {
+        &mut self.optimizer
+    }
+
+    /// The pipeline stage that owns parameter `name` in checkpoints (the first stage for
+    /// the tied embedding, which the last stage also holds).
+    pub(super) fn owner_stage(&self, name: &str) -> usize {
+        let layer = name
+            .strip_prefix("layers.")
+            .and_then(|rest| rest.split('.').next())
+            .and_then(|l| l.parse::<usize>().ok());
+        match (layer, name) {
+            (Some(l), _) => self
+                .stage_layers
+                .iter()
+                .position(|r| r.contains(&l))
+                .unwrap_or(0),
+            (None, "embed") => 0,
+            (None, _) => self.stage_layers.len() - 1,
+        }
+    }
+
+    /// One optimizer step on `batch` (collective; every rank passes the same batch).
+    pub fn train_step(&mut self, batch: &GlobalBatch) -> Result<StepStats> {
+        let start = Instant::now();
+        let scale = loss_scale(batch)?;
+        let backend = self.backend.clone();
+        let ops = Ops::new(backend.as_ref());
+        let grads = ops.full(0.0, DType::F32, &[self.layout.len])?;
+        let mine = self.my_micro_batches(batch)?;
+        let local_loss = if self.mesh.strategy.pp == 1 {
+            let mut loss = 0.0;
+            for micro in &mine {
+                let outputs = self.run(PlanKind::Train, micro, scale, None, None)?;
+                loss += scalar_value(&outputs[0])?;
+                self.accumulate(&grads, &outputs[1..])?;
+            }
+            loss
+        } else {
+            self.pipeline_step(&mine, scale, &grads)?
+        };
+        self.sync_replicated_grads(&grads)?;
+        let dp = self.mesh.dp.clone();
+        let grad = self
+            .optimizer
+            .reduce_gradients(dp.as_ref(), &grads, &self.layout)?;
+        let grad_norm = self.clip(&grad)?;
+        let lr = self.config.schedule.lr_at(self.step);
+        self.optimizer
+            .step(&ops, dp.as_ref(), &self.store, &self.layout, &grad, lr)?;
+        self.step += 1;
+        let reports_loss = self.shard.is_last_stage() && self.mesh.tp_rank == 0;
+        let loss = self.world_sum(if reports_loss { local_loss } else { 0.0 })?;
+        Ok(StepStats {
+            loss,
+            grad_norm,
+            lr,
+            tokens: batch.target_tokens,
+            seconds: start.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Mean loss per target token over `batches` (collective, no update).
+    pub fn evaluate(&mut self, batches: &[GlobalBatch]) -> Result<f64> {
+        let mut total = 0.0;
+        let mut tokens = 0;
+        for batch in batches {
+            tokens += batch.target_tokens;
+            for micro in self.my_micro_batches(batch)? {
+                if let Some(loss) = self.forward(&micro, 1.0)? {
+                    total += loss;
+                }
+            }
+        }
+        if tokens == 0 {
+            return Err(Error::Config(
+                "the evaluation batches hold no target token".into(),
+            ));
+        }
+        let reports_loss = self.shard.is_last_stage() && self.mesh.tp_rank == 0;
+        Ok(self.world_sum(if reports_loss { total } else { 0.0 })? / tokens as f64)
+    }
+
+    /// This data-parallel rank's micro-batches (round robin over the global batch), padded
+    /// for tensor parallelism.
+    fn my_micro_batches(&self, batch: &GlobalBatch) -> Result<Vec<MicroBatch>> {
+        let dp = self.mesh.strategy.dp;
+        batch
+            .buckets
+            .iter()
+            .flat_map(|b| &b.micro_batches)
+            .enumerate()
+            .filter(|(i, _)| i % dp == self.mesh.dp_rank)
+            .map(|(_, m)| pad_for_tp(m, self.mesh.strategy.tp))
+            .collect()
+    }
+
+    /// Add a plan's parameter gradients into the flat accumulator.
+    fn accumulate(&self, flat: &Tensor, grads: &[Tensor]) -> Result<()> {
+        let ops = Ops::new(self.backend.as_ref());
+        for (i, g) in grads.iter().take(self.params.len()).enumerate() {
+            let acc = self.layout.view(flat, i)?;
+            ops.binary_into(BinaryOp::Add, &acc, g, &acc)?;
+        }
+        Ok(())
+    }
+
+    /// Forward pass of one micro-batch through the pipeline; the loss on the last stage.
+    fn forward(&mut self, micro: &MicroBatch, scale: f32) -> Result<Option<f64>> {
+        let pp = self.mesh.pp.clone();
+        let hidden = if self.shard.is_first_stage() {
+            None
+        } else {
+            Some(pp.recv(self.mesh.pp_rank - 1, FORWARD_TAG)?)
+        };
+        let outputs = self.run(PlanKind::Forward, micro, scale, hidden, None)?;
+        if self.shard.is_last_stage() {
+            return Ok(Some(scalar_value(&outputs[0])?));
+        }
+        pp.send(&outputs[0], self.mesh.pp_rank + 1, FORWARD_TAG)?;
+        Ok(None)
+    }
+
+    /// 1F1B over this stage's micro-batches; returns the summed loss (last stage).
+    /// A stage's backward recomputes its forward pass from the stage input it kept, so only
+    /// stage inputs stay alive between a micro-batch's forward and backward.
+    fn pipeline_step(&mut self, mine: &[MicroBatch], scale: f32, grads: &Tensor) -> Result<f64> {
+        let pp = self.mesh.pp.clone();
+        let (stage, stages) = (self.mesh.pp_rank, self.mesh.strategy.pp);
+        let mut inputs: HashMap<usize, Tensor> = HashMap::new();
+        let mut loss = 0.0;
+        for action in one_f_one_b(stages, stage, mine.len()) {
+            match action {
+                PipelineAction::Forward(i) if self.shard.is_last_stage() => {
+                    // The last stage runs forward and backward together in its backward.
+                    inputs.insert(i, pp.recv(stage - 1, FORWARD_TAG)?);
+                }
+                PipelineAction::Forward(i) => {
+                    let hidden = if self.shard.is_first_stage() {
+                        None
+                    } else {
+                        let h = pp.recv(stage - 1, FORWARD_TAG)?;
+                        inputs.insert(i, h.clone());
+                        Some(h)
+                    };
+                    let out = self.run(PlanKind::Forward, &mine[i], scale, hidden, None)?;
+                    pp.send(&out[0], stage + 1, FORWARD_TAG)?;
+                }
+                PipelineAction::Backward(i) => {
+                    let upstream = if self.shard.is_last_stage() {
+                        None
+                    } else {
+                        Some(pp.recv(stage + 1, BACKWARD_TAG)?)
+                    };
+                    let hidden = inputs.remove(&i);
+                    let mut outputs =
+                        self.run(PlanKind::Train, &mine[i], scale, hidden, upstream)?;
+                    if self.shard.is_last_stage() {
+                        loss += scalar_value(&outputs.remove(0))?;
+                    }
+                    self.accumulate(grads, &outputs)?;
+                    if !self.shard.is_first_stage() {
+                        let input_grad = outputs.last().ok_or_else(|| {
+                            Error::State("the stage plan returned no input gradient".into())
+                        })?;
+                        pp.send(input_grad, stage - 1, BACKWARD_TAG)?;
+                    }
+                }
+            }
+        }
+        Ok(loss)
+    }
+
+    /// Sum the gradients that are partial although their parameter is not sharded: norm
+    /// gains under sequence parallelism (each rank saw its rows only) and the tied
+    /// embedding on the first and last pipeline stages.
+    fn sync_replicated_grads(&self, grads: &Tensor) -> Result<()> {
+        let ops = Ops::new(self.backend.as_ref());
+        for (i, p) in self.params.iter().enumerate() {
+            let group = if p.full.name == "embed" && self.tied_embedding.is_some() {
+                self.tied_embedding.as_ref()
+            } else if p.split.is_none() && self.mesh.strategy.tp > 1 {
+                Some(&self.mesh.tp)
+            } else {
+                None
+            };
+            if let Some(group) = group {
+                let view = self.layout.view(grads, i)?;
+                let sum = group.all_reduce(&view, ReduceOp::Sum)?;
+                ops.copy_into(&sum, &view)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The global gradient norm (each element counted once over the mesh); clips `grad`
+    /// (this rank's share, flat range [`ShardedOptimizer::grad_range`]) in place.
+    fn clip(&self, grad: &Tensor) -> Result<f64> {
+        let ops = Ops::new(self.backend.as_ref());
+        let range = self.optimizer.grad_range(&self.layout);
+        // Plain data parallelism replicates the reduced gradient: data rank 0 counts it.
+        let counts_dp = self.mesh.strategy.zero1 || self.mesh.dp_rank == 0;
+        let mut squares = 0.0;
+        for (i, p) in self.params.iter().enumerate() {
+            let replica_of_tp = p.split.is_none() && self.mesh.tp_rank != 0;
+            let tied_copy = p.full.name == "embed" && !self.shard.is_first_stage();
+            let segment = &self.layout.offsets[i];
+            let (start, end) = (segment.start.max(range.start), segment.end.min(range.end));
+            if !counts_dp || replica_of_tp || tied_copy || start >= end {
+                continue;
+            }
+            let view = grad.narrow(0, start - range.start, end - start)?;
+            squares += ops.sum_squares(&[&view])?;
+        }
+        let norm = self.world_sum(squares)?.sqrt();
+        let max_norm = self.config.grad_clip;
+        if max_norm > 0.0 && norm > max_norm {
+            let factor = ops.full(max_norm / norm, grad.dtype(), &[])?;
+            ops.binary_into(BinaryOp::Mul, grad, &factor, grad)?;
+        }
+        Ok(norm)
+    }
+
+    /// `value` summed over every rank (f64, rank order).
+    fn world_sum(&self, value: f64) -> Result<f64> {
+        let summed = self
+            .mesh
+            .world
+            .all_reduce(&Tensor::scalar(value), ReduceOp::Sum)?;
+        scalar_value(&summed)
+    }
+
+    /// Run the plan of `kind` on `micro` with the stage's extra inputs.
+    fn run(
+        &mut self,
+        kind: PlanKind,
+        micro: &MicroBatch,
+        scale: f32,
+        hidden: Option<Tensor>,
+        upstream: Option<Tensor>,
+    ) -> Result<Vec<Tensor>> {
+        let (rows, seq) = (micro.rows, micro.seq_len);
+        let tp = self.mesh.strategy.tp;
+        if seq == 0 || seq > self.model.max_seq_len + tp {
+            return Err(Error::Config(format!(
+                "micro-batch sequence length {seq} is outside 1..={} (the model's max_seq_len)",
+                self.model.max_seq_len
+            )));
+        }
+        let key = (kind, rows, seq);
+        if !self.plans.contains_key(&key) {
+            let graph = match kind {
+                PlanKind::Train => &self.train_graph,
+                PlanKind::Forward => &self.forward_graph,
+            };
+            let collectives: Arc<dyn luoshu_graph::Collectives> = self.collectives.clone();
+            let options = CompileOptions {
+                collectives: Some(collectives),
+                ..CompileOptions::default()
+            };
+            let plan = compile(
+                graph,
+                &bindings(rows, seq, tp),
+                self.backend.clone(),
+                options,
+            )?;
+            self.plans.insert(key, plan);
+        }
+        let mut feeds: HashMap<String, Tensor> = self
+            .store
+            .iter()
+            .map(|(name, t)| (name.to_string(), t.clone()))
+            .collect();
+        let shape = [rows, seq];
+        feeds.insert(
+            TOKENS.into(),
+            Tensor::from_slice(&micro.inputs, shape.as_slice())?,
+        );
+        feeds.insert(
+            TARGETS.into(),
+            Tensor::from_slice(&micro.targets, shape.as_slice())?,
+        );
+        feeds.insert(ROPE_COS.into(), self.rope_cos.narrow(0, 0, seq)?);
+        feeds.insert(ROPE_SIN.into(), self.rope_sin.narrow(0, 0, seq)?);
+        feeds.insert(LOSS_SCALE.into(), Tensor::scalar(scale));
+        if let Some(h) = hidden {
+            feeds.insert(HIDDEN_IN.into(), h);
+        }
+        if let Some(g) = upstream {
+            feeds.insert(HIDDEN_GRAD.into(), g);
+        }
+        let plan = self
+            .plans
+            .get_mut(&key)
+            .ok_or_else(|| Error::State("compiled plan vanished from the cache".into()))?;
+        Ok(plan.run(&feeds)?)
+    }
+}
+
+/// Message tags of pipeline traffic: activations forward, their gradients backward.
+const FORWARD_TAG: u64 = 1;
+const BACKWARD_TAG: u64 = 2;
+
+/// This rank's piece of the full parameter `p`, always a fresh copy (the optimizer updates
+/// it in place, and every rank must own its own).
+pub(super) fn local_piece(
+    ops: &Ops,
+    shard: &ModelShard,
+    p: &ShardedParam,
+    full: &ParamStore,
+) -> Result<Tensor> {
+    let t = full
+        .get(&p.full.name)
+        .ok_or_else(|| Error::State(format!("the full parameters have no `{}`", p.full.name)))?;
+    let piece = match p.split {
+        None => t.clone(),
+        Some(dim) => {
+            let r = shard.tp_range(p.full.shape[dim]);
+            t.narrow(dim, r.start, r.len())?
+        }
+    };
+    fresh_copy(ops, &piece)
+}
+
+/// `t` copied into new storage.
+pub(super) fn fresh_copy(ops: &Ops, t: &Tensor) -> Result<Tensor> {
+    let copy = ops.alloc(t.dtype(), t.dims())?;
+    ops.copy_into(t, &copy)?;
+    Ok(copy)
+}
+
+pub(super) fn scalar_value(t: &Tensor) -> Result<f64> {
+    t.to_f64_vec()
+        .first()
+        .copied()
+        .ok_or_else(|| Error::State("expected a scalar, got an empty tensor".into()))
+}
