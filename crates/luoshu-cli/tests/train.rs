@@ -256,3 +256,73 @@ fn printed_default_config_is_complete_and_loads_back() {
     assert_eq!(printed, again);
     std::fs::remove_dir_all(root).unwrap();
 }
+
+/// The training losses of `metrics.csv`.
+fn losses(run: &Path) -> Vec<f64> {
+    std::fs::read_to_string(run.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|line| line.split(',').nth(1).unwrap().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_data_parallel_run_resumes_under_tensor_parallelism() {
+    let root = temp_dir("strategies");
+    let data = write_corpus(&root);
+    let config = write_config(&root, &data, "run.toml", 32);
+    let config = config.to_str().unwrap();
+    let (whole, switched) = (root.join("whole"), root.join("switched"));
+    std::fs::create_dir_all(&whole).unwrap();
+    std::fs::create_dir_all(&switched).unwrap();
+
+    let summary = succeed(&whole, &["--config", config, "--devices", "2"]);
+    assert!(summary.contains("on 2 devices (dp2"), "{summary}");
+    succeed(
+        &switched,
+        &["--config", config, "--strategy", "dp2", "--steps", "2"],
+    );
+    let resumed = succeed(
+        &switched,
+        &[
+            "--resume",
+            "--steps",
+            "4",
+            "--name",
+            "tiny",
+            "--strategy",
+            "tp2",
+        ],
+    );
+    assert!(resumed.contains("under tp2"), "{resumed}");
+    let (a, b) = (
+        losses(&whole.join("runs/tiny")),
+        losses(&switched.join("runs/tiny")),
+    );
+    assert_eq!(a.len(), 4);
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() <= 1e-5 * x.abs(), "losses {a:?} vs {b:?}");
+    }
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
+fn impossible_strategies_are_rejected() {
+    let root = temp_dir("bad-strategy");
+    let data = write_corpus(&root);
+    let config = write_config(&root, &data, "run.toml", 32);
+    let config = config.to_str().unwrap();
+    let err = fail(&root, &["--config", config, "--strategy", "dp2tq2"]);
+    assert!(err.contains("unknown parallelism `tq`"), "{err}");
+    let err = fail(
+        &root,
+        &["--config", config, "--strategy", "dp2", "--devices", "4"],
+    );
+    assert!(err.contains("needs 2 ranks"), "{err}");
+    let err = fail(&root, &["--config", config, "--strategy", "tp3"]);
+    assert!(err.contains("must divide n_heads"), "{err}");
+    let err = fail(&root, &["--config", config, "--strategy", "pp2"]);
+    assert!(err.contains("2 pipeline stages for 1 layers"), "{err}");
+    std::fs::remove_dir_all(root).unwrap();
+}

@@ -107,6 +107,8 @@ pub struct RunConfig {
     /// Seeds the corpus split, data order and initialization.
     pub seed: u64,
     pub model: ModelChoice,
+    /// Parallel strategy (`single`, `dp2`, `tp2`, `dp2tp2`, `dp2pp2`, `dp4zero1`, ...).
+    pub strategy: String,
     pub data: DataConfig,
     pub train: TrainConfig,
 }
@@ -122,6 +124,7 @@ impl Default for RunConfig {
             keep_checkpoints: 3,
             seed: 0,
             model: ModelChoice::Preset("tiny".into()),
+            strategy: "single".into(),
             data: DataConfig::default(),
             train: TrainConfig {
                 schedule: LrSchedule {
@@ -187,8 +190,16 @@ impl RunConfig {
     }
 
     /// The model this run trains, after checking every value that must fit together.
+    /// The parsed [`RunConfig::strategy`].
+    pub fn strategy(&self) -> Result<luoshu_dist::Strategy, String> {
+        self.strategy
+            .parse()
+            .map_err(|e: luoshu_dist::Error| e.to_string())
+    }
+
     pub fn validate(&self) -> Result<ModelConfig, String> {
         let model = self.model.resolve()?;
+        self.strategy()?;
         model.validate().map_err(|e| e.to_string())?;
         self.train.validate().map_err(|e| e.to_string())?;
         let invalid = |msg: String| Err(format!("invalid run configuration: {msg}"));

@@ -149,9 +149,9 @@ pub fn prepare(
         };
         let (tokenizer, hit) = cached(target, train, log)?;
         tokenizer.save(tokenizer_path).map_err(|e| e.to_string())?;
+        let origin = if hit { "from the cache" } else { "trained" };
         log(format!(
-            "tokenizer: {} a byte-level BPE of {} tokens → {}",
-            if hit { "cached" } else { "trained" },
+            "tokenizer: byte-level BPE of {} tokens ({origin}) → {}",
             tokenizer.vocab_size(),
             tokenizer_path.display()
         ));
@@ -223,4 +223,82 @@ pub fn prepare(
         val,
         tokenizer_hash,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use luoshu_model::data::CorpusStats;
+
+    fn tokens() -> TokenizedCorpus {
+        TokenizedCorpus {
+            train: vec![vec![1, 2, 0]],
+            val: vec![vec![3, 0]],
+            stats: CorpusStats::default(),
+        }
+    }
+
+    fn tokens_entry(cache: &DataCache) -> Entry<'static, TokenizedCorpus> {
+        Entry {
+            what: "tokens",
+            key: "k".into(),
+            path: cache.tokens_path("k"),
+            load: DataCache::load_tokens,
+            store: DataCache::store_tokens,
+        }
+    }
+
+    /// Runs [`cached`] and returns (value, hit, whether `build` ran, log lines).
+    fn run(cache: &DataCache) -> (TokenizedCorpus, bool, bool, Vec<String>) {
+        let mut lines = Vec::new();
+        let mut built = false;
+        let build = || {
+            built = true;
+            Ok(tokens())
+        };
+        let (value, hit) = cached(Some((cache, tokens_entry(cache))), build, &mut |l| {
+            lines.push(l)
+        })
+        .unwrap();
+        (value, hit, built, lines)
+    }
+
+    #[test]
+    fn miss_then_hit_then_a_corrupt_entry_is_rebuilt_with_a_warning() {
+        let root = std::env::temp_dir().join(format!("luoshu-run-data-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let cache = DataCache::new(&root);
+        let (value, hit, built, _) = run(&cache);
+        assert_eq!((value, hit, built), (tokens(), false, true));
+        let (value, hit, built, lines) = run(&cache);
+        assert_eq!((value, hit, built), (tokens(), true, false));
+        assert!(lines[0].contains("hit"), "{lines:?}");
+
+        let path = cache.tokens_path("k");
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.truncate(bytes.len() - 1);
+        std::fs::write(&path, bytes).unwrap();
+        let (value, hit, built, lines) = run(&cache);
+        assert_eq!((value, hit, built), (tokens(), false, true));
+        assert!(lines[0].starts_with("warning:"), "{lines:?}");
+        let (_, hit, _, _) = run(&cache);
+        assert!(hit, "the rebuilt entry must be stored again");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn an_unwritable_cache_is_a_warning_not_an_error() {
+        let root =
+            std::env::temp_dir().join(format!("luoshu-run-data-file-{}", std::process::id()));
+        std::fs::write(&root, "a file where the cache directory should be").unwrap();
+        let (value, hit, built, lines) = run(&DataCache::new(&root));
+        assert_eq!((value, hit, built), (tokens(), false, true));
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("warning: could not cache")),
+            "{lines:?}"
+        );
+        std::fs::remove_file(&root).unwrap();
+    }
 }

@@ -8,9 +8,12 @@ mod plot;
 
 use config::RunConfig;
 use indicatif::{ProgressBar, ProgressStyle};
+use luoshu_comm::{threads, Communicator};
+use luoshu_dist::{Mesh, Strategy};
 use luoshu_model::checkpoint::{self, CheckpointMeta};
-use luoshu_model::data::GlobalBatch;
-use luoshu_model::Trainer;
+use luoshu_model::data::{GlobalBatch, LengthBucketLoader};
+use luoshu_model::parallel::ParallelTrainer;
+use luoshu_model::ModelConfig;
 use metrics::{MetricsLog, MetricsRow};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -50,6 +53,25 @@ pub struct TrainArgs {
     /// Delete the checkpoints of an earlier run of the same name and start over.
     #[arg(long, conflicts_with = "resume")]
     pub overwrite: bool,
+    /// Ranks to train on (threads in this process; default: the strategy's, else 1).
+    /// Alone, `--devices N` means `--strategy dpN`.
+    #[arg(long)]
+    pub devices: Option<usize>,
+    /// Parallel strategy: `single`, or a product of `dpN`, `tpN`, `ppN` and `zero1`, e.g.
+    /// `dp2tp2`, `tp4`, `dp2pp2`, `dp4zero1`. A run may resume under another strategy.
+    #[arg(long)]
+    pub strategy: Option<String>,
+    /// How ranks talk: `threads` (ranks are threads of this process) or `mpi` (ranks are
+    /// the processes of `mpirun`; needs a build with `--features mpi`).
+    #[arg(long, default_value = "threads")]
+    pub comm: CommBackend,
+}
+
+/// The communication backend of `luoshu train --comm`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CommBackend {
+    Threads,
+    Mpi,
 }
 
 /// The configuration: defaults, or `--config` (else the run's own config when resuming),
@@ -84,6 +106,18 @@ fn build_config(args: &TrainArgs) -> Result<RunConfig, String> {
     }
     if let Some(seed) = args.seed {
         config.seed = seed;
+    }
+    match (&args.strategy, args.devices) {
+        (Some(strategy), _) => config.strategy = strategy.clone(),
+        (None, Some(devices)) => config.strategy = format!("dp{devices}"),
+        (None, None) => {}
+    }
+    let strategy = config.strategy()?;
+    if let Some(devices) = args.devices.filter(|&d| d != strategy.devices()) {
+        return Err(format!(
+            "--devices {devices} does not match strategy {strategy}, which needs {} ranks",
+            strategy.devices()
+        ));
     }
     Ok(config)
 }
@@ -131,16 +165,174 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode, String> {
         print!("{}", config::annotated_toml(&config)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let run_dir = Path::new(RUNS_DIR).join(&config.name);
-    let checkpoint_dir = run_dir.join("checkpoint");
+    let strategy = config.strategy()?;
+    match args.comm {
+        CommBackend::Threads => {
+            let setup = Setup::new(args, config, model, strategy, true)?;
+            let results = threads::run(strategy.devices(), |comm| {
+                let loader = setup.data.train.clone();
+                train_rank(comm, &setup, loader)
+            });
+            // Rank 0's error first: a failing rank makes its peers fail too.
+            results.into_iter().collect::<Result<Vec<()>, String>>()?;
+        }
+        CommBackend::Mpi => run_mpi(args, config, model, strategy)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(feature = "mpi")]
+fn run_mpi(
+    args: &TrainArgs,
+    config: RunConfig,
+    model: ModelConfig,
+    strategy: Strategy,
+) -> Result<(), String> {
+    let world = luoshu_comm::mpi::MpiComm::world(luoshu_comm::DEFAULT_TIMEOUT)
+        .map_err(|e| e.to_string())?;
+    if world.size() != strategy.devices() {
+        return Err(format!(
+            "strategy {strategy} needs {} ranks but mpirun started {}",
+            strategy.devices(),
+            world.size()
+        ));
+    }
+    // Rank 0 prepares the run directory and trains the tokenizer; the others then reuse it.
+    let leader = world.rank() == 0;
+    let setup = if leader {
+        let setup = Setup::new(args, config, model, strategy, true);
+        world.barrier().map_err(|e| e.to_string())?;
+        setup?
+    } else {
+        world.barrier().map_err(|e| e.to_string())?;
+        Setup::new(args, config, model, strategy, false)?
+    };
+    let loader = setup.data.train.clone();
+    let result = train_rank(world, &setup, loader);
+    luoshu_comm::mpi::finalize().map_err(|e| e.to_string())?;
+    result
+}
+
+#[cfg(not(feature = "mpi"))]
+fn run_mpi(_: &TrainArgs, _: RunConfig, _: ModelConfig, _: Strategy) -> Result<(), String> {
+    Err(
+        "this luoshu was built without MPI: rebuild with `cargo build --release --features mpi` \
+         (needs libopenmpi-dev, openmpi-bin and libclang-dev) and launch it with mpirun"
+            .into(),
+    )
+}
+
+/// What every rank shares: the configuration, the prepared data and the checkpoint to
+/// resume from.
+struct Setup {
+    config: RunConfig,
+    model: ModelConfig,
+    strategy: Strategy,
+    run_dir: PathBuf,
+    checkpoint_dir: PathBuf,
+    data: data::RunData,
+    resume: Option<checkpoint::Checkpoint>,
+    /// Whether this process writes the run directory (rank 0 of an MPI job, or the
+    /// threads launcher).
+    writes: bool,
+}
+
+impl Setup {
+    fn new(
+        args: &TrainArgs,
+        config: RunConfig,
+        model: ModelConfig,
+        strategy: Strategy,
+        writes: bool,
+    ) -> Result<Self, String> {
+        let run_dir = Path::new(RUNS_DIR).join(&config.name);
+        let checkpoint_dir = run_dir.join("checkpoint");
+        if writes {
+            prepare_run_dir(args, &run_dir, &checkpoint_dir)?;
+        }
+        let log = |line: String| {
+            if writes {
+                println!("{line}");
+            }
+        };
+        log(format!(
+            "luoshu train `{}`: {} parameters on {} device{} ({strategy}, CPU backend), {} steps \
+             of {} tokens",
+            config.name,
+            model.num_parameters(),
+            strategy.devices(),
+            if strategy.devices() == 1 { "" } else { "s" },
+            config.steps,
+            config.data.global_batch_tokens
+        ));
+        let tokenizer_path = run_dir.join("tokenizer.json");
+        let mut data = data::prepare(
+            &config,
+            model.vocab_size,
+            &tokenizer_path,
+            args.resume || !writes,
+            &mut |line| log(line),
+        )?;
+        let resume = if args.resume {
+            let saved = checkpoint::load_latest(&checkpoint_dir).map_err(|e| e.to_string())?;
+            saved.check_model(&model).map_err(|e| e.to_string())?;
+            saved
+                .check_tokenizer(&data.tokenizer_hash)
+                .map_err(|e| e.to_string())?;
+            if saved.seed != config.seed {
+                return Err(format!(
+                    "the checkpoint in {} was trained with seed {} but this run has seed {}; \
+                     resume with --seed {}",
+                    saved.dir.display(),
+                    saved.seed,
+                    config.seed,
+                    saved.seed
+                ));
+            }
+            data.train.seek(saved.data).map_err(|e| e.to_string())?;
+            log(format!(
+                "resuming from {} (step {}) under {strategy}",
+                saved.dir.display(),
+                saved.state.step
+            ));
+            Some(saved)
+        } else {
+            None
+        };
+        let start = resume.as_ref().map_or(0, |s| s.state.step);
+        if start >= config.steps {
+            return Err(format!(
+                "the run is already at step {start}; pass a larger --steps to continue it"
+            ));
+        }
+        if writes {
+            let config_path = run_dir.join("config.toml");
+            std::fs::write(&config_path, config.to_toml()?)
+                .map_err(|e| format!("{}: {e}", config_path.display()))?;
+        }
+        Ok(Setup {
+            config,
+            model,
+            strategy,
+            run_dir,
+            checkpoint_dir,
+            data,
+            resume,
+            writes,
+        })
+    }
+}
+
+/// Refuse to mix with an earlier run unless `--resume` or `--overwrite` says how.
+fn prepare_run_dir(args: &TrainArgs, run_dir: &Path, checkpoint_dir: &Path) -> Result<(), String> {
     let previous = checkpoint_dir
         .is_dir()
-        .then(|| checkpoint::list_steps(&checkpoint_dir))
+        .then(|| checkpoint::list_steps(checkpoint_dir))
         .transpose()
         .map_err(|e| e.to_string())?
         .unwrap_or_default();
     if args.overwrite {
-        std::fs::remove_dir_all(&checkpoint_dir).or_else(|e| match e.kind() {
+        std::fs::remove_dir_all(checkpoint_dir).or_else(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Ok(()),
             _ => Err(format!("{}: {e}", checkpoint_dir.display())),
         })?;
@@ -152,70 +344,49 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode, String> {
             previous.last().copied().unwrap_or_default()
         ));
     }
-    std::fs::create_dir_all(&run_dir).map_err(|e| format!("{}: {e}", run_dir.display()))?;
+    std::fs::create_dir_all(run_dir).map_err(|e| format!("{}: {e}", run_dir.display()))
+}
 
-    println!(
-        "luoshu train `{}`: {} parameters on 1 device (CPU backend), {} steps of {} tokens",
-        config.name,
-        model.num_parameters(),
-        config.steps,
-        config.data.global_batch_tokens
-    );
-    let tokenizer_path = run_dir.join("tokenizer.json");
-    let mut data = data::prepare(
-        &config,
-        model.vocab_size,
-        &tokenizer_path,
-        args.resume,
-        &mut |line| println!("{line}"),
-    )?;
-
+/// The training loop of one rank; rank 0 of a writing process reports and checkpoints.
+fn train_rank(
+    comm: Arc<dyn Communicator>,
+    setup: &Setup,
+    mut loader: LengthBucketLoader,
+) -> Result<(), String> {
+    let config = &setup.config;
+    let reports = setup.writes && comm.rank() == 0;
+    let mesh = Mesh::new(setup.strategy, comm).map_err(|e| e.to_string())?;
     let backend: Arc<dyn luoshu_backend::Backend> =
         Arc::new(luoshu_backend::cpu::CpuBackend::new());
-    let mut trainer = Trainer::new(model.clone(), config.train.clone(), backend, config.seed)
-        .map_err(|e| e.to_string())?;
-    let resumed_at = if args.resume {
-        let saved = checkpoint::load_latest(&checkpoint_dir).map_err(|e| e.to_string())?;
-        saved.check_model(&model).map_err(|e| e.to_string())?;
-        saved
-            .check_tokenizer(&data.tokenizer_hash)
-            .map_err(|e| e.to_string())?;
-        if saved.seed != config.seed {
-            return Err(format!(
-                "the checkpoint in {} was trained with seed {} but this run has seed {}; \
-                 resume with --seed {}",
-                saved.dir.display(),
-                saved.seed,
-                config.seed,
-                saved.seed
-            ));
-        }
-        data.train.seek(saved.data).map_err(|e| e.to_string())?;
-        let step = saved.state.step;
-        trainer.restore(saved.state).map_err(|e| e.to_string())?;
-        println!("resuming from {} (step {step})", saved.dir.display());
-        Some(step)
-    } else {
-        None
-    };
-    let start = trainer.step();
-    if start >= config.steps {
-        return Err(format!(
-            "the run is already at step {start}; pass a larger --steps to continue it"
-        ));
+    let mut trainer = ParallelTrainer::new(
+        setup.model.clone(),
+        config.train.clone(),
+        backend,
+        mesh,
+        config.seed,
+    )
+    .map_err(|e| e.to_string())?;
+    if let Some(saved) = &setup.resume {
+        trainer.restore(&saved.state).map_err(|e| e.to_string())?;
     }
-    let config_path = run_dir.join("config.toml");
-    std::fs::write(&config_path, config.to_toml()?)
-        .map_err(|e| format!("{}: {e}", config_path.display()))?;
-    let mut log = MetricsLog::open(&run_dir.join("metrics.csv"), resumed_at)?;
-
-    let bar = progress_bar(start, config.steps)?;
+    let start = trainer.step();
+    let mut log = match reports {
+        true => Some(MetricsLog::open(
+            &setup.run_dir.join("metrics.csv"),
+            setup.resume.as_ref().map(|s| s.state.step),
+        )?),
+        false => None,
+    };
+    let bar = match reports {
+        true => progress_bar(start, config.steps)?,
+        false => ProgressBar::hidden(),
+    };
     let (mut tokens, mut seconds) = (0usize, 0f64);
     let mut last_val = None;
     let mut last_checkpoint = None;
     let wall = Instant::now();
     for step in start + 1..=config.steps {
-        let batch = data.train.next_batch();
+        let batch = loader.next_batch();
         let buckets = describe_buckets(&batch);
         let stats = trainer.train_step(&batch).map_err(|e| e.to_string())?;
         tokens += stats.tokens;
@@ -223,49 +394,67 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode, String> {
         let tokens_per_s = stats.tokens as f64 / stats.seconds.max(1e-9);
         let last = step == config.steps;
         let val_loss = if step % config.eval_every == 0 || last {
-            let v = trainer.evaluate(&data.val).map_err(|e| e.to_string())?;
-            say(
-                &bar,
-                format!(
-                    "step {step}: train loss {:.4}, validation loss {v:.4}",
-                    stats.loss
-                ),
-            );
+            let v = trainer
+                .evaluate(&setup.data.val)
+                .map_err(|e| e.to_string())?;
+            if reports {
+                say(
+                    &bar,
+                    format!(
+                        "step {step}: train loss {:.4}, validation loss {v:.4}",
+                        stats.loss
+                    ),
+                );
+            }
             last_val = Some(v);
             Some(v)
         } else {
             None
         };
-        log.push(MetricsRow {
-            step,
-            loss: stats.loss,
-            val_loss,
-            lr: stats.lr,
-            tokens_per_s,
-            grad_norm: stats.grad_norm,
-        })?;
+        if let Some(log) = log.as_mut() {
+            log.push(MetricsRow {
+                step,
+                loss: stats.loss,
+                val_loss,
+                lr: stats.lr,
+                tokens_per_s,
+                grad_norm: stats.grad_norm,
+            })?;
+        }
         if step % config.checkpoint_every == 0 || last {
-            let state = trainer.state().map_err(|e| e.to_string())?;
-            let meta = CheckpointMeta {
-                model: &model,
-                data: data.train.position(),
-                seed: config.seed,
-                tokenizer_hash: &data.tokenizer_hash,
-            };
-            let dir = checkpoint::save(&checkpoint_dir, &state, &meta, config.keep_checkpoints)
+            // Collective: every rank contributes its shards; rank 0 writes one canonical
+            // (unsharded) checkpoint that any strategy can resume.
+            let gathered = trainer.gather_state().map_err(|e| e.to_string())?;
+            if let (Some(state), true) = (gathered, reports) {
+                let meta = CheckpointMeta {
+                    model: &setup.model,
+                    data: loader.position(),
+                    seed: config.seed,
+                    tokenizer_hash: &setup.data.tokenizer_hash,
+                };
+                let dir = checkpoint::save(
+                    &setup.checkpoint_dir,
+                    &state,
+                    &meta,
+                    config.keep_checkpoints,
+                )
                 .map_err(|e| e.to_string())?;
-            last_checkpoint = Some(dir);
+                last_checkpoint = Some(dir);
+            }
         }
         bar.set_message(format!(
-            "loss {:.3} | {:.0} tok/s | buckets {buckets}",
+            "{} | loss {:.3} | {:.0} tok/s | buckets {buckets}",
+            setup.strategy,
             stats.loss,
             tokens as f64 / seconds.max(1e-9)
         ));
         bar.set_position(step);
     }
     bar.finish_and_clear();
-
-    let plot_path = run_dir.join("loss.png");
+    let Some(log) = log else {
+        return Ok(());
+    };
+    let plot_path = setup.run_dir.join("loss.png");
     if let Err(e) = plot::plot_loss(log.rows(), &plot_path) {
         eprintln!("warning: {e}");
     }
@@ -282,11 +471,11 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode, String> {
     );
     println!(
         "wrote {}/{{config.toml, tokenizer.json, metrics.csv, loss.png}} and {}",
-        run_dir.display(),
+        setup.run_dir.display(),
         last_checkpoint
             .as_deref()
-            .unwrap_or(&checkpoint_dir)
+            .unwrap_or(&setup.checkpoint_dir)
             .display()
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

@@ -29,11 +29,13 @@ const MAX_TAG: u64 = 32767;
 ///
 /// After a collective times out the communicator is unusable (messages of the abandoned
 /// operation may still arrive and would pair with later ones): later operations fail with
-/// [`Error::Mpi`]. Creating a communicator ([`MpiComm::world`], `split`) ends with
-/// blocking `MPI_Comm_split`/`MPI_Comm_dup` once the exchange showed every rank arrived;
-/// only a rank that timed out at the very instant the others completed could leave them
-/// blocked there. A receive that times out leaves it usable (the message can still be
-/// received later) unless the message was already half received. Messages are limited to 2^31 - 1 bytes (MPI counts are `int`), and
+/// [`Error::Mpi`]. A receive that times out leaves it usable (the message can still be
+/// received later) unless the message was already half received.
+///
+/// Creating a communicator ([`MpiComm::world`], `split`) ends with a blocking
+/// `MPI_Comm_dup`/`MPI_Comm_split`, entered only once the exchange showed that every rank
+/// arrived; only a rank timing out at the very instant the others complete could leave
+/// them blocked there. Messages are limited to 2^31 - 1 bytes (MPI counts are `int`), and
 /// point-to-point tags to `0..=32767` (the `MPI_TAG_UB` every MPI guarantees).
 pub struct MpiComm {
     handles: Handles,

@@ -104,7 +104,7 @@ impl PendingSend {
 
 /// What [`receive_all`] did not receive by its deadline.
 pub(super) struct Missing {
-    /// The sources (in order, without repeats) whose message had not fully arrived.
+    /// The sources (sorted, without repeats) whose message had not fully arrived.
     pub ranks: Vec<usize>,
     /// True if a message was matched but not fully received: it is lost (its receive is
     /// abandoned and its buffer leaked). Otherwise nothing was consumed and a later receive
@@ -168,8 +168,8 @@ pub(super) fn receive_all(
                     }
                 }
             }
-            let mut seen = std::collections::BTreeSet::new();
-            missing.ranks.retain(|r| seen.insert(*r));
+            missing.ranks.sort_unstable();
+            missing.ranks.dedup();
             return Ok(Err(missing));
         }
         idle_polls = if progressed { 0 } else { idle_polls + 1 };

@@ -82,6 +82,7 @@ pub struct LoaderPosition {
 
 /// Chunks documents into training sequences and serves global batches grouped into
 /// length buckets, in an order that depends only on the seed and the epoch.
+#[derive(Debug, Clone)]
 pub struct LengthBucketLoader {
     config: LoaderConfig,
     /// Each sequence holds `len + 1` tokens: inputs are `[..len]`, targets `[1..]`.
