@@ -21,8 +21,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train a LLaMA model on 1 device (the CPU backend; multi-device training with hot
-    /// switching arrives with the distributed layer). Writes runs/<name>/.
+    /// Train a LLaMA model on one device or many (`--strategy dp2tp2`, threads or MPI).
+    /// Writes runs/<name>/.
     Train(train::TrainArgs),
     /// Continue a prompt with a trained run's latest checkpoint.
     Generate(generate::GenerateArgs),

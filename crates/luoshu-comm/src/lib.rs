@@ -8,6 +8,7 @@
 //! must be called by every rank in the same order, and fails with [`Error::Timeout`]
 //! naming the operation and the ranks that never arrived instead of hanging.
 
+pub mod bench;
 mod communicator;
 pub mod conformance;
 mod error;

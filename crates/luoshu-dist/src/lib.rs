@@ -16,3 +16,5 @@ pub use pipeline::{balance_stages, one_f_one_b, simulate_schedule, PipelineActio
 pub use strategy::{Mesh, Strategy};
 pub mod deduce;
 pub use deduce::deduce;
+pub mod insert;
+pub use insert::{distribute, Distributed, SubGroup};

@@ -123,6 +123,7 @@ fn parse_report(stdout: &str) -> Result<TrainMeasurement, String> {
     Ok(TrainMeasurement {
         system: format!("PyTorch {} eager", text("torch_version")?.trim()),
         step_seconds: number("step_ms")? / 1e3,
+        best_step_seconds: number("best_step_ms")? / 1e3,
         tokens_per_second: number("tokens_per_s")?,
         peak_rss_mib: Some(number("peak_rss_mib")?),
         startup_rss_mib: Some(number("import_rss_mib")?),
@@ -137,7 +138,7 @@ mod tests {
 
     #[test]
     fn a_report_parses_and_a_missing_key_is_named() {
-        let report = "torch_version 2.5.1\nthreads 2\nstep_ms 600.5\ntokens_per_s 3410.2\n\
+        let report = "torch_version 2.5.1\nthreads 2\nstep_ms 600.5\nbest_step_ms 550.0\ntokens_per_s 3410.2\n\
                       peak_rss_mib 812.0\nimport_rss_mib 400.5\nfirst_loss 8.3\nlast_loss 7.9\n";
         let m = parse_report(report).unwrap();
         assert_eq!(m.system, "PyTorch 2.5.1 eager");

@@ -1,6 +1,7 @@
 //! Training one model over many ranks: which part of the model each rank holds
 //! ([`ModelShard`]) and the per-rank trainer that runs a strategy.
 
+pub mod conformance;
 mod micro;
 mod optimizer;
 mod shard;

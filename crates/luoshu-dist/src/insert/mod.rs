@@ -1,0 +1,184 @@
+//! Communication insertion: from a single-device (logical) graph and the distributed
+//! states of its leaves, the local graph one rank runs, with collective nodes wherever a
+//! consumer needs its input in another state.
+//!
+//! States propagate in node order with [`crate::deduce`]. When an op rejects its inputs'
+//! states, [`choose`] converts inputs to the first of a fixed list of alternatives the op
+//! accepts, and [`lower`] turns each conversion into local nodes (a slice of this rank's
+//! piece, or one collective per changed device axis). Graph outputs are converted to
+//! duplicated, so every rank reads the full result.
+//!
+//! Supported conversions: nothing, local slicing (also uneven), all-reduce (partial →
+//! duplicate), reduce-scatter (partial → even split), all-gather (even split → duplicate),
+//! and anything → duplicated as one of those collectives per device axis. A collective
+//! over one axis of a multi-axis state runs on a sub-group named
+//! `"{group}.stride{s}x{e}"`; [`Distributed::required_groups`] lists the
+//! `Communicator::split(color, key)` calls the caller makes to create them.
+//!
+//! Not supported yet: a conversion that needs an all-to-all (e.g. elementwise inputs that
+//! split different dims) or general point-to-point transfers, both errors with
+//! [`Error::Redistribution`] — the next step is an `AllToAll` op in the graph IR; turning
+//! a non-partial tensor partial (zeros on the other summands); collectives over uneven
+//! splits (the graph's all-gather output is `parts` × the local length); graphs that
+//! already contain collectives.
+
+mod choose;
+mod localize;
+mod lower;
+
+use crate::{DState, Error, Kind, Result};
+use localize::{local_op, local_type};
+use lower::Lowering;
+use luoshu_graph::{Bindings, Graph, Op, TensorType, Value};
+use std::collections::HashMap;
+
+/// A communicator the local graph needs besides the whole group: the caller creates it
+/// with `group_communicator.split(color, key)` and registers it under `name`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SubGroup {
+    pub name: String,
+    pub color: usize,
+    pub key: usize,
+}
+
+/// The result of [`distribute`] for one rank.
+#[derive(Debug, Clone)]
+pub struct Distributed {
+    /// The graph this rank runs: leaves have the shapes of this rank's pieces, and the
+    /// outputs are the full (duplicated) results.
+    pub graph: Graph,
+    /// The state each original output had before it was converted to duplicated.
+    pub states: Vec<DState>,
+    /// The nodes inserted for conversions, in order: (op name, kind of conversion).
+    pub inserted: Vec<(String, Kind)>,
+    /// Sub-groups the collectives of `graph` run on (the whole group is not listed).
+    pub required_groups: Vec<SubGroup>,
+}
+
+/// The local graph of `rank` (of `devices`) for the logical `graph`, whose `Input` and
+/// `Parameter` leaves have the states `leaf_states` by name (a leaf not named there, and
+/// every other leaf, is duplicated). Collectives over all devices use the communicator
+/// named `group`; `bindings` gives the symbolic dims (needed wherever a conversion is
+/// planned or a symbolic dim is split unevenly).
+pub fn distribute(
+    graph: &Graph,
+    bindings: &Bindings,
+    leaf_states: &HashMap<String, DState>,
+    devices: usize,
+    rank: usize,
+    group: &str,
+) -> Result<Distributed> {
+    check_arguments(graph, leaf_states, devices, rank)?;
+    let mut local = Graph::new();
+    let mut lowering = Lowering::new(bindings, devices, rank, group);
+    // Old value → (local value, state of the logical tensor).
+    let mut values: HashMap<Value, (Value, DState)> = HashMap::new();
+    for id in graph.ids() {
+        let node = graph.node(id);
+        if node.op.is_collective() {
+            return Err(Error::Redistribution(format!(
+                "{id} {} is a collective: distribute expects a single-device graph",
+                node.op.name()
+            )));
+        }
+        let (inputs, out_states) = if node.op.is_leaf() {
+            (Vec::new(), vec![leaf_state(&node.op, leaf_states, devices)])
+        } else {
+            let mut held = Vec::with_capacity(node.inputs.len());
+            for v in &node.inputs {
+                let entry = values.get(v).ok_or_else(|| {
+                    Error::Redistribution(format!("{id} uses {v}, which is not computed before it"))
+                })?;
+                held.push((entry.0, graph.value_type(*v), entry.1.clone()));
+            }
+            let types: Vec<&TensorType> = held.iter().map(|h| h.1).collect();
+            let states: Vec<DState> = held.iter().map(|h| h.2.clone()).collect();
+            let (targets, out_states) =
+                choose::input_states(&node.op, &types, &states, &node.outputs, devices)?;
+            let mut inputs = Vec::with_capacity(held.len());
+            for ((value, full, state), target) in held.iter().zip(&targets) {
+                inputs.push(lowering.convert(&mut local, *value, full, state, target)?);
+            }
+            (inputs, out_states)
+        };
+        let expected = node
+            .outputs
+            .iter()
+            .zip(&out_states)
+            .map(|(t, s)| local_type(t, s, rank))
+            .collect::<Result<Vec<_>>>()?;
+        let new = local.add(local_op(&node.op, &expected), &inputs)?;
+        let inferred = &local.node(new).outputs;
+        if *inferred != expected {
+            return Err(Error::Deduction(format!(
+                "{id} {}: the local graph infers {inferred:?} but the states {out_states:?} give {expected:?}",
+                node.op.name()
+            )));
+        }
+        for (k, state) in out_states.into_iter().enumerate() {
+            values.insert(Value::new(id, k as u32), (Value::new(new, k as u32), state));
+        }
+    }
+    let mut outputs = Vec::with_capacity(graph.outputs().len());
+    let mut states = Vec::with_capacity(graph.outputs().len());
+    for v in graph.outputs() {
+        let (value, state) = values.get(v).cloned().ok_or_else(|| {
+            Error::Redistribution(format!("graph output {v} is not a value of the graph"))
+        })?;
+        let full = graph.value_type(*v);
+        let duplicated = DState::duplicated(devices);
+        outputs.push(lowering.convert(&mut local, value, full, &state, &duplicated)?);
+        states.push(state);
+    }
+    local.set_outputs(outputs)?;
+    let (inserted, required_groups) = lowering.finish();
+    Ok(Distributed {
+        graph: local,
+        states,
+        inserted,
+        required_groups,
+    })
+}
+
+/// The rank is one of the devices, and every given state names a leaf of the graph and
+/// covers `devices` devices.
+fn check_arguments(
+    graph: &Graph,
+    leaf_states: &HashMap<String, DState>,
+    devices: usize,
+    rank: usize,
+) -> Result<()> {
+    if rank >= devices {
+        return Err(Error::InvalidState(format!(
+            "rank {rank} of a group of {devices} devices"
+        )));
+    }
+    for (name, state) in leaf_states {
+        let leaf = graph.leaf(name).ok_or_else(|| {
+            Error::InvalidState(format!("a state is given for `{name}`, which is no leaf"))
+        })?;
+        state.check()?;
+        if state.devices != devices {
+            return Err(Error::InvalidState(format!(
+                "leaf `{name}` is in state {state} of {} devices, not {devices}",
+                state.devices
+            )));
+        }
+        let rank_of_leaf = graph.node(leaf).outputs[0].rank();
+        if let Some(d) = state.splits.keys().find(|&&d| d >= rank_of_leaf) {
+            return Err(Error::InvalidState(format!(
+                "leaf `{name}` of rank {rank_of_leaf} is in state {state}, which splits dim {d}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The given state of an `Input` or `Parameter`; duplicated otherwise.
+fn leaf_state(op: &Op, leaf_states: &HashMap<String, DState>, devices: usize) -> DState {
+    match op {
+        Op::Input { name, .. } | Op::Parameter { name, .. } => leaf_states.get(name).cloned(),
+        _ => None,
+    }
+    .unwrap_or_else(|| DState::duplicated(devices))
+}
