@@ -28,7 +28,8 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Print the operator coverage table of a backend and run its conformance suite.
     Ops(ops_cmd::OpsArgs),
-    /// Benchmarks of kernels against a baseline measured in the same run.
+    /// Benchmarks (kernels, training steps, strategies) against a baseline measured in the
+    /// same run.
     Bench(bench::BenchArgs),
 }
 

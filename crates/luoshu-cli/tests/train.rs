@@ -77,8 +77,10 @@ total_steps = 4
 }
 
 fn luoshu(cwd: &Path, args: &[&str]) -> Output {
+    // Cache entries go next to the test's files, not into the user's cache.
     let out = Command::new(env!("CARGO_BIN_EXE_luoshu"))
         .current_dir(cwd)
+        .env("LUOSHU_CACHE_DIR", cwd.join("cache"))
         .arg("train")
         .args(args)
         .output()

@@ -70,6 +70,7 @@ impl fmt::Display for Collective {
 /// One collective timed at one message size (see the module docs for the conventions).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Measurement {
+    /// The collective timed.
     pub collective: Collective,
     /// Message size `S` in bytes, as actually moved (see [`measure`] for the rounding).
     pub bytes: usize,

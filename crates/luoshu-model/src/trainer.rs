@@ -2,11 +2,9 @@
 //! the buckets of a global batch, clipping, and one AdamW update per step.
 
 use crate::data::{GlobalBatch, MicroBatch};
-use crate::llama::{
-    build_loss_graph, build_train_graph, BATCH, LOSS_SCALE, ROPE_COS, ROPE_SIN, SEQ, TARGETS,
-    TOKENS,
-};
+use crate::llama::{build_loss_graph, build_train_graph, BATCH, SEQ};
 use crate::optim::{clip_grad_norm, AdamW, AdamWConfig, AdamWState};
+use crate::parallel::micro_feeds;
 use crate::{
     init_params, rope_tables, Error, LrSchedule, ModelConfig, ParamStore, Precision, Result,
 };
@@ -306,22 +304,8 @@ impl Trainer {
             )?;
             self.plans.insert(key, plan);
         }
-        let mut feeds: HashMap<String, Tensor> = self
-            .params
-            .iter()
-            .map(|(name, t)| (name.to_string(), t.clone()))
-            .collect();
-        feeds.insert(
-            TOKENS.into(),
-            Tensor::from_slice(&micro.inputs, [rows, seq].as_slice())?,
-        );
-        feeds.insert(
-            TARGETS.into(),
-            Tensor::from_slice(&micro.targets, [rows, seq].as_slice())?,
-        );
-        feeds.insert(ROPE_COS.into(), self.rope_cos.narrow(0, 0, seq)?);
-        feeds.insert(ROPE_SIN.into(), self.rope_sin.narrow(0, 0, seq)?);
-        feeds.insert(LOSS_SCALE.into(), Tensor::scalar(scale));
+        let rope = (&self.rope_cos, &self.rope_sin);
+        let feeds = micro_feeds(&self.params, micro, rope, scale)?;
         let plan = self
             .plans
             .get_mut(&key)

@@ -8,6 +8,7 @@
 //!   (`bench/train_torch.py`) on the identical model, batch and thread count.
 
 mod kernels;
+mod strategies;
 mod torch_baseline;
 mod train;
 
@@ -40,6 +41,10 @@ pub struct BenchArgs {
     /// `train`: measure luoshu only, without the PyTorch baseline.
     #[arg(long)]
     pub no_baseline: bool,
+    /// `train`: also measure these strategies, comma-separated (e.g. `single,dp2,tp2`;
+    /// ranks are threads of this process).
+    #[arg(long, default_value = "")]
+    pub strategies: String,
 }
 
 pub fn run(args: &BenchArgs) -> Result<ExitCode, String> {

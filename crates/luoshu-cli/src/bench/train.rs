@@ -3,7 +3,7 @@
 //! thread count, measured in the same run.
 
 use super::torch_baseline::{self, TrainWorkload};
-use super::BenchArgs;
+use super::{strategies, BenchArgs};
 use luoshu_backend::cpu::CpuBackend;
 use luoshu_model::data::{BucketBatch, GlobalBatch, MicroBatch};
 use luoshu_model::{LrSchedule, ModelConfig, Precision, TrainConfig, Trainer};
@@ -88,7 +88,7 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-fn median(values: &mut [f64]) -> f64 {
+pub(super) fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     let n = values.len();
     if n % 2 == 1 {
@@ -225,6 +225,51 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     if let Some(base) = &base {
         print_row(base);
         print_comparison(&ours, base);
+    }
+    if !args.strategies.is_empty() {
+        compare_strategies(args, &work, &batch)?;
+    }
+    Ok(())
+}
+
+/// Tokens/s of the step under each of `--strategies`, with the batch split into one
+/// micro-batch per data-parallel rank of the widest strategy.
+fn compare_strategies(
+    args: &BenchArgs,
+    work: &TrainWorkload,
+    batch: &GlobalBatch,
+) -> Result<(), String> {
+    let strategies = args
+        .strategies
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .parse()
+                .map_err(|e: luoshu_dist::Error| e.to_string())
+        })
+        .collect::<Result<Vec<luoshu_dist::Strategy>, String>>()?;
+    let parts = strategies.iter().map(|s| s.dp).max().unwrap_or(1);
+    let batch = strategies::split_rows(batch, parts)?;
+    println!(
+        "strategies (ranks are threads sharing the {} cores; the batch as {parts} micro-batches):",
+        work.threads
+    );
+    println!("{:<16} {:>10} {:>10}", "strategy", "tokens/s", "step ms");
+    for strategy in strategies {
+        let seconds = strategies::measure(
+            &work.model,
+            &work.train,
+            &batch,
+            strategy,
+            work.warmup,
+            work.steps,
+        )?;
+        println!(
+            "{:<16} {:>10.0} {:>10.1}",
+            strategy.to_string(),
+            work.tokens_per_step() as f64 / seconds,
+            seconds * 1e3
+        );
     }
     Ok(())
 }

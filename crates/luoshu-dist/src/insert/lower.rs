@@ -150,7 +150,10 @@ impl<'a> Lowering<'a> {
             }
             Collective::AllGather { dim } => {
                 even(dim)?;
-                (graph.all_gather(x, &name, parts, dim)?, Kind::AllGather)
+                // `CommCollectives` copies each rank's part into a contiguous stretch of
+                // the output, which only dim 0 is: gather other dims through a transpose.
+                let leading = graph.transpose(x, 0, dim)?;
+                (graph.all_gather(leading, &name, parts, 0)?, Kind::AllGather)
             }
             Collective::AllToAll { .. } => {
                 return Err(Error::Redistribution(format!(
@@ -159,7 +162,10 @@ impl<'a> Lowering<'a> {
             }
         };
         self.record(graph, y, kind);
-        Ok(y)
+        match op {
+            Collective::AllGather { dim } => Ok(graph.transpose(y, 0, dim)?),
+            _ => Ok(y),
+        }
     }
 
     /// This rank cuts its destination box out of its source box, one slice per dim whose

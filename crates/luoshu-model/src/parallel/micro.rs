@@ -2,9 +2,11 @@
 //! the bindings of the symbolic dims.
 
 use crate::data::{MicroBatch, IGNORE_INDEX};
-use crate::llama::{BATCH, SEQ, SEQ_CHUNK};
-use crate::{Error, Result};
+use crate::llama::{BATCH, LOSS_SCALE, ROPE_COS, ROPE_SIN, SEQ, SEQ_CHUNK, TARGETS, TOKENS};
+use crate::{Error, ParamStore, Result};
 use luoshu_graph::Bindings;
+use luoshu_tensor::Tensor;
+use std::collections::HashMap;
 
 /// `micro` with every row padded at its end to a multiple of `tp` positions (padding
 /// tokens are 0 with ignored targets; causal attention keeps them from affecting earlier
@@ -46,4 +48,32 @@ pub fn bindings(rows: usize, seq: usize, tp: usize) -> Bindings {
         _ => (SEQ_CHUNK.to_string(), seq / tp),
     };
     [(BATCH.to_string(), rows), seq_binding].into()
+}
+
+/// The feeds of a training or loss plan for `micro`: the parameters by name, tokens and
+/// targets, the first `seq` rows of the rope tables and the loss scale.
+pub(crate) fn micro_feeds(
+    params: &ParamStore,
+    micro: &MicroBatch,
+    (rope_cos, rope_sin): (&Tensor, &Tensor),
+    scale: f32,
+) -> Result<HashMap<String, Tensor>> {
+    let (rows, seq) = (micro.rows, micro.seq_len);
+    let mut feeds: HashMap<String, Tensor> = params
+        .iter()
+        .map(|(name, t)| (name.to_string(), t.clone()))
+        .collect();
+    let shape = [rows, seq];
+    feeds.insert(
+        TOKENS.into(),
+        Tensor::from_slice(&micro.inputs, shape.as_slice())?,
+    );
+    feeds.insert(
+        TARGETS.into(),
+        Tensor::from_slice(&micro.targets, shape.as_slice())?,
+    );
+    feeds.insert(ROPE_COS.into(), rope_cos.narrow(0, 0, seq)?);
+    feeds.insert(ROPE_SIN.into(), rope_sin.narrow(0, 0, seq)?);
+    feeds.insert(LOSS_SCALE.into(), Tensor::scalar(scale));
+    Ok(feeds)
 }

@@ -8,6 +8,7 @@ mod shard;
 mod state;
 mod trainer;
 
+pub(crate) use micro::micro_feeds;
 pub use micro::{bindings, pad_for_tp};
 pub use shard::{ModelShard, ShardedParam};
 pub use trainer::ParallelTrainer;

@@ -3,13 +3,12 @@
 //! sequence-parallel collectives inside the graphs), reduces gradients, clips by the global
 //! norm and updates once per step — the same step as on one device.
 
-use super::micro::{bindings, pad_for_tp};
+use super::micro::{bindings, micro_feeds, pad_for_tp};
 use super::optimizer::{FlatLayout, ShardedOptimizer};
 use super::{ModelShard, ShardedParam};
 use crate::data::{GlobalBatch, MicroBatch};
 use crate::llama::{
-    build_stage_forward_graph, build_stage_train_graph, HIDDEN_GRAD, HIDDEN_IN, LOSS_SCALE,
-    ROPE_COS, ROPE_SIN, TARGETS, TOKENS, TP_GROUP,
+    build_stage_forward_graph, build_stage_train_graph, HIDDEN_GRAD, HIDDEN_IN, TP_GROUP,
 };
 use crate::trainer::{loss_scale, StepStats};
 use crate::{init_params, rope_tables, Error, ModelConfig, ParamStore, Result, TrainConfig};
@@ -460,23 +459,8 @@ impl ParallelTrainer {
             )?;
             self.plans.insert(key, plan);
         }
-        let mut feeds: HashMap<String, Tensor> = self
-            .store
-            .iter()
-            .map(|(name, t)| (name.to_string(), t.clone()))
-            .collect();
-        let shape = [rows, seq];
-        feeds.insert(
-            TOKENS.into(),
-            Tensor::from_slice(&micro.inputs, shape.as_slice())?,
-        );
-        feeds.insert(
-            TARGETS.into(),
-            Tensor::from_slice(&micro.targets, shape.as_slice())?,
-        );
-        feeds.insert(ROPE_COS.into(), self.rope_cos.narrow(0, 0, seq)?);
-        feeds.insert(ROPE_SIN.into(), self.rope_sin.narrow(0, 0, seq)?);
-        feeds.insert(LOSS_SCALE.into(), Tensor::scalar(scale));
+        let rope = (&self.rope_cos, &self.rope_sin);
+        let mut feeds = micro_feeds(&self.store, micro, rope, scale)?;
         if let Some(h) = hidden {
             feeds.insert(HIDDEN_IN.into(), h);
         }
