@@ -31,14 +31,8 @@ impl CommCollectives {
 
     /// Copy `parts` into consecutive pieces of `out` along `dim`.
     fn concat_into(&self, parts: &[Tensor], dim: usize, out: &Tensor) -> luoshu_graph::Result<()> {
-        let ops = Ops::new(self.backend.as_ref());
-        let mut offset = 0;
-        for part in parts {
-            let len = part.dims()[dim];
-            ops.copy_into(part, &out.narrow(dim, offset, len)?)?;
-            offset += len;
-        }
-        Ok(())
+        let refs: Vec<&Tensor> = parts.iter().collect();
+        Ok(Ops::new(self.backend.as_ref()).concat_into(&refs, dim, out)?)
     }
 }
 

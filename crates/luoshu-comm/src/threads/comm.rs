@@ -1,3 +1,4 @@
+use super::all_reduce::all_reduce;
 use super::checks::{all_match, part_counts, Source};
 use super::group::Group;
 use super::op::Op;
@@ -25,6 +26,10 @@ struct SplitRequest {
 impl ThreadComm {
     pub(super) fn new(group: Arc<Group>, rank: usize) -> Self {
         ThreadComm { group, rank }
+    }
+
+    pub(super) fn group(&self) -> &Group {
+        &self.group
     }
 
     fn invalid(&self, op: &str, message: String) -> Error {
@@ -101,17 +106,7 @@ impl Communicator for ThreadComm {
     }
 
     fn all_reduce(&self, x: &Tensor, op: ReduceOp) -> Result<Tensor> {
-        let x = Published::new(x)?;
-        let name = Op::AllReduce(op).name();
-        self.group
-            .collective(self.rank, Op::AllReduce(op), x, |inputs| {
-                let sources = inputs.iter().enumerate().map(|(rank, &x)| {
-                    let source = Source { rank, part: None };
-                    (source, x)
-                });
-                all_match(name, self.rank, true, sources)?;
-                reduce_published(name, self.rank, inputs[self.rank].tensor(), inputs, op)
-            })
+        all_reduce(self, x, op)
     }
 
     fn all_gather(&self, x: &Tensor) -> Result<Vec<Tensor>> {

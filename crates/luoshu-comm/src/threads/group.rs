@@ -32,6 +32,9 @@ struct State {
     /// Each rank's contribution to its current collective (kept after it gives up, so a
     /// peer can tell "arrived, then failed" from "never arrived").
     arrivals: Vec<Option<Arrival>>,
+    /// Number of collectives each rank has finished the first phase of (two-phase
+    /// collectives only; single-phase ones skip the number).
+    halfway: Vec<u64>,
     /// Number of collectives each rank has finished reading its peers' inputs for.
     finished: Vec<u64>,
     /// Why a rank left the group (communicator dropped, thread panicked, gave up after a
@@ -39,6 +42,15 @@ struct State {
     departed: Vec<Option<String>>,
     /// Point-to-point messages by `(src, dst, tag)`, oldest first.
     mailboxes: HashMap<(usize, usize, u64), VecDeque<Tensor>>,
+}
+
+/// A point of a collective that every rank must pass before any rank goes on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Milestone {
+    /// The first phase of a two-phase collective is done.
+    Halfway,
+    /// The rank no longer reads its peers' payloads.
+    Finished,
 }
 
 /// What a wait found: done, or still waiting for the listed ranks.
@@ -55,6 +67,7 @@ impl Group {
             state: Mutex::new(State {
                 next_seq: vec![0; size],
                 arrivals: vec![None; size],
+                halfway: vec![0; size],
                 finished: vec![0; size],
                 departed: vec![None; size],
                 mailboxes: HashMap::new(),
@@ -105,9 +118,58 @@ impl Group {
     {
         let name = op.name();
         let deadline = self.deadline();
+        let seq = self.publish(rank, op, payload)?;
+        let arrivals = self.arrivals(rank, name, seq, deadline)?;
+        let result = payloads::<P>(&arrivals, rank, seq).and_then(|inputs| compute(&inputs));
+        drop(arrivals);
+        self.pass(rank, name, seq, deadline, Milestone::Finished)?;
+        result
+    }
+
+    /// [`Group::collective`] in two phases with a wait for every rank in between: `first`
+    /// runs on all payloads, then, once every rank has finished its `first`, `second` runs
+    /// on them with `first`'s result. So `second` may read what peers' `first` wrote into
+    /// their payloads.
+    ///
+    /// `first`'s errors must come from checks every rank makes on the same payloads (so they
+    /// fail on every rank alike and no rank's `second` reads a peer's unfinished work): a
+    /// failed `first` skips `second`, but the rank still passes the halfway point so its
+    /// peers do not wait for it. A failed halfway wait makes `rank` leave the group, as in
+    /// [`Group::collective`]; if it timed out, a live peer may still be in its `first`.
+    pub(super) fn two_phase_collective<P, A, T>(
+        &self,
+        rank: usize,
+        op: Op,
+        payload: P,
+        first: impl FnOnce(&[&P]) -> Result<A>,
+        second: impl FnOnce(&[&P], A) -> Result<T>,
+    ) -> Result<T>
+    where
+        P: Any + Send + Sync,
+    {
+        let name = op.name();
+        let deadline = self.deadline();
+        let seq = self.publish(rank, op, payload)?;
+        let arrivals = self.arrivals(rank, name, seq, deadline)?;
+        let result = match payloads::<P>(&arrivals, rank, seq) {
+            Err(err) => Err(err),
+            Ok(inputs) => {
+                let halfway = first(&inputs);
+                self.pass(rank, name, seq, deadline, Milestone::Halfway)?;
+                halfway.and_then(|halfway| second(&inputs, halfway))
+            }
+        };
+        drop(arrivals);
+        self.pass(rank, name, seq, deadline, Milestone::Finished)?;
+        result
+    }
+
+    /// Publishes `rank`'s `payload` for its next collective; returns the collective's
+    /// sequence number.
+    fn publish<P: Any + Send + Sync>(&self, rank: usize, op: Op, payload: P) -> Result<u64> {
         let seq = {
             let mut state = self.lock();
-            state.ensure_present(rank, name)?;
+            state.ensure_present(rank, op.name())?;
             let seq = state.next_seq[rank];
             state.next_seq[rank] += 1;
             state.arrivals[rank] = Some(Arrival {
@@ -118,22 +180,38 @@ impl Group {
             seq
         };
         self.changed.notify_all();
+        Ok(seq)
+    }
 
-        let arrivals = self
-            .wait(rank, name, deadline, |state| {
-                state.poll_arrivals(seq, rank, name)
-            })
-            .map_err(|err| self.give_up(rank, name, seq, err))?;
-        let result = payloads::<P>(&arrivals, rank, seq).and_then(|inputs| compute(&inputs));
-        drop(arrivals);
+    /// Every rank's arrival at collective `seq`, once all arrived.
+    fn arrivals(
+        &self,
+        rank: usize,
+        name: &str,
+        seq: u64,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<Arrival>> {
+        self.wait(rank, name, deadline, |state| {
+            state.poll_arrivals(seq, rank, name)
+        })
+        .map_err(|err| self.give_up(rank, name, seq, err))
+    }
 
-        self.lock().finished[rank] = seq + 1;
+    /// Marks `rank` past `milestone` of collective `seq` and waits until every rank is.
+    fn pass(
+        &self,
+        rank: usize,
+        name: &str,
+        seq: u64,
+        deadline: Option<Instant>,
+        milestone: Milestone,
+    ) -> Result<()> {
+        self.lock().passed_mut(milestone)[rank] = seq + 1;
         self.changed.notify_all();
         self.wait(rank, name, deadline, |state| {
-            state.poll_finished(seq, rank, name)
+            state.poll_passed(milestone, seq, rank, name)
         })
-        .map_err(|err| self.give_up(rank, name, seq, err))?;
-        result
+        .map_err(|err| self.give_up(rank, name, seq, err))
     }
 
     /// Queues `message` from `src` to `dst`; never blocks.
@@ -287,14 +365,31 @@ impl State {
         Ok(Progress::Waiting(missing))
     }
 
-    /// Ready once every rank finished operation `seq`; then `rank` withdraws its input (no
-    /// peer reads it any more).
-    fn poll_finished(&mut self, seq: u64, rank: usize, op: &str) -> Result<Progress<()>> {
-        let missing: Vec<usize> = (0..self.finished.len())
-            .filter(|&peer| self.finished[peer] <= seq)
+    /// How many collectives each rank has passed `milestone` of.
+    fn passed_mut(&mut self, milestone: Milestone) -> &mut Vec<u64> {
+        match milestone {
+            Milestone::Halfway => &mut self.halfway,
+            Milestone::Finished => &mut self.finished,
+        }
+    }
+
+    /// Ready once every rank passed `milestone` of operation `seq`; once all finished,
+    /// `rank` withdraws its input (no peer reads it any more).
+    fn poll_passed(
+        &mut self,
+        milestone: Milestone,
+        seq: u64,
+        rank: usize,
+        op: &str,
+    ) -> Result<Progress<()>> {
+        let passed = self.passed_mut(milestone);
+        let missing: Vec<usize> = (0..passed.len())
+            .filter(|&peer| passed[peer] <= seq)
             .collect();
         if missing.is_empty() {
-            self.arrivals[rank] = None;
+            if milestone == Milestone::Finished {
+                self.arrivals[rank] = None;
+            }
             return Ok(Progress::Ready(()));
         }
         self.fail_if_departed(&missing, rank, op)?;
@@ -329,4 +424,45 @@ fn payloads<P: Any>(arrivals: &[Arrival], rank: usize, seq: u64) -> Result<Vec<&
                 .ok_or_else(|| mismatch(peer, arrival.op))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ReduceOp;
+
+    #[test]
+    fn the_halfway_wait_times_out_naming_the_slow_rank() {
+        let group = Group::new(2, Duration::from_millis(100));
+        let op = Op::AllReduce(ReduceOp::Sum);
+        let results: Vec<Result<()>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..2)
+                .map(|rank| {
+                    let group = &group;
+                    scope.spawn(move || {
+                        let first = |_: &[&()]| {
+                            if rank == 1 {
+                                std::thread::sleep(Duration::from_millis(400));
+                            }
+                            Ok(())
+                        };
+                        group.two_phase_collective(rank, op, (), first, |_, ()| Ok(()))
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        match &results[0] {
+            Err(Error::Timeout { op, missing, .. }) => {
+                assert_eq!((op.as_str(), missing.as_slice()), ("all_reduce", &[1][..]))
+            }
+            other => panic!("rank 0 should time out at the halfway wait, got {other:?}"),
+        }
+        // Rank 0 gave up, so the slow rank fails at once instead of waiting for it.
+        assert!(
+            matches!(&results[1], Err(Error::PeerFailed { peer: 0, .. })),
+            "{:?}",
+            results[1]
+        );
+    }
 }

@@ -6,7 +6,9 @@
 //! rank has published for the same operation, then copies or reduces its peers' inputs
 //! straight into its own fresh output (one copy, reductions in rank order), and finally
 //! waits until every rank has finished reading, so no input is modified while a peer still
-//! reads it. Ranks check the operation and arguments of every peer, so a mismatch is the
+//! reads it. All-reduce splits its work in two phases with a wait in between: each rank
+//! reduces one chunk of the elements, then copies the other chunks from the ranks that
+//! reduced them (see `all_reduce.rs`). Ranks check the operation and arguments of every peer, so a mismatch is the
 //! same [`crate::Error::InvalidArgument`] on every rank.
 //!
 //! Point-to-point messages go through per-`(src, dst, tag)` mailboxes: `send` queues a copy
@@ -18,6 +20,7 @@
 //! peers waiting on it fail at once with [`crate::Error::PeerFailed`] naming it, and its own
 //! later operations fail too (the group no longer agrees on the sequence of operations).
 
+mod all_reduce;
 mod checks;
 mod comm;
 mod group;

@@ -24,7 +24,8 @@ impl Published {
         &self.0
     }
 
-    fn bytes(&self) -> Result<&[u8]> {
+    /// The tensor's bytes, for peers to read while it is published.
+    pub(super) fn bytes(&self) -> Result<&[u8]> {
         let x = &self.0;
         let width = x.dtype().size_in_bytes();
         // SAFETY: published inputs are only read while published: the owning rank is blocked

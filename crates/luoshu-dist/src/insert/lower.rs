@@ -128,7 +128,7 @@ impl<'a> Lowering<'a> {
         let name = self.group_name(group);
         let parts = group.extent;
         let even = |dim: usize| {
-            if dims[dim] % parts == 0 {
+            if dims[dim].is_multiple_of(parts) {
                 Ok(())
             } else {
                 Err(Error::Redistribution(format!(
@@ -150,10 +150,7 @@ impl<'a> Lowering<'a> {
             }
             Collective::AllGather { dim } => {
                 even(dim)?;
-                // `CommCollectives` copies each rank's part into a contiguous stretch of
-                // the output, which only dim 0 is: gather other dims through a transpose.
-                let leading = graph.transpose(x, 0, dim)?;
-                (graph.all_gather(leading, &name, parts, 0)?, Kind::AllGather)
+                (graph.all_gather(x, &name, parts, dim)?, Kind::AllGather)
             }
             Collective::AllToAll { .. } => {
                 return Err(Error::Redistribution(format!(
@@ -162,10 +159,7 @@ impl<'a> Lowering<'a> {
             }
         };
         self.record(graph, y, kind);
-        match op {
-            Collective::AllGather { dim } => Ok(graph.transpose(y, 0, dim)?),
-            _ => Ok(y),
-        }
+        Ok(y)
     }
 
     /// This rank cuts its destination box out of its source box, one slice per dim whose

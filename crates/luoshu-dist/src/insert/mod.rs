@@ -2,11 +2,15 @@
 //! states of its leaves, the local graph one rank runs, with collective nodes wherever a
 //! consumer needs its input in another state.
 //!
-//! States propagate in node order with [`crate::deduce`]. When an op rejects its inputs'
-//! states, [`choose`] converts inputs to the first of a fixed list of alternatives the op
-//! accepts, and [`lower`] turns each conversion into local nodes (a slice of this rank's
+//! States propagate in node order with [`crate::deduce()`]. When an op rejects its inputs'
+//! states, `choose` converts inputs to the first of a fixed list of alternatives the op
+//! accepts, and `lower` turns each conversion into local nodes (a slice of this rank's
 //! piece, or one collective per changed device axis). Graph outputs are converted to
-//! duplicated, so every rank reads the full result.
+//! duplicated, so every rank reads the full result. The alternatives, cheapest first:
+//! for elementwise ops, the other inputs take the layout of the first split input (a
+//! local slice of a duplicated input, a reduce-scatter of a partial one); then partial
+//! inputs are all-reduced; then one input after the other is made duplicated; then all.
+//! The first one the op accepts wins, even when its lowering is unsupported (below).
 //!
 //! Supported conversions: nothing, local slicing (also uneven), all-reduce (partial →
 //! duplicate), reduce-scatter (partial → even split), all-gather (even split → duplicate),
@@ -16,7 +20,8 @@
 //! `Communicator::split(color, key)` calls the caller makes to create them.
 //!
 //! Not supported yet: a conversion that needs an all-to-all (e.g. elementwise inputs that
-//! split different dims) or general point-to-point transfers, both errors with
+//! split different dims, or different mesh axes) or general point-to-point transfers,
+//! except towards duplicated, both errors with
 //! [`Error::Redistribution`] — the next step is an `AllToAll` op in the graph IR; turning
 //! a non-partial tensor partial (zeros on the other summands); collectives over uneven
 //! splits (the graph's all-gather output is `parts` × the local length); graphs that
