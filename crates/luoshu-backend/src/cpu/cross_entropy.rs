@@ -1,8 +1,9 @@
 //! CPU kernels: cross_entropy and its backward. The forward keeps only the per-row
-//! log-sum-exp; the backward recomputes probabilities straight into `grad_logits`.
+//! log-sum-exp; the backward recomputes probabilities straight into `grad_logits`. Both
+//! exponentiate whole rows with the vectorized slice `exp`.
 
-use super::rows::{input, output, rows_per_task, with_float, Acc, Float};
-use super::softmax::logsumexp;
+use super::fast_exp::{vectorized, ExpSlice};
+use super::rows::{input, lane_max, lane_sum, output, rows_per_task, with_float, Acc, Float};
 use crate::{Error, Result};
 use luoshu_tensor::Tensor;
 use rayon::prelude::*;
@@ -69,7 +70,10 @@ fn forward<T: Float>(
     ignore_index: i64,
     losses: &Tensor,
     lse: &Tensor,
-) -> Result<()> {
+) -> Result<()>
+where
+    T::Acc: ExpSlice,
+{
     const OP: &str = "cross_entropy";
     let (_, vocab) = rows_and_vocab(logits);
     let x = input::<T>(OP, "logits", logits)?;
@@ -82,21 +86,47 @@ fn forward<T: Float>(
         .par_chunks_mut(per_task)
         .zip(lse.par_chunks_mut(per_task))
         .enumerate()
-        .for_each(|(task, (losses, lse))| {
-            let first = task * per_task;
-            for (r, (loss, lse)) in losses.iter_mut().zip(lse).enumerate() {
-                let row = &x[(first + r) * vocab..(first + r + 1) * vocab];
-                let row_lse = logsumexp(row);
-                *lse = row_lse.to_f32();
-                let target = targets[first + r];
-                *loss = if target == ignore_index {
-                    0.0
-                } else {
-                    (row_lse - row[target as usize].load()).to_f32()
-                };
-            }
-        });
+        .for_each_init(
+            || vec![T::Acc::ZERO; vocab],
+            |scratch, (task, (losses, lse))| {
+                vectorized(|| {
+                    let first = task * per_task;
+                    for (r, (loss, lse)) in losses.iter_mut().zip(lse).enumerate() {
+                        let row = &x[(first + r) * vocab..(first + r + 1) * vocab];
+                        let row_lse = logsumexp(row, scratch);
+                        *lse = row_lse.to_f32();
+                        let target = targets[first + r];
+                        *loss = if target == ignore_index {
+                            0.0
+                        } else {
+                            (row_lse - row[target as usize].load()).to_f32()
+                        };
+                    }
+                })
+            },
+        );
     Ok(())
+}
+
+/// `log Σ exp(x)` of a row, computed stably (`-inf` for a fully `-inf` row); `scratch`
+/// holds a row.
+#[inline(always)]
+fn logsumexp<T: Float>(row: &[T], scratch: &mut [T::Acc]) -> T::Acc
+where
+    T::Acc: ExpSlice,
+{
+    for (s, &x) in scratch.iter_mut().zip(row) {
+        *s = x.load();
+    }
+    let max = lane_max(scratch);
+    if max == T::Acc::NEG_INFINITY {
+        return max;
+    }
+    for s in scratch.iter_mut() {
+        *s = *s - max;
+    }
+    T::Acc::exp_in_place(scratch);
+    max + lane_sum(scratch.len(), |i| scratch[i]).ln()
 }
 
 fn backward<T: Float>(
@@ -106,7 +136,10 @@ fn backward<T: Float>(
     grad_losses: &Tensor,
     ignore_index: i64,
     grad_logits: &Tensor,
-) -> Result<()> {
+) -> Result<()>
+where
+    T::Acc: ExpSlice,
+{
     const OP: &str = "cross_entropy_backward";
     let (rows, vocab) = rows_and_vocab(logits);
     let x = input::<T>(OP, "logits", logits)?;
@@ -121,24 +154,33 @@ fn backward<T: Float>(
     let per_task = rows_per_task(vocab);
     grad.par_chunks_mut(per_task * vocab)
         .enumerate()
-        .for_each(|(task, grad)| {
-            let first = task * per_task;
-            for (r, grad) in grad.chunks_mut(vocab).enumerate() {
-                let i = first + r;
-                let target = targets[i];
-                if target == ignore_index {
-                    grad.fill(T::store(T::Acc::ZERO));
-                    continue;
-                }
-                let row = &x[i * vocab..(i + 1) * vocab];
-                let (row_lse, scale) = (T::Acc::from_f32(lse[i]), T::Acc::from_f32(grad_losses[i]));
-                let prob = |x: T| (x.load() - row_lse).exp();
-                for (g, &x) in grad.iter_mut().zip(row) {
-                    *g = T::store(prob(x) * scale);
-                }
-                let t = target as usize;
-                grad[t] = T::store((prob(row[t]) - T::Acc::ONE) * scale);
-            }
-        });
+        .for_each_init(
+            || vec![T::Acc::ZERO; vocab],
+            |prob, (task, grad)| {
+                vectorized(|| {
+                    let first = task * per_task;
+                    for (r, grad) in grad.chunks_mut(vocab).enumerate() {
+                        let i = first + r;
+                        let target = targets[i];
+                        if target == ignore_index {
+                            grad.fill(T::store(T::Acc::ZERO));
+                            continue;
+                        }
+                        let row = &x[i * vocab..(i + 1) * vocab];
+                        let row_lse = T::Acc::from_f32(lse[i]);
+                        let scale = T::Acc::from_f32(grad_losses[i]);
+                        for (p, &x) in prob.iter_mut().zip(row) {
+                            *p = x.load() - row_lse;
+                        }
+                        T::Acc::exp_in_place(prob);
+                        for (g, &p) in grad.iter_mut().zip(prob.iter()) {
+                            *g = T::store(p * scale);
+                        }
+                        let t = target as usize;
+                        grad[t] = T::store((prob[t] - T::Acc::ONE) * scale);
+                    }
+                })
+            },
+        );
     Ok(())
 }

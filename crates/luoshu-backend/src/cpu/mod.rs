@@ -6,6 +6,7 @@ mod attention;
 mod cross_entropy;
 mod dispatch;
 mod elementwise;
+mod fast_exp;
 mod fused;
 mod indexing;
 mod map;

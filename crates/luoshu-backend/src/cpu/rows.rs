@@ -270,6 +270,22 @@ pub(crate) fn lane_sum<A: Acc>(n: usize, f: impl Fn(usize) -> A) -> A {
     lanes.iter().fold(A::ZERO, |s, &v| s + v) + tail
 }
 
+/// The largest element (`-inf` for none), over independent lanes so the loop vectorizes.
+pub(crate) fn lane_max<A: Acc>(x: &[A]) -> A {
+    let mut lanes = [A::NEG_INFINITY; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane = if v > *lane { v } else { *lane };
+        }
+    }
+    lanes
+        .iter()
+        .chain(tail)
+        .fold(A::NEG_INFINITY, |m, &v| if v > m { v } else { m })
+}
+
 /// Sums per-task partial vectors element by element in task order (deterministic).
 pub(crate) fn sum_partials<'a, A: Acc>(
     partials: impl Iterator<Item = &'a [A]>,

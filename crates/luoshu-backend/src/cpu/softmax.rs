@@ -30,7 +30,7 @@ pub(super) fn max_and_sumexp<T: Float>(row: &[T]) -> (T::Acc, T::Acc) {
 }
 
 /// `log Σ exp(x)` of a row, computed stably.
-pub(super) fn logsumexp<T: Float>(row: &[T]) -> T::Acc {
+fn logsumexp<T: Float>(row: &[T]) -> T::Acc {
     let (max, sum) = max_and_sumexp(row);
     max + sum.ln()
 }

@@ -1,5 +1,7 @@
-//! CPU kernels: SwiGLU `silu(gate) * up` and its backward, elementwise in fixed chunks.
+//! CPU kernels: SwiGLU `silu(gate) * up` and its backward, elementwise in fixed chunks, with
+//! the sigmoids from the vectorized slice `exp`.
 
+use super::fast_exp::{vectorized, ExpSlice};
 use super::rows::{input, output, with_float, Acc, Float, ELEMS_PER_TASK};
 use crate::Result;
 use luoshu_tensor::Tensor;
@@ -21,11 +23,34 @@ pub(crate) fn swiglu_backward(
     ))
 }
 
-fn sigmoid<A: Acc>(x: A) -> A {
-    A::ONE / (A::ONE + (-x).exp())
+/// Elements whose sigmoids one pass computes into a stack buffer.
+const SIGMOID_BLOCK: usize = 256;
+
+/// Calls `f(offset, sigmoid(gate[offset..offset + len]))` over `gate` in blocks, with the
+/// sigmoids computed by the vectorized slice `exp`.
+#[inline(always)]
+fn for_sigmoid_blocks<T: Float>(gate: &[T], mut f: impl FnMut(usize, &[T::Acc]))
+where
+    T::Acc: ExpSlice,
+{
+    let mut sig = [T::Acc::ZERO; SIGMOID_BLOCK];
+    for (b, gate) in gate.chunks(SIGMOID_BLOCK).enumerate() {
+        let sig = &mut sig[..gate.len()];
+        for (s, &g) in sig.iter_mut().zip(gate) {
+            *s = -g.load();
+        }
+        T::Acc::exp_in_place(sig);
+        for s in sig.iter_mut() {
+            *s = T::Acc::ONE / (T::Acc::ONE + *s);
+        }
+        f(b * SIGMOID_BLOCK, sig);
+    }
 }
 
-fn forward<T: Float>(gate: &Tensor, up: &Tensor, out: &Tensor) -> Result<()> {
+fn forward<T: Float>(gate: &Tensor, up: &Tensor, out: &Tensor) -> Result<()>
+where
+    T::Acc: ExpSlice,
+{
     const OP: &str = "swiglu";
     let (gate, up) = (input::<T>(OP, "gate", gate)?, input::<T>(OP, "up", up)?);
     let out = output::<T>(OP, "out", out)?;
@@ -33,10 +58,19 @@ fn forward<T: Float>(gate: &Tensor, up: &Tensor, out: &Tensor) -> Result<()> {
         .zip(gate.par_chunks(ELEMS_PER_TASK))
         .zip(up.par_chunks(ELEMS_PER_TASK))
         .for_each(|((out, gate), up)| {
-            for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
-                let g = g.load();
-                *o = T::store(g * sigmoid(g) * u.load());
-            }
+            vectorized(|| {
+                for_sigmoid_blocks(gate, |start, sig| {
+                    let n = sig.len();
+                    let (out, gate, up) = (
+                        &mut out[start..start + n],
+                        &gate[start..start + n],
+                        &up[start..start + n],
+                    );
+                    for (((o, &g), &u), &s) in out.iter_mut().zip(gate).zip(up).zip(sig) {
+                        *o = T::store(g.load() * s * u.load());
+                    }
+                })
+            })
         });
     Ok(())
 }
@@ -47,7 +81,10 @@ fn backward<T: Float>(
     grad_out: &Tensor,
     grad_gate: &Tensor,
     grad_up: &Tensor,
-) -> Result<()> {
+) -> Result<()>
+where
+    T::Acc: ExpSlice,
+{
     const OP: &str = "swiglu_backward";
     let (gate, up) = (input::<T>(OP, "gate", gate)?, input::<T>(OP, "up", up)?);
     let grad_out = input::<T>(OP, "grad_out", grad_out)?;
@@ -58,14 +95,19 @@ fn backward<T: Float>(
         .zip(grad_up.par_chunks_mut(ELEMS_PER_TASK))
         .enumerate()
         .for_each(|(task, (gg, gu))| {
-            let start = task * ELEMS_PER_TASK;
-            for (i, (gg, gu)) in gg.iter_mut().zip(gu).enumerate() {
-                let (g, u) = (gate[start + i].load(), up[start + i].load());
-                let go = grad_out[start + i].load();
-                let sig = sigmoid(g);
-                *gg = T::store(go * u * sig * (T::Acc::ONE + g * (T::Acc::ONE - sig)));
-                *gu = T::store(go * g * sig);
-            }
+            let base = task * ELEMS_PER_TASK;
+            let gate = &gate[base..base + gg.len()];
+            vectorized(|| {
+                for_sigmoid_blocks(gate, |start, sig| {
+                    for (i, &sig) in sig.iter().enumerate() {
+                        let j = start + i;
+                        let (g, u) = (gate[j].load(), up[base + j].load());
+                        let go = grad_out[base + j].load();
+                        gg[j] = T::store(go * u * sig * (T::Acc::ONE + g * (T::Acc::ONE - sig)));
+                        gu[j] = T::store(go * g * sig);
+                    }
+                })
+            })
         });
     Ok(())
 }

@@ -6,6 +6,7 @@ use super::tiles::{
     input, lane_max, load_rows, row_major, vectorized, visible_keys, Compute, Heads, BLOCK_K,
     BLOCK_Q,
 };
+use crate::cpu::fast_exp::ExpSlice;
 use crate::cpu::matmul::gemm_into;
 use crate::cpu::rows::{lane_sum, output, Acc, Float};
 use crate::ops::AttentionOpts;
