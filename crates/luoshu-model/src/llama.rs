@@ -202,13 +202,10 @@ impl<'a> Model<'a> {
     }
 
     /// The rows one rank holds of the residual stream (`rows / tp`, sequence parallel).
-    fn local_rows(&self) -> Dim {
-        Dim::sym(BATCH).mul(
-            &self
-                .seq()
-                .div_exact(&Dim::fixed(self.tp()))
-                .unwrap_or(self.seq()),
-        )
+    fn local_rows(&self) -> Result<Dim> {
+        self.rows()
+            .div_exact(&Dim::fixed(self.tp()))
+            .ok_or_else(|| Error::State(format!("{} rows do not split by tp", self.rows())))
     }
 
     /// Sequence-parallel rows `[rows / tp, ·]` gathered into every rank's full `[rows, ·]`.
@@ -400,7 +397,7 @@ impl<'a> Model<'a> {
             let tokens = self.tokens(g, TOKENS)?;
             Ok((tokens, self.embed(g, tokens)?))
         } else {
-            let shape = [self.local_rows(), Dim::fixed(self.cfg.d_model)];
+            let shape = [self.local_rows()?, Dim::fixed(self.cfg.d_model)];
             let h = g.input(HIDDEN_IN, &shape, self.precision.compute_dtype())?;
             Ok((h, h))
         }
