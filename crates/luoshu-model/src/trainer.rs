@@ -12,7 +12,7 @@ use luoshu_backend::ops::BinaryOp;
 use luoshu_backend::{Backend, Ops};
 use luoshu_graph::passes::{run_pipeline, DEFAULT_PIPELINE};
 use luoshu_graph::{compile, Bindings, CompileOptions, Graph, Plan};
-use luoshu_tensor::Tensor;
+use luoshu_tensor::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -103,6 +103,8 @@ pub struct Trainer {
     rope_cos: Tensor,
     rope_sin: Tensor,
     step: u64,
+    /// The step's summed gradients, one per parameter, reused by every step.
+    grad_sums: Vec<Tensor>,
 }
 
 /// `graph` after the default optimization pipeline.
@@ -131,6 +133,7 @@ impl Trainer {
         )?;
         let (rope_cos, rope_sin) =
             rope_tables(model.head_dim(), model.rope_theta, 0, model.max_seq_len)?;
+        let grad_sums = gradient_buffers(&Ops::new(backend.as_ref()), &params)?;
         Ok(Trainer {
             model,
             config,
@@ -143,6 +146,7 @@ impl Trainer {
             rope_cos,
             rope_sin,
             step: 0,
+            grad_sums,
         })
     }
 
@@ -206,39 +210,63 @@ impl Trainer {
     /// Loss (mean per target token) and the gradient of every parameter, summed over all
     /// micro-batches of `batch`, without updating anything.
     pub fn gradients(&mut self, batch: &GlobalBatch) -> Result<(f64, Vec<Tensor>)> {
+        let grads = gradient_buffers(&Ops::new(self.backend.as_ref()), &self.params)?;
+        let loss = self.sum_gradients(batch, &grads)?;
+        Ok((loss, grads))
+    }
+
+    /// Loss of `batch`, with its gradients summed into `sums` (overwritten): the first
+    /// micro-batch's are copied straight out of the plan, later ones added.
+    fn sum_gradients(&mut self, batch: &GlobalBatch, sums: &[Tensor]) -> Result<f64> {
         let scale = loss_scale(batch)?;
+        let backend = self.backend.clone();
+        let ops = Ops::new(backend.as_ref());
         let mut loss = 0.0;
-        let mut accumulated: Option<Vec<Tensor>> = None;
+        let mut first = true;
         for micro in batch.buckets.iter().flat_map(|b| &b.micro_batches) {
-            let outputs = self.run(PlanKind::Train, micro, scale)?;
-            let (micro_loss, grads) = outputs
-                .split_first()
-                .ok_or_else(|| Error::State("the training plan returned no outputs".into()))?;
-            loss += scalar_value(micro_loss)?;
-            match &accumulated {
-                None => accumulated = Some(grads.to_vec()),
-                Some(acc) => {
-                    let ops = Ops::new(self.backend.as_ref());
-                    for (a, g) in acc.iter().zip(grads) {
-                        ops.binary_into(BinaryOp::Add, a, g, a)?;
+            loss += self.run(PlanKind::Train, micro, scale, |outputs| {
+                let (micro_loss, grads) = outputs
+                    .split_first()
+                    .ok_or_else(|| Error::State("the training plan returned no outputs".into()))?;
+                if grads.len() != sums.len() {
+                    return Err(Error::State(format!(
+                        "the training plan returned {} gradients for {} parameters",
+                        grads.len(),
+                        sums.len()
+                    )));
+                }
+                for (sum, g) in sums.iter().zip(grads) {
+                    if first {
+                        ops.copy_into(g, sum)?;
+                    } else {
+                        ops.binary_into(BinaryOp::Add, sum, g, sum)?;
                     }
                 }
-            }
+                scalar_value(micro_loss)
+            })?;
+            first = false;
         }
-        let grads = accumulated
-            .ok_or_else(|| Error::Config("the global batch holds no micro-batch".into()))?;
-        Ok((loss, grads))
+        if first {
+            return Err(Error::Config(
+                "the global batch holds no micro-batch".into(),
+            ));
+        }
+        Ok(loss)
     }
 
     /// One optimizer step on `batch`: accumulate gradients over every micro-batch of every
     /// bucket, clip the global norm, update with AdamW once.
     pub fn train_step(&mut self, batch: &GlobalBatch) -> Result<StepStats> {
         let start = Instant::now();
-        let (loss, grads) = self.gradients(batch)?;
+        let grads = std::mem::take(&mut self.grad_sums);
+        let loss = self.sum_gradients(batch, &grads);
+        self.grad_sums = grads;
+        let loss = loss?;
         let ops = Ops::new(self.backend.as_ref());
-        let grad_norm = clip_grad_norm(&ops, &grads, self.config.grad_clip)?;
+        let grad_norm = clip_grad_norm(&ops, &self.grad_sums, self.config.grad_clip)?;
         let lr = self.config.schedule.lr_at(self.step);
-        self.optimizer.step(&ops, &self.params, &grads, lr)?;
+        self.optimizer
+            .step(&ops, &self.params, &self.grad_sums, lr)?;
         self.step += 1;
         Ok(StepStats {
             loss,
@@ -258,11 +286,12 @@ impl Trainer {
             .flat_map(|b| &b.buckets)
             .flat_map(|b| &b.micro_batches)
         {
-            let outputs = self.run(PlanKind::Loss, micro, 1.0)?;
-            let loss = outputs
-                .first()
-                .ok_or_else(|| Error::State("the loss plan returned no outputs".into()))?;
-            total += scalar_value(loss)?;
+            total += self.run(PlanKind::Loss, micro, 1.0, |outputs| {
+                let loss = outputs
+                    .first()
+                    .ok_or_else(|| Error::State("the loss plan returned no outputs".into()))?;
+                scalar_value(loss)
+            })?;
             tokens += micro.target_tokens;
         }
         if tokens == 0 {
@@ -273,8 +302,15 @@ impl Trainer {
         Ok(total / tokens as f64)
     }
 
-    /// Run the plan of `kind` for `micro`'s shape (compiled on first use).
-    fn run(&mut self, kind: PlanKind, micro: &MicroBatch, scale: f32) -> Result<Vec<Tensor>> {
+    /// Run the plan of `kind` for `micro`'s shape (compiled on first use) and hand its
+    /// outputs, views valid only inside the closure, to `consume`.
+    fn run<R>(
+        &mut self,
+        kind: PlanKind,
+        micro: &MicroBatch,
+        scale: f32,
+        consume: impl FnOnce(&[Tensor]) -> Result<R>,
+    ) -> Result<R> {
         let (rows, seq) = (micro.rows, micro.seq_len);
         if seq == 0 || seq > self.model.max_seq_len {
             return Err(Error::Config(format!(
@@ -310,8 +346,17 @@ impl Trainer {
             .plans
             .get_mut(&key)
             .ok_or_else(|| Error::State("compiled plan vanished from the cache".into()))?;
-        Ok(plan.run(&feeds)?)
+        plan.run_with(&feeds, consume)
     }
+}
+
+/// One f32 buffer per parameter, shaped like it.
+fn gradient_buffers(ops: &Ops, params: &ParamStore) -> Result<Vec<Tensor>> {
+    params
+        .tensors()
+        .iter()
+        .map(|p| Ok(ops.alloc(DType::F32, p.dims())?))
+        .collect()
 }
 
 /// `1 / target tokens` of the global batch (an error when it has none).

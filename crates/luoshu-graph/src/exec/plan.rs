@@ -67,7 +67,8 @@ struct FeedSlot {
 /// here and reused by every run, in-place reuse, and the kernels to run in order.
 ///
 /// [`Plan::run`] allocates no buffers except the tensors it returns (outputs are copied out
-/// of the arena) and contiguous copies of feeds that are not contiguous.
+/// of the arena) and contiguous copies of feeds that are not contiguous; [`Plan::run_with`]
+/// lends the outputs to a closure instead of copying them.
 pub struct Plan {
     backend: Arc<dyn Backend>,
     feeds: Vec<FeedSlot>,
@@ -204,6 +205,38 @@ impl Plan {
     /// Run the plan: bind `feeds` by name, run every kernel in schedule order, and return
     /// the graph's outputs (fresh tensors; views of feeds stay views of the feeds).
     pub fn run(&mut self, feeds: &HashMap<String, Tensor>) -> Result<Vec<Tensor>> {
+        let views = self.execute(feeds)?;
+        let ops = Ops::new(self.backend.as_ref());
+        views
+            .into_iter()
+            .zip(&self.outputs)
+            .map(|(t, operand)| match operand {
+                Operand::Fixed(_) => {
+                    let out = ops.alloc(t.dtype(), t.dims())?;
+                    ops.copy_into(&t, &out)?;
+                    Ok(out)
+                }
+                Operand::Fed { .. } => Ok(t),
+            })
+            .collect()
+    }
+
+    /// Run the plan like [`Plan::run`], but hand the outputs to `consume` as views of the
+    /// plan's own buffers instead of copying them out: they hold this run's values only
+    /// until the closure returns (the next run overwrites them, and they may share storage
+    /// with constants), so `consume` must read them and must not write them or keep them.
+    /// `consume`'s error type only needs to absorb this crate's errors.
+    pub fn run_with<R, E: From<Error>>(
+        &mut self,
+        feeds: &HashMap<String, Tensor>,
+        consume: impl FnOnce(&[Tensor]) -> std::result::Result<R, E>,
+    ) -> std::result::Result<R, E> {
+        consume(&self.execute(feeds)?)
+    }
+
+    /// Bind feeds and run every kernel; the outputs as views of the arena, constants and
+    /// feeds.
+    fn execute(&mut self, feeds: &HashMap<String, Tensor>) -> Result<Vec<Tensor>> {
         let ctx = Context {
             ops: Ops::new(self.backend.as_ref()),
             collectives: self.collectives.as_deref(),
@@ -243,22 +276,16 @@ impl Plan {
                 p.record(i, start.elapsed());
             }
         }
-        let outputs = self
-            .outputs
-            .iter()
-            .map(|operand| match operand {
-                Operand::Fixed(t) => {
-                    let out = ops.alloc(t.dtype(), t.dims())?;
-                    ops.copy_into(t, &out)?;
-                    Ok(out)
-                }
-                Operand::Fed { slot, layout } => view_of_feed(*slot, layout),
-            })
-            .collect::<Result<Vec<_>>>()?;
         if let Some(p) = &self.profile {
             eprint!("{}", p.top(&self.steps_described(), 10));
         }
-        Ok(outputs)
+        self.outputs
+            .iter()
+            .map(|operand| match operand {
+                Operand::Fixed(t) => Ok(t.clone()),
+                Operand::Fed { slot, layout } => view_of_feed(*slot, layout),
+            })
+            .collect()
     }
 
     /// The memory plan (schedule, placements, buffers).
@@ -292,5 +319,46 @@ impl Plan {
             .iter()
             .map(|s| format!("{} {}", s.node, s.op.name()))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Dim;
+    use luoshu_backend::cpu::CpuBackend;
+    use luoshu_backend::ops::{BinaryOp, UnaryOp};
+    use luoshu_tensor::DType;
+
+    /// `run_with` lends the same values `run` copies out, computed output and fed view alike.
+    #[test]
+    fn run_with_lends_what_run_returns() -> Result<()> {
+        let mut g = Graph::new();
+        let x = g.input("x", &[Dim::fixed(2), Dim::fixed(3)], DType::F32)?;
+        let neg = g.unary(UnaryOp::Neg, x)?;
+        let sum = g.binary(BinaryOp::Add, neg, x)?;
+        let doubled = g.binary(BinaryOp::Add, x, x)?;
+        g.set_outputs(vec![doubled, sum, x])?;
+        let mut plan = compile(
+            &g,
+            &Bindings::new(),
+            Arc::new(CpuBackend::new()),
+            CompileOptions::default(),
+        )?;
+        let values = [1.0f32, -2.0, 3.5, 0.25, 8.0, -1.0];
+        let feeds: HashMap<String, Tensor> = [(
+            "x".to_string(),
+            Tensor::from_slice(&values, &[2usize, 3][..])?,
+        )]
+        .into();
+        let copied = plan.run(&feeds)?;
+        let lent = plan.run_with(&feeds, |outputs| {
+            Ok::<_, Error>(outputs.iter().map(Tensor::to_f64_vec).collect::<Vec<_>>())
+        })?;
+        let copied: Vec<Vec<f64>> = copied.iter().map(Tensor::to_f64_vec).collect();
+        assert_eq!(lent, copied);
+        let doubled: Vec<f64> = values.iter().map(|&v| f64::from(v) * 2.0).collect();
+        assert_eq!(lent[0], doubled);
+        Ok(())
     }
 }

@@ -1,10 +1,10 @@
 //! Shared pieces of the attention kernels: head-major views of strided inputs, tile loads
 //! into the compute precision, and the tile sizes.
 
-use crate::cpu::matmul::{GemmScalar, Strided};
 pub(super) use crate::cpu::fast_exp::vectorized;
-pub(super) use crate::cpu::rows::lane_max;
 use crate::cpu::fast_exp::ExpSlice;
+use crate::cpu::matmul::{GemmScalar, Strided};
+pub(super) use crate::cpu::rows::lane_max;
 use crate::cpu::rows::Float;
 use crate::{Error, Result};
 use luoshu_tensor::Tensor;
