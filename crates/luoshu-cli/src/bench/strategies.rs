@@ -1,7 +1,7 @@
 //! `luoshu bench train --strategies single,dp2,tp2`: tokens/s of the same training step under
 //! parallel strategies (ranks as threads of this process), against the single-device step.
 
-use super::train::median;
+use super::train::{median, SEED};
 use luoshu_backend::cpu::CpuBackend;
 use luoshu_comm::threads;
 use luoshu_dist::{Mesh, Strategy};
@@ -60,7 +60,7 @@ pub fn measure(
     let results = threads::run(strategy.devices(), |comm| -> Result<f64, String> {
         let mesh = Mesh::new(strategy, comm).map_err(|e| e.to_string())?;
         let backend = Arc::new(CpuBackend::new());
-        let mut trainer = ParallelTrainer::new(model.clone(), train.clone(), backend, mesh, 0)
+        let mut trainer = ParallelTrainer::new(model.clone(), train.clone(), backend, mesh, SEED)
             .map_err(|e| e.to_string())?;
         let mut times = Vec::new();
         for step in 0..warmup + steps {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Seed of the random batch and of both systems' initialization.
-const SEED: u64 = 0;
+pub(super) const SEED: u64 = 0;
 /// Random stream of the benchmark's tokens.
 const TOKEN_STREAM: u64 = 0x6265_6e63_6874_6f6b;
 

@@ -45,7 +45,9 @@ impl ParallelTrainer {
         let rank = mesh.world.rank();
         for (name, triple) in &mine {
             if holder(name) == rank && rank != 0 {
-                let index = specs.iter().position(|s| &s.name == name).unwrap_or(0);
+                let index = specs.iter().position(|s| &s.name == name).ok_or_else(|| {
+                    Error::State(format!("`{name}` is not a parameter of the model"))
+                })?;
                 for (k, t) in triple.iter().enumerate() {
                     mesh.world.send(t, 0, (index * 3 + k) as u64)?;
                 }
