@@ -1,9 +1,10 @@
 //! `luoshu generate`: continue a prompt with the latest checkpoint of a training run,
 //! printing the text as it is decoded.
 
-use luoshu_model::checkpoint::{self, fingerprint, Checkpoint};
-use luoshu_model::data::TextTokenizer;
+use luoshu_data::fingerprint;
+use luoshu_data::TextTokenizer;
 use luoshu_model::generate::{generate, GenerateOptions};
+use luoshu_train::checkpoint::{self, Checkpoint};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

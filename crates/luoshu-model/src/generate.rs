@@ -2,7 +2,6 @@
 //! each new token runs the graph on that token alone, reading earlier keys and values from
 //! the cache instead of recomputing the prefix.
 
-use crate::data::TextTokenizer;
 use crate::llama::{
     cache_k_name, cache_v_name, BATCH, CTX, POSITION, POSITIONS, ROPE_COS, ROPE_SIN, SEQ, TOKENS,
 };
@@ -10,6 +9,7 @@ use crate::sampling::Sampler;
 use crate::{build_decode_graph, param_specs, rope_tables, Error, ModelConfig, ParamStore};
 use crate::{Precision, Result};
 use luoshu_backend::{Backend, Ops};
+use luoshu_data::TextTokenizer;
 use luoshu_graph::passes::{run_pipeline, DEFAULT_PIPELINE};
 use luoshu_graph::{evaluate, Bindings, Graph};
 use luoshu_tensor::{DType, Tensor};
@@ -226,7 +226,7 @@ pub fn generate(
     mut on_text: impl FnMut(&str),
 ) -> Result<String> {
     if tokenizer.vocab_size() > cfg.vocab_size {
-        return Err(Error::Tokenizer(format!(
+        return Err(Error::Generate(format!(
             "the tokenizer has {} tokens but the model's vocabulary has {}: they do not belong \
              together",
             tokenizer.vocab_size(),

@@ -1,18 +1,15 @@
-//! Models, optimizers and the data pipeline of luoshu.
+//! The models of luoshu: configuration and presets, the LLaMA graph builder with a spec
+//! (name, shape, layer, role) for every parameter, the slice of the model one rank builds
+//! ([`ModelShard`]), seeded initialization, and generation.
 
-pub mod checkpoint;
 mod config;
-pub mod data;
 mod error;
 pub mod generate;
 mod init;
 pub mod llama;
-pub mod optim;
-pub mod parallel;
 mod params;
 pub mod sampling;
-mod schedule;
-mod trainer;
+mod shard;
 
 pub use config::{ModelConfig, Precision, PRESET_NAMES};
 pub use error::{Error, Result};
@@ -22,7 +19,5 @@ pub use llama::{
     build_stage_train_graph, build_train_graph, param_specs, DecodeGraph, ParamKind, ParamSpec,
     StageTrainGraph,
 };
-pub use optim::{clip_grad_norm, AdamW, AdamWConfig, AdamWState};
 pub use params::ParamStore;
-pub use schedule::LrSchedule;
-pub use trainer::{StepStats, TrainConfig, Trainer, TrainerState};
+pub use shard::{ModelShard, ShardedParam};

@@ -3,7 +3,7 @@
 //! graph (evaluation), the next-token graph (logits at a chosen position) and the
 //! KV-cache decode graph.
 
-use crate::parallel::{ModelShard, ShardedParam};
+use crate::shard::{ModelShard, ShardedParam};
 use crate::{Error, ModelConfig, Precision, Result};
 use luoshu_backend::ops::CompareOp;
 use luoshu_graph::{grad, CollectiveReduce, Dim, Graph, Value};
@@ -423,7 +423,7 @@ impl<'a> Model<'a> {
         let targets = g.reshape(targets, &[self.rows()])?;
         let loss_dtype = self.precision.loss_dtype();
         let total = if self.tp() == 1 {
-            let ignore = crate::data::IGNORE_INDEX;
+            let ignore = luoshu_data::IGNORE_INDEX;
             let (losses, _) = g.cross_entropy(logits, targets, ignore)?;
             let losses = g.cast(losses, loss_dtype)?;
             g.sum_all(losses)?
@@ -461,7 +461,7 @@ impl<'a> Model<'a> {
         let max = g.reshape(max, std::slice::from_ref(&rows))?;
         let lse = g.plus(log_sum, max)?;
         let losses = g.sub(lse, target)?;
-        let ignore = g.scalar(crate::data::IGNORE_INDEX as f64, DType::I64)?;
+        let ignore = g.scalar(luoshu_data::IGNORE_INDEX as f64, DType::I64)?;
         let ignored = g.compare(CompareOp::Eq, targets, ignore)?;
         let zero = g.scalar(0.0, self.precision.loss_dtype())?;
         let losses = g.select(ignored, zero, losses)?;

@@ -3,8 +3,8 @@
 
 use luoshu_backend::cpu::CpuBackend;
 use luoshu_backend::Backend;
+use luoshu_data::{train_tokenizer, Document};
 use luoshu_graph::{evaluate, Bindings};
-use luoshu_model::data::{train_tokenizer, Document};
 use luoshu_model::generate::{generate, generate_tokens, Decoder, GenerateOptions};
 use luoshu_model::llama::{BATCH, POSITION, ROPE_COS, ROPE_SIN, SEQ, TOKENS};
 use luoshu_model::sampling::Sampler;

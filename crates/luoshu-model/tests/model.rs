@@ -9,7 +9,7 @@ use luoshu_model::llama::{
 };
 use luoshu_model::{
     build_decode_graph, build_logits_graph, build_loss_graph, build_train_graph, init_params,
-    param_specs, rope_tables, LrSchedule, ModelConfig, Precision, PRESET_NAMES,
+    param_specs, rope_tables, ModelConfig, Precision, PRESET_NAMES,
 };
 use luoshu_tensor::{DType, Tensor};
 use std::collections::HashMap;
@@ -132,33 +132,6 @@ fn bad_configs_say_what_is_wrong() {
         ..base
     };
     assert!(build_train_graph(&bad, Precision::F32).is_err());
-}
-
-#[test]
-fn lr_schedule_warms_up_then_decays_to_the_floor() {
-    let s = LrSchedule {
-        peak_lr: 1e-3,
-        min_lr: 1e-4,
-        warmup_steps: 10,
-        total_steps: 110,
-    };
-    assert!((s.lr_at(0) - 1e-4).abs() < 1e-12);
-    assert!((s.lr_at(9) - 1e-3).abs() < 1e-12);
-    assert!((s.lr_at(10) - 1e-3).abs() < 1e-12);
-    assert!(
-        (s.lr_at(60) - 5.5e-4).abs() < 1e-12,
-        "halfway is the midpoint"
-    );
-    assert!((s.lr_at(110) - 1e-4).abs() < 1e-12);
-    assert!((s.lr_at(1000) - 1e-4).abs() < 1e-12);
-    let decay: Vec<f64> = (10..=110).map(|t| s.lr_at(t)).collect();
-    assert!(decay.windows(2).all(|w| w[1] <= w[0]));
-    assert!(LrSchedule {
-        min_lr: 1.0,
-        ..s.clone()
-    }
-    .validate()
-    .is_err());
 }
 
 /// Feeds of the micro config in f64: parameters scaled up from the seeded init so every

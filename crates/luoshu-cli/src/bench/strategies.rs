@@ -1,13 +1,14 @@
 //! `luoshu bench train --strategies single,dp2,tp2`: tokens/s of the same training step under
 //! parallel strategies (ranks as threads of this process), against the single-device step.
 
-use super::train::{median, SEED};
+use super::measurement::{median, SEED};
 use luoshu_backend::cpu::CpuBackend;
 use luoshu_comm::threads;
+use luoshu_data::{BucketBatch, GlobalBatch, MicroBatch};
 use luoshu_dist::{Mesh, Strategy};
-use luoshu_model::data::{BucketBatch, GlobalBatch, MicroBatch};
-use luoshu_model::parallel::ParallelTrainer;
-use luoshu_model::{ModelConfig, TrainConfig};
+use luoshu_model::ModelConfig;
+use luoshu_train::parallel::ParallelTrainer;
+use luoshu_train::TrainConfig;
 use std::sync::Arc;
 use std::time::Instant;
 

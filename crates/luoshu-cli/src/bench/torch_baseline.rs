@@ -1,8 +1,9 @@
 //! The PyTorch CPU eager baseline of `luoshu bench train`: runs `bench/train_torch.py` on
 //! the same model, tokens and thread count and parses its `key value` report.
 
-use super::train::TrainMeasurement;
-use luoshu_model::{ModelConfig, TrainConfig};
+use super::measurement::TrainMeasurement;
+use luoshu_model::ModelConfig;
+use luoshu_train::TrainConfig;
 use std::collections::HashMap;
 use std::io::Write;
 use std::process::{Command, Stdio};

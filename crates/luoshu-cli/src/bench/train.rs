@@ -2,36 +2,20 @@
 //! model preset, luoshu against PyTorch CPU eager on the identical model, batch and
 //! thread count, measured in the same run.
 
+use super::args::BenchArgs;
+use super::measurement::{median, TrainMeasurement, SEED};
+use super::strategies;
 use super::torch_baseline::{self, TrainWorkload};
-use super::{strategies, BenchArgs};
 use luoshu_backend::cpu::CpuBackend;
-use luoshu_model::data::{BucketBatch, GlobalBatch, MicroBatch};
-use luoshu_model::{LrSchedule, ModelConfig, Precision, TrainConfig, Trainer};
+use luoshu_data::{BucketBatch, GlobalBatch, MicroBatch};
+use luoshu_model::{ModelConfig, Precision};
 use luoshu_tensor::rng;
+use luoshu_train::{LrSchedule, TrainConfig, Trainer};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Seed of the random batch and of both systems' initialization.
-pub(super) const SEED: u64 = 0;
 /// Random stream of the benchmark's tokens.
 const TOKEN_STREAM: u64 = 0x6265_6e63_6874_6f6b;
-
-/// What one system measured.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TrainMeasurement {
-    pub system: String,
-    /// Median over the measured steps.
-    pub step_seconds: f64,
-    /// The fastest measured step (less sensitive to other load on the machine).
-    pub best_step_seconds: f64,
-    pub tokens_per_second: f64,
-    /// Peak resident set of the measuring process, if the OS reports it.
-    pub peak_rss_mib: Option<f64>,
-    /// Its peak before the model was built (the runtime and libraries alone).
-    pub startup_rss_mib: Option<f64>,
-    pub first_loss: f64,
-    pub last_loss: f64,
-}
 
 /// `batch` rows of `seq + 1` random token ids below `vocab`, row-major.
 fn random_tokens(batch: usize, seq: usize, vocab: usize) -> Vec<i64> {
@@ -86,16 +70,6 @@ fn peak_rss_mib() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
-}
-
-pub(super) fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
 }
 
 fn measure_luoshu(work: &TrainWorkload, batch: &GlobalBatch) -> Result<TrainMeasurement, String> {
@@ -290,12 +264,6 @@ mod tests {
             assert_eq!(&micro.inputs[r * 5..][..5], &row[..5]);
             assert_eq!(&micro.targets[r * 5..][..5], &row[1..]);
         }
-    }
-
-    #[test]
-    fn median_of_odd_and_even_counts() {
-        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The run configuration (`config.toml`): every field has a default, unknown keys are
 //! rejected with the nearest valid name, impossible values with what to change.
 
-use luoshu_model::{LrSchedule, ModelConfig, TrainConfig};
+use luoshu_model::ModelConfig;
+use luoshu_train::{LrSchedule, TrainConfig};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The model: a preset name, or a table of [`ModelConfig`] fields (missing ones taken from
@@ -247,8 +248,8 @@ impl RunConfig {
         Ok(model)
     }
 
-    pub fn loader_config(&self) -> luoshu_model::data::LoaderConfig {
-        luoshu_model::data::LoaderConfig {
+    pub fn loader_config(&self) -> luoshu_data::LoaderConfig {
+        luoshu_data::LoaderConfig {
             max_len: self.data.max_len,
             bucket_edges: self.data.bucket_edges.clone(),
             tokens_per_micro_batch: self.data.tokens_per_micro_batch,
@@ -257,13 +258,13 @@ impl RunConfig {
         }
     }
 
-    pub fn corpus_spec(&self) -> luoshu_model::data::CorpusSpec {
-        luoshu_model::data::CorpusSpec {
+    pub fn corpus_spec(&self) -> luoshu_data::CorpusSpec {
+        luoshu_data::CorpusSpec {
             data: self.data.path.clone(),
             max_bytes: self.data.max_bytes,
             val_fraction: self.data.val_fraction,
             seed: self.seed,
-            ..luoshu_model::data::CorpusSpec::default()
+            ..luoshu_data::CorpusSpec::default()
         }
     }
 }

@@ -3,8 +3,8 @@
 //! `$XDG_CACHE_HOME/luoshu`, else `~/.cache/luoshu`).
 
 use super::config::RunConfig;
-use luoshu_model::checkpoint::fingerprint;
-use luoshu_model::data::{
+use luoshu_data::fingerprint;
+use luoshu_data::{
     corpus_key, discover_corpus, load_corpus_files, tokenizer_key, tokens_key, train_tokenizer,
     Corpus, CorpusFiles, CorpusSpec, DataCache, Document, LengthBucketLoader, Lookup,
     TextTokenizer, TokenizedCorpus, CACHE_DIR_ENV,
@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 /// The training loader, the validation batches and the tokenizer's fingerprint.
 pub struct RunData {
     pub train: LengthBucketLoader,
-    pub val: Vec<luoshu_model::data::GlobalBatch>,
+    pub val: Vec<luoshu_data::GlobalBatch>,
     pub tokenizer_hash: String,
 }
 
@@ -75,7 +75,7 @@ struct Entry<'a, T> {
     key: String,
     path: PathBuf,
     load: fn(&DataCache, &str) -> Lookup<T>,
-    store: fn(&DataCache, &str, &T) -> luoshu_model::Result<PathBuf>,
+    store: fn(&DataCache, &str, &T) -> luoshu_data::Result<PathBuf>,
 }
 
 /// The cached value of `target`'s entry (no cache: `None`), or `build()` stored into the cache. A damaged entry or a
@@ -228,7 +228,7 @@ pub fn prepare(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use luoshu_model::data::CorpusStats;
+    use luoshu_data::CorpusStats;
 
     fn tokens() -> TokenizedCorpus {
         TokenizedCorpus {

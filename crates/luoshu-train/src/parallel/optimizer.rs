@@ -3,11 +3,12 @@
 //! parameters with the moments of that piece only, followed by an all-gather of the updated
 //! pieces.
 
-use crate::{AdamW, AdamWConfig, AdamWState, ParamStore, Result};
+use crate::{AdamW, AdamWConfig, AdamWState, Result};
 use luoshu_backend::ops::AdamW as AdamWStep;
 use luoshu_backend::Ops;
 use luoshu_comm::{Communicator, ReduceOp};
 use luoshu_dist::shard_range;
+use luoshu_model::ParamStore;
 use luoshu_tensor::{DType, Tensor};
 use std::ops::Range;
 

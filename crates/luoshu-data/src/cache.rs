@@ -8,7 +8,7 @@
 
 use super::framed::{read_framed, write_framed, Lookup, FORMAT_VERSION};
 use super::{CorpusFiles, CorpusSpec, TextTokenizer, TokenizedCorpus};
-use crate::checkpoint::fingerprint;
+use crate::fingerprint;
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;

@@ -7,9 +7,9 @@ use luoshu_backend::cpu::CpuBackend;
 use luoshu_backend::Backend;
 use luoshu_comm::threads;
 use luoshu_dist::Strategy;
-use luoshu_model::parallel::conformance::{compare_losses, compare_params, compare_runs};
-use luoshu_model::parallel::conformance::{distributed_rank, single_device};
-use luoshu_model::TrainerState;
+use luoshu_train::parallel::conformance::{compare_losses, compare_params, compare_runs};
+use luoshu_train::parallel::conformance::{distributed_rank, single_device};
+use luoshu_train::TrainerState;
 use std::sync::Arc;
 
 const STEPS: usize = 5;

@@ -4,6 +4,8 @@
 
 mod cache;
 mod corpus;
+mod error;
+mod fingerprint;
 mod framed;
 mod loader;
 mod tokenized;
@@ -16,6 +18,8 @@ pub use corpus::{
     discover_corpus, load_corpus, load_corpus_files, Corpus, CorpusFiles, CorpusSpec, CorpusStats,
     Document,
 };
+pub use error::{Error, Result};
+pub use fingerprint::fingerprint;
 pub use framed::Lookup;
 pub use loader::{
     BucketBatch, GlobalBatch, LengthBucketLoader, LoaderConfig, LoaderPosition, MicroBatch,

@@ -2,8 +2,9 @@
 //! [`TrainerState`]), so a run can resume under any strategy.
 
 use super::trainer::{fresh_copy, local_piece, ParallelTrainer};
-use crate::{param_specs, AdamWState, Error, ParamStore, Result, TrainerState};
+use crate::{AdamWState, Error, Result, TrainerState};
 use luoshu_backend::Ops;
+use luoshu_model::{param_specs, ParamStore};
 use luoshu_tensor::Tensor;
 
 impl ParallelTrainer {

@@ -1,10 +1,11 @@
 //! A micro-batch as a rank feeds it: padded so tensor parallelism can split its rows, with
 //! the bindings of the symbolic dims.
 
-use crate::data::{MicroBatch, IGNORE_INDEX};
-use crate::llama::{BATCH, LOSS_SCALE, ROPE_COS, ROPE_SIN, SEQ, SEQ_CHUNK, TARGETS, TOKENS};
-use crate::{Error, ParamStore, Result};
+use crate::{Error, Result};
+use luoshu_data::{MicroBatch, IGNORE_INDEX};
 use luoshu_graph::Bindings;
+use luoshu_model::llama::{BATCH, LOSS_SCALE, ROPE_COS, ROPE_SIN, SEQ, SEQ_CHUNK, TARGETS, TOKENS};
+use luoshu_model::ParamStore;
 use luoshu_tensor::Tensor;
 use std::collections::HashMap;
 

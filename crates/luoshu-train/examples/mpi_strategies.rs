@@ -8,7 +8,7 @@ use luoshu_backend::cpu::CpuBackend;
 use luoshu_backend::Backend;
 use luoshu_comm::mpi::{finalize, MpiComm};
 use luoshu_comm::DEFAULT_TIMEOUT;
-use luoshu_model::parallel::conformance::{compare_runs, distributed_rank, single_device};
+use luoshu_train::parallel::conformance::{compare_runs, distributed_rank, single_device};
 use std::process::ExitCode;
 use std::sync::Arc;
 

@@ -1,8 +1,9 @@
 //! AdamW with global-norm gradient clipping, on the backend's fused kernels.
 
-use crate::{Error, ParamStore, Result};
+use crate::{Error, Result};
 use luoshu_backend::ops::{AdamW as AdamWStep, BinaryOp};
 use luoshu_backend::Ops;
+use luoshu_model::ParamStore;
 use luoshu_tensor::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 

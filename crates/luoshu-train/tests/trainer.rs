@@ -3,9 +3,10 @@
 
 use luoshu_backend::cpu::CpuBackend;
 use luoshu_backend::Backend;
-use luoshu_model::data::{BucketBatch, GlobalBatch, MicroBatch, IGNORE_INDEX};
-use luoshu_model::{LrSchedule, ModelConfig, Precision, TrainConfig, Trainer};
+use luoshu_data::{BucketBatch, GlobalBatch, MicroBatch, IGNORE_INDEX};
+use luoshu_model::{ModelConfig, Precision};
 use luoshu_tensor::DType;
+use luoshu_train::{LrSchedule, TrainConfig, Trainer};
 use std::sync::Arc;
 
 fn small_config() -> ModelConfig {

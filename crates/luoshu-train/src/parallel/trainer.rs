@@ -5,19 +5,20 @@
 
 use super::micro::{bindings, micro_feeds, pad_for_tp};
 use super::optimizer::{FlatLayout, ShardedOptimizer};
-use super::{ModelShard, ShardedParam};
-use crate::data::{GlobalBatch, MicroBatch};
-use crate::llama::{
-    build_stage_forward_graph, build_stage_train_graph, HIDDEN_GRAD, HIDDEN_IN, TP_GROUP,
-};
 use crate::trainer::{loss_scale, StepStats};
-use crate::{init_params, rope_tables, Error, ModelConfig, ParamStore, Result, TrainConfig};
+use crate::{Error, Result, TrainConfig};
 use luoshu_backend::ops::BinaryOp;
 use luoshu_backend::{Backend, Ops};
 use luoshu_comm::{Communicator, ReduceOp};
+use luoshu_data::{GlobalBatch, MicroBatch};
 use luoshu_dist::{balance_stages, one_f_one_b, CommCollectives, Mesh, PipelineAction};
 use luoshu_graph::passes::{run_pipeline, DEFAULT_PIPELINE};
 use luoshu_graph::{compile, CompileOptions, Graph, Plan};
+use luoshu_model::llama::{
+    build_stage_forward_graph, build_stage_train_graph, HIDDEN_GRAD, HIDDEN_IN, TP_GROUP,
+};
+use luoshu_model::{init_params, rope_tables, ModelConfig, ParamStore};
+use luoshu_model::{ModelShard, ShardedParam};
 use luoshu_tensor::{DType, Tensor};
 use std::collections::HashMap;
 use std::ops::Range;

@@ -7,8 +7,9 @@
 //! directory is renamed into place before `latest` is replaced (write temp + rename), so a
 //! crash at any point leaves the previous checkpoint intact and pointed to.
 
-use crate::data::LoaderPosition;
-use crate::{param_specs, Error, ModelConfig, ParamStore, Result, TrainerState};
+use crate::{Error, Result, TrainerState};
+use luoshu_data::{fingerprint, LoaderPosition};
+use luoshu_model::{param_specs, ModelConfig, ParamStore};
 use luoshu_tensor::{DType, Tensor};
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
@@ -58,15 +59,6 @@ struct StateFile {
     model_hash: String,
     optimizer_hash: String,
     model: ModelConfig,
-}
-
-/// A 64-bit FNV-1a fingerprint of `bytes`, as 16 hex digits (detects corrupt files and a
-/// changed tokenizer; not a cryptographic hash).
-pub fn fingerprint(bytes: &[u8]) -> String {
-    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-    });
-    format!("{hash:016x}")
 }
 
 /// An I/O-style error about `path` carrying `message` (corrupt or unexpected contents).

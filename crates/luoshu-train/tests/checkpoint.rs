@@ -2,9 +2,10 @@
 //! checkpoint survives, only the newest k are kept, and mismatches are refused.
 
 use luoshu_backend::cpu::CpuBackend;
-use luoshu_model::checkpoint::{self, CheckpointMeta};
-use luoshu_model::data::{LengthBucketLoader, LoaderConfig, LoaderPosition};
-use luoshu_model::{ModelConfig, ParamStore, TrainConfig, Trainer, TrainerState};
+use luoshu_data::{LengthBucketLoader, LoaderConfig, LoaderPosition};
+use luoshu_model::{ModelConfig, ParamStore};
+use luoshu_train::checkpoint::{self, CheckpointMeta};
+use luoshu_train::{TrainConfig, Trainer, TrainerState};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

@@ -5,7 +5,7 @@
 //! Layout: `MAGIC (8) | version u32 | key length u32 | key | payload length u64 | payload |
 //! checksum (16 hex digits of the FNV-1a fingerprint of everything before it)`, little-endian.
 
-use crate::checkpoint::fingerprint;
+use crate::fingerprint;
 use crate::{Error, Result};
 use std::io::Write;
 use std::path::Path;

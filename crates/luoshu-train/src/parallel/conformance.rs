@@ -4,14 +4,12 @@
 //! example under `mpirun`.
 
 use super::ParallelTrainer;
-use crate::data::{BucketBatch, GlobalBatch, MicroBatch, IGNORE_INDEX};
-use crate::{
-    AdamWConfig, Error, LrSchedule, ModelConfig, ParamStore, Result, TrainConfig, Trainer,
-    TrainerState,
-};
+use crate::{AdamWConfig, Error, LrSchedule, Result, TrainConfig, Trainer, TrainerState};
 use luoshu_backend::Backend;
 use luoshu_comm::Communicator;
+use luoshu_data::{BucketBatch, GlobalBatch, MicroBatch, IGNORE_INDEX};
 use luoshu_dist::{Mesh, Strategy};
+use luoshu_model::{ModelConfig, ParamStore};
 use std::sync::Arc;
 
 /// Initialization seed of every run of the check.

@@ -7,9 +7,10 @@ use luoshu_comm::threads;
 use luoshu_dist::CommCollectives;
 use luoshu_graph::{evaluate, evaluate_with, Collectives};
 use luoshu_model::llama::{LOSS_SCALE, ROPE_COS, ROPE_SIN, TARGETS, TOKENS, TP_GROUP};
-use luoshu_model::parallel::{bindings, ModelShard};
+use luoshu_model::ModelShard;
 use luoshu_model::{build_stage_train_graph, init_params, rope_tables, ModelConfig, Precision};
 use luoshu_tensor::Tensor;
+use luoshu_train::parallel::bindings;
 use std::collections::HashMap;
 use std::sync::Arc;
 

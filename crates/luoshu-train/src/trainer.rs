@@ -1,17 +1,16 @@
 //! Single-device training: compiled plans per micro-batch shape, gradient accumulation over
 //! the buckets of a global batch, clipping, and one AdamW update per step.
 
-use crate::data::{GlobalBatch, MicroBatch};
-use crate::llama::{build_loss_graph, build_train_graph, BATCH, SEQ};
 use crate::optim::{clip_grad_norm, AdamW, AdamWConfig, AdamWState};
 use crate::parallel::micro_feeds;
-use crate::{
-    init_params, rope_tables, Error, LrSchedule, ModelConfig, ParamStore, Precision, Result,
-};
+use crate::{Error, LrSchedule, Result};
 use luoshu_backend::ops::BinaryOp;
 use luoshu_backend::{Backend, Ops};
+use luoshu_data::{GlobalBatch, MicroBatch};
 use luoshu_graph::passes::{run_pipeline, DEFAULT_PIPELINE};
 use luoshu_graph::{compile, Bindings, CompileOptions, Graph, Plan};
+use luoshu_model::llama::{build_loss_graph, build_train_graph, BATCH, SEQ};
+use luoshu_model::{init_params, rope_tables, ModelConfig, ParamStore, Precision};
 use luoshu_tensor::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

@@ -1,0 +1,15 @@
+//! Training in luoshu: the single-device trainer (the reference every strategy is compared
+//! with), the parallel runtime that runs one strategy over many ranks, AdamW and its ZeRO-1
+//! sharding, the learning-rate schedule, canonical checkpoints and the equivalence harness.
+
+pub mod checkpoint;
+mod error;
+pub mod optim;
+pub mod parallel;
+mod schedule;
+mod trainer;
+
+pub use error::{Error, Result};
+pub use optim::{clip_grad_norm, AdamW, AdamWConfig, AdamWState};
+pub use schedule::LrSchedule;
+pub use trainer::{StepStats, TrainConfig, Trainer, TrainerState};

@@ -1,0 +1,13 @@
+//! Training one model over many ranks: the per-rank trainer that runs a strategy (each
+//! rank builds the [`luoshu_model::ModelShard`] its mesh coordinates give it), ZeRO-1
+//! sharding of the optimizer, and the equivalence harness.
+
+pub mod conformance;
+mod micro;
+mod optimizer;
+mod state;
+mod trainer;
+
+pub(crate) use micro::micro_feeds;
+pub use micro::{bindings, pad_for_tp};
+pub use trainer::ParallelTrainer;
