@@ -1,6 +1,6 @@
 //! Deterministic parameter initialization and rotary-embedding tables.
 
-use crate::llama::{param_specs, ParamKind};
+use crate::llama::param_specs;
 use crate::{ModelConfig, ParamStore, Result};
 use luoshu_tensor::{rng, Tensor};
 
@@ -24,10 +24,12 @@ pub fn init_params(cfg: &ModelConfig, seed: u64) -> Result<ParamStore> {
     let mut store = ParamStore::new();
     for spec in param_specs(cfg) {
         let numel: usize = spec.shape.iter().product();
-        let std = match spec.kind {
-            ParamKind::Norm => None,
-            ParamKind::Embedding | ParamKind::Linear => Some(INIT_STD),
-            ParamKind::OutputProjection => Some(INIT_STD * depth_scale),
+        let std = if spec.role.is_norm() {
+            None
+        } else if spec.role.writes_residual() {
+            Some(INIT_STD * depth_scale)
+        } else {
+            Some(INIT_STD)
         };
         let stream = stream_of(&spec.name);
         let values: Vec<f32> = match std {

@@ -16,7 +16,7 @@ pub use error::{Error, Result};
 pub use init::{init_params, rope_tables, INIT_STD};
 pub use llama::{
     build_decode_graph, build_logits_graph, build_loss_graph, build_stage_forward_graph,
-    build_stage_train_graph, build_train_graph, param_specs, DecodeGraph, ParamKind, ParamSpec,
+    build_stage_train_graph, build_train_graph, param_specs, DecodeGraph, ParamRole, ParamSpec,
     StageTrainGraph,
 };
 pub use params::ParamStore;

@@ -3,7 +3,7 @@
 //! slice of it (Megatron column/row-parallel projections, vocabulary-parallel embedding and
 //! head, replicated norms).
 
-use crate::llama::{param_specs, ParamSpec};
+use crate::llama::{param_specs, ParamRole, ParamSpec};
 use crate::{Error, ModelConfig, Result};
 use std::ops::Range;
 
@@ -79,15 +79,16 @@ impl ModelShard {
         self.stage + 1 == self.stages
     }
 
-    /// Whether this shard holds parameter `name` (of the full model).
-    pub fn holds(&self, cfg: &ModelConfig, name: &str) -> bool {
-        if let Some(rest) = name.strip_prefix("layers.") {
-            let layer = rest.split('.').next().and_then(|l| l.parse::<usize>().ok());
-            return layer.is_some_and(|l| self.layers.contains(&l));
-        }
-        match name {
-            "embed" => self.is_first_stage() || (cfg.tie_embeddings && self.is_last_stage()),
-            _ => self.is_last_stage(),
+    /// Whether this shard holds the parameter `spec`: a layer's parameters live on the
+    /// stage of that layer, the embedding on the first stage (and on the last as well when
+    /// it is tied, since it is the head there), the final norm and the head on the last.
+    pub fn holds(&self, cfg: &ModelConfig, spec: &ParamSpec) -> bool {
+        match (spec.layer, spec.role) {
+            (Some(layer), _) => self.layers.contains(&layer),
+            (None, ParamRole::Embedding) => {
+                self.is_first_stage() || (cfg.tie_embeddings && self.is_last_stage())
+            }
+            (None, _) => self.is_last_stage(),
         }
     }
 
@@ -96,9 +97,9 @@ impl ModelShard {
     pub fn params(&self, cfg: &ModelConfig) -> Vec<ShardedParam> {
         param_specs(cfg)
             .into_iter()
-            .filter(|s| self.holds(cfg, &s.name))
+            .filter(|s| self.holds(cfg, s))
             .map(|full| {
-                let split = (self.tp > 1).then(|| tp_split_dim(&full.name)).flatten();
+                let split = (self.tp > 1).then(|| full.role.tp_split_dim()).flatten();
                 let mut local = full.clone();
                 if let Some(dim) = split {
                     local.shape[dim] /= self.tp;
@@ -123,16 +124,4 @@ pub struct ShardedParam {
     /// The dim cut into `tp` equal pieces, or `None` when every tensor-parallel rank holds
     /// the whole parameter.
     pub split: Option<usize>,
-}
-
-/// Megatron's layout: q/k/v, gate and up are column-parallel (output features split), `wo`
-/// and `w_down` row-parallel (input features split), the embedding and the untied head
-/// vocabulary-parallel; norms are replicated.
-fn tp_split_dim(name: &str) -> Option<usize> {
-    let leaf = name.rsplit('.').next().unwrap_or(name);
-    match leaf {
-        "wq" | "wk" | "wv" | "w_gate" | "w_up" | "lm_head" => Some(1),
-        "wo" | "w_down" | "embed" => Some(0),
-        _ => None,
-    }
 }

@@ -9,7 +9,7 @@ use luoshu_model::llama::{
 };
 use luoshu_model::{
     build_decode_graph, build_logits_graph, build_loss_graph, build_train_graph, init_params,
-    param_specs, rope_tables, ModelConfig, Precision, PRESET_NAMES,
+    param_specs, rope_tables, ModelConfig, ParamRole, Precision, PRESET_NAMES,
 };
 use luoshu_tensor::{DType, Tensor};
 use std::collections::HashMap;
@@ -73,7 +73,9 @@ fn presets_validate_and_counts_agree_with_the_parameter_list() {
         // attention term, linear in the sequence length.
         let matmul: usize = param_specs(&cfg)
             .iter()
-            .filter(|s| s.shape.len() == 2 && (s.name != "embed" || cfg.tie_embeddings))
+            .filter(|s| {
+                s.shape.len() == 2 && (s.role != ParamRole::Embedding || cfg.tie_embeddings)
+            })
             .map(|s| s.shape.iter().product::<usize>())
             .sum();
         assert_eq!(cfg.flops_per_token_at(0), 6.0 * matmul as f64, "{name}");

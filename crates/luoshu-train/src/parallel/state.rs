@@ -4,7 +4,7 @@
 use super::trainer::{fresh_copy, local_piece, ParallelTrainer};
 use crate::{AdamWState, Error, Result, TrainerState};
 use luoshu_backend::Ops;
-use luoshu_model::{param_specs, ParamStore};
+use luoshu_model::{param_specs, ParamSpec, ParamStore};
 use luoshu_tensor::Tensor;
 
 impl ParallelTrainer {
@@ -39,15 +39,15 @@ impl ParallelTrainer {
                 whole(&adam.m)?,
                 whole(&adam.v)?,
             ];
-            mine.push((p.full.name.clone(), triple));
+            mine.push((p.full.clone(), triple));
         }
         let specs = param_specs(self.model_config());
-        let holder = |name: &str| mesh.rank_of(0, self.owner_stage(name), 0);
+        let holder = |spec: &ParamSpec| mesh.rank_of(0, self.owner_stage(spec), 0);
         let rank = mesh.world.rank();
-        for (name, triple) in &mine {
-            if holder(name) == rank && rank != 0 {
-                let index = specs.iter().position(|s| &s.name == name).ok_or_else(|| {
-                    Error::State(format!("`{name}` is not a parameter of the model"))
+        for (spec, triple) in &mine {
+            if holder(spec) == rank && rank != 0 {
+                let index = specs.iter().position(|s| s == spec).ok_or_else(|| {
+                    Error::State(format!("`{}` is not a parameter of the model", spec.name))
                 })?;
                 for (k, t) in triple.iter().enumerate() {
                     mesh.world.send(t, 0, (index * 3 + k) as u64)?;
@@ -59,9 +59,9 @@ impl ParallelTrainer {
         }
         let (mut params, mut m, mut v) = (ParamStore::new(), ParamStore::new(), ParamStore::new());
         for (index, spec) in specs.iter().enumerate() {
-            let from = holder(&spec.name);
+            let from = holder(spec);
             let triple = if from == 0 {
-                let (_, t) = mine.iter().find(|(n, _)| n == &spec.name).ok_or_else(|| {
+                let (_, t) = mine.iter().find(|(s, _)| s == spec).ok_or_else(|| {
                     Error::State(format!("rank 0 should hold parameter `{}`", spec.name))
                 })?;
                 t.clone()

@@ -18,7 +18,7 @@ use luoshu_model::llama::{
     build_stage_forward_graph, build_stage_train_graph, HIDDEN_GRAD, HIDDEN_IN, TP_GROUP,
 };
 use luoshu_model::{init_params, rope_tables, ModelConfig, ParamStore};
-use luoshu_model::{ModelShard, ShardedParam};
+use luoshu_model::{ModelShard, ParamRole, ParamSpec, ShardedParam};
 use luoshu_tensor::{DType, Tensor};
 use std::collections::HashMap;
 use std::ops::Range;
@@ -196,20 +196,17 @@ impl ParallelTrainer {
         &mut self.optimizer
     }
 
-    /// The pipeline stage that owns parameter `name` in checkpoints (the first stage for
-    /// the tied embedding, which the last stage also holds).
-    pub(super) fn owner_stage(&self, name: &str) -> usize {
-        let layer = name
-            .strip_prefix("layers.")
-            .and_then(|rest| rest.split('.').next())
-            .and_then(|l| l.parse::<usize>().ok());
-        match (layer, name) {
-            (Some(l), _) => self
+    /// The pipeline stage that owns parameter `spec` in checkpoints: the stage of its
+    /// layer; the first stage for the embedding (the last stage also holds it when tied);
+    /// the last stage for the final norm and the head.
+    pub(super) fn owner_stage(&self, spec: &ParamSpec) -> usize {
+        match (spec.layer, spec.role) {
+            (Some(layer), _) => self
                 .stage_layers
                 .iter()
-                .position(|r| r.contains(&l))
+                .position(|r| r.contains(&layer))
                 .unwrap_or(0),
-            (None, "embed") => 0,
+            (None, ParamRole::Embedding) => 0,
             (None, _) => self.stage_layers.len() - 1,
         }
     }
@@ -371,7 +368,7 @@ impl ParallelTrainer {
     fn sync_replicated_grads(&self, grads: &Tensor) -> Result<()> {
         let ops = Ops::new(self.backend.as_ref());
         for (i, p) in self.params.iter().enumerate() {
-            let group = if p.full.name == "embed" && self.tied_embedding.is_some() {
+            let group = if p.full.role == ParamRole::Embedding && self.tied_embedding.is_some() {
                 self.tied_embedding.as_ref()
             } else if p.split.is_none() && self.mesh.strategy.tp > 1 {
                 Some(&self.mesh.tp)
@@ -397,7 +394,7 @@ impl ParallelTrainer {
         let mut squares = 0.0;
         for (i, p) in self.params.iter().enumerate() {
             let replica_of_tp = p.split.is_none() && self.mesh.tp_rank != 0;
-            let tied_copy = p.full.name == "embed" && !self.shard.is_first_stage();
+            let tied_copy = p.full.role == ParamRole::Embedding && !self.shard.is_first_stage();
             let segment = &self.layout.offsets[i];
             let (start, end) = (segment.start.max(range.start), segment.end.min(range.end));
             if !counts_dp || replica_of_tp || tied_copy || start >= end {
