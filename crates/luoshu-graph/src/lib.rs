@@ -14,10 +14,14 @@ pub mod memory;
 mod op;
 pub mod passes;
 pub mod schedule;
+mod tensor_type;
+mod value;
 
 pub use autodiff::grad;
 pub use dim::{eval_shape, fixed_shape, numel, Bindings, Dim};
 pub use error::{Error, Result};
 pub use exec::{compile, evaluate, evaluate_with, Collectives, CompileOptions, Plan};
-pub use graph::{Graph, Node, NodeId, TensorType, Value};
+pub use graph::{Graph, Node};
 pub use op::{CollectiveReduce, ConstData, Distribution, Float, Op};
+pub use tensor_type::TensorType;
+pub use value::{NodeId, Value};

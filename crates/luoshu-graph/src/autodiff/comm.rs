@@ -4,7 +4,7 @@
 //! only ever feeds shift-invariant expressions (log-sum-exp stabilisation), so it stops the
 //! gradient.
 
-use super::{Grads, Step};
+use super::step::{Grads, Step};
 use crate::{Graph, Op, Result};
 
 pub(super) fn backward(g: &mut Graph, s: &Step) -> Result<Grads> {
@@ -16,7 +16,7 @@ pub(super) fn backward(g: &mut Graph, s: &Step) -> Result<Grads> {
             },
             Op::AllGather { group, parts, dim } => Some(g.reduce_scatter(dy, group, *parts, *dim)?),
             Op::ReduceScatter { group, parts, dim } => Some(g.all_gather(dy, group, *parts, *dim)?),
-            _ => None,
+            _ => return Err(s.not_in_family("collective")),
         })
     })
 }

@@ -1,7 +1,7 @@
 //! Gradients of elementwise ops. Inputs may have been broadcast, so each input's gradient is
 //! summed back to its own shape.
 
-use super::{Grads, Step};
+use super::step::{Grads, Step};
 use crate::{Graph, Op, Result, Value};
 use luoshu_backend::ops::{BinaryOp, CompareOp, UnaryOp};
 
@@ -31,7 +31,9 @@ pub(super) fn backward(g: &mut Graph, s: &Step) -> Result<Grads> {
             let dtype = g.dtype_of(s.x(0));
             g.cast(dy, dtype).map(Some)
         }),
-        _ => Ok(vec![None; s.node.inputs.len()]),
+        // Comparisons are piecewise constant: no gradient.
+        Op::Compare(_) => Ok(vec![None; s.node.inputs.len()]),
+        _ => Err(s.not_in_family("elementwise")),
     }
 }
 

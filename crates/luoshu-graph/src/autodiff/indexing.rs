@@ -2,7 +2,7 @@
 //! scatters pass it through to the destination and pick it out for the source; concat
 //! slices it apart. Indices get none.
 
-use super::{Grads, Step};
+use super::step::{Grads, Step};
 use crate::{Error, Graph, Op, Result};
 
 pub(super) fn backward(g: &mut Graph, s: &Step) -> Result<Grads> {
@@ -28,7 +28,15 @@ pub(super) fn backward(g: &mut Graph, s: &Step) -> Result<Grads> {
                 let end = start + fixed_size(g, s.x(i), *dim)?;
                 g.slice(dy, *dim, start, end, 1)?
             }
-            _ => return Ok(None),
+            // Indices get no gradient.
+            (
+                Op::IndexSelect { .. }
+                | Op::Gather { .. }
+                | Op::IndexAdd { .. }
+                | Op::ScatterAdd { .. },
+                1,
+            ) => return Ok(None),
+            _ => return Err(s.not_in_family("indexing")),
         };
         Ok(Some(d))
     })

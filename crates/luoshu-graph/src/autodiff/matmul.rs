@@ -1,7 +1,7 @@
 //! Gradient of batched matmul: `da = dy · bᵀ`, `db = aᵀ · dy`, each summed over the batch
 //! dims its operand was broadcast along.
 
-use super::{Grads, Step};
+use super::step::{Grads, Step};
 use crate::{Graph, Result};
 
 pub(super) fn backward(g: &mut Graph, s: &Step) -> Result<Grads> {

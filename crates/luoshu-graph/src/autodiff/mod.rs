@@ -11,47 +11,11 @@ mod matmul;
 mod nn;
 mod reduce;
 mod shape_ops;
+mod step;
 
 use crate::{Error, Graph, Node, NodeId, Op, Result, Value};
 use std::collections::HashMap;
-
-/// The gradient of each input of a node (`None`: not wanted, or not differentiable).
-type Grads = Vec<Option<Value>>;
-
-/// What a gradient rule sees of the node it differentiates.
-struct Step<'a> {
-    id: NodeId,
-    node: &'a Node,
-    /// Gradient of output 0. Every op's further outputs are saved statistics (lse, rstd,
-    /// mean) that carry none.
-    dy: Value,
-    /// Whether each input's gradient is wanted (it depends on a `wrt` and is a float).
-    needs: Vec<bool>,
-}
-
-impl Step<'_> {
-    fn x(&self, i: usize) -> Value {
-        self.node.inputs[i]
-    }
-
-    fn y(&self, output: u32) -> Value {
-        Value::new(self.id, output)
-    }
-
-    /// Run `rule(graph, input, dy)` for each wanted input.
-    fn each(
-        &self,
-        g: &mut Graph,
-        mut rule: impl FnMut(&mut Graph, usize, Value) -> Result<Option<Value>>,
-    ) -> Result<Grads> {
-        (0..self.needs.len())
-            .map(|i| match self.needs[i] {
-                true => rule(g, i, self.dy),
-                false => Ok(None),
-            })
-            .collect()
-    }
-}
+use step::{Grads, Step};
 
 /// Append to a copy of `graph` the gradients of `loss` with respect to each of `wrt`.
 ///

@@ -3,7 +3,7 @@
 //! Backward ops with several outputs are added once per wanted input; hash-consing makes
 //! them one node.
 
-use super::{Grads, Step};
+use super::step::{Grads, Step};
 use crate::{Graph, Op, Result, Value};
 
 pub(super) fn backward(g: &mut Graph, s: &Step) -> Result<Grads> {
@@ -49,7 +49,9 @@ pub(super) fn backward(g: &mut Graph, s: &Step) -> Result<Grads> {
                 };
                 output_i(g, backward, &[x(0), x(1), x(2), y(0), y(1), dy])?
             }
-            _ => return Ok(None),
+            // Targets and rotation tables get no gradient.
+            (Op::CrossEntropy { .. } | Op::Rope { .. }, _) => return Ok(None),
+            _ => return Err(s.not_in_family("nn")),
         };
         Ok(Some(d))
     })

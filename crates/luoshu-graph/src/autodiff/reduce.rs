@@ -1,14 +1,16 @@
 //! Gradients of reductions: the output gradient is broadcast back over the reduced axes.
 
-use super::{Grads, Step};
+use super::step::{Grads, Step};
 use crate::{numel, Dim, Graph, Op, Result, Value};
 use luoshu_backend::ops::{CompareOp, ReduceOp};
 use luoshu_tensor::DType;
 
 pub(super) fn backward(g: &mut Graph, s: &Step) -> Result<Grads> {
-    let Op::Reduce { op, axes, .. } = &s.node.op else {
-        // Argmax: an integer output has no gradient.
-        return Ok(vec![None; s.node.inputs.len()]);
+    let (op, axes) = match &s.node.op {
+        Op::Reduce { op, axes, .. } => (op, axes),
+        // An integer output has no gradient.
+        Op::Argmax { .. } => return Ok(vec![None; s.node.inputs.len()]),
+        _ => return Err(s.not_in_family("reduction")),
     };
     s.each(g, |g, _, dy| {
         let x = s.x(0);

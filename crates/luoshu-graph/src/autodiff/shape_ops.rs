@@ -1,7 +1,7 @@
 //! Gradients of views are views: the inverse permutation, the reshape back, the sum over a
 //! broadcast, and a slice's gradient scattered into zeros at the sliced positions.
 
-use super::{Grads, Step};
+use super::step::{Grads, Step};
 use crate::{Graph, Op, Result};
 use luoshu_tensor::DType;
 
@@ -27,7 +27,8 @@ pub(super) fn backward(g: &mut Graph, s: &Step) -> Result<Grads> {
                 let zeros = g.zeros_like(x)?;
                 g.index_add(zeros, *dim, positions, dy)?
             }
-            _ => dy,
+            Op::Contiguous => dy,
+            _ => return Err(s.not_in_family("view or layout")),
         };
         Ok(Some(d))
     })

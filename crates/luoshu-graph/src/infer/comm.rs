@@ -1,7 +1,7 @@
 //! Collectives keep the dtype; all-gather multiplies a dim by the group size, reduce-scatter
 //! divides it (exactly, as monomials: `2·rows / 2 = rows`).
 
-use super::{one, require_dim, InferResult};
+use super::rule::{one, require_dim, InferResult};
 use crate::{Dim, Op, TensorType};
 
 pub(super) fn infer(op: &Op, x: &TensorType) -> InferResult {

@@ -1,4 +1,4 @@
-use super::{one, InferResult};
+use super::rule::{one, InferResult};
 use crate::{Dim, Op, TensorType};
 use luoshu_tensor::DType;
 

@@ -1,4 +1,5 @@
-use super::{elementwise::broadcast, one, InferResult};
+use super::elementwise::broadcast;
+use super::rule::{one, InferResult};
 use crate::TensorType;
 use luoshu_backend::ops::ElementwiseProgram;
 

@@ -1,4 +1,4 @@
-use super::{one, require_dim, InferResult};
+use super::rule::{one, require_dim, InferResult};
 use crate::{Dim, Op, TensorType};
 use luoshu_tensor::DType;
 

@@ -1,4 +1,5 @@
-use super::{elementwise::broadcast, one, require_float, InferResult};
+use super::elementwise::broadcast;
+use super::rule::{one, require_float, InferResult};
 use crate::TensorType;
 
 /// `[..., m, k] · [..., k, n] -> [broadcast(...), m, n]`.

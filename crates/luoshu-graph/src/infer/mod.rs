@@ -9,11 +9,11 @@ mod leaves;
 mod matmul;
 mod nn;
 mod reduce;
+mod rule;
 mod shape_ops;
 
 use crate::{Op, TensorType};
-
-pub(crate) type InferResult = std::result::Result<Vec<TensorType>, String>;
+use rule::InferResult;
 
 /// Output types of `op` applied to inputs of the given types.
 pub fn infer(op: &Op, inputs: &[&TensorType]) -> InferResult {
@@ -45,19 +45,36 @@ pub fn infer(op: &Op, inputs: &[&TensorType]) -> InferResult {
         | Op::Gather { .. }
         | Op::ScatterAdd { .. }
         | Op::Concat { .. } => indexing::infer(op, inputs),
-        Op::Fused(program) => fused::infer(program, inputs),
+        Op::Softmax
+        | Op::LogSoftmax
+        | Op::CrossEntropy { .. }
+        | Op::CrossEntropyBackward { .. }
+        | Op::RmsNorm { .. }
+        | Op::RmsNormBackward
+        | Op::LayerNorm { .. }
+        | Op::LayerNormBackward
+        | Op::Rope { .. }
+        | Op::Swiglu
+        | Op::SwigluBackward
+        | Op::Attention { .. }
+        | Op::AttentionBackward { .. } => nn::infer(op, inputs),
         Op::AllReduce { .. } | Op::AllGather { .. } | Op::ReduceScatter { .. } => {
             comm::infer(op, inputs[0])
         }
-        _ => nn::infer(op, inputs),
+        Op::Fused(program) => fused::infer(program, inputs),
     }
 }
 
 /// Number of inputs an op takes (`None`: variadic).
 pub fn expected_arity(op: &Op) -> Option<usize> {
     Some(match op {
-        o if o.is_leaf() => 0,
-        Op::Concat { .. } => return None,
+        Op::Input { .. }
+        | Op::Parameter { .. }
+        | Op::Full { .. }
+        | Op::Constant(_)
+        | Op::Arange { .. }
+        | Op::Random { .. } => 0,
+        Op::Concat { .. } | Op::Fused(_) => return None,
         Op::Unary(_)
         | Op::Cast(_)
         | Op::Reduce { .. }
@@ -90,26 +107,5 @@ pub fn expected_arity(op: &Op) -> Option<usize> {
         Op::CrossEntropyBackward { .. } | Op::RmsNormBackward => 4,
         Op::LayerNormBackward => 5,
         Op::AttentionBackward { .. } => 6,
-        _ => return None,
     })
-}
-
-pub(crate) fn one(shape: Vec<crate::Dim>, dtype: luoshu_tensor::DType) -> InferResult {
-    Ok(vec![TensorType::new(shape, dtype)])
-}
-
-pub(crate) fn require_float(t: &TensorType) -> Result<(), String> {
-    if t.dtype.is_float() {
-        Ok(())
-    } else {
-        Err(format!("needs a float tensor, got {}", t.dtype))
-    }
-}
-
-pub(crate) fn require_dim(dim: usize, rank: usize) -> Result<(), String> {
-    if dim < rank {
-        Ok(())
-    } else {
-        Err(format!("dimension {dim} is out of range for rank {rank}"))
-    }
 }

@@ -1,4 +1,4 @@
-use super::{one, require_float, InferResult};
+use super::rule::{one, require_float, InferResult};
 use crate::{Dim, Op, TensorType};
 use luoshu_tensor::DType;
 

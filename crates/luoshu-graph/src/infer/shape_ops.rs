@@ -1,4 +1,5 @@
-use super::{elementwise::broadcast, one, require_dim, InferResult};
+use super::elementwise::broadcast;
+use super::rule::{one, require_dim, InferResult};
 use crate::{dim::numel, Op, TensorType};
 
 pub(super) fn infer(op: &Op, x: &TensorType) -> InferResult {

@@ -80,8 +80,41 @@ fn try_evaluate(
         Op::Full { .. } | Op::Constant(_) | Op::Arange { .. } => true,
         Op::Input { .. } | Op::Parameter { .. } | Op::Random { .. } => false,
         // A rank cannot know its peers' values at compile time.
-        op if op.is_collective() => false,
-        _ => node.outputs.len() == 1 && node.inputs.iter().all(|v| values.contains_key(&v.node)),
+        Op::AllReduce { .. } | Op::AllGather { .. } | Op::ReduceScatter { .. } => false,
+        Op::Unary(_)
+        | Op::Binary(_)
+        | Op::Compare(_)
+        | Op::Select
+        | Op::Cast(_)
+        | Op::Reduce { .. }
+        | Op::Argmax { .. }
+        | Op::MatMul
+        | Op::Reshape { .. }
+        | Op::Permute { .. }
+        | Op::Slice { .. }
+        | Op::Broadcast { .. }
+        | Op::Contiguous
+        | Op::IndexSelect { .. }
+        | Op::IndexAdd { .. }
+        | Op::Gather { .. }
+        | Op::ScatterAdd { .. }
+        | Op::Concat { .. }
+        | Op::Softmax
+        | Op::LogSoftmax
+        | Op::CrossEntropy { .. }
+        | Op::CrossEntropyBackward { .. }
+        | Op::RmsNorm { .. }
+        | Op::RmsNormBackward
+        | Op::LayerNorm { .. }
+        | Op::LayerNormBackward
+        | Op::Rope { .. }
+        | Op::Swiglu
+        | Op::SwigluBackward
+        | Op::Attention { .. }
+        | Op::AttentionBackward { .. }
+        | Op::Fused(_) => {
+            node.outputs.len() == 1 && node.inputs.iter().all(|v| values.contains_key(&v.node))
+        }
     };
     let Some(dims) = fixed_dims(&node.outputs[0].shape) else {
         return Ok(None);

@@ -6,7 +6,7 @@
 //! constants. A tree of one op is left alone: fusing it saves nothing.
 
 use super::{PassStats, Rewriter};
-use crate::{Graph, NodeId, Op, Result, Value};
+use crate::{Error, Graph, NodeId, Op, Result, Value};
 use luoshu_backend::ops::{ElementwiseProgram, FusedInstr};
 use std::collections::HashMap;
 
@@ -95,14 +95,14 @@ fn build_program(
             loads: Vec::new(),
             regs: HashMap::new(),
         };
-        b.program.output = b.emit(root.into());
+        b.program.output = b.emit(root.into())?;
         let types: Vec<_> = b.loads.iter().map(|v| graph.value_type(*v)).collect();
         let fused = crate::infer::infer(&Op::Fused(b.program.clone()), &types);
         if fused.is_ok_and(|t| t[0] == *want) {
             return Ok((b.program, b.loads));
         }
     }
-    Err(crate::Error::Node {
+    Err(Error::Node {
         node: root,
         op: graph.node(root).op.name(),
         detail: "elementwise fusion built a program of the wrong type (a bug in the pass)".into(),
@@ -127,23 +127,17 @@ impl ProgramBuilder<'_> {
     }
 
     /// Emit the instructions computing `v` and return its register.
-    fn emit(&mut self, v: Value) -> usize {
+    fn emit(&mut self, v: Value) -> Result<usize> {
         if let Some(&r) = self.regs.get(&v) {
-            return r;
+            return Ok(r);
         }
         let node = self.graph.node(v.node);
         let member = self.root_of[v.node.index()] == Some(self.root);
         let r = match &node.op {
             op if member => {
-                let ins: Vec<usize> = node.inputs.iter().map(|x| self.emit(*x)).collect();
-                let instr = match op {
-                    Op::Unary(u) => FusedInstr::Unary(*u, ins[0]),
-                    Op::Binary(b) => FusedInstr::Binary(*b, ins[0], ins[1]),
-                    Op::Compare(c) => FusedInstr::Compare(*c, ins[0], ins[1]),
-                    Op::Select => FusedInstr::Select(ins[0], ins[1], ins[2]),
-                    // Members are elementwise (see `group_roots`): this is a cast.
-                    _ => FusedInstr::Cast(ins[0], node.outputs[0].dtype),
-                };
+                let ins = node.inputs.iter().map(|x| self.emit(*x));
+                let ins = ins.collect::<Result<Vec<_>>>()?;
+                let instr = elementwise_instr(op, &ins)?;
                 self.push(instr)
             }
             Op::Full {
@@ -155,7 +149,7 @@ impl ProgramBuilder<'_> {
             _ => self.load(v),
         };
         self.regs.insert(v, r);
-        r
+        Ok(r)
     }
 
     fn load(&mut self, v: Value) -> usize {
@@ -169,4 +163,20 @@ impl ProgramBuilder<'_> {
         };
         self.push(FusedInstr::Load(k))
     }
+}
+
+/// The instruction computing the elementwise `op` from the registers `args`.
+pub(super) fn elementwise_instr(op: &Op, args: &[usize]) -> Result<FusedInstr> {
+    Ok(match op {
+        Op::Unary(u) => FusedInstr::Unary(*u, args[0]),
+        Op::Binary(b) => FusedInstr::Binary(*b, args[0], args[1]),
+        Op::Compare(c) => FusedInstr::Compare(*c, args[0], args[1]),
+        Op::Select => FusedInstr::Select(args[0], args[1], args[2]),
+        Op::Cast(dtype) => FusedInstr::Cast(args[0], *dtype),
+        other => {
+            return Err(Error::Invalid {
+                detail: format!("{} is not elementwise", other.name()),
+            })
+        }
+    })
 }

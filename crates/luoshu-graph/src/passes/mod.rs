@@ -1,6 +1,6 @@
 //! Compiler passes. A pass is a plain function `&Graph -> Result<(Graph, PassStats)>`;
 //! [`run_pipeline`] runs a list of them, checking `verify()` after each in debug builds and
-//! tests. Adding a pass is one file in this directory and one line in [`PASSES`].
+//! tests. Adding a pass is one file in this directory and one entry in [`ALL_PASSES`].
 //! [`Rewriter`] rebuilds a graph through a value remap; since `Graph::add` hash-conses,
 //! every rewrite gets common-subexpression elimination for free.
 
@@ -10,6 +10,7 @@ mod fuse_elementwise;
 mod fuse_patterns;
 mod pipeline;
 mod recompute;
+mod registry;
 mod rewrite;
 mod simplify;
 
@@ -19,6 +20,7 @@ pub use fuse_elementwise::fuse_elementwise;
 pub use fuse_patterns::fuse_patterns;
 pub use pipeline::{optimize, optimize_forward, DEFAULT_PIPELINE, FORWARD_PIPELINE};
 pub use recompute::{recompute, RecomputePolicy};
+pub use registry::{pass_by_name, ALL_PASSES};
 pub use rewrite::{rebuild, Rewriter};
 pub use simplify::simplify;
 
@@ -67,17 +69,6 @@ pub type PassFn = fn(&Graph) -> Result<(Graph, PassStats)>;
 pub struct Pass {
     pub name: &'static str,
     pub run: PassFn,
-}
-
-/// Every pass, in default pipeline order.
-pub const PASSES: &[Pass] = &[Pass {
-    name: "dce",
-    run: dce,
-}];
-
-/// The pass called `name`, for command lines and tests.
-pub fn pass_by_name(name: &str) -> Option<Pass> {
-    PASSES.iter().find(|p| p.name == name).copied()
 }
 
 /// Run `passes` in order. In debug builds and tests every intermediate graph is verified,

@@ -1,28 +1,8 @@
 //! The default optimization pipelines.
 
-use super::{dce, fold, fuse_elementwise, fuse_patterns, run_pipeline, simplify, Pass, PassStats};
+use super::registry::{DCE, FOLD, FUSE_ELEMENTWISE, FUSE_PATTERNS, SIMPLIFY};
+use super::{run_pipeline, Pass, PassStats};
 use crate::{Graph, Result};
-
-const FOLD: Pass = Pass {
-    name: "fold",
-    run: fold,
-};
-const SIMPLIFY: Pass = Pass {
-    name: "simplify",
-    run: simplify,
-};
-const DCE: Pass = Pass {
-    name: "dce",
-    run: dce,
-};
-const FUSE_PATTERNS: Pass = Pass {
-    name: "fuse_patterns",
-    run: fuse_patterns,
-};
-const FUSE_ELEMENTWISE: Pass = Pass {
-    name: "fuse_elementwise",
-    run: fuse_elementwise,
-};
 
 /// For a training graph (after autodiff): fold → simplify → DCE → fuse patterns → fuse
 /// elementwise → DCE.

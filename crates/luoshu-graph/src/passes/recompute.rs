@@ -7,6 +7,7 @@
 //! is a one-instruction `Op::Fused` program: a different op computing the same values, run
 //! in one kernel. Run this after simplification and fusion passes that could merge the two.
 
+use super::fuse_elementwise::elementwise_instr;
 use super::{PassStats, Rewriter};
 use crate::{Graph, NodeId, Op, Result, Value};
 use luoshu_backend::ops::{ElementwiseProgram, FusedInstr};
@@ -76,18 +77,8 @@ fn single_op_program(graph: &Graph, id: NodeId) -> Result<ElementwiseProgram> {
     let node = graph.node(id);
     let n = node.inputs.len();
     let mut instrs: Vec<FusedInstr> = (0..n).map(FusedInstr::Load).collect();
-    instrs.push(match &node.op {
-        Op::Unary(u) => FusedInstr::Unary(*u, 0),
-        Op::Binary(b) => FusedInstr::Binary(*b, 0, 1),
-        Op::Compare(c) => FusedInstr::Compare(*c, 0, 1),
-        Op::Select => FusedInstr::Select(0, 1, 2),
-        Op::Cast(d) => FusedInstr::Cast(0, *d),
-        other => {
-            return Err(crate::Error::Invalid {
-                detail: format!("recompute: {} is not elementwise", other.name()),
-            })
-        }
-    });
+    let loads: Vec<usize> = (0..n).collect();
+    instrs.push(elementwise_instr(&node.op, &loads)?);
     Ok(ElementwiseProgram {
         inputs: node
             .inputs

@@ -1,4 +1,4 @@
-use super::{not_in_family, Context};
+use super::context::{not_in_family, Context};
 use crate::{Error, Op, Result};
 use luoshu_tensor::Tensor;
 

@@ -10,7 +10,7 @@ pub(super) fn run(ops: &Ops, op: &Op, inputs: &[&Tensor], out: &Tensor) -> Resul
         Op::Compare(c) => ops.compare_into(*c, inputs[0], inputs[1], out)?,
         Op::Select => ops.select_into(inputs[0], inputs[1], inputs[2], out)?,
         Op::Cast(_) => ops.cast_into(inputs[0], out)?,
-        other => return Err(super::not_in_family(other, "elementwise")),
+        other => return Err(super::context::not_in_family(other, "elementwise")),
     }
     Ok(())
 }

@@ -17,7 +17,7 @@ pub(super) fn run(ops: &Ops, op: &Op, inputs: &[&Tensor], out: &Tensor) -> Resul
             ops.scatter_add(out, *dim, inputs[1], inputs[2])?;
         }
         Op::Concat { dim } => ops.concat_into(inputs, *dim, out)?,
-        other => return Err(super::not_in_family(other, "indexing")),
+        other => return Err(super::context::not_in_family(other, "indexing")),
     }
     Ok(())
 }

@@ -20,7 +20,7 @@ pub(super) fn run(ops: &Ops, op: &Op, out: &Tensor) -> Result<()> {
                 detail: format!("leaf `{name}` is fed by name, not computed"),
             })
         }
-        other => return Err(super::not_in_family(other, "leaf")),
+        other => return Err(super::context::not_in_family(other, "leaf")),
     }
     Ok(())
 }

@@ -1,8 +1,10 @@
 //! The per-op dispatch table shared by [`crate::evaluate`] and the planned executor: given a
 //! node's op, its input tensors and caller-provided contiguous output tensors, run the
-//! kernel through the validated [`Ops`] API. One file per op family, like `infer/`.
+//! kernel through the validated [`luoshu_backend::Ops`] API. One file per op family, like
+//! `infer/`.
 
 mod comm;
+mod context;
 mod elementwise;
 mod fused;
 mod indexing;
@@ -12,19 +14,11 @@ mod nn;
 mod reduce;
 mod shape_ops;
 
+pub(crate) use context::Context;
 pub(crate) use shape_ops::{needs_copy, view_layout};
 
-use super::Collectives;
-use crate::{Error, Op, Result};
-use luoshu_backend::Ops;
+use crate::{Op, Result};
 use luoshu_tensor::Tensor;
-
-/// What kernels run on: the operator backend, and the communicator of collective nodes
-/// (absent for single-device graphs).
-pub(crate) struct Context<'a> {
-    pub ops: Ops<'a>,
-    pub collectives: Option<&'a dyn Collectives>,
-}
 
 /// Compute `op(inputs)` into `outputs` (one contiguous tensor per node output, shaped as
 /// inference says). View ops land here only when their result must be materialized.
@@ -57,17 +51,22 @@ pub(crate) fn run_node(
         | Op::Gather { .. }
         | Op::ScatterAdd { .. }
         | Op::Concat { .. } => indexing::run(ops, op, inputs, &outputs[0]),
-        Op::Fused(program) => fused::run(ops, program, inputs, &outputs[0]),
+        Op::Softmax
+        | Op::LogSoftmax
+        | Op::CrossEntropy { .. }
+        | Op::CrossEntropyBackward { .. }
+        | Op::RmsNorm { .. }
+        | Op::RmsNormBackward
+        | Op::LayerNorm { .. }
+        | Op::LayerNormBackward
+        | Op::Rope { .. }
+        | Op::Swiglu
+        | Op::SwigluBackward
+        | Op::Attention { .. }
+        | Op::AttentionBackward { .. } => nn::run(ops, op, inputs, outputs),
         Op::AllReduce { .. } | Op::AllGather { .. } | Op::ReduceScatter { .. } => {
             comm::run(ctx, op, inputs[0], &outputs[0])
         }
-        _ => nn::run(ops, op, inputs, outputs),
-    }
-}
-
-/// A dispatch-table bug: an op routed to the wrong family file.
-fn not_in_family(op: &Op, family: &str) -> Error {
-    Error::Invalid {
-        detail: format!("{} is not a {family} op", op.name()),
+        Op::Fused(program) => fused::run(ops, program, inputs, &outputs[0]),
     }
 }

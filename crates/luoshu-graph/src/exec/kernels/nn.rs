@@ -41,7 +41,7 @@ pub(super) fn run(ops: &Ops, op: &Op, i: &[&Tensor], outputs: &[Tensor]) -> Resu
             &o[1],
             &o[2],
         )?,
-        other => return Err(super::not_in_family(other, "nn")),
+        other => return Err(super::context::not_in_family(other, "nn")),
     }
     Ok(())
 }

@@ -14,7 +14,7 @@ pub(super) fn run(ops: &Ops, op: &Op, x: &Tensor, out: &Tensor) -> Result<()> {
             let out = out.reshape(keepdim_dims(x, &[*axis]))?;
             ops.argmax_into(x, *axis, &out)?;
         }
-        other => return Err(super::not_in_family(other, "reduction")),
+        other => return Err(super::context::not_in_family(other, "reduction")),
     }
     Ok(())
 }
