@@ -1,7 +1,7 @@
 //! [`MpiComm`]: the [`Communicator`] over MPI processes.
 
-use super::runtime::{self, MpiLock};
-use super::transfer::{receive_all, PendingSend};
+use super::runtime::{self, MpiLock, PendingSend};
+use super::transfer::{mpi_rank, receive_all};
 use super::wire::{self, Envelope, Op, TensorDesc, WireTensor};
 use crate::reduce::{reduce_in_rank_order, ReduceError};
 use crate::{Communicator, Error, ReduceOp, Result};
@@ -216,7 +216,7 @@ impl Call<'_> {
                 bytes.len()
             )));
         }
-        PendingSend::post(mpi, self.comm, dst, tag, bytes);
+        PendingSend::post(mpi, self.comm, mpi_rank(dst), tag, bytes);
         Ok(())
     }
 

@@ -18,6 +18,7 @@
 //! block in MPI: messages are non-blocking and polled until the communicator's timeout
 //! (see [`MpiComm`] for the protocol and its cost).
 
+mod buffer;
 mod comm;
 mod runtime;
 mod transfer;

@@ -1,14 +1,18 @@
 //! Process-wide MPI state: initialization, the lock that serializes every MPI call, the
-//! sends still in flight, and finalization.
+//! sends still in flight (posted here, which keeps their buffers until MPI is done with
+//! them), and finalization.
 //!
 //! MPI is initialized with `MPI_THREAD_SERIALIZED`: any thread may call MPI, never two at
 //! once. Every MPI call in this backend happens while holding [`MpiLock`], which is what
 //! makes the raw MPI handles (communicators, requests) safe to share between threads.
 
-use super::transfer::PendingSend;
+use super::buffer::MpiBuffer;
 use crate::{Error, Result};
 use mpi::environment::Universe;
-use mpi::Threading;
+use mpi::point_to_point::Destination;
+use mpi::request::{Request, StaticScope};
+use mpi::topology::{Communicator as _, SimpleCommunicator};
+use mpi::{Rank, Tag, Threading};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -31,7 +35,7 @@ pub(super) struct MpiLock(MutexGuard<'static, State>);
 
 impl MpiLock {
     /// Hands a posted send to the runtime, which completes it later (see [`MpiLock::reap`]).
-    pub(super) fn keep_pending(&mut self, send: PendingSend) {
+    fn keep_pending(&mut self, send: PendingSend) {
         if let State::Running { pending_sends, .. } = &mut *self.0 {
             pending_sends.push(send);
         }
@@ -53,6 +57,55 @@ impl MpiLock {
             State::Running { pending_sends, .. } => pending_sends.len(),
             _ => 0,
         }
+    }
+}
+
+/// A posted send and the buffer it reads.
+pub(super) struct PendingSend {
+    request: Request<'static, [u8]>,
+    buffer: MpiBuffer,
+}
+
+// SAFETY: MPI request handles and the leaked buffer are plain memory valid in any thread;
+// every MPI call on them happens under the process-wide MPI lock (MPI_THREAD_SERIALIZED).
+unsafe impl Send for PendingSend {}
+
+impl PendingSend {
+    /// Posts a non-blocking send of `bytes` to `dst` and hands it to the runtime, which
+    /// frees the buffer once MPI completes it.
+    pub(super) fn post(
+        mpi: &mut MpiLock,
+        comm: &SimpleCommunicator,
+        dst: Rank,
+        tag: Tag,
+        bytes: Vec<u8>,
+    ) {
+        let buffer = MpiBuffer::leak(bytes.into_boxed_slice());
+        // SAFETY: the buffer is reclaimed only in `test`, after the request completed.
+        let data = unsafe { buffer.for_mpi_read() };
+        let request = comm
+            .process_at_rank(dst)
+            .immediate_send_with_tag(StaticScope, data, tag);
+        mpi.keep_pending(PendingSend { request, buffer });
+    }
+
+    /// `None` (and the buffer freed) if MPI completed the send, else the send again.
+    fn test(self) -> Option<PendingSend> {
+        let PendingSend { request, buffer } = self;
+        match request.test() {
+            Ok(_) => {
+                // SAFETY: the request completed, MPI no longer reads the buffer.
+                drop(unsafe { buffer.reclaim() });
+                None
+            }
+            Err(request) => Some(PendingSend { request, buffer }),
+        }
+    }
+
+    /// Gives up on the send: the request is forgotten and its buffer leaked, since MPI may
+    /// still read it.
+    fn abandon(self) {
+        std::mem::forget(self.request);
     }
 }
 

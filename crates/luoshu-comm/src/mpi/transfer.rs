@@ -1,106 +1,15 @@
-//! Non-blocking MPI messages with deadlines: sends that own their buffer until MPI is done
-//! with it, and receives of whole messages (probe, then receive) polled until a deadline.
-//!
-//! Buffers handed to MPI are leaked boxes: MPI may read or write them for as long as the
-//! request lives, which after a timeout can be forever. They are reclaimed when the request
-//! completes and stay leaked if it never does.
+//! Non-blocking receives of whole messages (probe, then receive) polled until a deadline.
+//! (Sends are posted and completed by the runtime, which keeps them until MPI is done.)
 
+use super::buffer::MpiBuffer;
 use super::runtime::{self, MpiLock};
 use crate::Result;
 use mpi::datatype::Equivalence;
-use mpi::point_to_point::{Destination, Message, Source};
+use mpi::point_to_point::{Message, Source};
 use mpi::request::{Request, StaticScope};
 use mpi::topology::{Communicator as _, SimpleCommunicator};
 use mpi::Tag;
-use std::ptr::NonNull;
 use std::time::{Duration, Instant};
-
-/// A leaked byte buffer that MPI reads or writes while a request is in flight.
-struct MpiBuffer(NonNull<[u8]>);
-
-impl MpiBuffer {
-    fn leak(bytes: Box<[u8]>) -> Self {
-        MpiBuffer(NonNull::from(Box::leak(bytes)))
-    }
-
-    /// The bytes for a request to read.
-    ///
-    /// # Safety
-    /// The buffer must not be reclaimed while the returned reference is used by MPI.
-    unsafe fn for_mpi_read(&self) -> &'static [u8] {
-        // SAFETY: the allocation is leaked, so it lives until `reclaim`, which the caller
-        // defers until the request completed; nothing writes it meanwhile.
-        unsafe { self.0.as_ref() }
-    }
-
-    /// The bytes for a request to write.
-    ///
-    /// # Safety
-    /// As [`MpiBuffer::for_mpi_read`], and no other reference to the bytes may exist.
-    unsafe fn for_mpi_write(&mut self) -> &'static mut [u8] {
-        // SAFETY: as in `for_mpi_read`; the request is the only user of the bytes.
-        unsafe { self.0.as_mut() }
-    }
-
-    /// Takes the bytes back.
-    ///
-    /// # Safety
-    /// The request that used the buffer must have completed.
-    unsafe fn reclaim(self) -> Box<[u8]> {
-        // SAFETY: the pointer came from `Box::leak` in `leak` and is reclaimed once, after
-        // MPI stopped using it (caller's promise).
-        unsafe { Box::from_raw(self.0.as_ptr()) }
-    }
-}
-
-/// A posted send and the buffer it reads.
-pub(super) struct PendingSend {
-    request: Request<'static, [u8]>,
-    buffer: MpiBuffer,
-}
-
-// SAFETY: MPI request handles and the leaked buffer are plain memory valid in any thread;
-// every MPI call on them happens under the process-wide MPI lock (MPI_THREAD_SERIALIZED).
-unsafe impl Send for PendingSend {}
-
-impl PendingSend {
-    /// Posts a non-blocking send of `bytes` to `dst` and hands it to the runtime, which
-    /// frees the buffer once MPI completes it.
-    pub(super) fn post(
-        mpi: &mut MpiLock,
-        comm: &SimpleCommunicator,
-        dst: usize,
-        tag: Tag,
-        bytes: Vec<u8>,
-    ) {
-        let buffer = MpiBuffer::leak(bytes.into_boxed_slice());
-        // SAFETY: the buffer is reclaimed only in `test`, after the request completed.
-        let data = unsafe { buffer.for_mpi_read() };
-        let request =
-            comm.process_at_rank(mpi_rank(dst))
-                .immediate_send_with_tag(StaticScope, data, tag);
-        mpi.keep_pending(PendingSend { request, buffer });
-    }
-
-    /// `None` (and the buffer freed) if MPI completed the send, else the send again.
-    pub(super) fn test(self) -> Option<PendingSend> {
-        let PendingSend { request, buffer } = self;
-        match request.test() {
-            Ok(_) => {
-                // SAFETY: the request completed, MPI no longer reads the buffer.
-                drop(unsafe { buffer.reclaim() });
-                None
-            }
-            Err(request) => Some(PendingSend { request, buffer }),
-        }
-    }
-
-    /// Gives up on the send: the request is forgotten and its buffer leaked, since MPI may
-    /// still read it.
-    pub(super) fn abandon(self) {
-        std::mem::forget(self.request);
-    }
-}
 
 /// What [`receive_all`] did not receive by its deadline.
 pub(super) struct Missing {
@@ -239,6 +148,6 @@ fn back_off(idle_polls: u32) {
 }
 
 /// `rank` as an MPI rank; ranks come from MPI, so they always fit.
-fn mpi_rank(rank: usize) -> mpi::Rank {
+pub(super) fn mpi_rank(rank: usize) -> mpi::Rank {
     mpi::Rank::try_from(rank).unwrap_or(mpi::Rank::MAX)
 }

@@ -5,11 +5,11 @@
 //! whole-buffer reduction (and as the MPI backend's).
 
 use super::checks::{all_match, Source};
-use super::comm::ThreadComm;
+use super::group::Group;
 use super::op::Op;
 use super::published::Published;
 use crate::reduce::{check_reducible, reduce_in_rank_order};
-use crate::{Communicator, ReduceOp, Result};
+use crate::{ReduceOp, Result};
 use luoshu_tensor::{DType, Tensor};
 use std::ops::Range;
 
@@ -29,16 +29,16 @@ fn chunk_bytes(numel: usize, width: usize, parts: usize, index: usize) -> Range<
     start * width..(start + len) * width
 }
 
-/// `comm.all_reduce(x, op)` on the threads backend.
-pub(super) fn all_reduce(comm: &ThreadComm, x: &Tensor, op: ReduceOp) -> Result<Tensor> {
+/// `all_reduce(x, op)` by rank `rank` of `group`.
+pub(super) fn all_reduce(group: &Group, rank: usize, x: &Tensor, op: ReduceOp) -> Result<Tensor> {
     let contribution = Contribution {
         input: Published::new(x)?,
         output: Tensor::zeros(x.dtype(), x.shape().clone())?,
     };
-    let (rank, size) = (comm.rank(), comm.size());
+    let size = group.size();
     let name = Op::AllReduce(op).name();
     let chunk = |numel: usize, width: usize, index: usize| chunk_bytes(numel, width, size, index);
-    comm.group().two_phase_collective(
+    group.two_phase_collective(
         rank,
         Op::AllReduce(op),
         contribution,

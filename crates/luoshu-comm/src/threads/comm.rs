@@ -28,10 +28,6 @@ impl ThreadComm {
         ThreadComm { group, rank }
     }
 
-    pub(super) fn group(&self) -> &Group {
-        &self.group
-    }
-
     fn invalid(&self, op: &str, message: String) -> Error {
         Error::InvalidArgument {
             op: op.to_string(),
@@ -106,7 +102,7 @@ impl Communicator for ThreadComm {
     }
 
     fn all_reduce(&self, x: &Tensor, op: ReduceOp) -> Result<Tensor> {
-        all_reduce(self, x, op)
+        all_reduce(&self.group, self.rank, x, op)
     }
 
     fn all_gather(&self, x: &Tensor) -> Result<Vec<Tensor>> {

@@ -2,7 +2,7 @@
 //! axis into copies, all-gather joins a split axis into copies, reduce-scatter sums the
 //! partial axis into pieces of a dim.
 
-use super::{per_axis, RuleResult};
+use super::rule::{per_axis, RuleResult};
 use crate::{Axis, DState};
 use luoshu_graph::{CollectiveReduce, Op};
 

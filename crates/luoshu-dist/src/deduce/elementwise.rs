@@ -1,7 +1,7 @@
 //! Elementwise ops (and fused elementwise programs): the inputs agree on every device axis
 //! after NumPy broadcasting, and partial inputs pass only through linear ops.
 
-use super::{aligned_dim, is_broadcast, per_axis, RuleResult};
+use super::rule::{aligned_dim, is_broadcast, per_axis, RuleResult};
 use crate::{Axis, DState};
 use luoshu_backend::ops::{BinaryOp, UnaryOp};
 use luoshu_graph::{Op, TensorType};

@@ -2,7 +2,7 @@
 //! the indexed dim with duplicated indices gives partial sums (Megatron's
 //! vocabulary-parallel embedding, whose builder masks out-of-piece indices).
 
-use super::{per_axis, RuleResult};
+use super::rule::{per_axis, RuleResult};
 use crate::{Axis, DState};
 use luoshu_graph::{Op, TensorType};
 

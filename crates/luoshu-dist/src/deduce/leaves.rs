@@ -1,6 +1,6 @@
 //! Leaves have no inputs to deduce from: the strategy chooses their states.
 
-use super::RuleResult;
+use super::rule::RuleResult;
 use luoshu_graph::Op;
 
 pub(super) fn deduce(op: &Op) -> RuleResult {

@@ -1,7 +1,7 @@
 //! `[.., m, k] · [.., k, n]`: Megatron's column parallelism (split n), row parallelism
 //! (split k on both: partial sums), data parallelism (split m or batch dims).
 
-use super::{aligned_dim, is_broadcast, per_axis, RuleResult};
+use super::rule::{aligned_dim, is_broadcast, per_axis, RuleResult};
 use crate::{Axis, DState};
 use luoshu_graph::TensorType;
 

@@ -3,7 +3,7 @@
 //! mirrors its forward, with weight gradients summed over the rows (partial when the rows
 //! are split) and outputs linear in an upstream partial gradient.
 
-use super::{divisible, per_axis, RuleResult};
+use super::rule::{divisible, per_axis, RuleResult};
 use crate::{Axis, DState};
 use luoshu_graph::{Op, TensorType};
 

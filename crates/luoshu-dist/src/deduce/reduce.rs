@@ -1,7 +1,7 @@
 //! Reductions: a sum over a split dim leaves partial sums; other reductions over a split
 //! dim, and nonlinear reductions of partial inputs, need a redistribution first.
 
-use super::{per_axis, RuleResult};
+use super::rule::{per_axis, RuleResult};
 use crate::{Axis, DState};
 use luoshu_backend::ops::ReduceOp;
 use luoshu_graph::Op;

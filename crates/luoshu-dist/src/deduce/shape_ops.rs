@@ -1,7 +1,7 @@
 //! Views and layout: splits follow the dims they cut; partial and duplicate axes pass
 //! through (every view is linear).
 
-use super::{aligned_dim, divisible, is_broadcast, per_axis, RuleResult};
+use super::rule::{aligned_dim, divisible, is_broadcast, per_axis, RuleResult};
 use crate::{Axis, DState};
 use luoshu_graph::{Dim, Op, TensorType};
 use std::ops::Range;

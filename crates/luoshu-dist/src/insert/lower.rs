@@ -1,11 +1,19 @@
 //! Lowering a conversion between states to nodes of the local graph, classified by
 //! [`crate::plan`].
 
-use super::SubGroup;
 use crate::redistribute::{AxisGroup, Collective, Step};
 use crate::{plan, Axis, DState, Error, Kind, Result};
 use luoshu_graph::{eval_shape, Bindings, CollectiveReduce, Graph, TensorType, Value};
 use std::collections::HashMap;
+
+/// A communicator the local graph needs besides the whole group: the caller creates it
+/// with `group_communicator.split(color, key)` and registers it under `name`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SubGroup {
+    pub name: String,
+    pub color: usize,
+    pub key: usize,
+}
 
 /// Builds the conversions of one rank's local graph, remembering what it inserted.
 pub(super) struct Lowering<'a> {

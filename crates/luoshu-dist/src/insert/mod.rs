@@ -31,20 +31,13 @@ mod choose;
 mod localize;
 mod lower;
 
+pub use lower::SubGroup;
+
 use crate::{DState, Error, Kind, Result};
 use localize::{local_op, local_type};
 use lower::Lowering;
 use luoshu_graph::{Bindings, Graph, Op, TensorType, Value};
 use std::collections::HashMap;
-
-/// A communicator the local graph needs besides the whole group: the caller creates it
-/// with `group_communicator.split(color, key)` and registers it under `name`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct SubGroup {
-    pub name: String,
-    pub color: usize,
-    pub key: usize,
-}
 
 /// The result of [`distribute`] for one rank.
 #[derive(Debug, Clone)]
