@@ -3,6 +3,7 @@
 mod bench;
 mod generate;
 mod ops_cmd;
+mod switch;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +27,9 @@ enum Command {
     Train(train::TrainArgs),
     /// Continue a prompt with a trained run's latest checkpoint.
     Generate(generate::GenerateArgs),
+    /// Plan (and with --execute run) switching a model's state between two strategies'
+    /// layouts; prints the planner next to the naive plan.
+    Switch(switch::SwitchArgs),
     /// Print the operator coverage table of a backend and run its conformance suite.
     Ops(ops_cmd::OpsArgs),
     /// Benchmarks (kernels, training steps, strategies) against a baseline measured in the
@@ -38,6 +42,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train(args) => train::run(&args),
         Command::Generate(args) => generate::run(&args),
+        Command::Switch(args) => switch::run(&args),
         Command::Ops(args) => ops_cmd::run(&args),
         Command::Bench(args) => bench::run(&args),
     };

@@ -58,7 +58,15 @@ pub struct ModelConfig {
 }
 
 /// Names accepted by [`ModelConfig::preset`].
-pub const PRESET_NAMES: [&str; 5] = ["tiny", "bench-5m", "llama-7b", "llama-13b", "llama-32b"];
+pub const PRESET_NAMES: [&str; 7] = [
+    "tiny",
+    "bench-5m",
+    "llama-3b",
+    "llama-7b",
+    "llama-13b",
+    "llama-32b",
+    "llama-70b",
+];
 
 /// A LLaMA shape with the usual 32k vocabulary, 10k RoPE base and untied head.
 fn llama(n_layers: usize, d_model: usize, d_ff: usize, n_heads: usize) -> ModelConfig {
@@ -106,9 +114,17 @@ impl ModelConfig {
                 tie_embeddings: false,
                 ..ModelConfig::default()
             },
+            // The shape for a small switching benchmark: 0.9 B parameters, despite
+            // the name (a 3 B LLaMA with this width would need ~50 layers).
+            "llama-3b" => llama(16, 2048, 5120, 32),
             "llama-7b" => llama(32, 4096, 11008, 32),
             "llama-13b" => llama(40, 5120, 13824, 40),
             "llama-32b" => llama(60, 6656, 17920, 64),
+            // LLaMA-2 70B: grouped-query attention with 8 kv heads.
+            "llama-70b" => ModelConfig {
+                n_kv_heads: 8,
+                ..llama(80, 8192, 28672, 64)
+            },
             other => {
                 return Err(Error::ModelConfig(format!(
                     "unknown model preset `{other}`; available: {}",

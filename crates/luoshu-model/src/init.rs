@@ -1,6 +1,6 @@
 //! Deterministic parameter initialization and rotary-embedding tables.
 
-use crate::llama::param_specs;
+use crate::spec::param_specs;
 use crate::{ModelConfig, ParamStore, Result};
 use luoshu_tensor::{rng, Tensor};
 

@@ -10,14 +10,15 @@ pub mod llama;
 mod params;
 pub mod sampling;
 mod shard;
+mod spec;
 
 pub use config::{ModelConfig, Precision, PRESET_NAMES};
 pub use error::{Error, Result};
 pub use init::{init_params, rope_tables, INIT_STD};
 pub use llama::{
     build_decode_graph, build_logits_graph, build_loss_graph, build_stage_forward_graph,
-    build_stage_train_graph, build_train_graph, param_specs, DecodeGraph, ParamRole, ParamSpec,
-    StageTrainGraph,
+    build_stage_train_graph, build_train_graph, DecodeGraph, StageTrainGraph,
 };
 pub use params::ParamStore;
 pub use shard::{ModelShard, ShardedParam};
+pub use spec::{param_specs, ParamRole, ParamSpec};

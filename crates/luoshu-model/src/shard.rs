@@ -3,7 +3,7 @@
 //! slice of it (Megatron column/row-parallel projections, vocabulary-parallel embedding and
 //! head, replicated norms).
 
-use crate::llama::{param_specs, ParamRole, ParamSpec};
+use crate::spec::{param_specs, ParamRole, ParamSpec};
 use crate::{Error, ModelConfig, Result};
 use std::ops::Range;
 

@@ -88,6 +88,7 @@ fn presets_validate_and_counts_agree_with_the_parameter_list() {
     let billions = |name| ModelConfig::preset(name).unwrap().num_parameters() as f64 / 1e9;
     assert!((6.5..7.0).contains(&billions("llama-7b")));
     assert!((12.5..13.5).contains(&billions("llama-13b")));
+    assert!((68.5..69.5).contains(&billions("llama-70b")));
     let bench = ModelConfig::preset("bench-5m").unwrap().num_parameters() as f64 / 1e6;
     assert!(
         (4.5..6.0).contains(&bench),

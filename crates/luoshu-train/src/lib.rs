@@ -6,6 +6,7 @@ pub mod checkpoint;
 mod error;
 pub mod optim;
 pub mod parallel;
+pub mod placement;
 mod schedule;
 mod trainer;
 

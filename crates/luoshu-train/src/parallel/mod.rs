@@ -6,8 +6,10 @@ pub mod conformance;
 mod micro;
 mod optimizer;
 mod state;
+pub mod switch_check;
 mod trainer;
 
 pub(crate) use micro::micro_feeds;
 pub use micro::{bindings, pad_for_tp};
+pub use state::StatePieces;
 pub use trainer::ParallelTrainer;

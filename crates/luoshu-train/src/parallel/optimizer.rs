@@ -174,6 +174,33 @@ impl ShardedOptimizer {
         }
     }
 
+    /// The AdamW moments `(m, v)` this rank keeps of local parameter `i`: the whole
+    /// parameter's (replicated), or the part of its flat range in this rank's ZeRO-1 piece
+    /// (`None` when the piece does not reach it).
+    pub fn moments_of(&self, layout: &FlatLayout, i: usize) -> Result<Option<(Tensor, Tensor)>> {
+        match self {
+            ShardedOptimizer::Replicated(adam) => {
+                let state = adam.state();
+                Ok(Some((
+                    state.m.tensors()[i].clone(),
+                    state.v.tensors()[i].clone(),
+                )))
+            }
+            ShardedOptimizer::Zero1(z) => {
+                let segment = &layout.offsets[i];
+                let (start, end) = (
+                    segment.start.max(z.range.start),
+                    segment.end.min(z.range.end),
+                );
+                if start >= end {
+                    return Ok(None);
+                }
+                let part = |t: &Tensor| t.narrow(0, start - z.range.start, end - start);
+                Ok(Some((part(&z.m)?, part(&z.v)?)))
+            }
+        }
+    }
+
     /// Continue from the moments of every local parameter (this rank keeps its piece).
     pub fn restore(
         &mut self,

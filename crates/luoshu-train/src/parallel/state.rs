@@ -7,7 +7,40 @@ use luoshu_backend::Ops;
 use luoshu_model::{param_specs, ParamSpec, ParamStore};
 use luoshu_tensor::Tensor;
 
+/// What one rank holds of the model state, per parameter in [`param_specs`] order, laid
+/// out as [`crate::placement::strategy_placements`] places it (`pieces[t]` holds the
+/// pieces of `placement[t].pieces_of(rank)`): the input and output of a hot switch.
+#[derive(Debug, Clone)]
+pub struct StatePieces {
+    pub params: Vec<Vec<Tensor>>,
+    pub adam_m: Vec<Vec<Tensor>>,
+    pub adam_v: Vec<Vec<Tensor>>,
+}
+
 impl ParallelTrainer {
+    /// This rank's pieces of the parameters and AdamW moments (views of the live tensors,
+    /// not copies).
+    pub fn state_pieces(&self) -> Result<StatePieces> {
+        let specs = param_specs(self.model_config());
+        let empty = || -> Vec<Vec<Tensor>> { vec![Vec::new(); specs.len()] };
+        let (mut params, mut adam_m, mut adam_v) = (empty(), empty(), empty());
+        for (i, p) in self.sharded_params().iter().enumerate() {
+            let index = specs.iter().position(|s| *s == p.full).ok_or_else(|| {
+                Error::State(format!("`{}` is not a parameter of the model", p.full.name))
+            })?;
+            params[index].push(self.local_params().tensors()[i].clone());
+            if let Some((m, v)) = self.optimizer().moments_of(self.layout(), i)? {
+                adam_m[index].push(m);
+                adam_v[index].push(v);
+            }
+        }
+        Ok(StatePieces {
+            params,
+            adam_m,
+            adam_v,
+        })
+    }
+
     /// Collective: the whole model's parameters and moments on world rank 0 (`None` on the
     /// other ranks).
     pub fn gather_state(&self) -> Result<Option<TrainerState>> {

@@ -5,13 +5,14 @@
 
 use super::micro::{bindings, micro_feeds, pad_for_tp};
 use super::optimizer::{FlatLayout, ShardedOptimizer};
+use crate::placement::stage_layers;
 use crate::trainer::{loss_scale, StepStats};
 use crate::{Error, Result, TrainConfig};
 use luoshu_backend::ops::BinaryOp;
 use luoshu_backend::{Backend, Ops};
 use luoshu_comm::{Communicator, ReduceOp};
 use luoshu_data::{GlobalBatch, MicroBatch};
-use luoshu_dist::{balance_stages, one_f_one_b, CommCollectives, Mesh, PipelineAction};
+use luoshu_dist::{one_f_one_b, CommCollectives, Mesh, PipelineAction};
 use luoshu_graph::passes::{run_pipeline, DEFAULT_PIPELINE};
 use luoshu_graph::{compile, CompileOptions, Graph, Plan};
 use luoshu_model::llama::{
@@ -58,18 +59,6 @@ pub struct ParallelTrainer {
     step: u64,
 }
 
-/// Relative cost of each layer for stage balancing: the layers are identical, and the
-/// last one also pays for the head (a `d × vocab` projection per token).
-fn layer_costs(cfg: &ModelConfig) -> Vec<f64> {
-    let (d, kv, ff) = (cfg.d_model as f64, cfg.kv_dim() as f64, cfg.d_ff as f64);
-    let layer = 2.0 * d * d + 2.0 * d * kv + 3.0 * d * ff;
-    let mut costs = vec![layer; cfg.n_layers];
-    if let Some(last) = costs.last_mut() {
-        *last += d * cfg.vocab_size as f64;
-    }
-    costs
-}
-
 impl ParallelTrainer {
     /// Collective over `mesh.world`: this rank's trainer, with parameters initialized from
     /// `seed` exactly as on one device, then sharded.
@@ -83,13 +72,7 @@ impl ParallelTrainer {
         model.validate()?;
         config.validate()?;
         let strategy = mesh.strategy;
-        if strategy.pp > model.n_layers {
-            return Err(Error::Config(format!(
-                "{} pipeline stages for {} layers: every stage needs a layer",
-                strategy.pp, model.n_layers
-            )));
-        }
-        let stage_layers = balance_stages(&layer_costs(&model), strategy.pp)?;
+        let stage_layers = stage_layers(&model, strategy.pp)?;
         let shard = ModelShard::new(
             &model,
             strategy.tp,
