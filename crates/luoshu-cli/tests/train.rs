@@ -328,3 +328,54 @@ fn impossible_strategies_are_rejected() {
     assert!(err.contains("2 pipeline stages for 1 layers"), "{err}");
     std::fs::remove_dir_all(root).unwrap();
 }
+
+#[test]
+fn a_single_file_holds_out_its_tail_for_validation() {
+    let root = temp_dir("one-file");
+    let data = write_corpus(&root);
+    let config = write_config(&root, &data, "run.toml", 32);
+    let config = config.to_str().unwrap();
+    let files: Vec<String> = (0..12)
+        .map(|f| std::fs::read_to_string(data.join(format!("file{f}.txt"))).unwrap())
+        .collect();
+
+    let book = root.join("book.txt");
+    std::fs::write(&book, files.concat()).unwrap();
+    let out = succeed(
+        &root,
+        &[
+            "--config",
+            config,
+            "--data",
+            book.to_str().unwrap(),
+            "--steps",
+            "2",
+        ],
+    );
+    assert!(
+        out.contains("a single file and one long document: validation is its last"),
+        "{out}"
+    );
+    assert!(out.contains("validation loss"), "{out}");
+
+    let stories = root.join("stories.txt");
+    std::fs::write(&stories, files.join("<|endoftext|>\n")).unwrap();
+    let out = succeed(
+        &root,
+        &[
+            "--config",
+            config,
+            "--data",
+            stories.to_str().unwrap(),
+            "--steps",
+            "2",
+            "--name",
+            "stories",
+        ],
+    );
+    assert!(
+        out.contains("a single file: validation is its last 4 of 12 documents"),
+        "{out}"
+    );
+    std::fs::remove_dir_all(root).unwrap();
+}

@@ -127,7 +127,7 @@ impl DataCache {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{discover_corpus, train_tokenizer, CorpusStats, Document};
+    use super::super::{discover_corpus, train_tokenizer, CorpusStats, Document, Holdout};
     use super::*;
 
     fn temp_dir(tag: &str) -> PathBuf {
@@ -148,6 +148,7 @@ mod tests {
                 skipped_binary: 1,
                 skipped_large: 0,
                 bytes: 99,
+                holdout: Holdout::TailDocuments,
             },
         }
     }

@@ -1,3 +1,4 @@
+use crate::tokenizer::END_OF_TEXT;
 use crate::{Error, Result};
 use luoshu_tensor::rng;
 use std::path::{Path, PathBuf};
@@ -10,9 +11,11 @@ pub struct CorpusSpec {
     pub data: Option<String>,
     /// Stop adding files once this many bytes are selected.
     pub max_bytes: u64,
-    /// Files larger than this are skipped (generated tables would dominate a small corpus).
+    /// Files larger than this are skipped (generated tables would dominate a small corpus),
+    /// unless the corpus is a single file named by `data`.
     pub max_file_bytes: u64,
-    /// Fraction of files held out for validation (split by file, so no document leaks).
+    /// Fraction held out for validation: of the files (split by file, so no document
+    /// leaks), or of the only file's documents or tokens (see [`Holdout`]).
     pub val_fraction: f64,
     pub seed: u64,
 }
@@ -35,6 +38,21 @@ pub struct Document {
     pub text: String,
 }
 
+/// How the validation text was chosen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Holdout {
+    /// Whole files, picked by seed (the corpus has several usable files).
+    #[default]
+    Files,
+    /// The last documents of the only usable file, whose documents are separated by
+    /// `<|endoftext|>`.
+    TailDocuments,
+    /// The last tokens of the only usable file, which is one long document. The corpus
+    /// keeps it whole in `train`; after tokenizing,
+    /// [`crate::TokenizedCorpus::hold_out_tail_tokens`] splits it.
+    TailTokens,
+}
+
 /// What discovery found, for the user's log.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CorpusStats {
@@ -44,6 +62,7 @@ pub struct CorpusStats {
     pub skipped_binary: usize,
     pub skipped_large: usize,
     pub bytes: u64,
+    pub holdout: Holdout,
 }
 
 #[derive(Debug, Clone)]
@@ -176,12 +195,15 @@ pub fn load_corpus_files(spec: &CorpusSpec, files: CorpusFiles) -> Result<Corpus
         candidates: files.len(),
         ..CorpusStats::default()
     };
+    // A file the user named is wanted whatever its size.
+    let named_file =
+        files.len() == 1 && spec.data.as_deref().is_some_and(|d| Path::new(d).is_file());
     let mut keyed: Vec<(u64, PathBuf)> = files
         .into_iter()
         .map(|p| (path_key(&p, spec.seed), p))
         .collect();
     keyed.sort();
-    let (mut train, mut val) = (Vec::new(), Vec::new());
+    let mut documents = Vec::new();
     for (key, path) in keyed {
         if stats.bytes >= spec.max_bytes {
             break;
@@ -189,7 +211,7 @@ pub fn load_corpus_files(spec: &CorpusSpec, files: CorpusFiles) -> Result<Corpus
         let size = std::fs::metadata(&path)
             .map_err(|e| Error::io(&path, e))?
             .len();
-        if size > spec.max_file_bytes {
+        if size > spec.max_file_bytes && !named_file {
             stats.skipped_large += 1;
             continue;
         }
@@ -205,7 +227,36 @@ pub fn load_corpus_files(spec: &CorpusSpec, files: CorpusFiles) -> Result<Corpus
         stats.used += 1;
         // The low bits of the key decide the split, the high bits decided the order.
         let held_out = (key & 0xffff) as f64 / 65536.0 < spec.val_fraction;
-        let doc = Document { path, text };
+        documents.push((Document { path, text }, held_out));
+    }
+    let (train, val) = match documents.len() {
+        0 => {
+            return Err(Error::NoData {
+                searched: format!(
+                "{source} ({} candidate files, {} binary or non-UTF-8, {} larger than {} bytes)",
+                stats.candidates, stats.skipped_binary, stats.skipped_large, spec.max_file_bytes
+            ),
+            })
+        }
+        1 if spec.val_fraction > 0.0 => {
+            let (doc, _) = documents.remove(0);
+            let (train, val, holdout) = split_single_file(doc, spec.val_fraction);
+            stats.holdout = holdout;
+            (train, val)
+        }
+        _ => split_files(documents, spec.val_fraction),
+    };
+    Ok(Corpus { train, val, stats })
+}
+
+/// Train and validation files from `(document, held out)` pairs, at least one of each
+/// when there are two or more files and validation is wanted.
+fn split_files(
+    documents: Vec<(Document, bool)>,
+    val_fraction: f64,
+) -> (Vec<Document>, Vec<Document>) {
+    let (mut train, mut val) = (Vec::new(), Vec::new());
+    for (doc, held_out) in documents {
         if held_out {
             val.push(doc);
         } else {
@@ -213,15 +264,126 @@ pub fn load_corpus_files(spec: &CorpusSpec, files: CorpusFiles) -> Result<Corpus
         }
     }
     if train.is_empty() {
-        return Err(Error::NoData {
-            searched: format!(
-                "{source} ({} candidate files, {} binary or non-UTF-8, {} larger than {} bytes)",
-                stats.candidates, stats.skipped_binary, stats.skipped_large, spec.max_file_bytes
-            ),
-        });
+        train.extend(val.pop());
     }
-    if val.is_empty() && spec.val_fraction > 0.0 && train.len() > 1 {
+    if val.is_empty() && val_fraction > 0.0 && train.len() > 1 {
         val.extend(train.pop());
     }
-    Ok(Corpus { train, val, stats })
+    (train, val)
+}
+
+/// Hold out the tail of the only file: its last documents when `<|endoftext|>` separates
+/// two or more, else (one long document) nothing yet — its tokens are split after
+/// tokenizing ([`Holdout::TailTokens`]).
+fn split_single_file(doc: Document, val_fraction: f64) -> (Vec<Document>, Vec<Document>, Holdout) {
+    let parts: Vec<&str> = doc
+        .text
+        .split(END_OF_TEXT)
+        .map(|part| part.trim_matches(['\n', '\r']))
+        .filter(|part| !part.trim().is_empty())
+        .collect();
+    if parts.len() < 2 {
+        return (vec![doc], Vec::new(), Holdout::TailTokens);
+    }
+    let held = ((parts.len() as f64 * val_fraction).ceil() as usize).clamp(1, parts.len() - 1);
+    let to_docs = |parts: &[&str]| -> Vec<Document> {
+        parts
+            .iter()
+            .map(|text| Document {
+                path: doc.path.clone(),
+                text: text.to_string(),
+            })
+            .collect()
+    };
+    let (train, val) = parts.split_at(parts.len() - held);
+    (to_docs(train), to_docs(val), Holdout::TailDocuments)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("luoshu-corpus-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn spec(data: &Path, val_fraction: f64) -> CorpusSpec {
+        CorpusSpec {
+            data: Some(data.to_string_lossy().into_owned()),
+            val_fraction,
+            ..CorpusSpec::default()
+        }
+    }
+
+    #[test]
+    fn a_single_file_of_documents_holds_out_its_last_documents() {
+        let dir = temp_dir("docs");
+        let file = dir.join("stories.txt");
+        let text: String = (0..10)
+            .map(|i| format!("story {i} begins and ends.\n{END_OF_TEXT}\n"))
+            .collect();
+        std::fs::write(&file, text).unwrap();
+        let corpus = load_corpus(&spec(&file, 0.25)).unwrap();
+        assert_eq!(corpus.stats.holdout, Holdout::TailDocuments);
+        let texts = |docs: &[Document]| docs.iter().map(|d| d.text.clone()).collect::<Vec<_>>();
+        let expected = |range: std::ops::Range<usize>| {
+            range
+                .map(|i| format!("story {i} begins and ends."))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(texts(&corpus.train), expected(0..7));
+        assert_eq!(texts(&corpus.val), expected(7..10), "ceil(10 × 0.25) = 3");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_single_long_document_is_kept_whole_for_a_token_split() {
+        let dir = temp_dir("long");
+        let file = dir.join("book.txt");
+        let text = "a line of a long book\n".repeat(20_000);
+        std::fs::write(&file, &text).unwrap();
+        let spec = spec(&file, 0.1);
+        assert!(
+            text.len() as u64 > spec.max_file_bytes,
+            "named files ignore the size limit"
+        );
+        let corpus = load_corpus(&spec).unwrap();
+        assert_eq!(corpus.stats.holdout, Holdout::TailTokens);
+        assert_eq!(corpus.train.len(), 1);
+        assert_eq!(corpus.train[0].text, text);
+        assert!(corpus.val.is_empty());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_directory_with_one_usable_file_is_treated_as_that_file() {
+        let dir = temp_dir("one-usable");
+        std::fs::write(dir.join("a.txt"), format!("one{END_OF_TEXT}two")).unwrap();
+        std::fs::write(dir.join("b.bin"), [0u8, 1, 2, 3]).unwrap();
+        let corpus = load_corpus(&spec(&dir, 0.05)).unwrap();
+        assert_eq!(corpus.stats.skipped_binary, 1);
+        assert_eq!(corpus.stats.holdout, Holdout::TailDocuments);
+        assert_eq!(
+            (corpus.train[0].text.as_str(), corpus.val[0].text.as_str()),
+            ("one", "two")
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn several_files_always_give_both_train_and_validation_files() {
+        let doc = |name: &str| Document {
+            path: PathBuf::from(name),
+            text: name.into(),
+        };
+        let (train, val) = split_files(vec![(doc("a"), true), (doc("b"), true)], 0.5);
+        assert_eq!((train.len(), val.len()), (1, 1));
+        let (train, val) = split_files(vec![(doc("a"), false), (doc("b"), false)], 0.5);
+        assert_eq!((train.len(), val.len()), (1, 1));
+        let (train, val) = split_files(vec![(doc("a"), false), (doc("b"), false)], 0.0);
+        assert_eq!((train.len(), val.len()), (2, 0), "no validation wanted");
+    }
 }

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 const MAGIC: &[u8; 8] = b"LSHCACHE";
 /// Bump when the layout or the meaning of any payload changes; older files are rebuilt.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 2;
 const CHECKSUM_LEN: usize = 16;
 
 /// What reading a cache file found.

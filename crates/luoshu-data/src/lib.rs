@@ -16,7 +16,7 @@ pub use cache::{
 };
 pub use corpus::{
     discover_corpus, load_corpus, load_corpus_files, Corpus, CorpusFiles, CorpusSpec, CorpusStats,
-    Document,
+    Document, Holdout,
 };
 pub use error::{Error, Result};
 pub use fingerprint::fingerprint;
@@ -26,4 +26,4 @@ pub use loader::{
     IGNORE_INDEX,
 };
 pub use tokenized::TokenizedCorpus;
-pub use tokenizer::{train_tokenizer, TextTokenizer};
+pub use tokenizer::{train_tokenizer, TextTokenizer, END_OF_TEXT};

@@ -1,7 +1,8 @@
 //! A tokenized corpus and its byte encoding (the payload of a token cache file).
 
 use super::framed::ByteReader;
-use super::CorpusStats;
+use super::{CorpusStats, Holdout};
+use crate::Error;
 
 /// Token ids of every training and validation document (each ending with the end-of-text
 /// token) and what corpus discovery found, so a cache hit can report the same summary.
@@ -19,8 +20,32 @@ impl TokenizedCorpus {
         (count(&self.train), count(&self.val))
     }
 
-    /// Layout: the stats (source as length + UTF-8, then five u64 counts), the number of
-    /// train and validation documents, every document's length, then all tokens as u32.
+    /// For a corpus that is one long document ([`Holdout::TailTokens`]): move the last
+    /// `val_fraction` of its tokens (at least 2, leaving at least 2) into `val`.
+    pub fn hold_out_tail_tokens(&mut self, val_fraction: f64) -> crate::Result<()> {
+        let [document] = self.train.as_mut_slice() else {
+            return Err(Error::Config(format!(
+                "holding out tokens needs exactly one training document, got {}",
+                self.train.len()
+            )));
+        };
+        let total = document.len();
+        if total < 4 {
+            return Err(Error::NoData {
+                searched: format!(
+                    "{} holds only {total} tokens, too few to keep some for validation",
+                    self.stats.source
+                ),
+            });
+        }
+        let held = ((total as f64 * val_fraction).ceil() as usize).clamp(2, total - 2);
+        self.val.push(document.split_off(total - held));
+        Ok(())
+    }
+
+    /// Layout: the stats (source as length + UTF-8, then five u64 counts and the hold-out
+    /// code), the number of train and validation documents, every document's length, then
+    /// all tokens as u32.
     pub(crate) fn to_bytes(&self) -> Vec<u8> {
         let s = &self.stats;
         let (train_tokens, val_tokens) = self.token_counts();
@@ -35,6 +60,7 @@ impl TokenizedCorpus {
             s.skipped_binary as u64,
             s.skipped_large as u64,
             s.bytes,
+            holdout_code(s.holdout),
             self.train.len() as u64,
             self.val.len() as u64,
         ] {
@@ -67,6 +93,7 @@ impl TokenizedCorpus {
             skipped_binary: count()?,
             skipped_large: count()?,
             bytes: count()? as u64,
+            holdout: holdout_from_code(count()? as u64)?,
         };
         let (train_docs, val_docs) = (count()?, count()?);
         let docs = train_docs
@@ -98,6 +125,23 @@ impl TokenizedCorpus {
     }
 }
 
+fn holdout_code(holdout: Holdout) -> u64 {
+    match holdout {
+        Holdout::Files => 0,
+        Holdout::TailDocuments => 1,
+        Holdout::TailTokens => 2,
+    }
+}
+
+fn holdout_from_code(code: u64) -> Result<Holdout, String> {
+    match code {
+        0 => Ok(Holdout::Files),
+        1 => Ok(Holdout::TailDocuments),
+        2 => Ok(Holdout::TailTokens),
+        other => Err(format!("unknown validation hold-out code {other}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,6 +158,7 @@ mod tests {
                 skipped_binary: 2,
                 skipped_large: 1,
                 bytes: 12345,
+                holdout: Holdout::TailTokens,
             },
         }
     }
@@ -129,6 +174,42 @@ mod tests {
             let decoded = TokenizedCorpus::from_bytes(&original.to_bytes()).unwrap();
             prop_assert_eq!(decoded, original);
         }
+    }
+
+    #[test]
+    fn the_tail_tokens_of_one_document_become_validation() {
+        let document: Vec<u32> = (0..100).collect();
+        let mut tokens = corpus(vec![document.clone()], Vec::new());
+        tokens.hold_out_tail_tokens(0.05).unwrap();
+        assert_eq!(tokens.train, vec![(0..95).collect::<Vec<u32>>()]);
+        assert_eq!(tokens.val, vec![(95..100).collect::<Vec<u32>>()]);
+
+        let mut tiny = corpus(vec![(0..5).collect()], Vec::new());
+        tiny.hold_out_tail_tokens(0.01).unwrap();
+        assert_eq!(
+            (tiny.train[0].len(), tiny.val[0].len()),
+            (3, 2),
+            "at least 2 held out"
+        );
+
+        let err = corpus(vec![vec![1, 2, 3]], Vec::new())
+            .hold_out_tail_tokens(0.5)
+            .unwrap_err();
+        assert!(err.to_string().contains("only 3 tokens"), "{err}");
+        let err = corpus(vec![document.clone(), document], Vec::new())
+            .hold_out_tail_tokens(0.5)
+            .unwrap_err();
+        assert!(err.to_string().contains("exactly one"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_holdout_code_is_rejected() {
+        let mut bytes = corpus(vec![vec![1]], Vec::new()).to_bytes();
+        // The code follows the source string and five counts.
+        let at = 4 + "files under ünïcode/".len() + 5 * 8;
+        bytes[at] = 7;
+        let err = TokenizedCorpus::from_bytes(&bytes).unwrap_err();
+        assert!(err.contains("hold-out code 7"), "{err}");
     }
 
     #[test]

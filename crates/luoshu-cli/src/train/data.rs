@@ -6,8 +6,8 @@ use super::config::RunConfig;
 use luoshu_data::fingerprint;
 use luoshu_data::{
     corpus_key, discover_corpus, load_corpus_files, tokenizer_key, tokens_key, train_tokenizer,
-    Corpus, CorpusFiles, CorpusSpec, DataCache, Document, LengthBucketLoader, Lookup,
-    TextTokenizer, TokenizedCorpus, CACHE_DIR_ENV,
+    Corpus, CorpusFiles, CorpusSpec, CorpusStats, DataCache, Document, Holdout, LengthBucketLoader,
+    Lookup, TextTokenizer, TokenizedCorpus, CACHE_DIR_ENV, END_OF_TEXT,
 };
 use std::path::{Path, PathBuf};
 
@@ -26,6 +26,34 @@ fn tokenize(tokenizer: &TextTokenizer, docs: &[Document]) -> Result<Vec<Vec<u32>
                 .map_err(|e| format!("{}: {e}", d.path.display()))
         })
         .collect()
+}
+
+/// What the corpus is made of and how its validation part was chosen.
+fn describe_corpus(tokens: &TokenizedCorpus) -> String {
+    let s: &CorpusStats = &tokens.stats;
+    let (train, val) = (tokens.train.len(), tokens.val.len());
+    let split = match s.holdout {
+        Holdout::Files => format!("{train} train / {val} validation files"),
+        Holdout::TailDocuments => format!(
+            "a single file: validation is its last {val} of {} documents (documents end at \
+             `{END_OF_TEXT}`)",
+            train + val
+        ),
+        Holdout::TailTokens => format!(
+            "a single file and one long document: validation is its last {} tokens",
+            tokens.token_counts().1
+        ),
+    };
+    format!(
+        "corpus: {} — {} of {} files used ({:.1} MB), skipped {} binary/non-UTF-8 and {} too \
+         large; {split}",
+        s.source,
+        s.used,
+        s.candidates,
+        s.bytes as f64 / 1e6,
+        s.skipped_binary,
+        s.skipped_large,
+    )
 }
 
 /// The corpus text, read only when something has to be built from it (a cache miss).
@@ -169,11 +197,17 @@ pub fn prepare(
 
     let build_tokens = || -> Result<TokenizedCorpus, String> {
         let corpus = corpus.get()?;
-        Ok(TokenizedCorpus {
+        let mut tokens = TokenizedCorpus {
             train: tokenize(&tokenizer, &corpus.train)?,
             val: tokenize(&tokenizer, &corpus.val)?,
             stats: corpus.stats.clone(),
-        })
+        };
+        if corpus.stats.holdout == Holdout::TailTokens {
+            tokens
+                .hold_out_tail_tokens(config.data.val_fraction)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(tokens)
     };
     let target = cache.as_ref().map(|(cache, corpus_key)| {
         let key = tokens_key(corpus_key, &bytes);
@@ -188,25 +222,7 @@ pub fn prepare(
     });
     let (tokens, _) = cached(target, build_tokens, log)?;
 
-    let s = &tokens.stats;
-    log(format!(
-        "corpus: {} — {} of {} files used ({:.1} MB), skipped {} binary/non-UTF-8 and {} too large; {} train / {} validation files",
-        s.source,
-        s.used,
-        s.candidates,
-        s.bytes as f64 / 1e6,
-        s.skipped_binary,
-        s.skipped_large,
-        tokens.train.len(),
-        tokens.val.len()
-    ));
-    if tokens.val.is_empty() {
-        return Err(format!(
-            "the corpus ({}) has a single usable file, so none is left for validation; \
-             give --data more files",
-            s.source
-        ));
-    }
+    log(describe_corpus(&tokens));
     let (train_count, val_count) = tokens.token_counts();
     log(format!(
         "tokens: {train_count} train, {val_count} validation"
