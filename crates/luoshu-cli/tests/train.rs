@@ -379,3 +379,37 @@ fn a_single_file_holds_out_its_tail_for_validation() {
     );
     std::fs::remove_dir_all(root).unwrap();
 }
+
+#[test]
+fn resuming_a_run_without_a_checkpoint_says_how_to_start_it() {
+    let root = temp_dir("no-checkpoint");
+    let data = write_corpus(&root);
+    let config = write_config(&root, &data, "run.toml", 32);
+
+    let err = fail(&root, &["--resume", "--name", "never"]);
+    assert!(
+        err.contains("there is no run `never` to resume")
+            && err.contains("luoshu train --name never` (without --resume)")
+            && !err.contains("os error"),
+        "{err}"
+    );
+
+    // A run killed before its first checkpoint: its config is there, its checkpoint not.
+    succeed(
+        &root,
+        &["--config", config.to_str().unwrap(), "--steps", "1"],
+    );
+    std::fs::remove_dir_all(root.join("runs/tiny/checkpoint")).unwrap();
+    let err = fail(&root, &["--resume", "--name", "tiny"]);
+    assert!(
+        err.contains("the run `tiny` has no checkpoint yet")
+            && err.contains("without --resume and with `--config runs/tiny/config.toml`")
+            && !err.contains("os error"),
+        "{err}"
+    );
+    succeed(
+        &root,
+        &["--config", "runs/tiny/config.toml", "--steps", "1"],
+    );
+    std::fs::remove_dir_all(root).unwrap();
+}

@@ -306,6 +306,12 @@ pub fn load(dir: &Path) -> Result<Checkpoint> {
     })
 }
 
+/// Whether `root` holds a complete checkpoint: `latest` is written last, so a run killed
+/// before (or while) writing its first checkpoint has none.
+pub fn has_checkpoint(root: &Path) -> bool {
+    root.join(LATEST_FILE).is_file()
+}
+
 /// Load the checkpoint `root/latest` points to. If it is damaged the error says so and
 /// names the older checkpoints that remain (each loadable with [`load`]).
 pub fn load_latest(root: &Path) -> Result<Checkpoint> {

@@ -1,7 +1,7 @@
 //! `luoshu train`: configure, load data, train with a progress bar, evaluate, checkpoint,
 //! and leave `runs/<name>/` with the config, tokenizer, metrics, loss plot and checkpoints.
 
-mod config;
+pub(crate) mod config;
 mod data;
 mod metrics;
 mod plot;
@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Where runs are written, relative to the working directory.
-const RUNS_DIR: &str = "runs";
+pub(crate) const RUNS_DIR: &str = "runs";
 
 #[derive(clap::Args)]
 pub struct TrainArgs {
@@ -77,20 +77,24 @@ pub enum CommBackend {
 /// The configuration: defaults, or `--config` (else the run's own config when resuming),
 /// then the command-line overrides.
 fn build_config(args: &TrainArgs) -> Result<RunConfig, String> {
-    let saved = args.resume.then(|| {
-        let name = args
-            .name
-            .clone()
-            .unwrap_or_else(|| RunConfig::default().name);
-        Path::new(RUNS_DIR).join(name).join("config.toml")
-    });
-    let mut config = match args.config.as_ref().or(saved.as_ref()) {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read the config {}: {e}", path.display()))?;
-            RunConfig::from_toml(&text, &path.display().to_string())?
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| RunConfig::default().name);
+    let saved = args
+        .resume
+        .then(|| Path::new(RUNS_DIR).join(&name).join("config.toml"));
+    let mut config = match (&args.config, &saved) {
+        (Some(path), _) => read_config(path)?,
+        (None, Some(path)) if !path.exists() => {
+            return Err(format!(
+                "there is no run `{name}` to resume ({} does not exist); start it with \
+                 `luoshu train --name {name}` (without --resume)",
+                path.display()
+            ))
         }
-        None => RunConfig::default(),
+        (None, Some(path)) => read_config(path)?,
+        (None, None) => RunConfig::default(),
     };
     if let Some(steps) = args.steps {
         config.steps = steps;
@@ -120,6 +124,12 @@ fn build_config(args: &TrainArgs) -> Result<RunConfig, String> {
         ));
     }
     Ok(config)
+}
+
+fn read_config(path: &Path) -> Result<RunConfig, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the config {}: {e}", path.display()))?;
+    RunConfig::from_toml(&text, &path.display().to_string())
 }
 
 /// `32×12 64×5`: sequence length × rows of each bucket in a batch.
@@ -247,6 +257,19 @@ impl Setup {
     ) -> Result<Self, String> {
         let run_dir = Path::new(RUNS_DIR).join(&config.name);
         let checkpoint_dir = run_dir.join("checkpoint");
+        if args.resume && !checkpoint::has_checkpoint(&checkpoint_dir) {
+            let saved_config = run_dir.join("config.toml");
+            let hint = match args.config.is_none() && saved_config.is_file() {
+                true => format!(" and with `--config {}`", saved_config.display()),
+                false => String::new(),
+            };
+            return Err(format!(
+                "the run `{}` has no checkpoint yet (it stopped before its first one; they are \
+                 written every {} steps), so there is nothing to resume; start it fresh by \
+                 running the same command without --resume{hint}",
+                config.name, config.checkpoint_every
+            ));
+        }
         if writes {
             prepare_run_dir(args, &run_dir, &checkpoint_dir)?;
         }
