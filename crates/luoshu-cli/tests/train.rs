@@ -413,3 +413,58 @@ fn resuming_a_run_without_a_checkpoint_says_how_to_start_it() {
     );
     std::fs::remove_dir_all(root).unwrap();
 }
+
+#[test]
+fn a_model_that_cannot_fit_is_refused_before_anything_is_allocated() {
+    let root = temp_dir("too-big");
+    let data = write_corpus(&root);
+    let out = luoshu(
+        &root,
+        &["--model", "llama-32b", "--data", data.to_str().unwrap()],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("the model does not fit: one rank needs about")
+            && err.contains("AdamW moments")
+            && err.contains("available memory")
+            && err.contains("To fit:")
+            && err.contains("more tensor/pipeline-parallel ranks"),
+        "{err}"
+    );
+    assert!(
+        !root.join("runs").exists() && !root.join("cache").exists(),
+        "refused before the run directory, the tokenizer or the cache were touched"
+    );
+
+    let config = write_config(&root, &data, "run.toml", 32);
+    let config = config.to_str().unwrap();
+    let err = fail(
+        &root,
+        &[
+            "--config",
+            config,
+            "--strategy",
+            "dp2",
+            "--memory-per-rank",
+            "64K",
+        ],
+    );
+    assert!(
+        err.contains("--memory-per-rank is 64.00 KiB per rank")
+            && err.contains("ZeRO-1 (`--strategy dp2zero1`)"),
+        "{err}"
+    );
+    succeed(
+        &root,
+        &[
+            "--config",
+            config,
+            "--steps",
+            "1",
+            "--memory-per-rank",
+            "1G",
+        ],
+    );
+    std::fs::remove_dir_all(root).unwrap();
+}

@@ -4,6 +4,7 @@
 
 pub mod checkpoint;
 mod error;
+pub mod memory_estimate;
 pub mod optim;
 pub mod parallel;
 pub mod placement;

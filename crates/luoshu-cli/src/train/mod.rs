@@ -3,6 +3,7 @@
 
 pub(crate) mod config;
 mod data;
+mod memory;
 mod metrics;
 mod plot;
 
@@ -65,6 +66,11 @@ pub struct TrainArgs {
     /// the processes of `mpirun`; needs a build with `--features mpi`).
     #[arg(long, default_value = "threads")]
     pub comm: CommBackend,
+    /// Refuse to start unless one rank's estimated memory (parameters, gradients, AdamW
+    /// moments, activations) fits in this many bytes, e.g. `16G`. The machine's available
+    /// memory is always a limit.
+    #[arg(long, value_parser = memory::parse_bytes)]
+    pub memory_per_rank: Option<u64>,
 }
 
 /// The communication backend of `luoshu train --comm`.
@@ -176,6 +182,12 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode, String> {
         return Ok(ExitCode::SUCCESS);
     }
     let strategy = config.strategy()?;
+    // Threads share this process's memory; an MPI process holds one rank.
+    let local_ranks = match args.comm {
+        CommBackend::Threads => strategy.devices(),
+        CommBackend::Mpi => 1,
+    };
+    memory::check(&config, &model, strategy, local_ranks, args.memory_per_rank)?;
     match args.comm {
         CommBackend::Threads => {
             let setup = Setup::new(args, config, model, strategy, true)?;
