@@ -1,91 +1,14 @@
 //! `luoshu train` end to end on a tiny model: the run directory is complete, a resumed run
 //! is bit-identical to an uninterrupted one, and bad input fails with a clear message.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-/// A fresh, empty directory under the system temp dir.
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("luoshu-train-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// A directory of small text files with some repeated structure to learn.
-fn write_corpus(dir: &Path) -> PathBuf {
-    let data = dir.join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let words = [
-        "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta",
-    ];
-    for f in 0..12usize {
-        let text: String = (0..20 + 7 * f)
-            .map(|i| {
-                format!(
-                    "{} {} = {};\n",
-                    words[(f + i) % 8],
-                    words[(i * 3) % 8],
-                    i % 10
-                )
-            })
-            .collect();
-        std::fs::write(data.join(format!("file{f}.txt")), text).unwrap();
-    }
-    data
-}
-
-/// A tiny run configuration reading `data`, with an extra `model` table line.
-fn write_config(dir: &Path, data: &Path, file: &str, d_model: usize) -> PathBuf {
-    let text = format!(
-        r#"name = "tiny"
-steps = 4
-eval_every = 2
-checkpoint_every = 2
-keep_checkpoints = 3
-seed = 7
-
-[model]
-vocab_size = 320
-d_model = {d_model}
-n_layers = 1
-n_heads = 2
-n_kv_heads = 2
-d_ff = 48
-max_seq_len = 32
-
-[data]
-path = "{}"
-val_fraction = 0.3
-vocab_size = 300
-max_len = 32
-bucket_edges = [16, 32]
-tokens_per_micro_batch = 64
-global_batch_tokens = 96
-
-[train.schedule]
-peak_lr = 0.01
-min_lr = 0.001
-warmup_steps = 1
-total_steps = 4
-"#,
-        data.display()
-    );
-    let path = dir.join(file);
-    std::fs::write(&path, text).unwrap();
-    path
-}
+use common::{temp_dir, train_command, write_config, write_corpus};
+use std::path::Path;
+use std::process::Output;
 
 fn luoshu(cwd: &Path, args: &[&str]) -> Output {
-    // Cache entries go next to the test's files, not into the user's cache.
-    let out = Command::new(env!("CARGO_BIN_EXE_luoshu"))
-        .current_dir(cwd)
-        .env("LUOSHU_CACHE_DIR", cwd.join("cache"))
-        .arg("train")
-        .args(args)
-        .output()
-        .unwrap();
-    out
+    train_command(cwd).args(args).output().unwrap()
 }
 
 fn succeed(cwd: &Path, args: &[&str]) -> String {

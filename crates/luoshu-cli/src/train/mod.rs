@@ -3,9 +3,11 @@
 
 pub(crate) mod config;
 mod data;
+mod lock;
 mod memory;
 mod metrics;
 mod plot;
+mod stop;
 
 use config::RunConfig;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -188,19 +190,34 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode, String> {
         CommBackend::Mpi => 1,
     };
     memory::check(&config, &model, strategy, local_ranks, args.memory_per_rank)?;
-    match args.comm {
+    let stop = stop::StopRequest::install()?;
+    let outcome = match args.comm {
         CommBackend::Threads => {
             let setup = Setup::new(args, config, model, strategy, true)?;
             let results = threads::run(strategy.devices(), |comm| {
                 let loader = setup.data.train.clone();
-                train_rank(comm, &setup, loader)
+                train_rank(comm, &setup, loader, &stop)
             });
             // Rank 0's error first: a failing rank makes its peers fail too.
-            results.into_iter().collect::<Result<Vec<()>, String>>()?;
+            let outcomes = results.into_iter().collect::<Result<Vec<_>, String>>()?;
+            outcomes.into_iter().next().unwrap_or(Outcome::Finished)
         }
-        CommBackend::Mpi => run_mpi(args, config, model, strategy)?,
+        CommBackend::Mpi => run_mpi(args, config, model, strategy, &stop)?,
+    };
+    match outcome {
+        Outcome::Finished => Ok(ExitCode::SUCCESS),
+        // The conventional status of a process ended by the signal.
+        Outcome::Stopped { signal } => Ok(ExitCode::from(128 + signal as u8)),
     }
-    Ok(ExitCode::SUCCESS)
+}
+
+/// How a rank's training ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// It reached the configured number of steps.
+    Finished,
+    /// A stop signal arrived; the step it was in finished and was checkpointed.
+    Stopped { signal: i32 },
 }
 
 #[cfg(feature = "mpi")]
@@ -209,7 +226,8 @@ fn run_mpi(
     config: RunConfig,
     model: ModelConfig,
     strategy: Strategy,
-) -> Result<(), String> {
+    stop: &stop::StopRequest,
+) -> Result<Outcome, String> {
     let world = luoshu_comm::mpi::MpiComm::world(luoshu_comm::DEFAULT_TIMEOUT)
         .map_err(|e| e.to_string())?;
     if world.size() != strategy.devices() {
@@ -230,13 +248,19 @@ fn run_mpi(
         Setup::new(args, config, model, strategy, false)?
     };
     let loader = setup.data.train.clone();
-    let result = train_rank(world, &setup, loader);
+    let result = train_rank(world, &setup, loader, stop);
     luoshu_comm::mpi::finalize().map_err(|e| e.to_string())?;
     result
 }
 
 #[cfg(not(feature = "mpi"))]
-fn run_mpi(_: &TrainArgs, _: RunConfig, _: ModelConfig, _: Strategy) -> Result<(), String> {
+fn run_mpi(
+    _: &TrainArgs,
+    _: RunConfig,
+    _: ModelConfig,
+    _: Strategy,
+    _: &stop::StopRequest,
+) -> Result<Outcome, String> {
     Err(
         "this luoshu was built without MPI: rebuild with `cargo build --release --features mpi` \
          (needs libopenmpi-dev, openmpi-bin and libclang-dev) and launch it with mpirun"
@@ -257,6 +281,8 @@ struct Setup {
     /// Whether this process writes the run directory (rank 0 of an MPI job, or the
     /// threads launcher).
     writes: bool,
+    /// Held until the training ends, so no other training writes the run directory.
+    _run_lock: Option<lock::RunLock>,
 }
 
 impl Setup {
@@ -282,6 +308,10 @@ impl Setup {
                 config.name, config.checkpoint_every
             ));
         }
+        let run_lock = match writes {
+            true => Some(lock::RunLock::acquire(&run_dir, &mut |w| eprintln!("{w}"))?),
+            false => None,
+        };
         if writes {
             prepare_run_dir(args, &run_dir, &checkpoint_dir)?;
         }
@@ -354,6 +384,7 @@ impl Setup {
             data,
             resume,
             writes,
+            _run_lock: run_lock,
         })
     }
 }
@@ -387,10 +418,11 @@ fn train_rank(
     comm: Arc<dyn Communicator>,
     setup: &Setup,
     mut loader: LengthBucketLoader,
-) -> Result<(), String> {
+    stop: &stop::StopRequest,
+) -> Result<Outcome, String> {
     let config = &setup.config;
     let reports = setup.writes && comm.rank() == 0;
-    let mesh = Mesh::new(setup.strategy, comm).map_err(|e| e.to_string())?;
+    let mesh = Mesh::new(setup.strategy, comm.clone()).map_err(|e| e.to_string())?;
     let backend: Arc<dyn luoshu_backend::Backend> =
         Arc::new(luoshu_backend::cpu::CpuBackend::new());
     let mut trainer = ParallelTrainer::new(
@@ -456,7 +488,8 @@ fn train_rank(
                 grad_norm: stats.grad_norm,
             })?;
         }
-        if step % config.checkpoint_every == 0 || last {
+        let stop_signal = stop.agreed(comm.as_ref())?;
+        if step % config.checkpoint_every == 0 || last || stop_signal.is_some() {
             // Collective: every rank contributes its shards; rank 0 writes one canonical
             // (unsharded) checkpoint that any strategy can resume.
             let gathered = trainer.gather_state().map_err(|e| e.to_string())?;
@@ -484,10 +517,26 @@ fn train_rank(
             tokens as f64 / seconds.max(1e-9)
         ));
         bar.set_position(step);
+        if let Some(signal) = stop_signal {
+            bar.finish_and_clear();
+            if reports {
+                eprintln!(
+                    "stopped by {} after step {step}; the checkpoint is in {}. Resume with \
+                     `luoshu train --resume --name {}`",
+                    stop::signal_name(signal),
+                    last_checkpoint
+                        .as_deref()
+                        .unwrap_or(&setup.checkpoint_dir)
+                        .display(),
+                    config.name
+                );
+            }
+            return Ok(Outcome::Stopped { signal });
+        }
     }
     bar.finish_and_clear();
     let Some(log) = log else {
-        return Ok(());
+        return Ok(Outcome::Finished);
     };
     let plot_path = setup.run_dir.join("loss.png");
     if let Err(e) = plot::plot_loss(log.rows(), &plot_path) {
@@ -512,5 +561,5 @@ fn train_rank(
             .unwrap_or(&setup.checkpoint_dir)
             .display()
     );
-    Ok(())
+    Ok(Outcome::Finished)
 }

@@ -1,0 +1,131 @@
+//! Faults a training survives, end to end on a tiny model: a second training on the same
+//! run directory, SIGTERM, SIGKILL at random moments, an unwritable checkpoint directory.
+//! See docs/reliability.md.
+
+mod common;
+
+use common::{temp_dir, train_command, write_config, write_corpus};
+use std::path::Path;
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Start `luoshu train args` in `cwd` in the background.
+fn spawn(cwd: &Path, args: &[&str]) -> Child {
+    train_command(cwd)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn run(cwd: &Path, args: &[&str]) -> Output {
+    train_command(cwd).args(args).output().unwrap()
+}
+
+/// Rows of `metrics.csv` written so far (one per finished step).
+fn steps_done(run_dir: &Path) -> usize {
+    std::fs::read_to_string(run_dir.join("metrics.csv"))
+        .map(|text| text.lines().count().saturating_sub(1))
+        .unwrap_or(0)
+}
+
+/// Wait until `child` has finished `steps` steps (a guard against hangs, not a timing
+/// assertion: a healthy tiny run takes well under a second per step).
+fn wait_for_steps(child: &mut Child, run_dir: &Path, steps: usize) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while steps_done(run_dir) < steps {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the training exited early with {status}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no progress on {}",
+            run_dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn stderr_of(child: Child) -> (std::process::ExitStatus, String) {
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_second_training_on_a_run_directory_is_refused_and_a_dead_ones_lock_taken_over() {
+    let root = temp_dir("lock");
+    let data = write_corpus(&root);
+    let config = write_config(&root, &data, "run.toml", 32);
+    let config = config.to_str().unwrap();
+    let run_dir = root.join("runs/tiny");
+
+    let mut first = spawn(&root, &["--config", config, "--steps", "100000"]);
+    wait_for_steps(&mut first, &run_dir, 1);
+    let second = run(&root, &["--config", config, "--steps", "3"]);
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success());
+    assert!(
+        err.contains(&format!(
+            "runs/tiny is in use by another training (pid {}",
+            first.id()
+        )) && err.contains("--name"),
+        "{err}"
+    );
+
+    first.kill().unwrap();
+    let pid = first.id();
+    first.wait().unwrap();
+    let third = run(&root, &["--config", config, "--steps", "1", "--overwrite"]);
+    let err = String::from_utf8_lossy(&third.stderr);
+    assert!(third.status.success(), "{err}");
+    assert!(
+        err.contains("warning: taking over") && err.contains(&format!("names pid {pid}")),
+        "{err}"
+    );
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
+fn sigterm_finishes_the_step_writes_a_checkpoint_and_says_how_to_resume() {
+    let root = temp_dir("sigterm");
+    let data = write_corpus(&root);
+    let config = write_config(&root, &data, "run.toml", 32);
+    let config = config.to_str().unwrap();
+    let run_dir = root.join("runs/tiny");
+
+    // Two ranks, so both must agree on the step to stop after.
+    let mut child = spawn(
+        &root,
+        &["--config", config, "--steps", "100000", "--devices", "2"],
+    );
+    wait_for_steps(&mut child, &run_dir, 3);
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let (status, err) = stderr_of(child);
+    assert_eq!(status.code(), Some(128 + 15), "{err}");
+    let step = steps_done(&run_dir);
+    assert!(
+        err.contains(&format!("stopped by SIGTERM after step {step}"))
+            && err.contains("Resume with `luoshu train --resume --name tiny`"),
+        "{err}"
+    );
+    let latest = std::fs::read_to_string(run_dir.join("checkpoint/latest")).unwrap();
+    assert_eq!(latest.trim(), format!("step-{step}"));
+
+    let next = (step + 1).to_string();
+    let resumed = run(&root, &["--resume", "--name", "tiny", "--steps", &next]);
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert_eq!(steps_done(&run_dir), step + 1);
+    std::fs::remove_dir_all(root).unwrap();
+}
