@@ -4,6 +4,7 @@
 
 pub mod checkpoint;
 mod error;
+pub mod hot;
 pub mod memory_estimate;
 pub mod optim;
 pub mod parallel;

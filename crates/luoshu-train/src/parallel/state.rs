@@ -41,6 +41,39 @@ impl ParallelTrainer {
         })
     }
 
+    /// Views of a gradient buffer laid out as this strategy's placements place gradients:
+    /// `buffer` holds elements `range` of the flat local parameters. Each parameter is a
+    /// view with its local dims (`flat_pieces` false, `range` the whole layout: the
+    /// accumulator), or the 1-D part of it inside `range` (`flat_pieces` true: a ZeRO-1
+    /// share of the summed gradient).
+    pub fn gradient_pieces(
+        &self,
+        buffer: &Tensor,
+        range: std::ops::Range<usize>,
+        flat_pieces: bool,
+    ) -> Result<Vec<Vec<Tensor>>> {
+        let specs = param_specs(self.model_config());
+        let mut pieces = vec![Vec::new(); specs.len()];
+        let layout = self.layout();
+        for (i, p) in self.sharded_params().iter().enumerate() {
+            let index = specs.iter().position(|s| *s == p.full).ok_or_else(|| {
+                Error::State(format!("`{}` is not a parameter of the model", p.full.name))
+            })?;
+            let segment = &layout.offsets[i];
+            let (start, end) = (segment.start.max(range.start), segment.end.min(range.end));
+            if start >= end {
+                continue;
+            }
+            let part = buffer.narrow(0, start - range.start, end - start)?;
+            pieces[index].push(if flat_pieces {
+                part
+            } else {
+                part.reshape(layout.dims[i].as_slice())?
+            });
+        }
+        Ok(pieces)
+    }
+
     /// Collective: the whole model's parameters and moments on world rank 0 (`None` on the
     /// other ranks).
     pub fn gather_state(&self) -> Result<Option<TrainerState>> {

@@ -35,6 +35,17 @@ enum PlanKind {
     Forward,
 }
 
+/// A deliberate bug for the equivalence harness's own tests
+/// ([`ParallelTrainer::inject_gradient_fault`]): the parameter gradients of the
+/// micro-batches of bucket `bucket` of every global batch (every bucket when `None`) are
+/// multiplied by `factor` as they are accumulated; the loss is left alone.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GradientFault {
+    pub bucket: Option<usize>,
+    pub factor: f32,
+}
+
 /// One rank's trainer. Every rank of the mesh calls the same methods in the same order.
 pub struct ParallelTrainer {
     model: ModelConfig,
@@ -57,6 +68,8 @@ pub struct ParallelTrainer {
     rope_cos: Tensor,
     rope_sin: Tensor,
     step: u64,
+    /// Test only: see [`GradientFault`].
+    gradient_fault: Option<GradientFault>,
 }
 
 impl ParallelTrainer {
@@ -126,6 +139,7 @@ impl ParallelTrainer {
             rope_cos,
             rope_sin,
             step: 0,
+            gradient_fault: None,
         })
     }
 
@@ -153,6 +167,13 @@ impl ParallelTrainer {
 
     pub fn step(&self) -> u64 {
         self.step
+    }
+
+    /// Test only: break the gradients on purpose (see [`GradientFault`]), so the
+    /// equivalence harness can show it catches a wrong gradient. Never use in training.
+    #[doc(hidden)]
+    pub fn inject_gradient_fault(&mut self, fault: Option<GradientFault>) {
+        self.gradient_fault = fault;
     }
 
     pub(super) fn set_step(&mut self, step: u64) {
@@ -198,40 +219,93 @@ impl ParallelTrainer {
     pub fn train_step(&mut self, batch: &GlobalBatch) -> Result<StepStats> {
         let start = Instant::now();
         let scale = loss_scale(batch)?;
-        let backend = self.backend.clone();
-        let ops = Ops::new(backend.as_ref());
-        let grads = ops.full(0.0, DType::F32, &[self.layout.len])?;
-        let mine = self.my_micro_batches(batch)?;
-        let local_loss = if self.mesh.strategy.pp == 1 {
-            let mut loss = 0.0;
-            for micro in &mine {
-                let outputs = self.run(PlanKind::Train, micro, scale, None, None)?;
-                loss += scalar_value(&outputs[0])?;
-                self.accumulate(&grads, &outputs[1..])?;
-            }
-            loss
-        } else {
-            self.pipeline_step(&mine, scale, &grads)?
-        };
-        self.sync_replicated_grads(&grads)?;
-        let dp = self.mesh.dp.clone();
-        let grad = self
-            .optimizer
-            .reduce_gradients(dp.as_ref(), &grads, &self.layout)?;
-        let grad_norm = self.clip(&grad)?;
-        let lr = self.config.schedule.lr_at(self.step);
-        self.optimizer
-            .step(&ops, dp.as_ref(), &self.store, &self.layout, &grad, lr)?;
-        self.step += 1;
-        let reports_loss = self.shard.is_last_stage() && self.mesh.tp_rank == 0;
-        let loss = self.world_sum(if reports_loss { local_loss } else { 0.0 })?;
+        let grads = self.zero_gradients()?;
+        let local_loss = self.accumulate_batch(batch, scale, &grads)?;
+        let grad = self.reduce_for_update(&grads)?;
+        let (grad_norm, lr) = self.apply_update(&grad)?;
         Ok(StepStats {
-            loss,
+            loss: self.reported_loss(local_loss)?,
             grad_norm,
             lr,
             tokens: batch.target_tokens,
             seconds: start.elapsed().as_secs_f64(),
         })
+    }
+
+    /// A zeroed flat gradient accumulator of this rank's local parameters.
+    pub fn zero_gradients(&self) -> Result<Tensor> {
+        let ops = Ops::new(self.backend.as_ref());
+        Ok(ops.full(0.0, DType::F32, &[self.layout.len])?)
+    }
+
+    /// Adds the gradients of this rank's share of `batch` (loss scaled by `scale`) into
+    /// `grads`; returns this rank's part of the scaled loss (collective over the mesh).
+    pub fn accumulate_batch(
+        &mut self,
+        batch: &GlobalBatch,
+        scale: f32,
+        grads: &Tensor,
+    ) -> Result<f64> {
+        let mine = self.my_micro_batches(batch)?;
+        if self.mesh.strategy.pp == 1 {
+            let mut loss = 0.0;
+            for (bucket, micro) in &mine {
+                let outputs = self.run(PlanKind::Train, micro, scale, None, None)?;
+                loss += scalar_value(&outputs[0])?;
+                self.accumulate(grads, &outputs[1..], *bucket)?;
+            }
+            Ok(loss)
+        } else {
+            self.pipeline_step(&mine, scale, grads)
+        }
+    }
+
+    /// Sums `grads` over every rank that computed a part of them (tensor-parallel
+    /// replicas, the tied embedding's two stages, data parallelism): afterwards every
+    /// holder of a parameter holds its whole gradient. Used by hot switching between
+    /// phases; ZeRO-1 applies only in [`Self::reduce_for_update`].
+    pub fn reduce_gradients(&self, grads: &Tensor) -> Result<()> {
+        self.sync_replicated_grads(grads)?;
+        if self.mesh.strategy.dp > 1 {
+            let ops = Ops::new(self.backend.as_ref());
+            let sum = self.mesh.dp.all_reduce(grads, ReduceOp::Sum)?;
+            ops.copy_into(&sum, grads)?;
+        }
+        Ok(())
+    }
+
+    /// Sums `grads` into this rank's share of the update: the whole flat gradient, or its
+    /// ZeRO-1 piece ([`Self::gradient_share_range`]).
+    pub fn reduce_for_update(&self, grads: &Tensor) -> Result<Tensor> {
+        self.sync_replicated_grads(grads)?;
+        self.optimizer
+            .reduce_gradients(self.mesh.dp.as_ref(), grads, &self.layout)
+    }
+
+    /// The flat range of the local parameters [`Self::reduce_for_update`] returns.
+    pub fn gradient_share_range(&self) -> std::ops::Range<usize> {
+        self.optimizer.grad_range(&self.layout)
+    }
+
+    /// Clips this rank's share `grad` of the summed gradient by the global norm and
+    /// updates the parameters; returns the norm before clipping and the learning rate.
+    pub fn apply_update(&mut self, grad: &Tensor) -> Result<(f64, f64)> {
+        let backend = self.backend.clone();
+        let ops = Ops::new(backend.as_ref());
+        let grad_norm = self.clip(grad)?;
+        let lr = self.config.schedule.lr_at(self.step);
+        let dp = self.mesh.dp.clone();
+        self.optimizer
+            .step(&ops, dp.as_ref(), &self.store, &self.layout, grad, lr)?;
+        self.step += 1;
+        Ok((grad_norm, lr))
+    }
+
+    /// The loss summed over the world from each rank's part (only the last stage's first
+    /// tensor-parallel rank reports, so nothing is counted twice).
+    pub fn reported_loss(&self, local_loss: f64) -> Result<f64> {
+        let reports_loss = self.shard.is_last_stage() && self.mesh.tp_rank == 0;
+        self.world_sum(if reports_loss { local_loss } else { 0.0 })
     }
 
     /// Mean loss per target token over `batches` (collective, no update).
@@ -240,7 +314,7 @@ impl ParallelTrainer {
         let mut tokens = 0;
         for batch in batches {
             tokens += batch.target_tokens;
-            for micro in self.my_micro_batches(batch)? {
+            for (_, micro) in self.my_micro_batches(batch)? {
                 if let Some(loss) = self.forward(&micro, 1.0)? {
                     total += loss;
                 }
@@ -256,25 +330,37 @@ impl ParallelTrainer {
     }
 
     /// This data-parallel rank's micro-batches (round robin over the global batch), padded
-    /// for tensor parallelism.
-    fn my_micro_batches(&self, batch: &GlobalBatch) -> Result<Vec<MicroBatch>> {
+    /// for tensor parallelism, each with the index of its bucket.
+    fn my_micro_batches(&self, batch: &GlobalBatch) -> Result<Vec<(usize, MicroBatch)>> {
         let dp = self.mesh.strategy.dp;
         batch
             .buckets
             .iter()
-            .flat_map(|b| &b.micro_batches)
+            .enumerate()
+            .flat_map(|(b, bucket)| bucket.micro_batches.iter().map(move |m| (b, m)))
             .enumerate()
             .filter(|(i, _)| i % dp == self.mesh.dp_rank)
-            .map(|(_, m)| pad_for_tp(m, self.mesh.strategy.tp))
+            .map(|(_, (b, m))| Ok((b, pad_for_tp(m, self.mesh.strategy.tp)?)))
             .collect()
     }
 
-    /// Add a plan's parameter gradients into the flat accumulator.
-    fn accumulate(&self, flat: &Tensor, grads: &[Tensor]) -> Result<()> {
+    /// Add the parameter gradients of a plan run on a micro-batch of bucket `bucket` into
+    /// the flat accumulator.
+    fn accumulate(&self, flat: &Tensor, grads: &[Tensor], bucket: usize) -> Result<()> {
         let ops = Ops::new(self.backend.as_ref());
+        let fault = self
+            .gradient_fault
+            .filter(|f| f.bucket.is_none() || f.bucket == Some(bucket));
         for (i, g) in grads.iter().take(self.params.len()).enumerate() {
             let acc = self.layout.view(flat, i)?;
-            ops.binary_into(BinaryOp::Add, &acc, g, &acc)?;
+            match fault {
+                Some(f) => {
+                    let factor = ops.full(f64::from(f.factor), g.dtype(), &[])?;
+                    let scaled = ops.binary(BinaryOp::Mul, g, &factor)?;
+                    ops.binary_into(BinaryOp::Add, &acc, &scaled, &acc)?;
+                }
+                None => ops.binary_into(BinaryOp::Add, &acc, g, &acc)?,
+            }
         }
         Ok(())
     }
@@ -298,7 +384,12 @@ impl ParallelTrainer {
     /// 1F1B over this stage's micro-batches; returns the summed loss (last stage).
     /// A stage's backward recomputes its forward pass from the stage input it kept, so only
     /// stage inputs stay alive between a micro-batch's forward and backward.
-    fn pipeline_step(&mut self, mine: &[MicroBatch], scale: f32, grads: &Tensor) -> Result<f64> {
+    fn pipeline_step(
+        &mut self,
+        mine: &[(usize, MicroBatch)],
+        scale: f32,
+        grads: &Tensor,
+    ) -> Result<f64> {
         let pp = self.mesh.pp.clone();
         let (stage, stages) = (self.mesh.pp_rank, self.mesh.strategy.pp);
         let mut inputs: HashMap<usize, Tensor> = HashMap::new();
@@ -317,7 +408,7 @@ impl ParallelTrainer {
                         inputs.insert(i, h.clone());
                         Some(h)
                     };
-                    let out = self.run(PlanKind::Forward, &mine[i], scale, hidden, None)?;
+                    let out = self.run(PlanKind::Forward, &mine[i].1, scale, hidden, None)?;
                     pp.send(&out[0], stage + 1, FORWARD_TAG)?;
                 }
                 PipelineAction::Backward(i) => {
@@ -327,12 +418,12 @@ impl ParallelTrainer {
                         Some(pp.recv(stage + 1, BACKWARD_TAG)?)
                     };
                     let hidden = inputs.remove(&i);
-                    let mut outputs =
-                        self.run(PlanKind::Train, &mine[i], scale, hidden, upstream)?;
+                    let (bucket, micro) = &mine[i];
+                    let mut outputs = self.run(PlanKind::Train, micro, scale, hidden, upstream)?;
                     if self.shard.is_last_stage() {
                         loss += scalar_value(&outputs.remove(0))?;
                     }
-                    self.accumulate(grads, &outputs)?;
+                    self.accumulate(grads, &outputs, *bucket)?;
                     if !self.shard.is_first_stage() {
                         let input_grad = outputs.last().ok_or_else(|| {
                             Error::State("the stage plan returned no input gradient".into())

@@ -1,0 +1,409 @@
+//! Hot switching: each length bucket of a global batch runs under its own strategy, with
+//! one optimizer update per step, so training equals one device.
+//!
+//! One [`ParallelTrainer`] per strategy in use is that strategy's runtime (its compiled
+//! plans, its sub-communicators created once, its parameter and gradient buffers in its
+//! placement). The **update strategy**'s trainer owns the fp32 master parameters and the
+//! AdamW state (ZeRO-1 if it says so); they never move during a step. A step:
+//! 1. groups the non-empty buckets by strategy into phases (empty buckets cost nothing);
+//! 2. orders the phases so the gradient-accumulator switches move the fewest planned bytes
+//!    (the update strategy's own phase, if any, last: it needs no final switch);
+//! 3. per phase, switches the current parameters from the update layout into the phase's
+//!    runtime, lands the accumulator of the previous phase on exactly one holder of each
+//!    element (the lowest rank of each piece: the others start from zero, so the sums over
+//!    tensor-parallel replicas, the tied embedding's stages and data parallelism count it
+//!    once), runs the phase's micro-batches with the loss scaled by 1 / (target tokens of
+//!    the whole global batch), and sums the accumulator over the phase's ranks;
+//! 4. switches the accumulator into the update layout and updates once.
+
+mod buckets;
+mod order;
+
+pub use buckets::BucketStrategies;
+pub use order::{best_order, MAX_PHASES};
+
+use crate::parallel::ParallelTrainer;
+use crate::placement::{strategy_placements, StatePlacements};
+use crate::trainer::loss_scale;
+use crate::{Error, Result, StepStats, TrainConfig, TrainerState};
+use luoshu_backend::{Backend, Ops};
+use luoshu_comm::Communicator;
+use luoshu_data::{BucketBatch, GlobalBatch};
+use luoshu_dist::switch::execute_switch;
+use luoshu_dist::{Holding, Mesh, Placement, Strategy, SwitchPlanner, Topology};
+use luoshu_model::ModelConfig;
+use luoshu_tensor::{DType, Tensor};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What one phase of a step did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhaseStats {
+    pub strategy: Strategy,
+    pub sequences: usize,
+    pub tokens: usize,
+    /// Compute and the phase's own gradient reduction.
+    pub seconds: f64,
+}
+
+/// A hot-switching step: the usual statistics, each phase, and the switches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HotStepStats {
+    pub step: StepStats,
+    pub phases: Vec<PhaseStats>,
+    pub switch_seconds: f64,
+    /// Bytes received over links by every rank together (parameters and gradients).
+    pub switch_bytes: usize,
+}
+
+/// One strategy's runtime and where it keeps the state.
+struct Runtime {
+    strategy: Strategy,
+    trainer: ParallelTrainer,
+    placements: StatePlacements,
+}
+
+/// One rank's hot-switching trainer. Every rank of `world` calls the same methods in the
+/// same order.
+pub struct HotSwitchTrainer {
+    buckets: BucketStrategies,
+    /// The update strategy's runtime is `runtimes[0]`.
+    runtimes: Vec<Runtime>,
+    world: Arc<dyn Communicator>,
+    backend: Arc<dyn Backend>,
+    topology: Topology,
+    planner: SwitchPlanner,
+}
+
+/// The point-to-point tag of every switch message: messages between one pair of ranks
+/// with one tag arrive in order (threads and MPI), and each switch completes before the
+/// next starts. Below MPI's guaranteed 32767 and above the tags `gather_state` uses.
+const SWITCH_TAG: u64 = 32_000;
+
+/// `placement` with only the lowest-ranked holder of each piece: where an accumulator
+/// lands so that the next phase's sums count it exactly once.
+fn one_holder(placement: &Placement) -> Placement {
+    Placement {
+        dims: placement.dims.clone(),
+        holdings: placement
+            .holdings
+            .iter()
+            .map(|h| Holding {
+                piece: h.piece,
+                ranks: h.ranks[..1].to_vec(),
+            })
+            .collect(),
+    }
+}
+
+/// The entries of `pieces` (per tensor, as a trainer lays out its state) that `rank`
+/// holds in `placement`.
+fn held(pieces: &[Vec<Tensor>], placements: &[Placement], rank: usize) -> Vec<Vec<Tensor>> {
+    pieces
+        .iter()
+        .zip(placements)
+        .map(|(p, placement)| {
+            if placement.pieces_of(rank).is_empty() {
+                Vec::new()
+            } else {
+                p.clone()
+            }
+        })
+        .collect()
+}
+
+impl HotSwitchTrainer {
+    /// Collective over `world`: one runtime per strategy of `buckets` and the update
+    /// strategy, parameters initialized from `seed` as on one device. Only the update
+    /// strategy may use ZeRO-1 (the others keep no optimizer state).
+    pub fn new(
+        model: ModelConfig,
+        config: TrainConfig,
+        backend: Arc<dyn Backend>,
+        world: Arc<dyn Communicator>,
+        buckets: BucketStrategies,
+        update: Strategy,
+        seed: u64,
+    ) -> Result<Self> {
+        if buckets.devices() != world.size() || update.devices() != world.size() {
+            return Err(Error::Config(format!(
+                "hot switching over {buckets} with update strategy {update} needs {} ranks \
+                 for every strategy; the world has {}",
+                buckets.devices(),
+                world.size()
+            )));
+        }
+        let mut strategies = vec![update];
+        for s in buckets.strategies() {
+            if s.zero1 && s != update {
+                return Err(Error::Config(format!(
+                    "{s}: ZeRO-1 shards optimizer state, which only the update strategy keeps; \
+                     drop zero1 from the bucket strategy or make it the update strategy"
+                )));
+            }
+            if !strategies.contains(&s) {
+                strategies.push(s);
+            }
+        }
+        let runtimes = strategies
+            .into_iter()
+            .map(|strategy| {
+                let mesh = Mesh::new(strategy, world.clone())?;
+                let trainer = ParallelTrainer::new(
+                    model.clone(),
+                    config.clone(),
+                    backend.clone(),
+                    mesh,
+                    seed,
+                )?;
+                let placements = strategy_placements(&model, strategy)?;
+                Ok(Runtime {
+                    strategy,
+                    trainer,
+                    placements,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // Threads ranks share one machine: one node. Costs only shape reports, never plans.
+        let topology = Topology::gpu_cluster(world.size(), world.size())?;
+        Ok(HotSwitchTrainer {
+            buckets,
+            runtimes,
+            world,
+            backend,
+            topology,
+            planner: SwitchPlanner::new(),
+        })
+    }
+
+    pub fn update_strategy(&self) -> Strategy {
+        self.runtimes[0].strategy
+    }
+
+    pub fn buckets(&self) -> &BucketStrategies {
+        &self.buckets
+    }
+
+    /// The trainer that owns the master parameters and optimizer state.
+    pub fn update_trainer(&self) -> &ParallelTrainer {
+        &self.runtimes[0].trainer
+    }
+
+    fn runtime_index(&self, strategy: Strategy) -> usize {
+        self.runtimes
+            .iter()
+            .position(|r| r.strategy == strategy)
+            .expect("every bucket strategy has a runtime")
+    }
+
+    /// Plans (cached) and runs one switch; returns the bytes received over links.
+    fn switch(
+        &mut self,
+        from: &[Placement],
+        to: &[Placement],
+        src: &[Vec<Tensor>],
+        dst: &[Vec<Tensor>],
+    ) -> Result<usize> {
+        let plan = self
+            .planner
+            .plan(from, to, &self.topology, DType::F32.size_in_bytes())?;
+        let ops = Ops::new(self.backend.as_ref());
+        execute_switch(
+            &plan,
+            from,
+            to,
+            self.world.as_ref(),
+            &ops,
+            src,
+            dst,
+            SWITCH_TAG,
+        )?;
+        Ok(plan.lower_bound_per_rank.iter().sum())
+    }
+
+    /// Planned bytes of moving a summed accumulator from runtime `a` onto one holder of
+    /// runtime `b`'s layout, or (with `b` the update runtime and `into_update`) into the
+    /// update layout.
+    fn accumulator_bytes(&mut self, a: usize, b: usize, into_update: bool) -> Result<usize> {
+        let from = self.runtimes[a].placements.params.clone();
+        let to: Vec<Placement> = if into_update {
+            self.runtimes[b].placements.grads.clone()
+        } else {
+            self.runtimes[b]
+                .placements
+                .params
+                .iter()
+                .map(one_holder)
+                .collect()
+        };
+        let plan = self
+            .planner
+            .plan(&from, &to, &self.topology, DType::F32.size_in_bytes())?;
+        Ok(plan.lower_bound_per_rank.iter().sum())
+    }
+
+    /// The phases of `batch`: its non-empty buckets grouped by strategy, as runtime
+    /// indices in the cheapest order.
+    fn phases(&mut self, batch: &GlobalBatch) -> Result<Vec<(usize, Vec<BucketBatch>)>> {
+        let mut groups: Vec<(usize, Vec<BucketBatch>)> = Vec::new();
+        for bucket in batch.buckets.iter().filter(|b| !b.micro_batches.is_empty()) {
+            let runtime = self.runtime_index(self.buckets.strategy_for(bucket.seq_len)?);
+            match groups.iter_mut().find(|(r, _)| *r == runtime) {
+                Some((_, buckets)) => buckets.push(bucket.clone()),
+                None => groups.push((runtime, vec![bucket.clone()])),
+            }
+        }
+        let n = self.runtimes.len();
+        let mut between = vec![vec![0; n]; n];
+        let mut to_update = vec![0; n];
+        let used: Vec<usize> = groups.iter().map(|(r, _)| *r).collect();
+        for &a in &used {
+            to_update[a] = if a == 0 {
+                0
+            } else {
+                self.accumulator_bytes(a, 0, true)?
+            };
+            for &b in &used {
+                if a != b {
+                    between[a][b] = self.accumulator_bytes(a, b, false)?;
+                }
+            }
+        }
+        let update_phase = used.contains(&0).then_some(0);
+        let order = best_order(&used, &between, &to_update, update_phase)?;
+        Ok(order
+            .into_iter()
+            .map(|r| {
+                let i = groups
+                    .iter()
+                    .position(|(g, _)| *g == r)
+                    .expect("ordered phases");
+                groups[i].clone()
+            })
+            .collect())
+    }
+
+    /// One optimizer step on `batch` (collective; every rank passes the same batch).
+    pub fn train_step(&mut self, batch: &GlobalBatch) -> Result<HotStepStats> {
+        let start = Instant::now();
+        let scale = loss_scale(batch)?;
+        let rank = self.world.rank();
+        let phases = self.phases(batch)?;
+        let (mut loss, mut switch_seconds, mut switch_bytes) = (0.0, 0.0, 0);
+        let mut phase_stats = Vec::new();
+        // The summed accumulator of the last phase: its runtime and flat buffer.
+        let mut carried: Option<(usize, Tensor)> = None;
+        let mut update_share: Option<Tensor> = None;
+        for (r, buckets) in phases {
+            let switching = Instant::now();
+            if r != 0 {
+                let src = self.runtimes[0].trainer.state_pieces()?.params;
+                let dst = self.runtimes[r].trainer.state_pieces()?.params;
+                let (from, to) = (
+                    self.runtimes[0].placements.params.clone(),
+                    self.runtimes[r].placements.params.clone(),
+                );
+                switch_bytes += self.switch(&from, &to, &src, &dst)?;
+            }
+            let grads = self.runtimes[r].trainer.zero_gradients()?;
+            if let Some((p, previous)) = carried.take() {
+                let len = self.runtimes[p].trainer.zero_gradients()?.numel();
+                let src = self.runtimes[p]
+                    .trainer
+                    .gradient_pieces(&previous, 0..len, false)?;
+                let all =
+                    self.runtimes[r]
+                        .trainer
+                        .gradient_pieces(&grads, 0..grads.numel(), false)?;
+                let from = self.runtimes[p].placements.params.clone();
+                let to: Vec<Placement> = self.runtimes[r]
+                    .placements
+                    .params
+                    .iter()
+                    .map(one_holder)
+                    .collect();
+                let dst = held(&all, &to, rank);
+                switch_bytes += self.switch(&from, &to, &src, &dst)?;
+            }
+            switch_seconds += switching.elapsed().as_secs_f64();
+            let computing = Instant::now();
+            let phase = GlobalBatch {
+                buckets,
+                target_tokens: batch.target_tokens,
+            };
+            let trainer = &mut self.runtimes[r].trainer;
+            let local = trainer.accumulate_batch(&phase, scale, &grads)?;
+            loss += trainer.reported_loss(local)?;
+            if r == 0 {
+                update_share = Some(trainer.reduce_for_update(&grads)?);
+            } else {
+                trainer.reduce_gradients(&grads)?;
+                carried = Some((r, grads));
+            }
+            let micro = phase.buckets.iter().flat_map(|b| &b.micro_batches);
+            phase_stats.push(PhaseStats {
+                strategy: self.runtimes[r].strategy,
+                sequences: micro.clone().map(|m| m.rows).sum(),
+                tokens: micro.map(|m| m.target_tokens).sum(),
+                seconds: computing.elapsed().as_secs_f64(),
+            });
+        }
+        let share = match (update_share, carried) {
+            (Some(share), _) => share,
+            (None, Some((p, previous))) => {
+                let switching = Instant::now();
+                let update = &self.runtimes[0].trainer;
+                let range = update.gradient_share_range();
+                let share = update
+                    .zero_gradients()?
+                    .narrow(0, range.start, range.len())?;
+                let zero1 = self.runtimes[0].strategy.zero1;
+                let dst = update.gradient_pieces(&share, range, zero1)?;
+                let len = self.runtimes[p].trainer.zero_gradients()?.numel();
+                let src = self.runtimes[p]
+                    .trainer
+                    .gradient_pieces(&previous, 0..len, false)?;
+                let from = self.runtimes[p].placements.params.clone();
+                let to = self.runtimes[0].placements.grads.clone();
+                switch_bytes += self.switch(&from, &to, &src, &dst)?;
+                switch_seconds += switching.elapsed().as_secs_f64();
+                share
+            }
+            (None, None) => {
+                return Err(Error::Config("the global batch has no micro-batch".into()));
+            }
+        };
+        let (grad_norm, lr) = self.runtimes[0].trainer.apply_update(&share)?;
+        Ok(HotStepStats {
+            step: StepStats {
+                loss,
+                grad_norm,
+                lr,
+                tokens: batch.target_tokens,
+                seconds: start.elapsed().as_secs_f64(),
+            },
+            phases: phase_stats,
+            switch_seconds,
+            switch_bytes,
+        })
+    }
+
+    /// Mean loss per target token over `batches`, under the update strategy.
+    pub fn evaluate(&mut self, batches: &[GlobalBatch]) -> Result<f64> {
+        self.runtimes[0].trainer.evaluate(batches)
+    }
+
+    /// Collective: the whole model's state on world rank 0 (`None` elsewhere).
+    pub fn gather_state(&self) -> Result<Option<TrainerState>> {
+        self.runtimes[0].trainer.gather_state()
+    }
+
+    /// Continue from a whole-model state (every rank passes the same one).
+    pub fn restore(&mut self, state: &TrainerState) -> Result<()> {
+        self.runtimes[0].trainer.restore(state)
+    }
+
+    pub fn step(&self) -> u64 {
+        self.runtimes[0].trainer.step()
+    }
+}
