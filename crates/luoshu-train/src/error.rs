@@ -15,6 +15,8 @@ pub enum Error {
     Config(String),
     #[error("invalid training configuration: {0}")]
     TrainConfig(String),
+    #[error("the strategy does not fit: {0}")]
+    Strategy(String),
     #[error("trainer state does not match the model: {0}")]
     State(String),
     #[error(transparent)]

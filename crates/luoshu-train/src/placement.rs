@@ -23,7 +23,7 @@ fn layer_costs(cfg: &ModelConfig) -> Vec<f64> {
 /// The layers of each of `stages` pipeline stages (contiguous, cost-balanced).
 pub fn stage_layers(model: &ModelConfig, stages: usize) -> Result<Vec<Range<usize>>> {
     if stages == 0 || stages > model.n_layers {
-        return Err(Error::Config(format!(
+        return Err(Error::Strategy(format!(
             "{stages} pipeline stages for {} layers: every stage needs a layer (use pp1 to \
              pp{})",
             model.n_layers, model.n_layers
@@ -78,7 +78,7 @@ pub struct StatePlacements {
 /// would work.
 pub fn check_strategy(model: &ModelConfig, strategy: Strategy, devices: usize) -> Result<()> {
     if strategy.devices() != devices {
-        return Err(Error::Config(format!(
+        return Err(Error::Strategy(format!(
             "strategy {strategy} uses dp·tp·pp = {} ranks but {devices} devices are given: \
              make the product of the degrees equal the device count",
             strategy.devices()
