@@ -391,3 +391,66 @@ fn a_model_that_cannot_fit_is_refused_before_anything_is_allocated() {
     );
     std::fs::remove_dir_all(root).unwrap();
 }
+
+#[test]
+fn hot_switching_resumes_bit_identically_and_under_a_static_strategy() {
+    let root = temp_dir("hot");
+    let data = write_corpus(&root);
+    let config = write_config(&root, &data, "run.toml", 32);
+    let config = config.to_str().unwrap();
+    let (whole, split, static_resume) = (root.join("whole"), root.join("split"), root.join("st"));
+    for dir in [&whole, &split, &static_resume] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    let hot = ["--config", config, "--hot-switch", "16:dp2,32:tp2"];
+
+    let summary = succeed(&whole, &hot);
+    assert!(summary.contains("time.png"), "{summary}");
+    let whole_run = whole.join("runs/tiny");
+    let metrics = std::fs::read_to_string(whole_run.join("metrics.csv")).unwrap();
+    assert!(
+        metrics.lines().next().unwrap().ends_with("phases"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("tp2 "), "phases are logged: {metrics}");
+    assert!(whole_run.join("time.png").is_file());
+    let saved = std::fs::read_to_string(whole_run.join("config.toml")).unwrap();
+    assert!(saved.contains("[hot_switch]"), "{saved}");
+
+    // Two steps, then resume (the saved config keeps hot switching): bit-identical.
+    succeed(&split, &[&hot[..], &["--steps", "2"]].concat());
+    succeed(&split, &["--resume", "--steps", "4", "--name", "tiny"]);
+    let split_run = split.join("runs/tiny");
+    assert_eq!(
+        metrics_without_speed(&whole_run),
+        metrics_without_speed(&split_run)
+    );
+    for file in ["model.safetensors", "optimizer.safetensors"] {
+        let a = std::fs::read(whole_run.join("checkpoint/step-4").join(file)).unwrap();
+        let b = std::fs::read(split_run.join("checkpoint/step-4").join(file)).unwrap();
+        assert!(a == b, "{file} differs after resuming a hot-switching run");
+    }
+
+    // The canonical checkpoint resumes under a static strategy too.
+    succeed(&static_resume, &[&hot[..], &["--steps", "2"]].concat());
+    let resumed = succeed(
+        &static_resume,
+        &[
+            "--resume",
+            "--steps",
+            "3",
+            "--name",
+            "tiny",
+            "--strategy",
+            "dp2",
+        ],
+    );
+    assert!(resumed.contains("under dp2"), "{resumed}");
+
+    // A bucket longer than the last edge says which edge to add.
+    let err = fail(
+        &root,
+        &["--config", config, "--hot-switch", "16:dp2", "--name", "x"],
+    );
+    assert!(err.contains("32:dp2"), "{err}");
+}

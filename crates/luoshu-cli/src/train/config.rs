@@ -112,6 +112,22 @@ pub struct RunConfig {
     pub strategy: String,
     pub data: DataConfig,
     pub train: TrainConfig,
+    /// Hot switching: each length bucket under its own strategy (absent: `strategy` for
+    /// every bucket).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hot_switch: Option<HotSwitchConfig>,
+}
+
+/// The `[hot_switch]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HotSwitchConfig {
+    /// `EDGE:STRATEGY,...` ascending, e.g. `"256:dp2,1024:tp2"`: buckets up to each edge
+    /// run under its strategy.
+    pub buckets: String,
+    /// The strategy that keeps the master weights and optimizer state and updates them
+    /// (default: the longest bucket's).
+    pub update_strategy: Option<String>,
 }
 
 impl Default for RunConfig {
@@ -134,6 +150,7 @@ impl Default for RunConfig {
                 },
                 ..TrainConfig::default()
             },
+            hot_switch: None,
         }
     }
 }
@@ -198,9 +215,20 @@ impl RunConfig {
             .map_err(|e: luoshu_dist::Error| e.to_string())
     }
 
+    /// The buckets' strategies and the update strategy, when hot switching.
+    pub fn hot_switch_plan(
+        &self,
+    ) -> Result<Option<(luoshu_train::hot::BucketStrategies, luoshu_dist::Strategy)>, String> {
+        self.hot_switch
+            .as_ref()
+            .map(|h| super::runner::parse_plan(&h.buckets, h.update_strategy.as_deref()))
+            .transpose()
+    }
+
     pub fn validate(&self) -> Result<ModelConfig, String> {
         let model = self.model.resolve()?;
         self.strategy()?;
+        self.hot_switch_plan()?;
         model.validate().map_err(|e| e.to_string())?;
         self.train.validate().map_err(|e| e.to_string())?;
         let invalid = |msg: String| Err(format!("invalid run configuration: {msg}"));

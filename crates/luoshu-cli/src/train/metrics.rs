@@ -4,10 +4,12 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-const HEADER: &str = "step,loss,val_loss,lr,tokens_per_s,grad_norm";
+const HEADER: &str =
+    "step,loss,val_loss,lr,tokens_per_s,grad_norm,step_seconds,switch_seconds,switch_bytes,phases";
 
-/// One row; `val_loss` only on evaluation steps.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// One row; `val_loss` only on evaluation steps. Under hot switching `phases` lists each
+/// phase as `STRATEGY N seq T tok S s`, `;`-separated (empty for a static strategy).
+#[derive(Debug, Clone, PartialEq)]
 pub struct MetricsRow {
     pub step: u64,
     pub loss: f64,
@@ -15,21 +17,45 @@ pub struct MetricsRow {
     pub lr: f64,
     pub tokens_per_s: f64,
     pub grad_norm: f64,
+    pub seconds: f64,
+    pub phases: String,
+    pub switch_seconds: f64,
+    pub switch_bytes: u64,
 }
 
 impl MetricsRow {
-    fn to_csv(self) -> String {
+    fn to_csv(&self) -> String {
         let val = self.val_loss.map(|v| v.to_string()).unwrap_or_default();
         format!(
-            "{},{},{val},{},{},{}",
-            self.step, self.loss, self.lr, self.tokens_per_s, self.grad_norm
+            "{},{},{val},{},{},{},{},{},{},{}",
+            self.step,
+            self.loss,
+            self.lr,
+            self.tokens_per_s,
+            self.grad_norm,
+            self.seconds,
+            self.switch_seconds,
+            self.switch_bytes,
+            self.phases
         )
     }
 
+    /// A row of this format, or of the six-column format before hot switching.
     fn parse(line: &str) -> Option<Self> {
         let fields: Vec<&str> = line.split(',').collect();
-        let [step, loss, val, lr, tps, norm] = fields.as_slice() else {
+        let (head, tail) = fields.split_at(fields.len().min(6));
+        let [step, loss, val, lr, tps, norm] = head else {
             return None;
+        };
+        let (seconds, switch_seconds, switch_bytes, phases) = match tail {
+            [] => (0.0, 0.0, 0, String::new()),
+            [seconds, switch_seconds, switch_bytes, phases] => (
+                seconds.parse().ok()?,
+                switch_seconds.parse().ok()?,
+                switch_bytes.parse().ok()?,
+                phases.to_string(),
+            ),
+            _ => return None,
         };
         Some(MetricsRow {
             step: step.parse().ok()?,
@@ -42,6 +68,10 @@ impl MetricsRow {
             lr: lr.parse().ok()?,
             tokens_per_s: tps.parse().ok()?,
             grad_norm: norm.parse().ok()?,
+            seconds,
+            phases,
+            switch_seconds,
+            switch_bytes,
         })
     }
 }

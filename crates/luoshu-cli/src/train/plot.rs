@@ -1,4 +1,5 @@
-//! `loss.png`: training and validation loss against the step.
+//! `loss.png`: training and validation loss against the step; `time.png`: each step's
+//! time split into computing and switching between strategies.
 
 use super::metrics::MetricsRow;
 use plotters::prelude::*;
@@ -48,6 +49,54 @@ fn draw(rows: &[MetricsRow], path: &Path) -> Result<(), Box<dyn std::error::Erro
         .label("validation")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
     chart.draw_series(val.into_iter().map(|p| Circle::new(p, 3, RED.filled())))?;
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// Draw each step's time, with the part spent switching, into `path`.
+pub fn plot_time(rows: &[MetricsRow], path: &Path) -> Result<(), String> {
+    draw_time(rows, path).map_err(|e| format!("{}: cannot draw the time plot: {e}", path.display()))
+}
+
+fn draw_time(rows: &[MetricsRow], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let step: Vec<(f64, f64)> = rows.iter().map(|r| (r.step as f64, r.seconds)).collect();
+    let switch: Vec<(f64, f64)> = rows
+        .iter()
+        .map(|r| (r.step as f64, r.switch_seconds))
+        .collect();
+    let high = step.iter().map(|p| p.1).fold(0.0, f64::max);
+    if !(high.is_finite() && high > 0.0) {
+        return Err("no step time to plot".into());
+    }
+    let first = rows.first().map_or(0, |r| r.step) as f64;
+    let last = rows.last().map_or(1, |r| r.step) as f64;
+    let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("luoshu step time", ("sans-serif", 24))
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(56)
+        .build_cartesian_2d(first..last.max(first + 1.0), 0f64..high * 1.05)?;
+    chart
+        .configure_mesh()
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .x_desc("step")
+        .y_desc("seconds")
+        .draw()?;
+    chart
+        .draw_series(LineSeries::new(step, &BLUE))?
+        .label("step (compute + switch)")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
+    chart
+        .draw_series(LineSeries::new(switch, RED.stroke_width(2)))?
+        .label("switching strategies")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.8))
