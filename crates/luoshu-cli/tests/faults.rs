@@ -129,3 +129,42 @@ fn sigterm_finishes_the_step_writes_a_checkpoint_and_says_how_to_resume() {
     assert_eq!(steps_done(&run_dir), step + 1);
     std::fs::remove_dir_all(root).unwrap();
 }
+
+#[test]
+fn a_checkpoint_that_cannot_be_written_leaves_the_previous_one_intact() {
+    let root = temp_dir("disk-full");
+    let data = write_corpus(&root);
+    let config = write_config(&root, &data, "run.toml", 32);
+    let run_dir = root.join("runs/tiny");
+    // Writes 1-4 are step 2's model, optimizer, state and `latest`; the 6th, step 4's
+    // optimizer file, fails halfway as on a full disk.
+    let out = train_command(&root)
+        .args(["--config", config.to_str().unwrap()])
+        .env("LUOSHU_FAULT_CHECKPOINT_WRITE", "6")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("could not write the checkpoint of step 4")
+            && err.contains("no space left on device")
+            && err.contains("the previous checkpoint, step-2, is intact")
+            && err.contains("`luoshu train --resume --name tiny`"),
+        "{err}"
+    );
+    let checkpoints = run_dir.join("checkpoint");
+    let latest = std::fs::read_to_string(checkpoints.join("latest")).unwrap();
+    assert_eq!(latest.trim(), "step-2");
+    assert!(!checkpoints.join(".tmp-step-4").exists() && !checkpoints.join("step-4").exists());
+
+    let resumed = run(&root, &["--resume", "--name", "tiny"]);
+    let out = String::from_utf8_lossy(&resumed.stdout);
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert!(out.contains("(step 2)"), "{out}");
+    assert!(checkpoints.join("step-4").is_dir());
+    std::fs::remove_dir_all(root).unwrap();
+}

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 const MODEL_FILE: &str = "model.safetensors";
 const OPTIMIZER_FILE: &str = "optimizer.safetensors";
@@ -73,9 +74,32 @@ fn step_dir_name(step: u64) -> String {
     format!("step-{step}")
 }
 
+/// Fault injection for tests (docs/reliability.md): with this variable set to `k`, the
+/// `k`-th checkpoint file this process writes stops halfway with "no space left on device",
+/// as a full disk would.
+pub const FAULT_ENV: &str = "LUOSHU_FAULT_CHECKPOINT_WRITE";
+
+/// Whether the file write now starting is the one [`FAULT_ENV`] asks to fail.
+fn injected_fault() -> bool {
+    static WRITES: AtomicUsize = AtomicUsize::new(0);
+    let write = WRITES.fetch_add(1, Ordering::Relaxed) + 1;
+    std::env::var(FAULT_ENV).is_ok_and(|k| k.trim().parse() == Ok(write))
+}
+
 /// Write `bytes` to `path` and flush them to disk.
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut file = File::create(path).map_err(|e| Error::io(path, e))?;
+    if injected_fault() {
+        file.write_all(&bytes[..bytes.len() / 2])
+            .map_err(|e| Error::io(path, e))?;
+        return Err(Error::io(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                format!("no space left on device (injected by {FAULT_ENV})"),
+            ),
+        ));
+    }
     file.write_all(bytes).map_err(|e| Error::io(path, e))?;
     file.sync_all().map_err(|e| Error::io(path, e))
 }
@@ -132,20 +156,47 @@ fn serialize(stores: &[(&str, &ParamStore)]) -> Result<Vec<u8>> {
 }
 
 /// Save `state` as `root/step-<N>/` and point `root/latest` at it, then delete all but
-/// the newest `keep` checkpoints. Returns the new directory.
+/// the newest `keep` checkpoints. Returns the new directory. If writing fails (a full or
+/// read-only disk), the partial checkpoint is removed and the error says that the previous
+/// checkpoint, still pointed to by `latest`, is intact.
 pub fn save(
     root: &Path,
     state: &TrainerState,
     meta: &CheckpointMeta,
     keep: usize,
 ) -> Result<PathBuf> {
-    std::fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
     let name = step_dir_name(state.step);
     let tmp = root.join(format!(".tmp-{name}"));
+    write_checkpoint(root, &name, &tmp, state, meta, keep).map_err(|err| {
+        // Best effort: what is left of the partial checkpoint only wastes space.
+        let _ = std::fs::remove_dir_all(&tmp);
+        let Error::Io { path, source } = err else {
+            return err;
+        };
+        let previous = std::fs::read_to_string(root.join(LATEST_FILE))
+            .map(|p| format!("the previous checkpoint, {}, is intact", p.trim()))
+            .unwrap_or_else(|_| "there is no earlier checkpoint".into());
+        let message = format!(
+            "could not write the checkpoint of step {}: {source}; {previous}",
+            state.step
+        );
+        Error::io(path, std::io::Error::new(source.kind(), message))
+    })
+}
+
+fn write_checkpoint(
+    root: &Path,
+    name: &str,
+    tmp: &Path,
+    state: &TrainerState,
+    meta: &CheckpointMeta,
+    keep: usize,
+) -> Result<PathBuf> {
+    std::fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
     if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        std::fs::remove_dir_all(tmp).map_err(|e| Error::io(tmp, e))?;
     }
-    std::fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::create_dir(tmp).map_err(|e| Error::io(tmp, e))?;
 
     let model_bytes = serialize(&[("", &state.params)])?;
     let optimizer_bytes = serialize(&[(MOMENT_M, &state.adam_m), (MOMENT_V, &state.adam_v)])?;
@@ -164,13 +215,13 @@ pub fn save(
     write_synced(&tmp.join(MODEL_FILE), &model_bytes)?;
     write_synced(&tmp.join(OPTIMIZER_FILE), &optimizer_bytes)?;
     write_synced(&tmp.join(STATE_FILE), state_text.as_bytes())?;
-    sync_dir(&tmp)?;
+    sync_dir(tmp)?;
 
-    let dir = root.join(&name);
+    let dir = root.join(name);
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     }
-    std::fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, e))?;
+    std::fs::rename(tmp, &dir).map_err(|e| Error::io(&dir, e))?;
     let latest_tmp = root.join(format!(".{LATEST_FILE}.tmp"));
     write_synced(&latest_tmp, format!("{name}\n").as_bytes())?;
     std::fs::rename(&latest_tmp, root.join(LATEST_FILE)).map_err(|e| Error::io(root, e))?;
