@@ -7,17 +7,18 @@ mod lock;
 mod memory;
 mod metrics;
 mod plot;
+mod runner;
 mod stop;
 
 use config::RunConfig;
 use indicatif::{ProgressBar, ProgressStyle};
 use luoshu_comm::{threads, Communicator};
 use luoshu_data::{GlobalBatch, LengthBucketLoader};
-use luoshu_dist::{Mesh, Strategy};
+use luoshu_dist::Strategy;
 use luoshu_model::ModelConfig;
 use luoshu_train::checkpoint::{self, CheckpointMeta};
-use luoshu_train::parallel::ParallelTrainer;
 use metrics::{MetricsLog, MetricsRow};
+use runner::{describe_phases, Runner};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -64,6 +65,14 @@ pub struct TrainArgs {
     /// `dp2tp2`, `tp4`, `dp2pp2`, `dp4zero1`. A run may resume under another strategy.
     #[arg(long)]
     pub strategy: Option<String>,
+    /// Hot switching: `EDGE:STRATEGY,...` ascending, e.g. `256:dp2,1024:tp2` — buckets of
+    /// sequences up to each edge run under its strategy, one update per step.
+    #[arg(long, conflicts_with = "strategy")]
+    pub hot_switch: Option<String>,
+    /// Under hot switching, the strategy that keeps the master weights and optimizer state
+    /// (default: the longest bucket's; may add zero1, e.g. `dp2zero1`).
+    #[arg(long, requires = "hot_switch")]
+    pub update_strategy: Option<String>,
     /// How ranks talk: `threads` (ranks are threads of this process) or `mpi` (ranks are
     /// the processes of `mpirun`; needs a build with `--features mpi`).
     #[arg(long, default_value = "threads")]
@@ -119,10 +128,26 @@ fn build_config(args: &TrainArgs) -> Result<RunConfig, String> {
     if let Some(seed) = args.seed {
         config.seed = seed;
     }
+    if let Some(buckets) = &args.hot_switch {
+        config.hot_switch = Some(config::HotSwitchConfig {
+            buckets: buckets.clone(),
+            update_strategy: args.update_strategy.clone(),
+        });
+    }
     match (&args.strategy, args.devices) {
-        (Some(strategy), _) => config.strategy = strategy.clone(),
-        (None, Some(devices)) => config.strategy = format!("dp{devices}"),
-        (None, None) => {}
+        (Some(strategy), _) => {
+            config.strategy = strategy.clone();
+            // An explicit static strategy replaces a saved hot-switching plan.
+            config.hot_switch = None;
+        }
+        (None, Some(devices)) if config.hot_switch.is_none() => {
+            config.strategy = format!("dp{devices}")
+        }
+        _ => {}
+    }
+    // Hot switching updates (and checkpoints) under the update strategy.
+    if let Some((_, update)) = config.hot_switch_plan()? {
+        config.strategy = update.to_string();
     }
     let strategy = config.strategy()?;
     if let Some(devices) = args.devices.filter(|&d| d != strategy.devices()) {
@@ -422,20 +447,11 @@ fn train_rank(
 ) -> Result<Outcome, String> {
     let config = &setup.config;
     let reports = setup.writes && comm.rank() == 0;
-    let mesh = Mesh::new(setup.strategy, comm.clone()).map_err(|e| e.to_string())?;
-    let backend: Arc<dyn luoshu_backend::Backend> =
-        Arc::new(luoshu_backend::cpu::CpuBackend::new());
-    let mut trainer = ParallelTrainer::new(
-        setup.model.clone(),
-        config.train.clone(),
-        backend,
-        mesh,
-        config.seed,
-    )
-    .map_err(|e| e.to_string())?;
+    let mut trainer = Runner::new(config, &setup.model, setup.strategy, comm.clone())?;
     if let Some(saved) = &setup.resume {
-        trainer.restore(&saved.state).map_err(|e| e.to_string())?;
+        trainer.restore(&saved.state)?;
     }
+    let running = trainer.describe();
     let start = trainer.step();
     let mut log = match reports {
         true => Some(MetricsLog::open(
@@ -455,15 +471,15 @@ fn train_rank(
     for step in start + 1..=config.steps {
         let batch = loader.next_batch();
         let buckets = describe_buckets(&batch);
-        let stats = trainer.train_step(&batch).map_err(|e| e.to_string())?;
+        let step_result = trainer.train_step(&batch)?;
+        let stats = step_result.stats;
+        let switch_share = step_result.switch_seconds / stats.seconds.max(1e-9);
         tokens += stats.tokens;
         seconds += stats.seconds;
         let tokens_per_s = stats.tokens as f64 / stats.seconds.max(1e-9);
         let last = step == config.steps;
         let val_loss = if step % config.eval_every == 0 || last {
-            let v = trainer
-                .evaluate(&setup.data.val)
-                .map_err(|e| e.to_string())?;
+            let v = trainer.evaluate(&setup.data.val)?;
             if reports {
                 say(
                     &bar,
@@ -486,13 +502,17 @@ fn train_rank(
                 lr: stats.lr,
                 tokens_per_s,
                 grad_norm: stats.grad_norm,
+                seconds: stats.seconds,
+                phases: describe_phases(&step_result.phases),
+                switch_seconds: step_result.switch_seconds,
+                switch_bytes: step_result.switch_bytes as u64,
             })?;
         }
         let stop_signal = stop.agreed(comm.as_ref())?;
         if step % config.checkpoint_every == 0 || last || stop_signal.is_some() {
             // Collective: every rank contributes its shards; rank 0 writes one canonical
             // (unsharded) checkpoint that any strategy can resume.
-            let gathered = trainer.gather_state().map_err(|e| e.to_string())?;
+            let gathered = trainer.gather_state()?;
             if let (Some(state), true) = (gathered, reports) {
                 let meta = CheckpointMeta {
                     model: &setup.model,
@@ -517,9 +537,21 @@ fn train_rank(
                 last_checkpoint = Some(dir);
             }
         }
+        let phases: Vec<String> = step_result
+            .phases
+            .iter()
+            .map(|p| format!("{}×{}", p.strategy, p.sequences))
+            .collect();
+        let switching = match phases.is_empty() {
+            true => String::new(),
+            false => format!(
+                " | {} | switch {:.0}%",
+                phases.join(" "),
+                100.0 * switch_share
+            ),
+        };
         bar.set_message(format!(
-            "{} | loss {:.3} | {:.0} tok/s | buckets {buckets}",
-            setup.strategy,
+            "{running} | loss {:.3} | {:.0} tok/s | buckets {buckets}{switching}",
             stats.loss,
             tokens as f64 / seconds.max(1e-9)
         ));
@@ -549,6 +581,10 @@ fn train_rank(
     if let Err(e) = plot::plot_loss(log.rows(), &plot_path) {
         eprintln!("warning: {e}");
     }
+    let time_path = setup.run_dir.join("time.png");
+    if let Err(e) = plot::plot_time(log.rows(), &time_path) {
+        eprintln!("warning: {e}");
+    }
     let rows = log.rows();
     let first = rows.first().map_or(f64::NAN, |r| r.loss);
     let final_loss = rows.last().map_or(f64::NAN, |r| r.loss);
@@ -561,7 +597,7 @@ fn train_rank(
         tokens as f64 / seconds.max(1e-9)
     );
     println!(
-        "wrote {}/{{config.toml, tokenizer.json, metrics.csv, loss.png}} and {}",
+        "wrote {}/{{config.toml, tokenizer.json, metrics.csv, loss.png, time.png}} and {}",
         setup.run_dir.display(),
         last_checkpoint
             .as_deref()
