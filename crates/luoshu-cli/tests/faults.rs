@@ -168,3 +168,98 @@ fn a_checkpoint_that_cannot_be_written_leaves_the_previous_one_intact() {
     assert!(checkpoints.join("step-4").is_dir());
     std::fs::remove_dir_all(root).unwrap();
 }
+
+/// SplitMix64: the test's own seeded random numbers.
+fn next_random(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// `metrics.csv` without the columns that depend on timing (tokens/s, seconds, phases).
+fn deterministic_metrics(run_dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(run_dir.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let f: Vec<&str> = line.split(',').collect();
+            format!("{},{},{},{},{}", f[0], f[1], f[2], f[3], f[5])
+        })
+        .collect()
+}
+
+#[test]
+fn sigkill_at_seeded_random_moments_then_resume_is_bit_identical_to_an_uninterrupted_run() {
+    const STEPS: usize = 8;
+    let root = temp_dir("sigkill");
+    let data = write_corpus(&root);
+    let config = write_config(&root, &data, "run.toml", 32);
+    // A checkpoint every step, so many kills land in the middle of writing one.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("checkpoint_every = 2", "checkpoint_every = 1"),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let steps = STEPS.to_string();
+    let args = ["--config", config, "--steps", &steps];
+    let (whole, killed) = (root.join("whole"), root.join("killed"));
+    for dir in [&whole, &killed] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    let out = run(&whole, &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let run_dir = killed.join("runs/tiny");
+    let mut seed = 15u64;
+    let mut kills = 0;
+    loop {
+        let resuming = run_dir.join("checkpoint/latest").exists();
+        let mut command = args.to_vec();
+        if resuming {
+            command.push("--resume");
+        }
+        let mut child = spawn(&killed, &command);
+        if kills < 5 {
+            // Kill once 0-2 more steps are done, 0-30 ms later: during start-up, a step,
+            // or a checkpoint.
+            let target = (steps_done(&run_dir) + (next_random(&mut seed) % 3) as usize).min(STEPS);
+            let deadline = Instant::now() + Duration::from_secs(300);
+            while steps_done(&run_dir) < target && child.try_wait().unwrap().is_none() {
+                assert!(Instant::now() < deadline, "no progress");
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            std::thread::sleep(Duration::from_millis(next_random(&mut seed) % 30));
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                kills += 1;
+                continue;
+            }
+        }
+        let (status, err) = stderr_of(child);
+        assert!(status.success(), "resumed run failed: {err}");
+        break;
+    }
+    assert!(kills >= 3, "only {kills} kills landed");
+
+    let whole_run = whole.join("runs/tiny");
+    assert_eq!(
+        deterministic_metrics(&whole_run),
+        deterministic_metrics(&run_dir)
+    );
+    let last = format!("checkpoint/step-{STEPS}");
+    for file in ["model.safetensors", "optimizer.safetensors", "state.toml"] {
+        let a = std::fs::read(whole_run.join(&last).join(file)).unwrap();
+        let b = std::fs::read(run_dir.join(&last).join(file)).unwrap();
+        assert!(a == b, "{file} differs after the kills");
+    }
+    std::fs::remove_dir_all(root).unwrap();
+}

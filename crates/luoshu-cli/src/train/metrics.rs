@@ -1,6 +1,6 @@
 //! `metrics.csv`: one row per optimizer step, flushed as it is written.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -97,17 +97,23 @@ impl MetricsLog {
                 .collect(),
             None => Vec::new(),
         };
-        let file = File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut log = MetricsLog {
+        // The kept rows go to a temporary file renamed over the old one, so a run killed
+        // here still leaves them for the next resume.
+        let error = |e: std::io::Error| format!("{}: {e}", path.display());
+        let temp = path.with_extension("csv.tmp");
+        let mut text = format!("{HEADER}\n");
+        for row in &rows {
+            text.push_str(&row.to_csv());
+            text.push('\n');
+        }
+        std::fs::write(&temp, text).map_err(error)?;
+        std::fs::rename(&temp, path).map_err(error)?;
+        let file = OpenOptions::new().append(true).open(path).map_err(error)?;
+        Ok(MetricsLog {
             path: path.to_path_buf(),
             writer: BufWriter::new(file),
-            rows: Vec::new(),
-        };
-        log.write_line(HEADER)?;
-        for row in rows {
-            log.push(row)?;
-        }
-        Ok(log)
+            rows,
+        })
     }
 
     fn write_line(&mut self, line: &str) -> Result<(), String> {

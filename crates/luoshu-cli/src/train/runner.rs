@@ -14,7 +14,7 @@ use luoshu_train::{StepStats, TrainerState};
 use std::sync::Arc;
 
 pub enum Runner {
-    Static(ParallelTrainer),
+    Static(Box<ParallelTrainer>),
     Hot(HotSwitchTrainer),
 }
 
@@ -54,7 +54,7 @@ impl Runner {
             ),
             None => {
                 let mesh = Mesh::new(strategy, world).map_err(text)?;
-                Runner::Static(
+                Runner::Static(Box::new(
                     ParallelTrainer::new(
                         model.clone(),
                         config.train.clone(),
@@ -63,7 +63,7 @@ impl Runner {
                         config.seed,
                     )
                     .map_err(text)?,
-                )
+                ))
             }
         })
     }
