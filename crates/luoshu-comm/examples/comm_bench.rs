@@ -85,13 +85,21 @@ fn sweep(comm: &dyn Communicator, args: &Args) -> luoshu_comm::Result<()> {
     if leader {
         println!(
             "comm_bench: backend {}, {} ranks, f32; time = median over iterations of the \
-             slowest rank; memcpy = one thread on rank 0 while the others wait",
+             slowest rank; memcpy = one thread on rank 0 while the others wait; fresh = \
+             allocating and freeing a zeroed buffer of the size on rank 0 alone",
             comm.backend(),
             comm.size()
         );
         println!(
-            "{:>9}  {:<14} {:>5} {:>12} {:>11} {:>11} {:>12}",
-            "size", "collective", "iters", "time (us)", "algbw GB/s", "busbw GB/s", "memcpy GB/s"
+            "{:>9}  {:<14} {:>5} {:>12} {:>11} {:>11} {:>12} {:>11}",
+            "size",
+            "collective",
+            "iters",
+            "time (us)",
+            "algbw GB/s",
+            "busbw GB/s",
+            "memcpy GB/s",
+            "fresh GB/s"
         );
     }
     for bytes in bench::default_sizes()
@@ -101,28 +109,34 @@ fn sweep(comm: &dyn Communicator, args: &Args) -> luoshu_comm::Result<()> {
         let iters = args.iters.unwrap_or_else(|| default_iters(bytes));
         // Alone on the machine: the other ranks wait in the barrier without using a core.
         comm.barrier()?;
-        let memcpy_gbs = leader.then(|| bench::memcpy_bandwidth(bytes, iters));
+        let baselines = leader.then(|| {
+            (
+                bench::memcpy_bandwidth(bytes, iters),
+                bench::fresh_buffer_bandwidth(bytes, iters),
+            )
+        });
         comm.barrier()?;
         for collective in Collective::ALL {
             let m = bench::measure(comm, collective, bytes, 2, iters)?;
-            if let Some(memcpy_gbs) = memcpy_gbs {
-                print_row(&m, iters, memcpy_gbs);
+            if let Some(baselines) = baselines {
+                print_row(&m, iters, baselines);
             }
         }
     }
     Ok(())
 }
 
-fn print_row(m: &Measurement, iters: usize, memcpy_gbs: f64) {
+fn print_row(m: &Measurement, iters: usize, (memcpy_gbs, fresh_gbs): (f64, f64)) {
     println!(
-        "{:>9}  {:<14} {:>5} {:>12.1} {:>11.2} {:>11.2} {:>12.2}",
+        "{:>9}  {:<14} {:>5} {:>12.1} {:>11.2} {:>11.2} {:>12.2} {:>11.2}",
         human_bytes(m.bytes),
         m.collective.name(),
         iters,
         m.seconds * 1e6,
         m.algbw_gbs,
         m.busbw_gbs,
-        memcpy_gbs
+        memcpy_gbs,
+        fresh_gbs
     );
 }
 

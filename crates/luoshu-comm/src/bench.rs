@@ -181,8 +181,15 @@ fn collective_runner<'a>(
             Box::new(move || comm.all_gather(&x).map(drop))
         }
         Collective::ReduceScatter => {
-            let parts = (0..comm.size())
-                .map(|_| part())
+            // Parts are views of one buffer, as when a caller cuts a tensor along its first
+            // dimension (backends may then send them without packing).
+            let size = comm.size();
+            let whole = Tensor::from_vec(
+                ramp(elements_per_part * size, comm.rank()),
+                [elements_per_part * size],
+            )?;
+            let parts = (0..size)
+                .map(|i| Ok(whole.narrow(0, i * elements_per_part, elements_per_part)?))
                 .collect::<Result<Vec<_>>>()?;
             Box::new(move || comm.reduce_scatter(&parts, ReduceOp::Sum).map(drop))
         }
@@ -226,6 +233,31 @@ pub fn memcpy_bandwidth(bytes: usize, iters: usize) -> f64 {
         .collect();
     let seconds = median(&mut samples);
     (bytes * copies_per_sample) as f64 / seconds / 1e9
+}
+
+/// Bandwidth in GB/s of allocating a fresh zeroed buffer of `bytes` bytes (a
+/// `luoshu_tensor::Storage`, as every collective's output is) and freeing it: bytes per
+/// second, median over `iters` samples (at least one), repeated up to 1 MiB per sample as in
+/// [`memcpy_bandwidth`]. Large buffers come fresh from the kernel, so this is mostly the cost
+/// of a page fault per 4 KiB page; it bounds every collective, whose outputs are fresh.
+/// Returns 0 for `bytes == 0`.
+pub fn fresh_buffer_bandwidth(bytes: usize, iters: usize) -> f64 {
+    const MIN_SAMPLE_BYTES: usize = 1 << 20;
+    if bytes == 0 {
+        return 0.0;
+    }
+    let allocations_per_sample = MIN_SAMPLE_BYTES.div_ceil(bytes);
+    let mut samples: Vec<f64> = (0..iters.max(1))
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..allocations_per_sample {
+                drop(black_box(luoshu_tensor::Storage::zeroed(bytes)));
+            }
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+    let seconds = median(&mut samples);
+    (bytes * allocations_per_sample) as f64 / seconds / 1e9
 }
 
 /// Message sizes of a sweep: 4 KiB to 64 MiB, powers of 4.

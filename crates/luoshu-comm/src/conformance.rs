@@ -41,9 +41,17 @@ pub type Result<T> = std::result::Result<T, ConformanceError>;
 /// all_reduce (Sum, Max; f64, f32, bf16, f16, i64, i32; empty tensors), uneven all_gather,
 /// reduce_scatter and all_to_all, broadcast from every root, a send/recv ring with message
 /// order, batched_send_recv pairwise and all-to-all, split into even/odd groups ordered by
-/// key, barrier, strided (transposed) inputs, and that every result owns its storage.
+/// key, barrier, strided (transposed) inputs, and that every result owns its storage; then
+/// sizes at the edges of the chunking backends use (fewer elements than ranks, one more
+/// than a multiple, several reduction blocks), reduce-scatter parts that are views of one
+/// buffer, repeated splits, and that float sums have the bits of a left-to-right fold in
+/// rank order, `((x0 + x1) + x2) + …`, on every rank.
 pub fn check_collectives(comm: &dyn Communicator) -> Result<()> {
     check_all_reduce(comm)?;
+    check_chunk_edges(comm)?;
+    check_rank_order_bits(comm)?;
+    check_parts_of_one_buffer(comm)?;
+    check_repeated_splits(comm)?;
     check_all_gather(comm)?;
     check_reduce_scatter(comm)?;
     check_all_to_all(comm)?;
@@ -236,6 +244,155 @@ fn serial_reduce(size: usize, n: usize, dtype: DType, op: ReduceOp) -> Result<Ve
             }
         })
         .collect())
+}
+
+/// Element counts around the chunk boundaries: 0, 1, fewer than the ranks, one more than
+/// a multiple of them, and more than one reduction block (2048 elements) per rank.
+fn chunk_edge_sizes(size: usize) -> Vec<usize> {
+    let mut sizes = vec![1, 2, size.saturating_sub(1), size, size + 1, 3 * size + 2];
+    sizes.extend([2048 * size + 1, 4099]);
+    sizes.retain(|&n| n > 0);
+    sizes.sort_unstable();
+    sizes.dedup();
+    sizes
+}
+
+fn check_chunk_edges(comm: &dyn Communicator) -> Result<()> {
+    let (rank, size) = (comm.rank(), comm.size());
+    for n in chunk_edge_sizes(size) {
+        for dtype in [DType::F32, DType::BF16, DType::I64] {
+            let x = Tensor::from_f64(&reduce_input(rank, n), dtype, [n])?;
+            for op in [ReduceOp::Sum, ReduceOp::Max] {
+                let check = format!("all_reduce({op:?}) of {n} {dtype} elements");
+                let got = comm.all_reduce(&x, op)?;
+                let expected = serial_reduce(size, n, dtype, op)?;
+                expect_tensor(comm, &check, &got, dtype, &[n], &expected)?;
+                expect_owned(comm, &check, &got)?;
+            }
+        }
+        // Reduce-scatter with parts of n, n + 1, … elements, and all-gather of n + rank.
+        let part_len = |i: usize| n + i;
+        let parts = (0..size)
+            .map(|i| {
+                Tensor::from_f64(
+                    &reduce_input(rank + i, part_len(i)),
+                    DType::F32,
+                    [part_len(i)],
+                )
+            })
+            .collect::<luoshu_tensor::Result<Vec<_>>>()?;
+        let got = comm.reduce_scatter(&parts, ReduceOp::Sum)?;
+        let expected: Vec<f64> = (0..part_len(rank))
+            .map(|k| {
+                (0..size)
+                    .map(|r| reduce_input(r + rank, part_len(rank))[k])
+                    .sum()
+            })
+            .collect();
+        let check = format!("reduce_scatter of parts of {n}+ elements");
+        expect_tensor(comm, &check, &got, DType::F32, &[part_len(rank)], &expected)?;
+        let x = Tensor::from_f64(&reduce_input(rank, n + rank), DType::F16, [n + rank])?;
+        let gathered = comm.all_gather(&x)?;
+        expect_count(comm, "all_gather of chunk-edge sizes", gathered.len(), size)?;
+        for (peer, t) in gathered.iter().enumerate() {
+            let check = format!("all_gather of {} f16 elements from rank {peer}", n + peer);
+            let expected = reduce_input(peer, n + peer);
+            expect_tensor(comm, &check, t, DType::F16, &[n + peer], &expected)?;
+            expect_owned(comm, &check, t)?;
+        }
+    }
+    Ok(())
+}
+
+/// Pseudo-random f32 values of rank `rank` with magnitudes from 1e-4 to 1e4, so sums
+/// depend on the order in which they are added.
+fn order_sensitive_values(rank: usize, n: usize) -> Vec<f32> {
+    let mut state = (rank as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let mantissa = (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+            mantissa * 10f32.powi(((state >> 20) % 9) as i32 - 4)
+        })
+        .collect()
+}
+
+fn check_rank_order_bits(comm: &dyn Communicator) -> Result<()> {
+    let (rank, size) = (comm.rank(), comm.size());
+    let n = 2048 * size + 3;
+    let x = Tensor::from_vec(order_sensitive_values(rank, n), [n])?;
+    let got = comm.all_reduce(&x, ReduceOp::Sum)?.to_vec::<f32>()?;
+    let mut fold = order_sensitive_values(0, n);
+    for r in 1..size {
+        for (acc, v) in fold.iter_mut().zip(order_sensitive_values(r, n)) {
+            *acc += v;
+        }
+    }
+    let differing = got
+        .iter()
+        .zip(&fold)
+        .filter(|(a, b)| a.to_bits() != b.to_bits())
+        .count();
+    ensure(
+        comm,
+        "all_reduce(Sum) of f32 in rank order",
+        differing == 0,
+        || format!("{differing} of {n} elements differ in their bits from the rank-order fold"),
+    )
+}
+
+fn check_parts_of_one_buffer(comm: &dyn Communicator) -> Result<()> {
+    let (rank, size) = (comm.rank(), comm.size());
+    // Parts as `narrow` views of one tensor (back to back in one storage), some empty.
+    let lens: Vec<usize> = (0..size).map(|i| (i * 5) % 7).collect();
+    let total: usize = lens.iter().sum();
+    let values = |r: usize| -> Vec<f64> { (0..total).map(|k| (r * 1000 + k) as f64).collect() };
+    let whole = Tensor::from_f64(&values(rank), DType::F32, [total])?;
+    let mut start = 0;
+    let mut parts = Vec::new();
+    for &len in &lens {
+        parts.push(whole.narrow(0, start, len)?);
+        start += len;
+    }
+    let got = comm.reduce_scatter(&parts, ReduceOp::Sum)?;
+    let mine = lens[..rank].iter().sum::<usize>()..lens[..=rank].iter().sum::<usize>();
+    let expected: Vec<f64> = mine
+        .map(|k| (0..size).map(|r| values(r)[k]).sum())
+        .collect();
+    let check = "reduce_scatter of narrow views of one tensor";
+    expect_tensor(comm, check, &got, DType::F32, &[lens[rank]], &expected)?;
+    expect_owned(comm, check, &got)
+}
+
+fn check_repeated_splits(comm: &dyn Communicator) -> Result<()> {
+    let (rank, size) = (comm.rank(), comm.size());
+    // The same split three times, another in between: each must be the right group (a
+    // backend may hand back the communicator it made the first time).
+    for (round, color) in [rank % 2, rank % 2, rank / 2, rank % 2]
+        .into_iter()
+        .enumerate()
+    {
+        let sub = comm.split(color, rank)?;
+        let members: Vec<usize> = (0..size)
+            .filter(|&r| {
+                if round == 2 {
+                    r / 2 == color
+                } else {
+                    r % 2 == color
+                }
+            })
+            .collect();
+        let sum = sub.all_reduce(&Tensor::from_slice(&[rank as i64], [1])?, ReduceOp::Sum)?;
+        let expected: i64 = members.iter().map(|&r| r as i64).sum();
+        let check = format!("all_reduce in split #{round} (color {color})");
+        expect_values(comm, &check, &sum, &[expected])?;
+        ensure(comm, &check, sub.size() == members.len(), || {
+            format!("sub-group size {} (expected {})", sub.size(), members.len())
+        })?;
+    }
+    Ok(())
 }
 
 fn check_all_gather(comm: &dyn Communicator) -> Result<()> {

@@ -1,15 +1,17 @@
 //! [`MpiComm`]: the [`Communicator`] over MPI processes.
 
+use super::native::{self, Bytes, InFlight};
 use super::runtime::{self, MpiLock, PendingSend};
 use super::transfer::{mpi_rank, receive_all};
-use super::wire::{self, Envelope, Op, TensorDesc, WireTensor};
-use crate::reduce::{reduce_in_rank_order, ReduceError};
+use super::wire::{self, Envelope, Op, TensorDesc, WireTensor, NO_CACHED_SPLIT};
+use crate::reduce::{check_reducible, reduce_in_rank_order, ReduceError};
 use crate::{Communicator, Error, ReduceOp, Result};
-use luoshu_tensor::Tensor;
+use luoshu_tensor::{DType, Tensor};
 use mpi::topology::{Color, Communicator as _, SimpleCommunicator};
 use mpi::Tag;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 /// MPI guarantees tags up to 32767 (`MPI_TAG_UB` may be larger but need not be).
@@ -17,15 +19,26 @@ const MAX_TAG: u64 = 32767;
 
 /// A group of MPI processes.
 ///
-/// Every collective is a complete exchange: each rank sends one message to every other rank
-/// carrying "I arrived at collective #seq", the shapes of all its arguments and the data
-/// that rank needs, and receives one from each (non-blocking, polled until the timeout).
-/// So every rank sees every rank's arguments and reports a mismatch identically, and a
-/// rank whose message never came is named in [`Error::Timeout`]. Reductions gather the
-/// contributions and reduce them locally in rank order, bit-identical to the threads
-/// backend. The cost, fine at a handful of ranks: `size - 1` messages per rank per
-/// collective, and an all-reduce moves `size - 1` copies of the tensor into every rank
-/// (a ring would move about 2).
+/// Every collective starts with a complete exchange of small messages: each rank sends one
+/// to every other rank carrying "I arrived at collective #seq" and the shapes of all its
+/// arguments, and receives one from each (non-blocking, polled until the timeout). So every
+/// rank sees every rank's arguments and reports a mismatch identically, and a rank whose
+/// message never came is named in [`Error::Timeout`]. Then the data moves through MPI's own
+/// non-blocking collectives on the tensors' storage (`MPI_Iallreduce`,
+/// `MPI_Ireduce_scatter`, one `MPI_Ibcast` per rank for all-gather, `MPI_Ibcast`), polled
+/// with a back-off that starts in microseconds, until they complete or the timeout passes
+/// (every rank arrived, so only a rank dying mid-transfer can stall them; the timeout then
+/// names every peer, since MPI does not say which one is late).
+///
+/// Reductions use MPI's `MPI_SUM` for f32, f64, i32 and i64 and `MPI_MAX` for i32 and
+/// i64. MPI chooses the order in which it combines contributions (OpenMPI: a binomial tree
+/// or a ring, depending on size), the same on every rank, so results are identical on every
+/// rank and across runs; but for 3 or more ranks float sums may differ in the last bits from
+/// the threads backend's rank order (`((x0 + x1) + x2) + …`). With 2 ranks they are
+/// bit-identical (float addition is commutative). bf16, f16 and float `Max` (MPI's
+/// `MPI_MAX` does not propagate NaN) take the generic path: the data rides along in the
+/// exchange and each rank reduces in rank order, bit-identical to the threads backend, as
+/// does all-to-all.
 ///
 /// After a collective times out the communicator is unusable (messages of the abandoned
 /// operation may still arrive and would pair with later ones): later operations fail with
@@ -46,7 +59,16 @@ pub struct MpiComm {
     next_seq: AtomicU64,
     /// Set by the first timeout: the error that broke the communicator.
     broken: OnceLock<Error>,
+    /// Communicators `split` created, by this rank's `(color, key)`, with the collective
+    /// number of the split that created them: a later split with the same arguments on every
+    /// rank returns the same communicator instead of calling `MPI_Comm_split` again.
+    splits: Mutex<HashMap<(usize, usize), CachedSplit>>,
+    /// Where reductions receive the contributions they reduce, kept between calls.
+    scratch: Mutex<Option<Bytes>>,
 }
+
+/// A communicator `split` made, with the number of the collective that made it.
+type CachedSplit = (u64, Arc<MpiComm>);
 
 /// The MPI communicators of an [`MpiComm`]: one for collectives and one for point-to-point
 /// messages, so user tags never collide with collective tags. `None` once freed.
@@ -103,6 +125,8 @@ impl MpiComm {
             timeout,
             next_seq: AtomicU64::new(0),
             broken: OnceLock::new(),
+            splits: Mutex::new(HashMap::new()),
+            scratch: Mutex::new(None),
         }
     }
 
@@ -140,10 +164,22 @@ impl MpiComm {
         descs: &[TensorDesc],
         payload_for: impl Fn(usize) -> Vec<Tensor>,
     ) -> Result<(Call<'_>, Vec<Envelope>)> {
+        self.numbered_collective(name, op, descs, payload_for)
+            .map(|(call, _, envelopes)| (call, envelopes))
+    }
+
+    /// [`MpiComm::collective`], also returning the collective's number.
+    fn numbered_collective(
+        &self,
+        name: &'static str,
+        op: Op,
+        descs: &[TensorDesc],
+        payload_for: impl Fn(usize) -> Vec<Tensor>,
+    ) -> Result<(Call<'_>, u64, Vec<Envelope>)> {
         let call = self.begin(name, false)?;
         let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
         match call.exchange(seq, op, descs, payload_for) {
-            Ok(envelopes) => Ok((call, envelopes)),
+            Ok(envelopes) => Ok((call, seq, envelopes)),
             Err(e) => {
                 if matches!(e, Error::Timeout { .. }) {
                     let _ = self.broken.set(e.clone());
@@ -336,6 +372,16 @@ impl Call<'_> {
         Ok(())
     }
 
+    /// Fails unless a message of `bytes` bytes fits MPI's `int` counts.
+    fn check_message_size(&self, bytes: usize) -> Result<()> {
+        if native::count(bytes).is_none() {
+            return Err(self.invalid(format!(
+                "a message of {bytes} bytes exceeds MPI's limit of 2^31 - 1 bytes"
+            )));
+        }
+        Ok(())
+    }
+
     fn check_part_count(&self, envelopes: &[Envelope]) -> Result<()> {
         for (p, envelope) in envelopes.iter().enumerate() {
             if envelope.descs.len() != self.size {
@@ -388,6 +434,26 @@ fn reduce(call: &Call, contributions: &[WireTensor], op: ReduceOp) -> Result<Ten
     wire::tensor_from_bytes(first.desc.clone(), &out)
 }
 
+/// The one tensor a rank described (all-gather's `x`, broadcast's root's `x`).
+fn single_desc(call: &Call, envelope: Envelope) -> Result<TensorDesc> {
+    let count = envelope.descs.len();
+    let mut descs = envelope.descs.into_iter();
+    match (descs.next(), descs.next()) {
+        (Some(desc), None) => Ok(desc),
+        _ => Err(call.invalid(format!(
+            "a rank described {count} tensors instead of 1 (the root must pass its tensor)"
+        ))),
+    }
+}
+
+/// Elements of chunk `index` of `parts` nearly equal chunks of `numel` elements (the first
+/// `numel % parts` chunks have one element more).
+fn chunk(numel: usize, parts: usize, index: usize) -> std::ops::Range<usize> {
+    let (base, extra) = (numel / parts, numel % parts);
+    let start = index * base + index.min(extra);
+    start..start + base + usize::from(index < extra)
+}
+
 fn same_desc(a: &TensorDesc, b: &TensorDesc) -> bool {
     a == b
 }
@@ -415,57 +481,179 @@ impl Communicator for MpiComm {
 
     fn split(&self, color: usize, key: usize) -> Result<Arc<dyn Communicator>> {
         const NAME: &str = "split";
-        let (call, envelopes) =
-            self.collective(NAME, Op::Split { color, key }, &[], |_| Vec::new())?;
+        let cached = self.cached_split(color, key);
+        let cached_seq = cached.as_ref().map_or(NO_CACHED_SPLIT, |(seq, _)| *seq);
+        let op = Op::Split {
+            color,
+            key,
+            cached: cached_seq,
+        };
+        let (call, seq, envelopes) = self.numbered_collective(NAME, op, &[], |_| Vec::new())?;
+        let mut every_rank_cached = cached_seq != NO_CACHED_SPLIT;
         for (p, e) in envelopes.iter().enumerate() {
-            if let Op::Split { color, key } = e.op {
+            if let Op::Split { color, key, cached } = e.op {
                 if i32::try_from(color).is_err() || i32::try_from(key).is_err() {
                     return Err(call.invalid(format!(
                         "rank {p} passed color {color} and key {key}; MPI needs both below 2^31"
                     )));
                 }
+                every_rank_cached &= cached == cached_seq;
+            }
+        }
+        // Every rank holds a usable communicator from the same earlier split, made with the
+        // arguments each passes now: that split made exactly the groups asked for.
+        if every_rank_cached {
+            if let Some((_, comm)) = cached {
+                return Ok(comm);
             }
         }
         // Everyone arrived, so the blocking MPI_Comm_split and MPI_Comm_dup cannot hang.
-        let _mpi = runtime::lock(NAME)?;
-        let group = call
-            .comm
-            .split_by_color_with_key(Color::with_value(color as i32), key as i32)
-            .ok_or_else(|| Error::Mpi(format!("{NAME}: MPI returned no communicator")))?;
-        let p2p = group.duplicate();
-        Ok(Arc::new(MpiComm::new(group, p2p, self.timeout)))
+        let comm = {
+            let _mpi = runtime::lock(NAME)?;
+            let group = call
+                .comm
+                .split_by_color_with_key(Color::with_value(color as i32), key as i32)
+                .ok_or_else(|| Error::Mpi(format!("{NAME}: MPI returned no communicator")))?;
+            let p2p = group.duplicate();
+            Arc::new(MpiComm::new(group, p2p, self.timeout))
+        };
+        self.splits
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((color, key), (seq, comm.clone()));
+        Ok(comm)
     }
 
     fn all_reduce(&self, x: &Tensor, op: ReduceOp) -> Result<Tensor> {
         const NAME: &str = "all_reduce";
+        let width = x.dtype().size_in_bytes();
+        let native =
+            check_reducible(x.dtype()).is_ok() && native::count(x.numel() * width).is_some();
+        // The native path exchanges only descriptions; the generic one (which reports
+        // unsupported dtypes and oversized messages) also the data. Ranks decide alike
+        // whenever their descriptions agree, which is checked before either.
         let (call, envelopes) =
             self.collective(NAME, Op::AllReduce(op), &[TensorDesc::of(x)], |_| {
-                vec![x.clone()]
+                if native {
+                    Vec::new()
+                } else {
+                    vec![x.clone()]
+                }
             })?;
         call.check_agreement(&envelopes, "shapes and dtypes must match", same_desc)?;
-        reduce(&call, &single_payloads(&call, envelopes)?, op)
+        if !native {
+            return reduce(&call, &single_payloads(&call, envelopes)?, op);
+        }
+        // Reduce-scatter of nearly equal chunks (rank p reduces chunk p), then every rank
+        // broadcasts its reduced chunk: each element is reduced once, in rank order.
+        let input = Bytes::of(x)?;
+        let chunks: Vec<(usize, usize)> = (0..self.size)
+            .map(|p| {
+                let elements = chunk(x.numel(), self.size, p);
+                (elements.start * width, elements.len() * width)
+            })
+            .collect();
+        let output = Bytes::fresh(input.len());
+        let (start, len) = chunks[self.rank];
+        self.reduce_pieces(
+            &call,
+            &input,
+            &chunks,
+            &output.range(start, len),
+            x.dtype(),
+            op,
+        )?;
+        self.run_native(&call, |mpi, flight| {
+            for (root, &(start, len)) in chunks.iter().enumerate() {
+                flight.broadcast(mpi, call.comm, &output.range(start, len), root)?;
+            }
+            Ok(())
+        })?;
+        output.into_tensor(x.dtype(), x.dims())
     }
 
     fn all_gather(&self, x: &Tensor) -> Result<Vec<Tensor>> {
         const NAME: &str = "all_gather";
         let (call, envelopes) =
-            self.collective(NAME, Op::AllGather, &[TensorDesc::of(x)], |_| {
-                vec![x.clone()]
-            })?;
+            self.collective(NAME, Op::AllGather, &[TensorDesc::of(x)], |_| Vec::new())?;
         call.check_agreement(&envelopes, "dtypes must match", same_dtype)?;
-        into_tensors(single_payloads(&call, envelopes)?)
+        // One broadcast per rank, each into a fresh buffer of its own (results own their
+        // storage); this rank's own part is a local copy.
+        let descs = envelopes
+            .into_iter()
+            .map(|e| single_desc(&call, e))
+            .collect::<Result<Vec<_>>>()?;
+        let input = Bytes::of(x)?;
+        let buffers: Vec<Bytes> = descs
+            .iter()
+            .enumerate()
+            .map(|(p, desc)| {
+                if p == self.rank {
+                    input.clone()
+                } else {
+                    Bytes::fresh(desc.bytes())
+                }
+            })
+            .collect();
+        for desc in &descs {
+            call.check_message_size(desc.bytes())?;
+        }
+        let own = WireTensor::of(x)?;
+        self.run_native(&call, |mpi, flight| {
+            for (root, buffer) in buffers.iter().enumerate() {
+                flight.broadcast(mpi, call.comm, buffer, root)?;
+            }
+            Ok(())
+        })?;
+        drop(input);
+        buffers
+            .into_iter()
+            .zip(descs)
+            .enumerate()
+            .map(|(p, (buffer, desc))| {
+                if p == self.rank {
+                    wire::tensor_from_bytes(desc, &own.bytes)
+                } else {
+                    buffer.into_tensor(desc.dtype, &desc.dims)
+                }
+            })
+            .collect()
     }
 
     fn reduce_scatter(&self, parts: &[Tensor], op: ReduceOp) -> Result<Tensor> {
         const NAME: &str = "reduce_scatter";
         let descs: Vec<TensorDesc> = parts.iter().map(TensorDesc::of).collect();
-        // With a wrong part count nothing is delivered; the check below fails everywhere.
+        let total: usize = descs.iter().map(TensorDesc::bytes).sum();
+        let native = parts.iter().all(|p| check_reducible(p.dtype()).is_ok())
+            && native::count(total).is_some();
+        // As in all_reduce: agreeing descriptions mean agreeing decisions. With a wrong part
+        // count nothing is delivered; the check below fails everywhere.
         let (call, envelopes) = self.collective(NAME, Op::ReduceScatter(op), &descs, |p| {
-            parts.get(p).cloned().into_iter().collect()
+            if native {
+                Vec::new()
+            } else {
+                parts.get(p).cloned().into_iter().collect()
+            }
         })?;
         call.check_part_count(&envelopes)?;
         call.check_agreement(&envelopes, "shapes and dtypes must match", same_desc)?;
-        reduce(&call, &single_payloads(&call, envelopes)?, op)
+        if !native {
+            return reduce(&call, &single_payloads(&call, envelopes)?, op);
+        }
+        let input = Bytes::concatenated(parts)?;
+        let mut start = 0;
+        let pieces: Vec<(usize, usize)> = descs
+            .iter()
+            .map(|d| {
+                let piece = (start, d.bytes());
+                start += d.bytes();
+                piece
+            })
+            .collect();
+        let mine = &parts[self.rank];
+        let output = Bytes::fresh(descs[self.rank].bytes());
+        self.reduce_pieces(&call, &input, &pieces, &output, mine.dtype(), op)?;
+        output.into_tensor(mine.dtype(), mine.dims())
     }
 
     fn all_to_all(&self, parts: &[Tensor]) -> Result<Vec<Tensor>> {
@@ -487,15 +675,23 @@ impl Communicator for MpiComm {
             vec![]
         };
         let (call, mut envelopes) =
-            self.collective(NAME, Op::Broadcast { root }, &descs, |_| {
-                if is_root {
-                    vec![x.clone()]
-                } else {
-                    Vec::new()
-                }
-            })?;
+            self.collective(NAME, Op::Broadcast { root }, &descs, |_| Vec::new())?;
         call.check_rank("root", root)?;
-        single_payload(&call, root, envelopes.swap_remove(root))?.into_tensor()
+        let desc = single_desc(&call, envelopes.swap_remove(root))?;
+        call.check_message_size(desc.bytes())?;
+        if is_root {
+            let input = Bytes::of(x)?;
+            let own = WireTensor::of(x)?;
+            self.run_native(&call, |mpi, flight| {
+                flight.broadcast(mpi, call.comm, &input, root)
+            })?;
+            return own.into_tensor();
+        }
+        let output = Bytes::fresh(desc.bytes());
+        self.run_native(&call, |mpi, flight| {
+            flight.broadcast(mpi, call.comm, &output, root)
+        })?;
+        output.into_tensor(desc.dtype, &desc.dims)
     }
 
     fn send(&self, x: &Tensor, dst: usize, tag: u64) -> Result<()> {
@@ -547,6 +743,105 @@ impl Communicator for MpiComm {
     fn barrier(&self) -> Result<()> {
         self.collective("barrier", Op::Barrier, &[], |_| Vec::new())
             .map(drop)
+    }
+}
+
+impl MpiComm {
+    /// Runs the non-blocking MPI collectives `start` posts and waits for them with a fresh
+    /// timeout. Every rank arrived (the exchange before showed it), so a timeout here means
+    /// a peer died or stalled mid-transfer: it names every peer and breaks the communicator.
+    fn run_native(
+        &self,
+        call: &Call,
+        start: impl FnOnce(&MpiLock, &mut InFlight) -> Result<()>,
+    ) -> Result<()> {
+        let mut flight = InFlight::default();
+        {
+            let mpi = runtime::lock(call.name)?;
+            start(&mpi, &mut flight)?;
+        }
+        let deadline = Instant::now() + self.timeout;
+        if flight.wait(call.name, deadline)? {
+            return Ok(());
+        }
+        let error = Error::Timeout {
+            op: call.name.into(),
+            rank: self.rank,
+            size: self.size,
+            missing: (0..self.size).filter(|&p| p != self.rank).collect(),
+            timeout: self.timeout,
+        };
+        let _ = self.broken.set(error.clone());
+        Err(error)
+    }
+
+    /// Sends piece `p` of `send` (`pieces[p]` = (start, length) in bytes) to rank `p`
+    /// (`MPI_Ialltoallv`, into this communicator's scratch buffer), then reduces the pieces
+    /// every rank sent this one in rank order into `out`.
+    fn reduce_pieces(
+        &self,
+        call: &Call,
+        send: &Bytes,
+        pieces: &[(usize, usize)],
+        out: &Bytes,
+        dtype: DType,
+        op: ReduceOp,
+    ) -> Result<()> {
+        let mine = pieces[self.rank].1;
+        let whole = self.take_scratch(mine * self.size);
+        let scratch = whole.range(0, mine * self.size);
+        // Sizes were checked to fit an int (the total is at most the input's size).
+        let int = |n: usize| native::count(n).unwrap_or(i32::MAX);
+        let send_counts = pieces.iter().map(|&(_, len)| int(len)).collect();
+        let send_displs = pieces.iter().map(|&(start, _)| int(start)).collect();
+        let recv_counts = vec![int(mine); self.size];
+        let recv_displs = (0..self.size).map(|p| int(p * mine)).collect();
+        self.run_native(call, |mpi, flight| {
+            flight.all_to_all(
+                mpi,
+                call.comm,
+                (send, send_counts, send_displs),
+                (&scratch, recv_counts, recv_displs),
+            )
+        })?;
+        let received = scratch.bytes();
+        let inputs: Vec<&[u8]> = (0..self.size)
+            .map(|p| &received[p * mine..(p + 1) * mine])
+            .collect();
+        // SAFETY: `out` is part of a fresh buffer of this call that no MPI request uses now
+        // and nothing else references.
+        let out = unsafe { out.write() };
+        reduce_in_rank_order(dtype, op, &inputs, out).map_err(|e| e.at(call.name, call.rank))?;
+        drop(scratch);
+        self.put_scratch(whole);
+        Ok(())
+    }
+
+    /// A scratch buffer of at least `len` bytes: the one kept from the last call if large
+    /// enough (fresh megabytes cost a page fault per 4 KiB on every call), else a new one.
+    fn take_scratch(&self, len: usize) -> Bytes {
+        let kept = self
+            .scratch
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        kept.filter(|b| b.len() >= len)
+            .unwrap_or_else(|| Bytes::fresh(len))
+    }
+
+    /// Keeps `scratch` for the next call (only once MPI is done with it).
+    fn put_scratch(&self, scratch: Bytes) {
+        *self.scratch.lock().unwrap_or_else(PoisonError::into_inner) = Some(scratch);
+    }
+
+    /// The communicator an earlier `split(color, key)` made, with the number of that split,
+    /// if it is still usable.
+    fn cached_split(&self, color: usize, key: usize) -> Option<CachedSplit> {
+        let splits = self.splits.lock().unwrap_or_else(PoisonError::into_inner);
+        splits
+            .get(&(color, key))
+            .filter(|(_, comm)| comm.broken.get().is_none())
+            .cloned()
     }
 }
 

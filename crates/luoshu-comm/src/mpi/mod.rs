@@ -15,11 +15,13 @@
 //! MPI is initialized by the first [`MpiComm::world`] with `MPI_THREAD_SERIALIZED`, and
 //! every MPI call of this backend is made under one process-wide lock, so communicators
 //! can be used from any thread. MPI stays initialized until [`finalize`]. Operations never
-//! block in MPI: messages are non-blocking and polled until the communicator's timeout
-//! (see [`MpiComm`] for the protocol and its cost).
+//! block in MPI: messages and MPI's own collectives are non-blocking and polled, with a
+//! back-off that starts in microseconds, until the communicator's timeout (see [`MpiComm`]
+//! for the protocol).
 
 mod buffer;
 mod comm;
+mod native;
 mod runtime;
 mod transfer;
 mod wire;

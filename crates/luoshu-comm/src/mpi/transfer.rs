@@ -43,7 +43,7 @@ pub(super) fn receive_all(
     deadline: Instant,
 ) -> Result<std::result::Result<Vec<Vec<u8>>, Missing>> {
     let mut incoming: Vec<Incoming> = sources.iter().map(|_| Incoming::Probing).collect();
-    let mut idle_polls = 0u32;
+    let mut backoff = Backoff::new();
     loop {
         let progressed = {
             let mut mpi = runtime::lock(op)?;
@@ -81,8 +81,10 @@ pub(super) fn receive_all(
             missing.ranks.dedup();
             return Ok(Err(missing));
         }
-        idle_polls = if progressed { 0 } else { idle_polls + 1 };
-        back_off(idle_polls);
+        if progressed {
+            backoff.progressed();
+        }
+        backoff.pause();
     }
 }
 
@@ -138,12 +140,47 @@ fn start_receive(message: Message, len: usize) -> Incoming {
     Incoming::Receiving { request, buffer }
 }
 
-/// Sleeps between polls: spin briefly (collectives usually complete within microseconds
-/// once everyone arrived), then sleep up to 1 ms so waiting ranks leave the cores to others.
-fn back_off(idle_polls: u32) {
-    match idle_polls {
-        0..=64 => std::thread::yield_now(),
-        n => std::thread::sleep(Duration::from_micros(u64::from(n.min(1000)))),
+/// How long a wait polls back to back after its last progress.
+const BUSY_FOR: Duration = Duration::from_millis(2);
+/// The longest pause between polls once backed off.
+const MAX_PAUSE_MICROS: u64 = 64;
+
+/// Paces the polls of a wait: for the first [`BUSY_FOR`] after the last progress it polls
+/// back to back, as `MPI_Wait` does (operations usually complete within microseconds to a
+/// millisecond once everyone arrived, and MPI's collectives only advance while polled; on a
+/// loaded machine even `sched_yield` between polls cost 10–20× at 4 MiB, because the yielding
+/// rank loses its core to other processes for whole time slices), then sleeps 1 µs, doubling
+/// every 8 polls up to [`MAX_PAUSE_MICROS`], so ranks that wait long for a slow peer leave the
+/// cores to others while adding at most tens of microseconds of latency. (Linux rounds short
+/// sleeps up by its timer slack, about 50 µs for ordinary threads.)
+pub(super) struct Backoff {
+    since: Instant,
+    idle_polls: u32,
+}
+
+impl Backoff {
+    pub(super) fn new() -> Self {
+        Backoff {
+            since: Instant::now(),
+            idle_polls: 0,
+        }
+    }
+
+    /// The last poll advanced something: spin again.
+    pub(super) fn progressed(&mut self) {
+        *self = Backoff::new();
+    }
+
+    /// Pauses before the next poll.
+    pub(super) fn pause(&mut self) {
+        if self.since.elapsed() < BUSY_FOR {
+            std::hint::spin_loop();
+            return;
+        }
+        let doublings = (self.idle_polls / 8).min(6);
+        self.idle_polls = self.idle_polls.saturating_add(1);
+        let pause = (1u64 << doublings).min(MAX_PAUSE_MICROS);
+        std::thread::sleep(Duration::from_micros(pause));
     }
 }
 

@@ -2,7 +2,7 @@
 //! sender is in, the shapes of the tensors it passed (so every rank can check every rank's
 //! arguments), and the tensors it delivers to this receiver.
 //!
-//! Layout (little endian): magic `LSH1`, seq u64, op code u8, two op arguments u64, the
+//! Layout (little endian): magic `LSH2`, seq u64, op code u8, three op arguments u64, the
 //! described tensors (count u32, each dtype u8, ndim u32, dims u64…), then the delivered
 //! tensors (count u32, each described the same way followed by its bytes, row-major).
 
@@ -11,7 +11,10 @@ use luoshu_tensor::{DType, Layout, Storage, Tensor};
 use std::fmt;
 use std::sync::Arc;
 
-const MAGIC: &[u8; 4] = b"LSH1";
+const MAGIC: &[u8; 4] = b"LSH2";
+
+/// [`Op::Split`]'s `cached` when the rank has no reusable communicator for its arguments.
+pub(super) const NO_CACHED_SPLIT: u64 = u64::MAX;
 
 /// The operation a message belongs to, with the arguments every rank must agree on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +32,9 @@ pub(super) enum Op {
     Split {
         color: usize,
         key: usize,
+        /// The collective number at which the parent created the cached communicator this
+        /// rank would reuse for `(color, key)`, or [`NO_CACHED_SPLIT`].
+        cached: u64,
     },
     PointToPoint {
         tag: u64,
@@ -45,25 +51,25 @@ impl Op {
         }
     }
 
-    fn to_code(self) -> (u8, u64, u64) {
+    fn to_code(self) -> (u8, u64, u64, u64) {
         let reduce_code = |op: ReduceOp| match op {
             ReduceOp::Sum => 0,
             ReduceOp::Max => 1,
         };
         match self {
-            Op::Connect => (0, 0, 0),
-            Op::Barrier => (1, 0, 0),
-            Op::AllReduce(op) => (2, reduce_code(op), 0),
-            Op::AllGather => (3, 0, 0),
-            Op::ReduceScatter(op) => (4, reduce_code(op), 0),
-            Op::AllToAll => (5, 0, 0),
-            Op::Broadcast { root } => (6, root as u64, 0),
-            Op::Split { color, key } => (7, color as u64, key as u64),
-            Op::PointToPoint { tag } => (8, tag, 0),
+            Op::Connect => (0, 0, 0, 0),
+            Op::Barrier => (1, 0, 0, 0),
+            Op::AllReduce(op) => (2, reduce_code(op), 0, 0),
+            Op::AllGather => (3, 0, 0, 0),
+            Op::ReduceScatter(op) => (4, reduce_code(op), 0, 0),
+            Op::AllToAll => (5, 0, 0, 0),
+            Op::Broadcast { root } => (6, root as u64, 0, 0),
+            Op::Split { color, key, cached } => (7, color as u64, key as u64, cached),
+            Op::PointToPoint { tag } => (8, tag, 0, 0),
         }
     }
 
-    fn from_code(code: u8, a: u64, b: u64) -> Result<Op> {
+    fn from_code(code: u8, a: u64, b: u64, c: u64) -> Result<Op> {
         let reduce_op = |a: u64| match a {
             0 => Ok(ReduceOp::Sum),
             1 => Ok(ReduceOp::Max),
@@ -81,6 +87,7 @@ impl Op {
             7 => Op::Split {
                 color: index(a)?,
                 key: index(b)?,
+                cached: c,
             },
             8 => Op::PointToPoint { tag: a },
             other => return Err(malformed(format!("unknown operation code {other}"))),
@@ -112,6 +119,14 @@ pub(super) struct TensorDesc {
 }
 
 impl TensorDesc {
+    /// Size of the described tensor's elements in bytes (saturating: an absurd shape fails
+    /// the message-size checks instead of overflowing).
+    pub(super) fn bytes(&self) -> usize {
+        self.dims
+            .iter()
+            .fold(self.dtype.size_in_bytes(), |n, &d| n.saturating_mul(d))
+    }
+
     pub(super) fn of(x: &Tensor) -> TensorDesc {
         TensorDesc {
             dtype: x.dtype(),
@@ -191,10 +206,11 @@ pub(super) fn encode(
     let mut out = Vec::with_capacity(64 + payload_bytes);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&seq.to_le_bytes());
-    let (code, a, b) = op.to_code();
+    let (code, a, b, c) = op.to_code();
     out.push(code);
-    out.extend_from_slice(&a.to_le_bytes());
-    out.extend_from_slice(&b.to_le_bytes());
+    for arg in [a, b, c] {
+        out.extend_from_slice(&arg.to_le_bytes());
+    }
     put_len(&mut out, descs.len());
     for desc in descs {
         put_desc(&mut out, desc);
@@ -215,8 +231,8 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Envelope> {
     }
     let seq = r.u64()?;
     let code = r.u8()?;
-    let (a, b) = (r.u64()?, r.u64()?);
-    let op = Op::from_code(code, a, b)?;
+    let (a, b, c) = (r.u64()?, r.u64()?, r.u64()?);
+    let op = Op::from_code(code, a, b, c)?;
     let descs = (0..r.u32()?)
         .map(|_| r.desc())
         .collect::<Result<Vec<_>>>()?;
@@ -349,7 +365,11 @@ mod tests {
         }
         payload.push(Tensor::zeros(DType::BF16, vec![0, 4]).unwrap());
         let descs = vec![TensorDesc::of(&x), TensorDesc::of(&payload[2])];
-        let op = Op::Split { color: 3, key: 9 };
+        let op = Op::Split {
+            color: 3,
+            key: 9,
+            cached: 17,
+        };
         let bytes = encode(42, op, &descs, &payload).unwrap();
         let env = decode(&bytes).unwrap();
         assert_eq!((env.seq, env.op), (42, op));
@@ -374,14 +394,19 @@ mod tests {
             Op::ReduceScatter(ReduceOp::Max),
             Op::AllToAll,
             Op::Broadcast { root: 7 },
-            Op::Split { color: 1, key: 2 },
+            Op::Split {
+                color: 1,
+                key: 2,
+                cached: NO_CACHED_SPLIT,
+            },
             Op::PointToPoint { tag: 32767 },
         ];
         for op in ops {
             let env = decode(&encode(3, op, &[], &[]).unwrap()).unwrap();
             assert_eq!(env.op, op);
         }
-        assert!(Op::Split { color: 0, key: 1 }.same_call(&Op::Split { color: 2, key: 0 }));
+        let split = |color, key, cached| Op::Split { color, key, cached };
+        assert!(split(0, 1, 5).same_call(&split(2, 0, NO_CACHED_SPLIT)));
         assert!(!Op::Broadcast { root: 0 }.same_call(&Op::Broadcast { root: 1 }));
         assert!(!Op::AllReduce(ReduceOp::Sum).same_call(&Op::AllReduce(ReduceOp::Max)));
     }

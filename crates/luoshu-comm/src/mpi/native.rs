@@ -1,0 +1,300 @@
+//! MPI's own non-blocking collectives on tensor storage, `MPI_Ialltoallv` and `MPI_Ibcast`,
+//! started under the MPI lock and polled with
+//! [`Backoff`] until they complete or a deadline passes.
+//!
+//! MPI reads and writes the tensors' storage directly (no staging copy). The storage is
+//! held by [`InFlight`] until MPI is done with it; a collective abandoned at its deadline
+//! leaks it (MPI may still touch it), exactly as abandoned messages leak their buffers.
+
+use super::runtime::{self, MpiLock};
+use super::transfer::Backoff;
+use crate::{Error, Result};
+use luoshu_tensor::{DType, Layout, Storage, Tensor};
+use mpi::datatype::Equivalence;
+use mpi::ffi;
+use mpi::raw::AsRaw;
+use mpi::topology::SimpleCommunicator;
+use std::ffi::{c_int, c_void};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A byte range of a storage that MPI reads or writes.
+#[derive(Clone)]
+pub(super) struct Bytes {
+    storage: Arc<Storage>,
+    offset: usize,
+    len: usize,
+}
+
+impl Bytes {
+    /// The elements of `x`, row-major: its own storage if contiguous, else a copy.
+    pub(super) fn of(x: &Tensor) -> Result<Bytes> {
+        let x = if x.is_contiguous() {
+            x.clone()
+        } else {
+            x.to_contiguous()?
+        };
+        let width = x.dtype().size_in_bytes();
+        Ok(Bytes {
+            storage: x.storage().clone(),
+            offset: x.layout().offset() * width,
+            len: x.numel() * width,
+        })
+    }
+
+    /// The bytes of `parts` as one range, without copying if they lie back to back in one
+    /// storage (e.g. `narrow` views of one tensor, each contiguous), else packed into a
+    /// fresh buffer.
+    pub(super) fn concatenated(parts: &[Tensor]) -> Result<Bytes> {
+        if let Some(bytes) = Self::adjacent(parts) {
+            return Ok(bytes);
+        }
+        let total = parts
+            .iter()
+            .map(|p| p.numel() * p.dtype().size_in_bytes())
+            .sum();
+        let storage = Arc::new(Storage::zeroed(total));
+        let mut at = 0;
+        for part in parts {
+            let part = Bytes::of(part)?;
+            // SAFETY: `storage` was just created and is referenced only here; the part's
+            // bytes are only read (the caller does not write its arguments during a call).
+            unsafe {
+                storage.slice_mut::<u8>()[at..at + part.len].copy_from_slice(part.read());
+            }
+            at += part.len;
+        }
+        Ok(Bytes {
+            storage,
+            offset: 0,
+            len: total,
+        })
+    }
+
+    fn adjacent(parts: &[Tensor]) -> Option<Bytes> {
+        let first = parts.first()?;
+        let width = first.dtype().size_in_bytes();
+        let mut end = first.layout().offset();
+        for part in parts {
+            let same = Arc::ptr_eq(part.storage(), first.storage())
+                && part.dtype() == first.dtype()
+                && part.is_contiguous()
+                && part.layout().offset() == end;
+            if !same {
+                return None;
+            }
+            end += part.numel();
+        }
+        Some(Bytes {
+            storage: first.storage().clone(),
+            offset: first.layout().offset() * width,
+            len: (end - first.layout().offset()) * width,
+        })
+    }
+
+    /// A fresh zeroed buffer of `len` bytes.
+    pub(super) fn fresh(len: usize) -> Bytes {
+        Bytes {
+            storage: Arc::new(Storage::zeroed(len)),
+            offset: 0,
+            len,
+        }
+    }
+
+    /// Bytes `start..start + len` of these bytes.
+    pub(super) fn range(&self, start: usize, len: usize) -> Bytes {
+        debug_assert!(start + len <= self.len);
+        Bytes {
+            storage: self.storage.clone(),
+            offset: self.offset + start,
+            len,
+        }
+    }
+
+    /// The bytes for this rank to write, between MPI operations on them.
+    ///
+    /// # Safety
+    /// No MPI request and no other reference may be using these bytes meanwhile.
+    #[allow(clippy::mut_from_ref)] // Storage hands out regions by shared reference by design.
+    pub(super) unsafe fn write(&self) -> &mut [u8] {
+        // SAFETY: the caller's promise; the range lies inside the storage.
+        unsafe { &mut self.storage.slice_mut::<u8>()[self.offset..self.offset + self.len] }
+    }
+
+    /// The bytes, for reading between MPI operations on them.
+    pub(super) fn bytes(&self) -> &[u8] {
+        self.read()
+    }
+
+    /// Number of bytes.
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The bytes, for reading.
+    fn read(&self) -> &[u8] {
+        // SAFETY: read-only view of bytes nobody writes during the call (inputs are not
+        // written by the caller while a collective runs; fresh outputs are written by MPI
+        // only after this copy, if at all).
+        unsafe { &self.storage.slice::<u8>()[self.offset..self.offset + self.len] }
+    }
+
+    fn ptr(&self) -> *mut c_void {
+        self.read().as_ptr().cast_mut().cast()
+    }
+
+    /// The tensor of `dtype` and `dims` over these bytes (which must be a fresh buffer),
+    /// once MPI is done with them.
+    pub(super) fn into_tensor(self, dtype: DType, dims: &[usize]) -> Result<Tensor> {
+        let layout = Layout::contiguous(dims.to_vec())?;
+        Ok(Tensor::from_storage(self.storage, layout, dtype)?)
+    }
+}
+
+/// Converts a count to MPI's `int`.
+pub(super) fn count(n: usize) -> Option<c_int> {
+    c_int::try_from(n).ok()
+}
+
+/// Non-blocking collectives started together, and what they use until they complete.
+#[derive(Default)]
+pub(super) struct InFlight {
+    requests: Vec<ffi::MPI_Request>,
+    /// Buffers MPI reads or writes until the requests complete.
+    buffers: Vec<Bytes>,
+    /// Count arrays MPI may read until the requests complete.
+    counts: Vec<Vec<c_int>>,
+    complete: bool,
+}
+
+fn check(rc: c_int, what: &str) -> Result<()> {
+    if rc == ffi::MPI_SUCCESS as c_int {
+        Ok(())
+    } else {
+        Err(Error::Mpi(format!(
+            "{what} failed with MPI error code {rc}"
+        )))
+    }
+}
+
+impl InFlight {
+    /// Starts `MPI_Ialltoallv` in bytes: `send_counts[p]` bytes from `send_displs[p]` of
+    /// `send` go to rank `p`, and `recv_counts[p]` bytes from rank `p` land at
+    /// `recv_displs[p]` of `recv`.
+    pub(super) fn all_to_all(
+        &mut self,
+        _mpi: &MpiLock,
+        comm: &SimpleCommunicator,
+        (send, send_counts, send_displs): (&Bytes, Vec<c_int>, Vec<c_int>),
+        (recv, recv_counts, recv_displs): (&Bytes, Vec<c_int>, Vec<c_int>),
+    ) -> Result<()> {
+        let byte = u8::equivalent_datatype().as_raw();
+        let mut request = std::mem::MaybeUninit::uninit();
+        // SAFETY: FFI under the MPI lock. The caller sized the counts and displacements to
+        // lie inside `send` and `recv` (which do not overlap: `recv` is this
+        // communicator's scratch); buffers and arrays stay alive in `self` until the
+        // request completes, or forever if it is abandoned.
+        let rc = unsafe {
+            ffi::MPI_Ialltoallv(
+                send.ptr(),
+                send_counts.as_ptr(),
+                send_displs.as_ptr(),
+                byte,
+                recv.ptr(),
+                recv_counts.as_ptr(),
+                recv_displs.as_ptr(),
+                byte,
+                comm.as_raw(),
+                request.as_mut_ptr(),
+            )
+        };
+        check(rc, "MPI_Ialltoallv")?;
+        // SAFETY: MPI_Ialltoallv succeeded, so it initialized the request.
+        self.requests.push(unsafe { request.assume_init() });
+        self.buffers.extend([send.clone(), recv.clone()]);
+        self.counts
+            .extend([send_counts, send_displs, recv_counts, recv_displs]);
+        Ok(())
+    }
+
+    /// Starts `MPI_Ibcast` of `buffer`'s bytes from `root`: read on the root, written
+    /// everywhere else.
+    pub(super) fn broadcast(
+        &mut self,
+        _mpi: &MpiLock,
+        comm: &SimpleCommunicator,
+        buffer: &Bytes,
+        root: usize,
+    ) -> Result<()> {
+        let len = count(buffer.len)
+            .ok_or_else(|| Error::Mpi(format!("MPI_Ibcast of {} bytes", buffer.len)))?;
+        let root = c_int::try_from(root).unwrap_or(c_int::MAX);
+        let mut request = std::mem::MaybeUninit::uninit();
+        // SAFETY: FFI under the MPI lock. `buffer` holds `len` bytes and stays alive in
+        // `self.buffers` until the request completes (or forever). On the root MPI only
+        // reads it (the caller's input); elsewhere it is a fresh buffer only MPI writes.
+        let rc = unsafe {
+            ffi::MPI_Ibcast(
+                buffer.ptr(),
+                len,
+                u8::equivalent_datatype().as_raw(),
+                root,
+                comm.as_raw(),
+                request.as_mut_ptr(),
+            )
+        };
+        check(rc, "MPI_Ibcast")?;
+        // SAFETY: MPI_Ibcast succeeded, so it initialized the request.
+        self.requests.push(unsafe { request.assume_init() });
+        self.buffers.push(buffer.clone());
+        Ok(())
+    }
+
+    /// True once every request has completed (progressing them).
+    fn test(&mut self, _mpi: &MpiLock) -> Result<bool> {
+        let mut flag: c_int = 0;
+        let n = c_int::try_from(self.requests.len()).unwrap_or(c_int::MAX);
+        // SAFETY: FFI under the MPI lock on requests this struct started and has not
+        // completed; MPI sets completed ones to MPI_REQUEST_NULL in place.
+        let rc = unsafe {
+            ffi::MPI_Testall(
+                n,
+                self.requests.as_mut_ptr(),
+                &mut flag,
+                ffi::RSMPI_STATUSES_IGNORE,
+            )
+        };
+        check(rc, "MPI_Testall")?;
+        Ok(flag != 0)
+    }
+
+    /// Polls until every request completed (true) or `deadline` passed (false; the
+    /// requests are abandoned and their buffers leaked).
+    pub(super) fn wait(mut self, op: &str, deadline: Instant) -> Result<bool> {
+        let mut backoff = Backoff::new();
+        loop {
+            let done = {
+                let mpi = runtime::lock(op)?;
+                self.test(&mpi)?
+            };
+            if done {
+                self.complete = true;
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            backoff.pause();
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if !self.complete && !self.requests.is_empty() {
+            // MPI may still read or write these: they must outlive it.
+            std::mem::forget(std::mem::take(&mut self.buffers));
+            std::mem::forget(std::mem::take(&mut self.counts));
+        }
+    }
+}
