@@ -3,6 +3,7 @@
 //! sharding of the optimizer, and the equivalence harness.
 
 pub mod conformance;
+mod deal;
 mod micro;
 mod optimizer;
 mod state;
