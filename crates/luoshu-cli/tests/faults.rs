@@ -263,3 +263,66 @@ fn sigkill_at_seeded_random_moments_then_resume_is_bit_identical_to_an_uninterru
     }
     std::fs::remove_dir_all(root).unwrap();
 }
+
+#[test]
+fn damaged_run_files_are_detected_and_the_message_says_how_to_fix_them() {
+    let root = temp_dir("damaged");
+    let data = write_corpus(&root);
+    let config = write_config(&root, &data, "run.toml", 32);
+    let run_dir = root.join("runs/tiny");
+    let out = run(
+        &root,
+        &["--config", config.to_str().unwrap(), "--steps", "2"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let resume = ["--resume", "--name", "tiny", "--steps", "3"];
+
+    // Each file is damaged, the resume refused with the fix, then the file restored.
+    let cases = [
+        (
+            "tokenizer.json",
+            "restore",
+            "--overwrite (which trains a new one)",
+        ),
+        ("config.toml", "line 1", "resume with --config FILE"),
+        (
+            "checkpoint/step-2/state.toml",
+            "unreadable",
+            "resume from an older checkpoint",
+        ),
+    ];
+    for (file, what, fix) in cases {
+        let path = run_dir.join(file);
+        let original = std::fs::read(&path).unwrap();
+        std::fs::write(&path, b"{ version = \"from elsewhere\" \x01").unwrap();
+        let out = run(&root, &resume);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{file}: damage not detected");
+        assert!(err.contains(what) && err.contains(fix), "{file}: {err}");
+        std::fs::write(&path, original).unwrap();
+    }
+
+    // A token cache entry from another format version is rebuilt with a warning.
+    let tokens = std::fs::read_dir(root.join("cache/tokens")).unwrap();
+    let entry = tokens.map(|e| e.unwrap().path()).next().unwrap();
+    let mut bytes = std::fs::read(&entry).unwrap();
+    bytes[8] = 99; // the version follows the 8-byte magic
+    std::fs::write(&entry, bytes).unwrap();
+    let out = run(&root, &resume);
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        log.contains("is unusable (format version 99, this luoshu reads")
+            && log.contains("rebuilding the tokens"),
+        "{log}"
+    );
+    std::fs::remove_dir_all(root).unwrap();
+}

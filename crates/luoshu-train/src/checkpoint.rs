@@ -329,8 +329,15 @@ fn decode<const N: usize, T>(data: &[u8], from_le: fn([u8; N]) -> T) -> Vec<T> {
 pub fn load(dir: &Path) -> Result<Checkpoint> {
     let state_path = dir.join(STATE_FILE);
     let text = std::fs::read_to_string(&state_path).map_err(|e| Error::io(&state_path, e))?;
-    let state: StateFile =
-        toml::from_str(&text).map_err(|e| invalid(&state_path, format!("unreadable: {e}")))?;
+    let state: StateFile = toml::from_str(&text).map_err(|e| {
+        invalid(
+            &state_path,
+            format!(
+                "unreadable ({e}): the checkpoint is damaged or was written by another \
+                 version of luoshu; resume from an older checkpoint of the run or start it over"
+            ),
+        )
+    })?;
     state.model.validate()?;
     let model_path = dir.join(MODEL_FILE);
     let optimizer_path = dir.join(OPTIMIZER_FILE);

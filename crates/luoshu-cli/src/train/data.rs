@@ -157,7 +157,14 @@ pub fn prepare(
 
     let tokenizer = if reuse_tokenizer && tokenizer_path.exists() {
         log(format!("tokenizer: reusing {}", tokenizer_path.display()));
-        TextTokenizer::load(tokenizer_path).map_err(|e| e.to_string())?
+        TextTokenizer::load(tokenizer_path).map_err(|e| {
+            format!(
+                "{e}. The run's tokenizer is damaged or was written by another version of the \
+                 tokenizer library; its checkpoints need exactly that tokenizer, so restore \
+                 {} from a copy, or start the run over with --overwrite (which trains a new one)",
+                tokenizer_path.display()
+            )
+        })?
     } else {
         let vocab_size = config.data.vocab_size;
         let target = cache.as_ref().map(|(cache, corpus_key)| {

@@ -110,7 +110,12 @@ fn build_config(args: &TrainArgs) -> Result<RunConfig, String> {
                 path.display()
             ))
         }
-        (None, Some(path)) => read_config(path)?,
+        (None, Some(path)) => read_config(path).map_err(|e| {
+            format!(
+                "{e}. The run's saved configuration is damaged or from another version of \
+                 luoshu: fix the line named, or resume with --config FILE"
+            )
+        })?,
         (None, None) => RunConfig::default(),
     };
     if let Some(steps) = args.steps {
