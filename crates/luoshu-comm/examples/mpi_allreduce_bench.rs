@@ -21,6 +21,62 @@ enum Mode {
     ImmediatePoll,
 }
 
+/// Rank `rank`'s values: magnitudes from 1e-4 to 1e4, so float sums depend on the order.
+fn order_sensitive(rank: usize, n: usize) -> Vec<f32> {
+    let mut state = (rank as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let mantissa = (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+            mantissa * 10f32.powi(((state >> 20) % 9) as i32 - 4)
+        })
+        .collect()
+}
+
+/// Elements of MPI's f32 sums (blocking and immediate) whose bits differ from the rank-order
+/// fold, and whether all ranks agree bitwise; rank 0 prints them.
+fn compare_with_rank_order(world: &mpi::topology::SimpleCommunicator, n: usize) {
+    let (rank, size) = (world.rank() as usize, world.size() as usize);
+    let x = order_sensitive(rank, n);
+    let mut fold = order_sensitive(0, n);
+    for r in 1..size {
+        for (a, v) in fold.iter_mut().zip(order_sensitive(r, n)) {
+            *a += v;
+        }
+    }
+    let mut blocking = vec![0f32; n];
+    world.all_reduce_into(&x[..], &mut blocking[..], SystemOperation::sum());
+    let mut immediate = vec![0f32; n];
+    mpi::request::scope(|scope| {
+        world
+            .immediate_all_reduce_into(scope, &x[..], &mut immediate[..], SystemOperation::sum())
+            .wait();
+    });
+    for (name, got) in [("MPI_Allreduce", &blocking), ("MPI_Iallreduce", &immediate)] {
+        let differing = got
+            .iter()
+            .zip(&fold)
+            .filter(|(a, b)| a.to_bits() != b.to_bits())
+            .count();
+        // Rank 0's bits against everyone's: the max and min over ranks of each element's
+        // bits agree iff all ranks have the same bits.
+        let bits: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
+        let mut max = vec![0u32; n];
+        let mut min = vec![0u32; n];
+        world.all_reduce_into(&bits[..], &mut max[..], SystemOperation::max());
+        world.all_reduce_into(&bits[..], &mut min[..], SystemOperation::min());
+        if rank == 0 {
+            println!(
+                "{name}: {differing} of {n} f32 sums differ in their bits from the rank-order \
+                 fold; ranks {} bitwise",
+                if max == min { "agree" } else { "DISAGREE" }
+            );
+        }
+    }
+}
+
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -123,4 +179,5 @@ fn main() {
             println!();
         }
     }
+    compare_with_rank_order(&world, 1 << 20);
 }
