@@ -1,6 +1,7 @@
 //! `luoshu generate`: continue a prompt with the latest checkpoint of a training run,
 //! printing the text as it is decoded.
 
+use crate::probe;
 use luoshu_data::fingerprint;
 use luoshu_data::TextTokenizer;
 use luoshu_model::generate::{generate, GenerateOptions};
@@ -33,10 +34,22 @@ pub struct GenerateArgs {
     /// Backend to run the model on (cpu, reference).
     #[arg(long, default_value = "cpu")]
     pub backend: String,
+    /// Print the prompt's tokens and the logits after each of them as JSON instead of
+    /// generating (for scripts/hf_equivalence.py).
+    #[arg(long, hide = true)]
+    pub print_logits: bool,
+    /// Print the tokens of each line of the prompt as JSON instead of generating (for
+    /// scripts/hf_equivalence.py).
+    #[arg(long, hide = true, conflicts_with = "print_logits")]
+    pub print_tokens: bool,
 }
 
-/// The latest checkpoint of run `dir` and the tokenizer it was trained with.
-fn load_run(dir: &Path) -> Result<(Checkpoint, TextTokenizer), String> {
+/// The checkpoint of run `dir` at `step` (default: the latest), the tokenizer it was trained
+/// with and that tokenizer's `tokenizer.json`.
+pub(crate) fn load_run(
+    dir: &Path,
+    step: Option<u64>,
+) -> Result<(Checkpoint, TextTokenizer, Vec<u8>), String> {
     let name = dir
         .file_name()
         .map_or("<name>".into(), |n| n.to_string_lossy());
@@ -54,20 +67,40 @@ fn load_run(dir: &Path) -> Result<(Checkpoint, TextTokenizer), String> {
             checkpoint_dir.display()
         ));
     }
-    let saved = checkpoint::load_latest(&checkpoint_dir).map_err(|e| e.to_string())?;
+    let saved = match step {
+        None => checkpoint::load_latest(&checkpoint_dir),
+        Some(step) => {
+            let steps = checkpoint::list_steps(&checkpoint_dir).map_err(|e| e.to_string())?;
+            if !steps.contains(&step) {
+                return Err(format!(
+                    "{} has no checkpoint of step {step}; it has steps {steps:?}",
+                    checkpoint_dir.display()
+                ));
+            }
+            checkpoint::load(&checkpoint_dir.join(format!("step-{step}")))
+        }
+    }
+    .map_err(|e| e.to_string())?;
     let tokenizer_path = dir.join("tokenizer.json");
     let bytes = std::fs::read(&tokenizer_path)
         .map_err(|e| format!("{}: {e}; {train_first}", tokenizer_path.display()))?;
     saved
         .check_tokenizer(&fingerprint(&bytes))
         .map_err(|e| e.to_string())?;
-    let tokenizer = TextTokenizer::load(&tokenizer_path).map_err(|e| e.to_string())?;
-    Ok((saved, tokenizer))
+    let tokenizer = TextTokenizer::from_json(&bytes)
+        .map_err(|e| format!("{}: {e}", tokenizer_path.display()))?;
+    Ok((saved, tokenizer, bytes))
 }
 
 pub fn run(args: &GenerateArgs) -> Result<ExitCode, String> {
-    let (saved, tokenizer) = load_run(&args.run)?;
+    let (saved, tokenizer, _) = load_run(&args.run, None)?;
+    if args.print_tokens {
+        return probe::print_tokens(&tokenizer, &args.prompt);
+    }
     let backend = luoshu_backend::backend_by_name(&args.backend).map_err(|e| e.to_string())?;
+    if args.print_logits {
+        return probe::print_logits(&saved, &tokenizer, &args.prompt, backend);
+    }
     let options = GenerateOptions {
         max_new_tokens: args.max_new_tokens,
         temperature: args.temperature,
@@ -117,7 +150,7 @@ mod tests {
     use super::*;
 
     fn error_for(dir: &Path) -> String {
-        load_run(dir).err().expect("loading must fail")
+        load_run(dir, None).err().expect("loading must fail")
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! `luoshu`: the command-line entry point of the luoshu training system.
 
 mod bench;
+mod export;
 mod generate;
+mod import;
 mod ops_cmd;
+mod probe;
 mod switch;
 mod train;
 
@@ -27,6 +30,10 @@ enum Command {
     Train(train::TrainArgs),
     /// Continue a prompt with a trained run's latest checkpoint.
     Generate(generate::GenerateArgs),
+    /// Write a run's checkpoint as a Hugging Face LLaMA directory (transformers loads it).
+    Export(export::ExportArgs),
+    /// Read a Hugging Face LLaMA directory into runs/<name>/ (generate, fine-tune).
+    Import(import::ImportArgs),
     /// Plan (and with --execute run) switching a model's state between two strategies'
     /// layouts; prints the planner next to the naive plan.
     Switch(switch::SwitchArgs),
@@ -42,6 +49,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train(args) => train::run(&args),
         Command::Generate(args) => generate::run(&args),
+        Command::Export(args) => export::run(&args),
+        Command::Import(args) => import::run(&args),
         Command::Switch(args) => switch::run(&args),
         Command::Ops(args) => ops_cmd::run(&args),
         Command::Bench(args) => bench::run(&args),

@@ -7,6 +7,9 @@ use tokenizers::{AddedToken, Tokenizer, TokenizerBuilder};
 
 /// The special token that ends every document.
 pub const END_OF_TEXT: &str = "<|endoftext|>";
+/// End-of-text tokens of LLaMA-family tokenizers imported from Hugging Face (LLaMA 3;
+/// LLaMA 1/2 and Mistral), used when a tokenizer lacks [`END_OF_TEXT`].
+const IMPORTED_END_OF_TEXT: [&str; 2] = ["<|end_of_text|>", "</s>"];
 
 /// A byte-level BPE tokenizer (HF `tokenizers`, saved as a standard `tokenizer.json`).
 #[derive(Clone)]
@@ -49,9 +52,15 @@ pub fn train_tokenizer(docs: &[Document], vocab_size: usize) -> Result<TextToken
 
 impl TextTokenizer {
     fn from_inner(inner: Tokenizer) -> Result<Self> {
-        let end_of_text = inner.token_to_id(END_OF_TEXT).ok_or_else(|| {
-            Error::Tokenizer(format!("the tokenizer has no `{END_OF_TEXT}` token"))
-        })?;
+        let end_of_text = std::iter::once(END_OF_TEXT)
+            .chain(IMPORTED_END_OF_TEXT)
+            .find_map(|token| inner.token_to_id(token))
+            .ok_or_else(|| {
+                Error::Tokenizer(format!(
+                    "the tokenizer has no end-of-text token (`{END_OF_TEXT}`, `{}`)",
+                    IMPORTED_END_OF_TEXT.join("`, `")
+                ))
+            })?;
         Ok(TextTokenizer { inner, end_of_text })
     }
 
@@ -83,6 +92,11 @@ impl TextTokenizer {
 
     pub fn end_of_text(&self) -> u32 {
         self.end_of_text
+    }
+
+    /// The text of token `id` (e.g. `<|endoftext|>` for [`TextTokenizer::end_of_text`]).
+    pub fn token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
     }
 
     /// Token ids of `text` (no special tokens added).

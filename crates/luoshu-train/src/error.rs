@@ -19,6 +19,9 @@ pub enum Error {
     Strategy(String),
     #[error("trainer state does not match the model: {0}")]
     State(String),
+    /// A Hugging Face model directory (or one of its files) luoshu cannot read or write.
+    #[error("{path}: {message}")]
+    HuggingFace { path: PathBuf, message: String },
     #[error(transparent)]
     Model(#[from] luoshu_model::Error),
     #[error(transparent)]
@@ -42,6 +45,13 @@ impl Error {
         Error::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    pub(crate) fn hf(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::HuggingFace {
+            path: path.into(),
+            message: message.into(),
         }
     }
 }

@@ -1,9 +1,11 @@
 //! Training in luoshu: the single-device trainer (the reference every strategy is compared
 //! with), the parallel runtime that runs one strategy over many ranks, AdamW and its ZeRO-1
-//! sharding, the learning-rate schedule, canonical checkpoints and the equivalence harness.
+//! sharding, the learning-rate schedule, canonical checkpoints, Hugging Face export and
+//! import, and the equivalence harness.
 
 pub mod checkpoint;
 mod error;
+pub mod hf;
 pub mod hot;
 pub mod memory_estimate;
 pub mod optim;
