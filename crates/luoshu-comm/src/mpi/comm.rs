@@ -598,7 +598,8 @@ impl Communicator for MpiComm {
         for desc in &descs {
             call.check_message_size(desc.bytes())?;
         }
-        let own = WireTensor::of(x)?;
+        // This rank's result: a copy of its input (which its broadcast reads).
+        let mut own = Some(Bytes::copy_of(&input));
         self.run_native(&call, |mpi, flight| {
             for (root, buffer) in buffers.iter().enumerate() {
                 flight.broadcast(mpi, call.comm, buffer, root)?;
@@ -611,11 +612,9 @@ impl Communicator for MpiComm {
             .zip(descs)
             .enumerate()
             .map(|(p, (buffer, desc))| {
-                if p == self.rank {
-                    wire::tensor_from_bytes(desc, &own.bytes)
-                } else {
-                    buffer.into_tensor(desc.dtype, &desc.dims)
-                }
+                let own = if p == self.rank { own.take() } else { None };
+                let buffer = own.unwrap_or(buffer);
+                buffer.into_tensor(desc.dtype, &desc.dims)
             })
             .collect()
     }
@@ -681,11 +680,12 @@ impl Communicator for MpiComm {
         call.check_message_size(desc.bytes())?;
         if is_root {
             let input = Bytes::of(x)?;
-            let own = WireTensor::of(x)?;
+            let own = Bytes::copy_of(&input);
             self.run_native(&call, |mpi, flight| {
                 flight.broadcast(mpi, call.comm, &input, root)
             })?;
-            return own.into_tensor();
+            drop(input);
+            return own.into_tensor(desc.dtype, &desc.dims);
         }
         let output = Bytes::fresh(desc.bytes());
         self.run_native(&call, |mpi, flight| {

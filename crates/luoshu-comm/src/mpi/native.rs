@@ -92,6 +92,14 @@ impl Bytes {
         })
     }
 
+    /// A fresh buffer holding a copy of `bytes`.
+    pub(super) fn copy_of(bytes: &Bytes) -> Bytes {
+        let copy = Bytes::fresh(bytes.len);
+        // SAFETY: `copy` was just created and is referenced only here.
+        unsafe { copy.write() }.copy_from_slice(bytes.read());
+        copy
+    }
+
     /// A fresh zeroed buffer of `len` bytes.
     pub(super) fn fresh(len: usize) -> Bytes {
         Bytes {

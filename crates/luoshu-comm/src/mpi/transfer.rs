@@ -155,6 +155,9 @@ const MAX_PAUSE_MICROS: u64 = 64;
 /// sleeps up by its timer slack, about 50 µs for ordinary threads.)
 pub(super) struct Backoff {
     since: Instant,
+    /// Still in the first [`BUSY_FOR`].
+    busy: bool,
+    polls: u32,
     idle_polls: u32,
 }
 
@@ -162,6 +165,8 @@ impl Backoff {
     pub(super) fn new() -> Self {
         Backoff {
             since: Instant::now(),
+            busy: true,
+            polls: 0,
             idle_polls: 0,
         }
     }
@@ -173,10 +178,13 @@ impl Backoff {
 
     /// Pauses before the next poll.
     pub(super) fn pause(&mut self) {
-        if self.since.elapsed() < BUSY_FOR {
+        // Reading the clock costs about as much as a poll: look at it every 16th time.
+        self.polls = self.polls.wrapping_add(1);
+        if self.busy && (!self.polls.is_multiple_of(16) || self.since.elapsed() < BUSY_FOR) {
             std::hint::spin_loop();
             return;
         }
+        self.busy = false;
         let doublings = (self.idle_polls / 8).min(6);
         self.idle_polls = self.idle_polls.saturating_add(1);
         let pause = (1u64 << doublings).min(MAX_PAUSE_MICROS);
