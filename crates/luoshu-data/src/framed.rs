@@ -173,9 +173,57 @@ impl<'a> ByteReader<'a> {
     }
 }
 
+/// `seed` after `edits`: each `(position, byte, kind)` flips, inserts or deletes a byte, or
+/// (rarely) truncates there. For the fuzz tests of the cache readers.
+#[cfg(test)]
+pub(crate) fn mutate(seed: &[u8], edits: &[(usize, u8, u8)]) -> Vec<u8> {
+    let mut bytes = seed.to_vec();
+    for &(at, byte, kind) in edits {
+        let at = at % (bytes.len() + 1);
+        match kind % 8 {
+            0..=2 if at < bytes.len() => bytes[at] ^= byte.max(1),
+            3 | 4 => bytes.insert(at, byte),
+            5 | 6 if at < bytes.len() => {
+                bytes.remove(at);
+            }
+            7 => bytes.truncate(at),
+            _ => {}
+        }
+    }
+    bytes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+        /// Every mutation of a cache file is rejected with a reason (a flipped bit anywhere
+        /// fails the checksum at the latest), never accepted or a panic.
+        #[test]
+        fn mutated_cache_files_are_rejected_with_a_reason(
+            edits in prop::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 1..6)
+        ) {
+            let mut good = Vec::new();
+            good.extend_from_slice(MAGIC);
+            good.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+            good.extend_from_slice(&3u32.to_le_bytes());
+            good.extend_from_slice(b"key");
+            good.extend_from_slice(&5u64.to_le_bytes());
+            good.extend_from_slice(b"hello");
+            let checksum = fingerprint(&good);
+            good.extend_from_slice(checksum.as_bytes());
+            prop_assert_eq!(unframe(&good, "key"), Ok(&b"hello"[..]));
+            let damaged = mutate(&good, &edits);
+            match unframe(&damaged, "key") {
+                Ok(payload) => prop_assert!(damaged == good && payload == b"hello"),
+                Err(reason) => prop_assert!(!reason.is_empty()),
+            }
+        }
+    }
 
     fn temp_path(tag: &str) -> std::path::PathBuf {
         std::env::temp_dir()

@@ -164,6 +164,22 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+        /// The payload reader behind the checksum: mutated payloads decode or are rejected
+        /// with a reason, never a panic or an unbounded allocation.
+        #[test]
+        fn mutated_payloads_never_panic(
+            edits in prop::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 1..6)
+        ) {
+            let good = corpus(vec![vec![1, 2, 3], vec![4]], vec![vec![5, 6]]).to_bytes();
+            if let Err(reason) = TokenizedCorpus::from_bytes(&crate::framed::mutate(&good, &edits)) {
+                prop_assert!(!reason.is_empty());
+            }
+        }
+    }
+
+    proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
         #[test]
         fn bytes_round_trip(

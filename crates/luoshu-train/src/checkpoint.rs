@@ -325,13 +325,11 @@ fn decode<const N: usize, T>(data: &[u8], from_le: fn([u8; N]) -> T) -> Vec<T> {
         .collect()
 }
 
-/// Load and verify the checkpoint in the `step-<N>` directory `dir`.
-pub fn load(dir: &Path) -> Result<Checkpoint> {
-    let state_path = dir.join(STATE_FILE);
-    let text = std::fs::read_to_string(&state_path).map_err(|e| Error::io(&state_path, e))?;
-    let state: StateFile = toml::from_str(&text).map_err(|e| {
+/// The `state.toml` at `path` whose text is `text`, with a valid model.
+fn parse_state(path: &Path, text: &str) -> Result<StateFile> {
+    let state: StateFile = toml::from_str(text).map_err(|e| {
         invalid(
-            &state_path,
+            path,
             format!(
                 "unreadable ({e}): the checkpoint is damaged or was written by another \
                  version of luoshu; resume from an older checkpoint of the run or start it over"
@@ -339,6 +337,14 @@ pub fn load(dir: &Path) -> Result<Checkpoint> {
         )
     })?;
     state.model.validate()?;
+    Ok(state)
+}
+
+/// Load and verify the checkpoint in the `step-<N>` directory `dir`.
+pub fn load(dir: &Path) -> Result<Checkpoint> {
+    let state_path = dir.join(STATE_FILE);
+    let text = std::fs::read_to_string(&state_path).map_err(|e| Error::io(&state_path, e))?;
+    let state = parse_state(&state_path, &text)?;
     let model_path = dir.join(MODEL_FILE);
     let optimizer_path = dir.join(OPTIMIZER_FILE);
     let model_bytes = read_verified(&model_path, &state.model_hash)?;
@@ -424,5 +430,116 @@ impl Checkpoint {
             )));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// `seed` after `edits`: each `(position, byte, kind)` flips, inserts or deletes a byte,
+    /// or (rarely) truncates there.
+    fn mutate(seed: &[u8], edits: &[(usize, u8, u8)]) -> Vec<u8> {
+        let mut bytes = seed.to_vec();
+        for &(at, byte, kind) in edits {
+            let at = at % (bytes.len() + 1);
+            match kind % 8 {
+                0..=2 if at < bytes.len() => bytes[at] ^= byte.max(1),
+                3 | 4 => bytes.insert(at, byte),
+                5 | 6 if at < bytes.len() => {
+                    bytes.remove(at);
+                }
+                7 => bytes.truncate(at),
+                _ => {}
+            }
+        }
+        bytes
+    }
+
+    fn model() -> ModelConfig {
+        ModelConfig {
+            vocab_size: 8,
+            d_model: 4,
+            n_layers: 1,
+            n_heads: 1,
+            n_kv_heads: 1,
+            d_ff: 4,
+            max_seq_len: 4,
+            ..ModelConfig::default()
+        }
+    }
+
+    fn store(model: &ModelConfig) -> ParamStore {
+        let mut store = ParamStore::new();
+        for spec in param_specs(model) {
+            let values: Vec<f32> = (0..spec.shape.iter().product::<usize>())
+                .map(|i| i as f32 * 0.5)
+                .collect();
+            let tensor = Tensor::from_slice(&values, spec.shape.as_slice()).unwrap();
+            store.insert(&spec.name, tensor).unwrap();
+        }
+        store
+    }
+
+    fn state_text() -> String {
+        let state = StateFile {
+            step: 3,
+            data_epoch: 1,
+            data_cursor: 7,
+            seed: 5,
+            tokenizer_hash: "0123456789abcdef".into(),
+            model_hash: "fedcba9876543210".into(),
+            optimizer_hash: "0011223344556677".into(),
+            model: model(),
+        };
+        toml::to_string(&state).unwrap()
+    }
+
+    /// Every rejection is an `InvalidData` error about the file, or a model error naming
+    /// the bad field.
+    fn is_clear(err: &Error) -> bool {
+        match err {
+            Error::Io { path, source } => {
+                path.ends_with("file") && source.kind() == std::io::ErrorKind::InvalidData
+            }
+            Error::Model(e) => !e.to_string().is_empty(),
+            _ => false,
+        }
+    }
+
+    #[test]
+    fn the_unmutated_inputs_parse() {
+        let path = Path::new("file");
+        parse_state(path, &state_text()).unwrap();
+        let bytes = serialize(&[("", &store(&model()))]).unwrap();
+        read_store(path, &bytes, "", &model()).unwrap();
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+        #[test]
+        fn mutated_state_files_never_panic_and_every_rejection_is_clear(
+            edits in prop::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 1..6)
+        ) {
+            let text = String::from_utf8_lossy(&mutate(state_text().as_bytes(), &edits)).into_owned();
+            if let Err(err) = parse_state(Path::new("file"), &text) {
+                prop_assert!(is_clear(&err), "{err:?}");
+            }
+        }
+
+        #[test]
+        fn mutated_safetensors_headers_never_panic_and_every_rejection_is_clear(
+            edits in prop::collection::vec((0usize..160, any::<u8>(), any::<u8>()), 1..6)
+        ) {
+            // Positions below 160 hit the length prefix and the JSON header.
+            let model = model();
+            let bytes = serialize(&[("", &store(&model))]).unwrap();
+            let damaged = mutate(&bytes, &edits);
+            if let Err(err) = read_store(Path::new("file"), &damaged, "", &model) {
+                prop_assert!(is_clear(&err), "{err:?}");
+            }
+        }
     }
 }

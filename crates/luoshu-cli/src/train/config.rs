@@ -313,6 +313,51 @@ pub fn annotated_toml(config: &RunConfig) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// `seed` after `edits`: each `(position, byte, kind)` flips, inserts or deletes a byte,
+    /// or (rarely) truncates there.
+    fn mutate(seed: &[u8], edits: &[(usize, u8, u8)]) -> Vec<u8> {
+        let mut bytes = seed.to_vec();
+        for &(at, byte, kind) in edits {
+            let at = at % (bytes.len() + 1);
+            match kind % 8 {
+                0..=2 if at < bytes.len() => bytes[at] ^= byte.max(1),
+                3 | 4 => bytes.insert(at, byte),
+                5 | 6 if at < bytes.len() => {
+                    bytes.remove(at);
+                }
+                7 => bytes.truncate(at),
+                _ => {}
+            }
+        }
+        bytes
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+        /// Mutated configs parse or are rejected naming the file; whatever parses is
+        /// validated without a panic, and a rejection says why.
+        #[test]
+        fn mutated_configs_never_panic_and_every_rejection_names_the_file(
+            edits in prop::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 1..6)
+        ) {
+            let seed = RunConfig::default().to_toml().unwrap();
+            let text = String::from_utf8_lossy(&mutate(seed.as_bytes(), &edits)).into_owned();
+            match RunConfig::from_toml(&text, "fuzz.toml") {
+                Ok(config) => {
+                    if let Err(message) = config.validate() {
+                        prop_assert!(!message.is_empty());
+                    }
+                }
+                Err(message) => prop_assert!(
+                    message.starts_with("fuzz.toml") && message.len() > "fuzz.toml: ".len(),
+                    "{}", message
+                ),
+            }
+        }
+    }
 
     #[test]
     fn default_config_round_trips_through_toml() {
