@@ -24,21 +24,25 @@ const MAX_TAG: u64 = 32767;
 /// arguments, and receives one from each (non-blocking, polled until the timeout). So every
 /// rank sees every rank's arguments and reports a mismatch identically, and a rank whose
 /// message never came is named in [`Error::Timeout`]. Then the data moves through MPI's own
-/// non-blocking collectives on the tensors' storage (`MPI_Iallreduce`,
-/// `MPI_Ireduce_scatter`, one `MPI_Ibcast` per rank for all-gather, `MPI_Ibcast`), polled
-/// with a back-off that starts in microseconds, until they complete or the timeout passes
-/// (every rank arrived, so only a rank dying mid-transfer can stall them; the timeout then
-/// names every peer, since MPI does not say which one is late).
+/// non-blocking collectives on the tensors' storage, polled with a back-off that starts in
+/// microseconds until they complete or the timeout passes (every rank arrived, so only a
+/// rank dying mid-transfer can stall them; the timeout then names every peer, since MPI
+/// does not say which one is late):
 ///
-/// Reductions use MPI's `MPI_SUM` for f32, f64, i32 and i64 and `MPI_MAX` for i32 and
-/// i64. MPI chooses the order in which it combines contributions (OpenMPI: a binomial tree
-/// or a ring, depending on size), the same on every rank, so results are identical on every
-/// rank and across runs; but for 3 or more ranks float sums may differ in the last bits from
-/// the threads backend's rank order (`((x0 + x1) + x2) + …`). With 2 ranks they are
-/// bit-identical (float addition is commutative). bf16, f16 and float `Max` (MPI's
-/// `MPI_MAX` does not propagate NaN) take the generic path: the data rides along in the
-/// exchange and each rank reduces in rank order, bit-identical to the threads backend, as
-/// does all-to-all.
+/// - all-gather: one `MPI_Ibcast` per rank, straight into each result's fresh storage
+///   (uneven sizes, any dtype); broadcast: one `MPI_Ibcast`;
+/// - reduce-scatter: `MPI_Ialltoallv` delivers part `p` of every rank to rank `p` (read in
+///   place from the input, into a scratch buffer kept between calls), which reduces them in
+///   rank order with the reduction code every backend shares;
+/// - all-reduce: that reduce-scatter over nearly equal chunks, then one `MPI_Ibcast` per
+///   chunk from the rank that reduced it.
+///
+/// So reductions combine contributions in rank order, `((x0 + x1) + x2) + …`, in every
+/// dtype: results are bit-identical across runs and to the threads backend. (MPI's own
+/// `MPI_Allreduce`/`MPI_Iallreduce` are not in rank order for 4 ranks and more — OpenMPI
+/// 4.1 gave other bits for 22 % of order-sensitive f32 sums on 4 ranks — and `MPI_MAX`
+/// drops NaN; see `examples/mpi_allreduce_bench.rs` and docs/benchmarks.md.) All-to-all,
+/// and reductions of dtypes reductions reject, use the exchange itself to carry the data.
 ///
 /// After a collective times out the communicator is unusable (messages of the abandoned
 /// operation may still arrive and would pair with later ones): later operations fail with
