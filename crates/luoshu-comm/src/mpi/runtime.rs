@@ -7,6 +7,7 @@
 //! makes the raw MPI handles (communicators, requests) safe to share between threads.
 
 use super::buffer::MpiBuffer;
+use super::transfer::Backoff;
 use crate::{Error, Result};
 use mpi::environment::Universe;
 use mpi::point_to_point::Destination;
@@ -174,6 +175,7 @@ const FINALIZE_DRAIN: Duration = Duration::from_secs(5);
 /// `std::process::exit` (or `MPI_Abort` via `mpirun`'s own teardown) instead.
 pub fn finalize() -> Result<()> {
     let drain_until = Instant::now() + FINALIZE_DRAIN;
+    let mut backoff = Backoff::new();
     loop {
         let Some(mut mpi) = try_lock_running() else {
             break;
@@ -183,7 +185,7 @@ pub fn finalize() -> Result<()> {
             break;
         }
         drop(mpi);
-        std::thread::sleep(Duration::from_millis(1));
+        backoff.pause();
     }
     let mut guard = state()?;
     if let State::Running {
