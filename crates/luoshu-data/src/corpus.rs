@@ -1,4 +1,4 @@
-use crate::tokenizer::END_OF_TEXT;
+use crate::special::END_OF_TEXT;
 use crate::{Error, Result};
 use luoshu_tensor::rng;
 use std::path::{Path, PathBuf};

@@ -8,6 +8,7 @@ mod error;
 mod fingerprint;
 mod framed;
 mod loader;
+mod special;
 mod tokenized;
 mod tokenizer;
 
@@ -25,5 +26,6 @@ pub use loader::{
     BucketBatch, GlobalBatch, LengthBucketLoader, LoaderConfig, LoaderPosition, MicroBatch,
     IGNORE_INDEX,
 };
+pub use special::END_OF_TEXT;
 pub use tokenized::TokenizedCorpus;
-pub use tokenizer::{train_tokenizer, TextTokenizer, END_OF_TEXT};
+pub use tokenizer::{train_tokenizer, TextTokenizer};

@@ -1,12 +1,11 @@
 use super::Document;
+use crate::special::END_OF_TEXT;
 use crate::{Error, Result};
 use std::path::Path;
 use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Tokenizer, TokenizerBuilder};
 
-/// The special token that ends every document.
-pub const END_OF_TEXT: &str = "<|endoftext|>";
 /// End-of-text tokens of LLaMA-family tokenizers imported from Hugging Face (LLaMA 3;
 /// LLaMA 1/2 and Mistral), used when a tokenizer lacks [`END_OF_TEXT`].
 const IMPORTED_END_OF_TEXT: [&str; 2] = ["<|end_of_text|>", "</s>"];

@@ -221,7 +221,7 @@ impl RunConfig {
     ) -> Result<Option<(luoshu_train::hot::BucketStrategies, luoshu_dist::Strategy)>, String> {
         self.hot_switch
             .as_ref()
-            .map(|h| super::runner::parse_plan(&h.buckets, h.update_strategy.as_deref()))
+            .map(|h| parse_plan(&h.buckets, h.update_strategy.as_deref()))
             .transpose()
     }
 
@@ -308,6 +308,23 @@ pub fn annotated_toml(config: &RunConfig) -> Result<String, String> {
         "[data]\n# path = \"DIR, FILE or GLOB\"  (unset: the Rust sources under the cargo registry)\n",
         1,
     ))
+}
+
+/// Buckets and strategies from the `[hot_switch]` table.
+fn parse_plan(
+    buckets: &str,
+    update: Option<&str>,
+) -> Result<(luoshu_train::hot::BucketStrategies, luoshu_dist::Strategy), String> {
+    let buckets: luoshu_train::hot::BucketStrategies = buckets
+        .parse()
+        .map_err(|e: luoshu_train::Error| e.to_string())?;
+    let update = match update {
+        Some(s) => s
+            .parse()
+            .map_err(|e: luoshu_dist::Error| format!("update strategy: {e}"))?,
+        None => buckets.longest(),
+    };
+    Ok((buckets, update))
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use luoshu_comm::Communicator;
 use luoshu_data::GlobalBatch;
 use luoshu_dist::{Mesh, Strategy};
 use luoshu_model::ModelConfig;
-use luoshu_train::hot::{BucketStrategies, HotSwitchTrainer, PhaseStats};
+use luoshu_train::hot::{HotSwitchTrainer, PhaseStats};
 use luoshu_train::parallel::ParallelTrainer;
 use luoshu_train::{StepStats, TrainerState};
 use std::sync::Arc;
@@ -140,19 +140,4 @@ pub fn describe_phases(phases: &[PhaseStats]) -> String {
         })
         .collect::<Vec<_>>()
         .join(";")
-}
-
-/// Buckets and strategies from the `[hot_switch]` table.
-pub fn parse_plan(
-    buckets: &str,
-    update: Option<&str>,
-) -> Result<(BucketStrategies, Strategy), String> {
-    let buckets: BucketStrategies = buckets.parse().map_err(text)?;
-    let update = match update {
-        Some(s) => s
-            .parse()
-            .map_err(|e: luoshu_dist::Error| format!("update strategy: {e}"))?,
-        None => buckets.longest(),
-    };
-    Ok((buckets, update))
 }

@@ -14,13 +14,15 @@
 //! - `export` and `import`: the two directions.
 
 mod config;
+mod dtype;
 mod export;
 mod import;
 mod layout;
 mod tokenizer;
 mod weights;
 
-pub use export::{export, HfDtype};
+pub use dtype::HfDtype;
+pub use export::export;
 pub use import::{import, ImportedModel};
 
 /// Files of a Hugging Face model directory.
