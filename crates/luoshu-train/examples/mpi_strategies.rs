@@ -1,51 +1,67 @@
 //! The strategy equivalence check under MPI: run with
 //! `mpirun -n 4 target/release/examples/mpi_strategies` (build with
-//! `cargo build --release -p luoshu-model --features mpi --example mpi_strategies`).
-//! Every 4-rank strategy of the list trains 3 steps over `MpiComm`; rank 0 compares the
-//! losses and gathered parameters with a single-device run and exits non-zero on a mismatch.
+//! `cargo build --release -p luoshu-train --features mpi --example mpi_strategies`).
+//! Every 4-rank strategy of the list trains 3 steps of every harness case it supports
+//! (tied and GQA/untied models, clipping on and off) over `MpiComm`; after each step every
+//! rank compares its loss, gradient norm before clipping, parameters and AdamW moments
+//! with a single-device run it makes itself (`parallel::conformance::check_rank`), and
+//! every rank exits non-zero when any rank found a mismatch.
 
 use luoshu_backend::cpu::CpuBackend;
 use luoshu_backend::Backend;
 use luoshu_comm::mpi::{finalize, MpiComm};
 use luoshu_comm::DEFAULT_TIMEOUT;
-use luoshu_train::parallel::conformance::{compare_runs, distributed_rank, single_device};
+use luoshu_dist::Strategy;
+use luoshu_train::parallel::compare::Agreement;
+use luoshu_train::parallel::conformance::{check_rank, reference, Case};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-const STRATEGIES: [&str; 5] = ["dp4", "tp4", "pp4", "dp2tp2", "dp2pp2zero1"];
+const STRATEGIES: [&str; 6] = ["dp4", "tp4", "pp4", "dp2tp2", "tp2pp2", "dp2pp2zero1"];
 const STEPS: usize = 3;
 
 fn check() -> Result<String, String> {
     let world = MpiComm::world(DEFAULT_TIMEOUT).map_err(|e| e.to_string())?;
     let backend: Arc<dyn Backend> = Arc::new(CpuBackend::new());
     let rank = world.rank();
-    let expected = single_device(backend.clone(), STEPS).map_err(|e| e.to_string())?;
-    let mut passed = Vec::new();
+    let references = Case::all()
+        .iter()
+        .map(|case| reference(backend.clone(), case, STEPS))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let (mut strategies, mut runs) = (Vec::new(), 0);
+    let mut worst = Agreement::default();
     for name in STRATEGIES {
-        let strategy = name
+        let strategy: Strategy = name
             .parse()
             .map_err(|e: luoshu_dist::Error| e.to_string())?;
-        if world.size() != luoshu_dist::Strategy::devices(&strategy) {
+        if world.size() != strategy.devices() {
             continue;
         }
-        let (losses, state) =
-            distributed_rank(backend.clone(), world.clone(), strategy, None, 0, STEPS)
-                .map_err(|e| format!("{name}: {e}"))?;
-        if let Some(state) = state {
-            compare_runs(name, &(losses, state), &expected).map_err(|e| e.to_string())?;
+        strategies.push(name);
+        for reference in &references {
+            if !reference.case.supports(strategy) {
+                continue;
+            }
+            let agreement = check_rank(backend.clone(), world.clone(), strategy, reference)
+                .map_err(|e| e.to_string())?;
+            worst.merge(agreement);
+            runs += 1;
         }
-        passed.push(name);
     }
-    if passed.is_empty() {
+    if strategies.is_empty() {
         return Err(format!(
             "no strategy of {STRATEGIES:?} runs on {} ranks; use mpirun -n 4",
             world.size()
         ));
     }
     Ok(format!(
-        "mpi_strategies: {} equal one device on rank {rank} of {}",
-        passed.join(", "),
-        world.size()
+        "mpi_strategies: rank {rank} of {}: {} over the cases they support ({runs} runs of \
+         {STEPS} steps) equal one device; closest {:.2} of the tolerance, at {}",
+        world.size(),
+        strategies.join(", "),
+        worst.ratio,
+        worst.at
     ))
 }
 

@@ -2,6 +2,7 @@
 //! rank builds the [`luoshu_model::ModelShard`] its mesh coordinates give it), ZeRO-1
 //! sharding of the optimizer, and the equivalence harness.
 
+pub mod compare;
 pub mod conformance;
 mod deal;
 mod micro;
@@ -13,4 +14,4 @@ mod trainer;
 pub(crate) use micro::micro_feeds;
 pub use micro::{bindings, pad_for_tp};
 pub use state::StatePieces;
-pub use trainer::ParallelTrainer;
+pub use trainer::{GradientFault, ParallelTrainer};
