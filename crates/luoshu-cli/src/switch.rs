@@ -102,10 +102,14 @@ pub fn run(args: &SwitchArgs) -> Result<ExitCode, String> {
     };
     let (plan, plan_time) = timed(SenderChoice::Balanced)?;
     let (naive, naive_time) = timed(SenderChoice::FirstHolder)?;
+    let parameters = model.num_parameters() as f64;
+    let size = match parameters >= 1e9 {
+        true => format!("{:.2} B", parameters / 1e9),
+        false => format!("{:.2} M", parameters / 1e6),
+    };
     println!(
-        "switch {} ({:.2} B parameters, {}) on {} ranks ({} per node): {from} → {to}, {}",
+        "switch {} ({size} parameters, {}) on {} ranks ({} per node): {from} → {to}, {}",
         args.model,
-        model.num_parameters() as f64 / 1e9,
         args.dtype,
         args.devices,
         per_node,
