@@ -19,6 +19,7 @@
 //! back-off that starts in microseconds, until the communicator's timeout (see [`MpiComm`]
 //! for the protocol).
 
+mod backoff;
 mod buffer;
 mod comm;
 mod native;

@@ -6,8 +6,8 @@
 //! held by [`InFlight`] until MPI is done with it; a collective abandoned at its deadline
 //! leaks it (MPI may still touch it), exactly as abandoned messages leak their buffers.
 
+use super::backoff::Backoff;
 use super::runtime::{self, MpiLock};
-use super::transfer::Backoff;
 use crate::{Error, Result};
 use luoshu_tensor::{DType, Layout, Storage, Tensor};
 use mpi::datatype::Equivalence;

@@ -6,8 +6,8 @@
 //! once. Every MPI call in this backend happens while holding [`MpiLock`], which is what
 //! makes the raw MPI handles (communicators, requests) safe to share between threads.
 
+use super::backoff::Backoff;
 use super::buffer::MpiBuffer;
-use super::transfer::Backoff;
 use crate::{Error, Result};
 use mpi::environment::Universe;
 use mpi::point_to_point::Destination;
