@@ -127,8 +127,8 @@ fn bad_configs_say_what_is_wrong() {
         ..base.clone()
     });
     assert!(msg.contains("n_layers must be positive"), "{msg}");
-    let msg = ModelConfig::preset("llama-70b").unwrap_err().to_string();
-    assert!(msg.contains("unknown model preset `llama-70b`") && msg.contains("tiny"));
+    let msg = ModelConfig::preset("llama-700b").unwrap_err().to_string();
+    assert!(msg.contains("unknown model preset `llama-700b`") && msg.contains("tiny"));
     // Graph building validates too.
     let bad = ModelConfig {
         n_kv_heads: 3,
