@@ -29,10 +29,11 @@ use crate::{Error, Result, StepStats, TrainConfig, TrainerState};
 use luoshu_backend::{Backend, Ops};
 use luoshu_comm::Communicator;
 use luoshu_data::{BucketBatch, GlobalBatch};
-use luoshu_dist::switch::execute_switch;
-use luoshu_dist::{Holding, Mesh, Placement, Strategy, SwitchPlanner, Topology};
+use luoshu_dist::switch::{execute_switch, plan_switch, SenderChoice, SwitchPlan};
+use luoshu_dist::{Holding, Mesh, Placement, Strategy, Topology};
 use luoshu_model::ModelConfig;
 use luoshu_tensor::{DType, Tensor};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -61,6 +62,21 @@ struct Runtime {
     strategy: Strategy,
     trainer: ParallelTrainer,
     placements: StatePlacements,
+    /// The parameters' placement with only the lowest-ranked holder of each piece: where
+    /// an accumulator lands so that this runtime's sums count it exactly once.
+    landing: Vec<Placement>,
+}
+
+/// What a switch between two runtimes moves, which fixes its source and destination
+/// placements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Move {
+    /// Parameters, from one runtime's placement to another's.
+    Params,
+    /// A summed gradient accumulator onto one holder of the next runtime's parameters.
+    Accumulator,
+    /// A summed gradient accumulator into the update runtime's gradient layout.
+    IntoUpdate,
 }
 
 /// One rank's hot-switching trainer. Every rank of `world` calls the same methods in the
@@ -72,7 +88,9 @@ pub struct HotSwitchTrainer {
     world: Arc<dyn Communicator>,
     backend: Arc<dyn Backend>,
     topology: Topology,
-    planner: SwitchPlanner,
+    /// Plans by (source runtime, destination runtime, what moves): every step switches
+    /// between the same layouts.
+    plans: HashMap<(usize, usize, Move), Arc<SwitchPlan>>,
 }
 
 /// The point-to-point tag of every switch message: messages between one pair of ranks
@@ -80,8 +98,7 @@ pub struct HotSwitchTrainer {
 /// next starts. Below MPI's guaranteed 32767 and above the tags `gather_state` uses.
 const SWITCH_TAG: u64 = 32_000;
 
-/// `placement` with only the lowest-ranked holder of each piece: where an accumulator
-/// lands so that the next phase's sums count it exactly once.
+/// `placement` with only the lowest-ranked holder of each piece.
 fn one_holder(placement: &Placement) -> Placement {
     Placement {
         dims: placement.dims.clone(),
@@ -157,10 +174,12 @@ impl HotSwitchTrainer {
                     seed,
                 )?;
                 let placements = strategy_placements(&model, strategy)?;
+                let landing = placements.params.iter().map(one_holder).collect();
                 Ok(Runtime {
                     strategy,
                     trainer,
                     placements,
+                    landing,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -172,7 +191,7 @@ impl HotSwitchTrainer {
             world,
             backend,
             topology,
-            planner: SwitchPlanner::new(),
+            plans: HashMap::new(),
         })
     }
 
@@ -196,17 +215,50 @@ impl HotSwitchTrainer {
             .expect("every bucket strategy has a runtime")
     }
 
-    /// Plans (cached) and runs one switch; returns the bytes received over links.
+    /// The source and destination placements of moving `what` from runtime `a` to `b`.
+    fn ends(&self, a: usize, b: usize, what: Move) -> (&[Placement], &[Placement]) {
+        let from = &self.runtimes[a].placements.params;
+        let to = match what {
+            Move::Params => &self.runtimes[b].placements.params,
+            Move::Accumulator => &self.runtimes[b].landing,
+            Move::IntoUpdate => &self.runtimes[b].placements.grads,
+        };
+        (from, to)
+    }
+
+    /// The plan of moving `what` from runtime `a` to `b`, planned once.
+    fn plan(&mut self, a: usize, b: usize, what: Move) -> Result<Arc<SwitchPlan>> {
+        if let Some(plan) = self.plans.get(&(a, b, what)) {
+            return Ok(plan.clone());
+        }
+        let (from, to) = self.ends(a, b, what);
+        let pairs: Vec<(&Placement, &Placement)> = from.iter().zip(to).collect();
+        let element = DType::F32.size_in_bytes();
+        let plan = Arc::new(plan_switch(
+            &pairs,
+            &self.topology,
+            element,
+            SenderChoice::Balanced,
+        )?);
+        self.plans.insert((a, b, what), plan.clone());
+        Ok(plan)
+    }
+
+    /// Bytes ranks receive over links when moving `what` from runtime `a` to `b`.
+    fn planned_bytes(&mut self, a: usize, b: usize, what: Move) -> Result<usize> {
+        Ok(self.plan(a, b, what)?.lower_bound_per_rank.iter().sum())
+    }
+
+    /// Moves `what` from runtime `a`'s pieces `src` into runtime `b`'s pieces `dst`;
+    /// returns the bytes received over links.
     fn switch(
         &mut self,
-        from: &[Placement],
-        to: &[Placement],
+        (a, b, what): (usize, usize, Move),
         src: &[Vec<Tensor>],
         dst: &[Vec<Tensor>],
     ) -> Result<usize> {
-        let plan = self
-            .planner
-            .plan(from, to, &self.topology, DType::F32.size_in_bytes())?;
+        let plan = self.plan(a, b, what)?;
+        let (from, to) = self.ends(a, b, what);
         let ops = Ops::new(self.backend.as_ref());
         execute_switch(
             &plan,
@@ -218,27 +270,6 @@ impl HotSwitchTrainer {
             dst,
             SWITCH_TAG,
         )?;
-        Ok(plan.lower_bound_per_rank.iter().sum())
-    }
-
-    /// Planned bytes of moving a summed accumulator from runtime `a` onto one holder of
-    /// runtime `b`'s layout, or (with `b` the update runtime and `into_update`) into the
-    /// update layout.
-    fn accumulator_bytes(&mut self, a: usize, b: usize, into_update: bool) -> Result<usize> {
-        let from = self.runtimes[a].placements.params.clone();
-        let to: Vec<Placement> = if into_update {
-            self.runtimes[b].placements.grads.clone()
-        } else {
-            self.runtimes[b]
-                .placements
-                .params
-                .iter()
-                .map(one_holder)
-                .collect()
-        };
-        let plan = self
-            .planner
-            .plan(&from, &to, &self.topology, DType::F32.size_in_bytes())?;
         Ok(plan.lower_bound_per_rank.iter().sum())
     }
 
@@ -261,11 +292,11 @@ impl HotSwitchTrainer {
             to_update[a] = if a == 0 {
                 0
             } else {
-                self.accumulator_bytes(a, 0, true)?
+                self.planned_bytes(a, 0, Move::IntoUpdate)?
             };
             for &b in &used {
                 if a != b {
-                    between[a][b] = self.accumulator_bytes(a, b, false)?;
+                    between[a][b] = self.planned_bytes(a, b, Move::Accumulator)?;
                 }
             }
         }
@@ -299,31 +330,21 @@ impl HotSwitchTrainer {
             if r != 0 {
                 let src = self.runtimes[0].trainer.state_pieces()?.params;
                 let dst = self.runtimes[r].trainer.state_pieces()?.params;
-                let (from, to) = (
-                    self.runtimes[0].placements.params.clone(),
-                    self.runtimes[r].placements.params.clone(),
-                );
-                switch_bytes += self.switch(&from, &to, &src, &dst)?;
+                switch_bytes += self.switch((0, r, Move::Params), &src, &dst)?;
             }
             let grads = self.runtimes[r].trainer.zero_gradients()?;
             if let Some((p, previous)) = carried.take() {
-                let len = self.runtimes[p].trainer.zero_gradients()?.numel();
-                let src = self.runtimes[p]
-                    .trainer
-                    .gradient_pieces(&previous, 0..len, false)?;
+                let src = self.runtimes[p].trainer.gradient_pieces(
+                    &previous,
+                    0..previous.numel(),
+                    false,
+                )?;
                 let all =
                     self.runtimes[r]
                         .trainer
                         .gradient_pieces(&grads, 0..grads.numel(), false)?;
-                let from = self.runtimes[p].placements.params.clone();
-                let to: Vec<Placement> = self.runtimes[r]
-                    .placements
-                    .params
-                    .iter()
-                    .map(one_holder)
-                    .collect();
-                let dst = held(&all, &to, rank);
-                switch_bytes += self.switch(&from, &to, &src, &dst)?;
+                let dst = held(&all, &self.runtimes[r].landing, rank);
+                switch_bytes += self.switch((p, r, Move::Accumulator), &src, &dst)?;
             }
             switch_seconds += switching.elapsed().as_secs_f64();
             let computing = Instant::now();
@@ -354,18 +375,16 @@ impl HotSwitchTrainer {
                 let switching = Instant::now();
                 let update = &self.runtimes[0].trainer;
                 let range = update.gradient_share_range();
-                let share = update
-                    .zero_gradients()?
-                    .narrow(0, range.start, range.len())?;
+                let ops = Ops::new(self.backend.as_ref());
+                let share = ops.full(0.0, DType::F32, &[range.len()])?;
                 let zero1 = self.runtimes[0].strategy.zero1;
                 let dst = update.gradient_pieces(&share, range, zero1)?;
-                let len = self.runtimes[p].trainer.zero_gradients()?.numel();
-                let src = self.runtimes[p]
-                    .trainer
-                    .gradient_pieces(&previous, 0..len, false)?;
-                let from = self.runtimes[p].placements.params.clone();
-                let to = self.runtimes[0].placements.grads.clone();
-                switch_bytes += self.switch(&from, &to, &src, &dst)?;
+                let src = self.runtimes[p].trainer.gradient_pieces(
+                    &previous,
+                    0..previous.numel(),
+                    false,
+                )?;
+                switch_bytes += self.switch((p, 0, Move::IntoUpdate), &src, &dst)?;
                 switch_seconds += switching.elapsed().as_secs_f64();
                 share
             }
