@@ -5,7 +5,10 @@
 //! (tied and GQA/untied models, clipping on and off) over `MpiComm`; after each step every
 //! rank compares its loss, gradient norm before clipping, parameters and AdamW moments
 //! with a single-device run it makes itself (`parallel::conformance::check_rank`), and
-//! every rank exits non-zero when any rank found a mismatch.
+//! every rank exits non-zero when any rank found a mismatch. On 4 ranks it then runs the
+//! switch round trip (`parallel::switch_check`): a running tp2pp2 trainer's parameters and
+//! gradient accumulators switched tp2pp2 → dp4 → dp2tp2 → dp4zero1 → tp2pp2, every stop
+//! equal bit for bit to the canonical pieces.
 
 use luoshu_backend::cpu::CpuBackend;
 use luoshu_backend::Backend;
@@ -14,11 +17,13 @@ use luoshu_comm::DEFAULT_TIMEOUT;
 use luoshu_dist::Strategy;
 use luoshu_train::parallel::compare::Agreement;
 use luoshu_train::parallel::conformance::{check_rank, reference, Case};
+use luoshu_train::parallel::switch_check::switch_round_trip;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 const STRATEGIES: [&str; 6] = ["dp4", "tp4", "pp4", "dp2tp2", "tp2pp2", "dp2pp2zero1"];
 const STEPS: usize = 3;
+const SWITCH_HOPS: [&str; 4] = ["tp2pp2", "dp4", "dp2tp2", "dp4zero1"];
 
 fn check() -> Result<String, String> {
     let world = MpiComm::world(DEFAULT_TIMEOUT).map_err(|e| e.to_string())?;
@@ -55,10 +60,23 @@ fn check() -> Result<String, String> {
             world.size()
         ));
     }
+    let hops: Vec<Strategy> = SWITCH_HOPS
+        .iter()
+        .map(|s| s.parse().map_err(|e: luoshu_dist::Error| e.to_string()))
+        .collect::<Result<_, _>>()?;
+    let size = world.size();
+    let switched = if size == 4 {
+        switch_round_trip(backend, world, &hops).map_err(|e| e.to_string())?;
+        format!(
+            "; switch round trip {} → tp2pp2 bit-identical",
+            SWITCH_HOPS.join(" → ")
+        )
+    } else {
+        String::new()
+    };
     Ok(format!(
-        "mpi_strategies: rank {rank} of {}: {} over the cases they support ({runs} runs of \
-         {STEPS} steps) equal one device; closest {:.2} of the tolerance, at {}",
-        world.size(),
+        "mpi_strategies: rank {rank} of {size}: {} over the cases they support ({runs} runs \
+         of {STEPS} steps) equal one device; closest {:.2} of the tolerance, at {}{switched}",
         strategies.join(", "),
         worst.ratio,
         worst.at
@@ -73,7 +91,7 @@ fn main() -> ExitCode {
             println!("{line}");
             ExitCode::SUCCESS
         }
-        (Err(e), _) | (_, Err(luoshu_comm::Error::Mpi(e))) => {
+        (Err(e), _) => {
             eprintln!("mpi_strategies: {e}");
             ExitCode::FAILURE
         }

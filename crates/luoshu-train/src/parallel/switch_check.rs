@@ -1,7 +1,7 @@
 //! The switch check, on any communicator backend: a model state held by a running
 //! strategy is switched along a sequence of strategies and back; every stop must hold
 //! exactly that strategy's pieces of the canonical tensors, and the end must equal the
-//! start bit for bit. `tests/placement.rs` runs it on threads ranks, the `mpi_switch`
+//! start bit for bit. `tests/placement.rs` runs it on threads ranks, the `mpi_strategies`
 //! example under `mpirun`.
 
 use super::conformance::{train_config, SEED};
