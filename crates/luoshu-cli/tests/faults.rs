@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{temp_dir, train_command, write_config, write_corpus};
+use common::{deterministic_metrics, temp_dir, train_command, write_config, write_corpus};
 use std::path::Path;
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -176,18 +176,6 @@ fn next_random(state: &mut u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
-}
-
-/// `metrics.csv` without the columns that depend on timing (tokens/s, seconds, phases).
-fn deterministic_metrics(run_dir: &Path) -> Vec<String> {
-    std::fs::read_to_string(run_dir.join("metrics.csv"))
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let f: Vec<&str> = line.split(',').collect();
-            format!("{},{},{},{},{}", f[0], f[1], f[2], f[3], f[5])
-        })
-        .collect()
 }
 
 #[test]

@@ -2,8 +2,10 @@
 //! byte-identical checkpoint that generates the same text and logits, and fine-tunes with
 //! `luoshu train --resume`; misuse fails with a clear message.
 
+mod common;
+
+use common::luoshu_command;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 /// A fresh, empty directory under the system temp dir.
 fn temp_dir(tag: &str) -> PathBuf {
@@ -61,30 +63,12 @@ global_batch_tokens = 96
     path
 }
 
-fn luoshu(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_luoshu"))
-        .current_dir(cwd)
-        .env("LUOSHU_CACHE_DIR", cwd.join("cache"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 fn succeed(cwd: &Path, args: &[&str]) -> String {
-    let out = luoshu(cwd, args);
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "luoshu {args:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    common::succeed(luoshu_command(cwd).args(args))
 }
 
 fn fail(cwd: &Path, args: &[&str]) -> String {
-    let out = luoshu(cwd, args);
-    assert!(!out.status.success(), "luoshu {args:?} should fail");
-    String::from_utf8_lossy(&out.stderr).to_string()
+    common::fail(luoshu_command(cwd).args(args))
 }
 
 #[test]

@@ -3,41 +3,15 @@
 
 mod common;
 
-use common::{temp_dir, train_command, write_config, write_corpus};
+use common::{deterministic_metrics, temp_dir, train_command, write_config, write_corpus};
 use std::path::Path;
-use std::process::Output;
-
-fn luoshu(cwd: &Path, args: &[&str]) -> Output {
-    train_command(cwd).args(args).output().unwrap()
-}
 
 fn succeed(cwd: &Path, args: &[&str]) -> String {
-    let out = luoshu(cwd, args);
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "luoshu train {args:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    common::succeed(train_command(cwd).args(args))
 }
 
 fn fail(cwd: &Path, args: &[&str]) -> String {
-    let out = luoshu(cwd, args);
-    assert!(!out.status.success(), "luoshu train {args:?} should fail");
-    String::from_utf8_lossy(&out.stderr).to_string()
-}
-
-/// `metrics.csv` without the tokens/s column (the only one that depends on timing).
-fn metrics_without_speed(run: &Path) -> Vec<String> {
-    std::fs::read_to_string(run.join("metrics.csv"))
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let f: Vec<&str> = line.split(',').collect();
-            format!("{},{},{},{},{}", f[0], f[1], f[2], f[3], f[5])
-        })
-        .collect()
+    common::fail(train_command(cwd).args(args))
 }
 
 #[test]
@@ -64,11 +38,11 @@ fn resumed_run_is_bit_identical_to_an_uninterrupted_one() {
     succeed(&split, &["--resume", "--steps", "4", "--name", "tiny"]);
 
     assert_eq!(
-        metrics_without_speed(&whole_run),
-        metrics_without_speed(&split_run)
+        deterministic_metrics(&whole_run),
+        deterministic_metrics(&split_run)
     );
     assert_eq!(
-        metrics_without_speed(&whole_run).len(),
+        deterministic_metrics(&whole_run).len(),
         5,
         "header and 4 steps"
     );
@@ -341,12 +315,10 @@ fn resuming_a_run_without_a_checkpoint_says_how_to_start_it() {
 fn a_model_that_cannot_fit_is_refused_before_anything_is_allocated() {
     let root = temp_dir("too-big");
     let data = write_corpus(&root);
-    let out = luoshu(
+    let err = fail(
         &root,
         &["--model", "llama-32b", "--data", data.to_str().unwrap()],
     );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
     assert!(
         err.contains("the model does not fit: one rank needs about")
             && err.contains("AdamW moments")
@@ -422,8 +394,8 @@ fn hot_switching_resumes_bit_identically_and_under_a_static_strategy() {
     succeed(&split, &["--resume", "--steps", "4", "--name", "tiny"]);
     let split_run = split.join("runs/tiny");
     assert_eq!(
-        metrics_without_speed(&whole_run),
-        metrics_without_speed(&split_run)
+        deterministic_metrics(&whole_run),
+        deterministic_metrics(&split_run)
     );
     for file in ["model.safetensors", "optimizer.safetensors"] {
         let a = std::fs::read(whole_run.join("checkpoint/step-4").join(file)).unwrap();

@@ -1,6 +1,10 @@
-//! Helpers shared by the `luoshu train` end-to-end tests: a tiny corpus and configuration.
+//! Helpers shared by the end-to-end tests of the `luoshu` binary: a tiny corpus and
+//! configuration, running the binary, and comparing runs.
+
+#![allow(dead_code)] // Each test file uses a different part.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// A fresh, empty directory under the system temp dir.
 pub fn temp_dir(tag: &str) -> PathBuf {
@@ -74,13 +78,50 @@ total_steps = 4
     path
 }
 
-/// `luoshu train` run in `cwd`, its cache entries next to the test's files rather than in
-/// the user's cache.
-pub fn train_command(cwd: &Path) -> std::process::Command {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_luoshu"));
+/// `luoshu` run in `cwd`, its cache entries next to the test's files rather than in the
+/// user's cache.
+pub fn luoshu_command(cwd: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_luoshu"));
     command
         .current_dir(cwd)
-        .env("LUOSHU_CACHE_DIR", cwd.join("cache"))
-        .arg("train");
+        .env("LUOSHU_CACHE_DIR", cwd.join("cache"));
     command
+}
+
+/// `luoshu train` run in `cwd` (see [`luoshu_command`]).
+pub fn train_command(cwd: &Path) -> Command {
+    let mut command = luoshu_command(cwd);
+    command.arg("train");
+    command
+}
+
+/// Runs `command`, which must succeed; its standard output.
+pub fn succeed(command: &mut Command) -> String {
+    let out = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{command:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Runs `command`, which must fail; its standard error.
+pub fn fail(command: &mut Command) -> String {
+    let out = command.output().unwrap();
+    assert!(!out.status.success(), "{command:?} should fail");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+/// `metrics.csv` without the columns that depend on timing (tokens/s, seconds, phases).
+pub fn deterministic_metrics(run_dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(run_dir.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let f: Vec<&str> = line.split(',').collect();
+            format!("{},{},{},{},{}", f[0], f[1], f[2], f[3], f[5])
+        })
+        .collect()
 }
