@@ -7,6 +7,7 @@ mod corpus;
 mod error;
 mod fingerprint;
 mod framed;
+pub mod fuzz;
 mod loader;
 mod special;
 mod tokenized;

@@ -173,7 +173,7 @@ mod tests {
             edits in prop::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 1..6)
         ) {
             let good = corpus(vec![vec![1, 2, 3], vec![4]], vec![vec![5, 6]]).to_bytes();
-            if let Err(reason) = TokenizedCorpus::from_bytes(&crate::framed::mutate(&good, &edits)) {
+            if let Err(reason) = TokenizedCorpus::from_bytes(&crate::fuzz::mutate(&good, &edits)) {
                 prop_assert!(!reason.is_empty());
             }
         }

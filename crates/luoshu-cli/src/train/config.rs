@@ -330,26 +330,8 @@ fn parse_plan(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use luoshu_data::fuzz::mutate;
     use proptest::prelude::*;
-
-    /// `seed` after `edits`: each `(position, byte, kind)` flips, inserts or deletes a byte,
-    /// or (rarely) truncates there.
-    fn mutate(seed: &[u8], edits: &[(usize, u8, u8)]) -> Vec<u8> {
-        let mut bytes = seed.to_vec();
-        for &(at, byte, kind) in edits {
-            let at = at % (bytes.len() + 1);
-            match kind % 8 {
-                0..=2 if at < bytes.len() => bytes[at] ^= byte.max(1),
-                3 | 4 => bytes.insert(at, byte),
-                5 | 6 if at < bytes.len() => {
-                    bytes.remove(at);
-                }
-                7 => bytes.truncate(at),
-                _ => {}
-            }
-        }
-        bytes
-    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(10_000))]
