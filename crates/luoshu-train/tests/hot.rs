@@ -1,32 +1,94 @@
 //! Hot switching trains exactly like one device: each length bucket runs under its own
 //! strategy, parameters and the gradient accumulator switch between layouts, and one
-//! update per step gives the single-device losses, parameters and moments (fp32,
-//! rtol 1e-5, as every strategy's equivalence test).
+//! update per step gives the single-device results. Checked as every static strategy is
+//! (`tests/parallel.rs`): after each of 5 steps, on every rank, the loss, the gradient
+//! norm before clipping, every parameter element and both AdamW moments in the update
+//! strategy's layout (fp32, rtol 1e-5; see `parallel::compare`), for the tied model and
+//! the GQA model with an untied head, with clipping on and off. The check fails when one
+//! phase's gradients are doubled.
 
 use luoshu_backend::cpu::CpuBackend;
 use luoshu_backend::Backend;
 use luoshu_comm::threads;
 use luoshu_data::GlobalBatch;
 use luoshu_dist::Strategy;
+use luoshu_train::hot::check::check_hot_rank;
 use luoshu_train::hot::{BucketStrategies, HotSwitchTrainer};
+use luoshu_train::parallel::compare::Agreement;
 use luoshu_train::parallel::conformance::{
-    batch, compare_runs, model, single_device, train_config, SEED,
+    batch, model, reference, reference_on, train_config, Case, Reference, SEED,
 };
-use luoshu_train::TrainerState;
-use std::sync::Arc;
+use luoshu_train::parallel::GradientFault;
+use std::sync::{Arc, OnceLock};
 
-const STEPS: usize = 4;
+const STEPS: usize = 5;
 
 fn backend() -> Arc<dyn Backend> {
     Arc::new(CpuBackend::new())
 }
 
-/// Rank 0's losses and gathered state after `STEPS` hot-switching steps over `batches`.
-fn hot_run(
+/// One device's run of every case, computed once per test binary.
+fn references() -> &'static [Reference] {
+    static REFERENCES: OnceLock<Vec<Reference>> = OnceLock::new();
+    REFERENCES.get_or_init(|| {
+        Case::all()
+            .iter()
+            .map(|case| reference(backend(), case, STEPS).unwrap())
+            .collect()
+    })
+}
+
+/// Every rank's result of checking hot switching over `edges` with update strategy
+/// `update` against `reference`, with `fault` injected.
+fn check_all_ranks(
     edges: &str,
     update: &str,
-    batches: impl Fn(usize) -> GlobalBatch + Sync,
-) -> (Vec<f64>, TrainerState, Vec<Vec<Strategy>>) {
+    reference: &Reference,
+    fault: Option<(Strategy, GradientFault)>,
+) -> Vec<Result<Agreement, String>> {
+    let buckets: BucketStrategies = edges.parse().unwrap();
+    let update: Strategy = update.parse().unwrap();
+    threads::run(buckets.devices(), |world| {
+        check_hot_rank(backend(), world, &buckets, update, reference, fault)
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// The strong check on every rank of every case all the strategies support.
+fn check_equivalent(edges: &str, update: &str) {
+    let buckets: BucketStrategies = edges.parse().unwrap();
+    let update_strategy: Strategy = update.parse().unwrap();
+    let mut cases = 0;
+    for reference in references() {
+        let case = &reference.case;
+        if !buckets.strategies().into_iter().all(|s| case.supports(s))
+            || !case.supports(update_strategy)
+        {
+            continue;
+        }
+        let mut worst = Agreement::default();
+        let mut errors = Vec::new();
+        for result in check_all_ranks(edges, update, reference, None) {
+            match result {
+                Ok(a) => worst.merge(a),
+                Err(e) => errors.push(e),
+            }
+        }
+        assert!(errors.is_empty(), "{}", errors.join("\n"));
+        eprintln!(
+            "hot {edges} → {update} {}: worst {:.3} at {}",
+            case.name, worst.ratio, worst.at
+        );
+        cases += 1;
+    }
+    assert!(
+        cases >= 2,
+        "hot {edges} → {update} runs only {cases} case(s)"
+    );
+}
+
+/// The strategies of each step's phases, in the order they ran, and rank 0's losses.
+fn phases_of(edges: &str, update: &str, batches: fn(usize) -> GlobalBatch) -> Vec<Vec<String>> {
     let buckets: BucketStrategies = edges.parse().unwrap();
     let update: Strategy = update.parse().unwrap();
     let mut results = threads::run(buckets.devices(), |world| {
@@ -40,87 +102,125 @@ fn hot_run(
             SEED,
         )
         .unwrap();
-        let mut losses = Vec::new();
-        let mut phases = Vec::new();
-        for step in 0..STEPS {
-            let stats = trainer.train_step(&batches(step)).unwrap();
-            losses.push(stats.step.loss);
-            phases.push(stats.phases.iter().map(|p| p.strategy).collect());
-        }
-        (losses, trainer.gather_state().unwrap(), phases)
+        (0..2)
+            .map(|step| {
+                let stats = trainer.train_step(&batches(step)).unwrap();
+                stats
+                    .phases
+                    .iter()
+                    .map(|p| p.strategy.to_string())
+                    .collect()
+            })
+            .collect()
     });
-    let (losses, state, phases) = results.remove(0);
-    (losses, state.unwrap(), phases)
-}
-
-fn check(edges: &str, update: &str) -> Vec<Vec<Strategy>> {
-    let expected = single_device(backend(), STEPS).unwrap();
-    let (losses, state, phases) = hot_run(edges, update, batch);
-    compare_runs(
-        &format!("hot {edges} / {update}"),
-        &(losses, state),
-        &expected,
-    )
-    .unwrap();
-    phases
+    results.remove(0)
 }
 
 #[test]
 fn data_and_tensor_parallel_buckets_equal_one_device() {
-    let phases = check("7:dp2,13:tp2", "tp2");
+    check_equivalent("7:dp2,13:tp2", "tp2");
     // The update strategy's phase runs last (it needs no final switch).
-    assert!(phases
-        .iter()
-        .all(|p| p.len() == 2 && p[1].to_string() == "tp2"));
+    let phases = phases_of("7:dp2,13:tp2", "tp2", batch);
+    assert!(phases.iter().all(|p| p == &["dp2", "tp2"]), "{phases:?}");
 }
 
 #[test]
 fn data_and_pipeline_parallel_buckets_equal_one_device() {
-    check("7:dp2,13:pp2", "pp2");
+    check_equivalent("7:dp2,13:pp2", "pp2");
 }
 
 #[test]
-fn an_update_strategy_without_buckets_and_zero1_equals_one_device() {
-    let phases = check("7:dp4,13:dp2tp2", "tp2pp2");
-    assert!(phases.iter().all(|p| p.len() == 2));
-    check("7:dp2tp2,13:tp2pp2", "dp4zero1");
+fn three_strategies_on_four_ranks_equal_one_device() {
+    // dp4 and dp2tp2 run the buckets; tp2pp2 only updates.
+    check_equivalent("7:dp4,13:dp2tp2", "tp2pp2");
+    let phases = phases_of("7:dp4,13:dp2tp2", "tp2pp2", batch);
+    assert!(phases.iter().all(|p| p.len() == 2), "{phases:?}");
 }
 
 #[test]
-fn one_bucket_and_empty_buckets_cost_nothing_and_stay_exact() {
-    // Both buckets under one strategy: one phase, no switch.
-    let phases = check("13:dp2", "tp2");
-    assert!(phases.iter().all(|p| p.len() == 1));
-    // An empty bucket is skipped; the step still equals one device on the same batch.
-    let without_short = |step: usize| {
-        let mut b = batch(step);
-        let short = b.buckets[0]
-            .micro_batches
-            .drain(..)
-            .map(|m| m.target_tokens)
-            .sum::<usize>();
-        b.target_tokens -= short;
-        b
+fn zero1_in_the_update_strategy_equals_one_device() {
+    check_equivalent("7:dp2tp2,13:tp2pp2", "dp4zero1");
+}
+
+#[test]
+fn one_bucket_strategy_runs_one_phase_and_equals_one_device() {
+    check_equivalent("13:dp2", "tp2");
+    let phases = phases_of("13:dp2", "tp2", batch);
+    assert!(phases.iter().all(|p| p == &["dp2"]), "{phases:?}");
+}
+
+/// [`batch`] without its short bucket's micro-batches.
+fn without_short(step: usize) -> GlobalBatch {
+    let mut b = batch(step);
+    let short: usize = b.buckets[0]
+        .micro_batches
+        .drain(..)
+        .map(|m| m.target_tokens)
+        .sum();
+    b.target_tokens -= short;
+    b
+}
+
+#[test]
+fn an_empty_bucket_costs_nothing_and_stays_exact() {
+    // The empty bucket's strategy (dp2) runs no phase and pays no switch.
+    let phases = phases_of("7:dp2,13:tp2", "dp2", without_short);
+    assert!(phases.iter().all(|p| p == &["tp2"]), "{phases:?}");
+    for clip in [true, false] {
+        let expected = reference_on(backend(), &Case::tied(clip), STEPS, without_short).unwrap();
+        for result in check_all_ranks("7:dp2,13:tp2", "dp2", &expected, None) {
+            result.unwrap();
+        }
+    }
+}
+
+#[test]
+fn the_check_fails_when_one_phase_doubles_its_gradients() {
+    let fault = GradientFault {
+        bucket: None,
+        factor: 2.0,
     };
-    let (losses, state, phases) = hot_run("7:dp2,13:tp2", "dp2", without_short);
-    assert!(phases
-        .iter()
-        .all(|p| p.len() == 1 && p[0].to_string() == "tp2"));
-    let reference = {
-        let mut trainer =
-            luoshu_train::Trainer::new(model(), train_config(), backend(), SEED).unwrap();
-        let losses: Vec<f64> = (0..STEPS)
-            .map(|i| trainer.train_step(&without_short(i)).unwrap().loss)
-            .collect();
-        (losses, trainer.state().unwrap())
-    };
-    compare_runs("hot with an empty bucket", &(losses, state), &reference).unwrap();
+    let dp2: Strategy = "dp2".parse().unwrap();
+    // With and without clipping: clipping and Adam hide the factor from the parameters,
+    // but not from the gradient norm before clipping.
+    for reference in &references()[..2] {
+        let results = check_all_ranks("7:dp2,13:tp2", "tp2", reference, Some((dp2, fault)));
+        for result in &results {
+            let err = result
+                .as_ref()
+                .expect_err("a doubled phase must fail the check");
+            assert!(
+                err.contains("gradient norm before clipping") || err.contains("differ"),
+                "{err}"
+            );
+        }
+    }
 }
 
 #[test]
 fn hot_switching_is_bit_identical_to_itself() {
-    let a = hot_run("7:dp2,13:tp2", "tp2", batch);
-    let b = hot_run("7:dp2,13:tp2", "tp2", batch);
+    let run = || {
+        let buckets: BucketStrategies = "7:dp2,13:tp2".parse().unwrap();
+        let mut results = threads::run(2, |world| {
+            let mut trainer = HotSwitchTrainer::new(
+                model(),
+                train_config(),
+                backend(),
+                world,
+                buckets.clone(),
+                "tp2".parse().unwrap(),
+                SEED,
+            )
+            .unwrap();
+            let losses: Vec<f64> = (0..3)
+                .map(|i| trainer.train_step(&batch(i)).unwrap().step.loss)
+                .collect();
+            (losses, trainer.gather_state().unwrap())
+        });
+        let (losses, state) = results.remove(0);
+        (losses, state.unwrap())
+    };
+    let (a, b) = (run(), run());
     assert_eq!(a.0, b.0);
     for (name, t) in a.1.params.iter() {
         let other = b.1.params.get(name).unwrap();

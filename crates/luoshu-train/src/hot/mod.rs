@@ -17,12 +17,13 @@
 //! 4. switches the accumulator into the update layout and updates once.
 
 mod buckets;
+pub mod check;
 mod order;
 
 pub use buckets::BucketStrategies;
 pub use order::{best_order, MAX_PHASES};
 
-use crate::parallel::ParallelTrainer;
+use crate::parallel::{GradientFault, ParallelTrainer};
 use crate::placement::{strategy_placements, StatePlacements};
 use crate::trainer::loss_scale;
 use crate::{Error, Result, StepStats, TrainConfig, TrainerState};
@@ -206,6 +207,28 @@ impl HotSwitchTrainer {
     /// The trainer that owns the master parameters and optimizer state.
     pub fn update_trainer(&self) -> &ParallelTrainer {
         &self.runtimes[0].trainer
+    }
+
+    /// Test only: break the gradients `strategy`'s runtime accumulates (see
+    /// [`GradientFault`]; its buckets are those of each phase). Never use in training.
+    #[doc(hidden)]
+    pub fn inject_gradient_fault(
+        &mut self,
+        strategy: Strategy,
+        fault: Option<GradientFault>,
+    ) -> Result<()> {
+        let runtime = self
+            .runtimes
+            .iter_mut()
+            .find(|r| r.strategy == strategy)
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "hot switching over {} has no runtime for {strategy}",
+                    self.buckets
+                ))
+            })?;
+        runtime.trainer.inject_gradient_fault(fault);
+        Ok(())
     }
 
     fn runtime_index(&self, strategy: Strategy) -> usize {

@@ -12,7 +12,7 @@
 //! for checkpoints.
 
 use super::compare::{compare_pieces, compare_stats, compare_stores, Agreement};
-use super::ParallelTrainer;
+use super::{ParallelTrainer, StatePieces};
 use crate::placement::{check_strategy, strategy_placements};
 use crate::trainer::StepStats;
 use crate::{AdamWConfig, Error, LrSchedule, Result, TrainConfig, Trainer, TrainerState};
@@ -266,20 +266,33 @@ impl Case {
 #[derive(Debug, Clone)]
 pub struct Reference {
     pub case: Case,
+    /// Step `i`'s global batch.
+    pub batches: fn(usize) -> GlobalBatch,
     pub steps: Vec<(StepStats, TrainerState)>,
 }
 
 /// `steps` single-device steps of `case` on [`batch`]`(0..steps)`.
 pub fn reference(backend: Arc<dyn Backend>, case: &Case, steps: usize) -> Result<Reference> {
+    reference_on(backend, case, steps, batch)
+}
+
+/// `steps` single-device steps of `case` on `batches(0..steps)`.
+pub fn reference_on(
+    backend: Arc<dyn Backend>,
+    case: &Case,
+    steps: usize,
+    batches: fn(usize) -> GlobalBatch,
+) -> Result<Reference> {
     let mut trainer = Trainer::new(case.model.clone(), case.config.clone(), backend, SEED)?;
     let steps = (0..steps)
         .map(|i| {
-            let stats = trainer.train_step(&batch(i))?;
+            let stats = trainer.train_step(&batches(i))?;
             Ok((stats, trainer.state()?))
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(Reference {
         case: case.clone(),
+        batches,
         steps,
     })
 }
@@ -307,8 +320,8 @@ pub fn check_rank(
     check_trainer(&mut trainer, reference)
 }
 
-/// Collective: steps `trainer` (fresh, built for `reference.case`) on [`batch`]`(i)` for
-/// every step `i` of `reference`; after each, this rank's loss, gradient norm before
+/// Collective: steps `trainer` (fresh, built for `reference.case`) on the batch of every
+/// step of `reference`; after each, this rank's loss, gradient norm before
 /// clipping, parameters and AdamW moments must equal one device's (element-wise, on the
 /// pieces this rank holds). A rank that finds a difference keeps training so the
 /// collectives stay matched; at the end every rank fails when any did, with the first
@@ -317,60 +330,109 @@ pub fn check_rank(
 pub fn check_trainer(trainer: &mut ParallelTrainer, reference: &Reference) -> Result<Agreement> {
     let mesh = trainer.mesh();
     let (strategy, world) = (mesh.strategy, mesh.world.clone());
-    let rank = world.rank();
     let who = format!(
-        "{} {strategy} rank {rank} (data {}, stage {}, tensor {})",
-        reference.case.name, mesh.dp_rank, mesh.pp_rank, mesh.tp_rank
+        "{} {strategy} rank {} (data {}, stage {}, tensor {})",
+        reference.case.name,
+        world.rank(),
+        mesh.dp_rank,
+        mesh.pp_rank,
+        mesh.tp_rank
     );
-    if trainer.model_config() != &reference.case.model {
-        return Err(Error::State(format!(
-            "{who}: the trainer was built for another model than the reference's"
-        )));
-    }
-    if trainer.step() != 0 {
-        return Err(Error::State(format!(
-            "{who}: the check needs a fresh trainer, this one took {} steps",
-            trainer.step()
-        )));
-    }
-    let placed = strategy_placements(trainer.model_config(), strategy)?;
     let backend = trainer.backend().clone();
-    let ops = Ops::new(backend.as_ref());
-    let mut agreement = Agreement::default();
-    let mut first_difference = None;
-    for (i, (stats, state)) in reference.steps.iter().enumerate() {
-        let got = trainer.train_step(&batch(i))?;
-        if first_difference.is_some() {
-            continue;
+    let checked = Checked {
+        who,
+        model: trainer.model_config().clone(),
+        steps_taken: trainer.step(),
+        state_strategy: strategy,
+        world,
+        backend,
+    };
+    checked.run(reference, |batch| {
+        let stats = trainer.train_step(batch)?;
+        Ok((stats, trainer.state_pieces()?))
+    })
+}
+
+/// A fresh trainer of any kind under [`Checked::run`]: who it is, what it trains, and the
+/// strategy whose placements lay out the state it returns after each step.
+pub struct Checked {
+    /// How errors name this rank.
+    pub who: String,
+    pub model: ModelConfig,
+    /// Steps the trainer took before the check (it must be fresh).
+    pub steps_taken: u64,
+    /// The strategy whose placements lay out the returned state (for hot switching, the
+    /// update strategy's).
+    pub state_strategy: Strategy,
+    pub world: Arc<dyn Communicator>,
+    pub backend: Arc<dyn Backend>,
+}
+
+impl Checked {
+    /// Collective: `step` trains on the batch of every step of `reference` and
+    /// returns the step's stats and this rank's state pieces; each must equal one
+    /// device's (see [`check_trainer`]).
+    pub fn run(
+        self,
+        reference: &Reference,
+        mut step: impl FnMut(&GlobalBatch) -> Result<(StepStats, StatePieces)>,
+    ) -> Result<Agreement> {
+        let Checked {
+            who,
+            model,
+            steps_taken,
+            state_strategy,
+            world,
+            backend,
+        } = self;
+        let rank = world.rank();
+        if model != reference.case.model {
+            return Err(Error::State(format!(
+                "{who}: the trainer was built for another model than the reference's"
+            )));
         }
-        let what = format!("{who}, step {i}");
-        let compared = compare_stats(&what, &got, stats).and_then(|a| {
-            let pieces = trainer.state_pieces()?;
-            agreement.merge(a);
-            compare_pieces(&ops, &what, rank, &pieces, &placed, state)
-        });
-        match compared {
-            Ok(a) => agreement.merge(a),
-            Err(e) => first_difference = Some(e),
+        if steps_taken != 0 {
+            return Err(Error::State(format!(
+                "{who}: the check needs a fresh trainer, this one took {steps_taken} steps"
+            )));
         }
-    }
-    // Every rank learns which ranks found a difference.
-    let mut flags = vec![0.0f64; world.size()];
-    flags[rank] = f64::from(u8::from(first_difference.is_some()));
-    let flags = world.all_reduce(&Tensor::from_vec(flags, [world.size()])?, ReduceOp::Sum)?;
-    let failed: Vec<usize> = flags
-        .to_f64_vec()
-        .iter()
-        .enumerate()
-        .filter(|(_, &f)| f > 0.0)
-        .map(|(r, _)| r)
-        .collect();
-    match first_difference {
-        Some(e) => Err(e),
-        None if failed.is_empty() => Ok(agreement),
-        None => Err(Error::State(format!(
-            "{who} agrees with one device, but rank(s) {failed:?} differ (their errors say \
-             where)"
-        ))),
+        let placed = strategy_placements(&model, state_strategy)?;
+        let ops = Ops::new(backend.as_ref());
+        let mut agreement = Agreement::default();
+        let mut first_difference = None;
+        for (i, (stats, state)) in reference.steps.iter().enumerate() {
+            let (got, pieces) = step(&(reference.batches)(i))?;
+            if first_difference.is_some() {
+                continue;
+            }
+            let what = format!("{who}, step {i}");
+            let compared = compare_stats(&what, &got, stats).and_then(|a| {
+                agreement.merge(a);
+                compare_pieces(&ops, &what, rank, &pieces, &placed, state)
+            });
+            match compared {
+                Ok(a) => agreement.merge(a),
+                Err(e) => first_difference = Some(e),
+            }
+        }
+        // Every rank learns which ranks found a difference.
+        let mut flags = vec![0.0f64; world.size()];
+        flags[rank] = f64::from(u8::from(first_difference.is_some()));
+        let flags = world.all_reduce(&Tensor::from_vec(flags, [world.size()])?, ReduceOp::Sum)?;
+        let failed: Vec<usize> = flags
+            .to_f64_vec()
+            .iter()
+            .enumerate()
+            .filter(|(_, &f)| f > 0.0)
+            .map(|(r, _)| r)
+            .collect();
+        match first_difference {
+            Some(e) => Err(e),
+            None if failed.is_empty() => Ok(agreement),
+            None => Err(Error::State(format!(
+                "{who} agrees with one device, but rank(s) {failed:?} differ (their errors \
+                 say where)"
+            ))),
+        }
     }
 }
