@@ -426,3 +426,64 @@ fn hot_switching_resumes_bit_identically_and_under_a_static_strategy() {
     );
     assert!(err.contains("32:dp2"), "{err}");
 }
+
+#[test]
+fn auto_probes_each_bucket_once_saves_the_choice_and_reuses_it() {
+    let root = temp_dir("auto");
+    let data = write_corpus(&root);
+    let config = write_config(&root, &data, "run.toml", 32);
+    let config = config.to_str().unwrap();
+    let auto = ["--config", config, "--hot-switch", "auto", "--devices", "2"];
+
+    let first = succeed(&root, &[&auto[..], &["--steps", "2"]].concat());
+    // The one-layer model cannot be split into two pipeline stages.
+    assert!(first.contains("probing dp2, tp2 on 2 ranks"), "{first}");
+    // The table: one line per bucket edge of the data, with the choice.
+    for bucket in ["≤16", "≤32"] {
+        assert!(first.contains(bucket), "{first}");
+    }
+    let run = root.join("runs/tiny");
+    let saved = std::fs::read_to_string(run.join("strategy.toml")).unwrap();
+    for key in [
+        "buckets = ",
+        "update_strategy = ",
+        "[[measured]]",
+        "devices = 2",
+    ] {
+        assert!(saved.contains(key), "{saved}");
+    }
+    // The saved config keeps asking for the automatic choice.
+    let config_saved = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(
+        config_saved.contains("buckets = \"auto\""),
+        "{config_saved}"
+    );
+
+    // Resuming reuses the measured choice instead of probing again.
+    let resumed = succeed(&root, &["--resume", "--steps", "3", "--name", "tiny"]);
+    assert!(!resumed.contains("probing"), "{resumed}");
+    assert!(resumed.contains("measured earlier"), "{resumed}");
+
+    // Another rank count measures again.
+    let other = succeed(
+        &root,
+        &[
+            "--config",
+            config,
+            "--hot-switch",
+            "auto",
+            "--devices",
+            "1",
+            "--steps",
+            "1",
+            "--name",
+            "one",
+        ],
+    );
+    assert!(other.contains("probing single on 1 rank "), "{other}");
+    assert!(
+        other.contains("single is the fastest for every bucket"),
+        "{other}"
+    );
+    std::fs::remove_dir_all(root).unwrap();
+}

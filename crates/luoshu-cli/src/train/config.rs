@@ -108,7 +108,10 @@ pub struct RunConfig {
     /// Seeds the corpus split, data order and initialization.
     pub seed: u64,
     pub model: ModelChoice,
-    /// Parallel strategy (`single`, `dp2`, `tp2`, `dp2tp2`, `dp2pp2`, `dp4zero1`, ...).
+    /// Parallel strategy (`single`, `dp2`, `tp2`, `dp2tp2`, `dp2pp2`, `dp4zero1`, ...), or
+    /// `auto`: hot switching on every core (or `--devices`), each bucket under the
+    /// strategy a measured probe finds fastest at start-up (saved in
+    /// `runs/<name>/strategy.toml` and reused).
     pub strategy: String,
     pub data: DataConfig,
     pub train: TrainConfig,
@@ -123,7 +126,8 @@ pub struct RunConfig {
 #[serde(deny_unknown_fields)]
 pub struct HotSwitchConfig {
     /// `EDGE:STRATEGY,...` ascending, e.g. `"256:dp2,1024:tp2"`: buckets up to each edge
-    /// run under its strategy.
+    /// run under its strategy; `auto`: each of `data.bucket_edges` under the strategy the
+    /// start-up probe finds fastest.
     pub buckets: String,
     /// The strategy that keeps the master weights and optimizer state and updates them
     /// (default: the longest bucket's).
@@ -141,7 +145,7 @@ impl Default for RunConfig {
             keep_checkpoints: 3,
             seed: 0,
             model: ModelChoice::Preset("tiny".into()),
-            strategy: "single".into(),
+            strategy: AUTO.into(),
             data: DataConfig::default(),
             train: TrainConfig {
                 schedule: LrSchedule {
@@ -154,6 +158,9 @@ impl Default for RunConfig {
         }
     }
 }
+
+/// The `strategy` (and `[hot_switch] buckets`) value that asks for the probe's choice.
+pub const AUTO: &str = "auto";
 
 /// Levenshtein distance (for "did you mean").
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -207,28 +214,64 @@ impl RunConfig {
         toml::to_string(self).map_err(|e| format!("cannot write the config as TOML: {e}"))
     }
 
-    /// The model this run trains, after checking every value that must fit together.
-    /// The parsed [`RunConfig::strategy`].
+    /// Whether the strategies are chosen at start-up by the probe: `[hot_switch] buckets =
+    /// "auto"`, or `strategy = "auto"` without a `[hot_switch]` table naming the buckets.
+    pub fn is_auto(&self) -> bool {
+        match &self.hot_switch {
+            Some(table) => table.buckets == AUTO,
+            None => self.strategy == AUTO,
+        }
+    }
+
+    /// The parsed [`RunConfig::strategy`] (the update strategy under hot switching).
     pub fn strategy(&self) -> Result<luoshu_dist::Strategy, String> {
+        if self.is_auto() {
+            return Err("the strategy is `auto`: it is chosen by the probe at start-up".into());
+        }
         self.strategy
             .parse()
             .map_err(|e: luoshu_dist::Error| e.to_string())
     }
 
-    /// The buckets' strategies and the update strategy, when hot switching.
+    /// The update strategy the `[hot_switch]` table names, if any.
+    pub fn update_strategy(&self) -> Result<Option<luoshu_dist::Strategy>, String> {
+        self.hot_switch
+            .as_ref()
+            .and_then(|h| h.update_strategy.as_deref())
+            .map(|s| {
+                s.parse()
+                    .map_err(|e: luoshu_dist::Error| format!("update strategy: {e}"))
+            })
+            .transpose()
+    }
+
+    /// The buckets' strategies and the update strategy of a named hot-switching plan
+    /// (`None` for a static strategy or `auto`).
     pub fn hot_switch_plan(
         &self,
     ) -> Result<Option<(luoshu_train::hot::BucketStrategies, luoshu_dist::Strategy)>, String> {
+        if self.is_auto() {
+            return Ok(None);
+        }
         self.hot_switch
             .as_ref()
-            .map(|h| parse_plan(&h.buckets, h.update_strategy.as_deref()))
+            .map(|h| parse_plan(&h.buckets, self.update_strategy()?))
             .transpose()
     }
 
     pub fn validate(&self) -> Result<ModelConfig, String> {
         let model = self.model.resolve()?;
-        self.strategy()?;
-        self.hot_switch_plan()?;
+        if self.is_auto() {
+            self.update_strategy()?;
+        } else {
+            self.strategy()?;
+            // Every bucket of the data needs a strategy: say which edge to add up front.
+            if let Some((buckets, _)) = self.hot_switch_plan()? {
+                for &edge in &self.data.bucket_edges {
+                    buckets.strategy_for(edge).map_err(|e| e.to_string())?;
+                }
+            }
+        }
         model.validate().map_err(|e| e.to_string())?;
         self.train.validate().map_err(|e| e.to_string())?;
         let invalid = |msg: String| Err(format!("invalid run configuration: {msg}"));
@@ -313,17 +356,12 @@ pub fn annotated_toml(config: &RunConfig) -> Result<String, String> {
 /// Buckets and strategies from the `[hot_switch]` table.
 fn parse_plan(
     buckets: &str,
-    update: Option<&str>,
+    update: Option<luoshu_dist::Strategy>,
 ) -> Result<(luoshu_train::hot::BucketStrategies, luoshu_dist::Strategy), String> {
     let buckets: luoshu_train::hot::BucketStrategies = buckets
         .parse()
         .map_err(|e: luoshu_train::Error| e.to_string())?;
-    let update = match update {
-        Some(s) => s
-            .parse()
-            .map_err(|e: luoshu_dist::Error| format!("update strategy: {e}"))?,
-        None => buckets.longest(),
-    };
+    let update = update.unwrap_or_else(|| buckets.longest());
     Ok((buckets, update))
 }
 

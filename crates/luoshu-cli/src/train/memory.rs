@@ -7,6 +7,13 @@ use luoshu_dist::Strategy;
 use luoshu_model::ModelConfig;
 use luoshu_train::memory_estimate::{check_fits, MemoryEstimate};
 
+/// How many ranks train, and how many of them share this process's memory.
+#[derive(Debug, Clone, Copy)]
+pub struct Ranks {
+    pub devices: usize,
+    pub local: usize,
+}
+
 /// Parse a byte count: `123`, `512K`, `64M`, `1.5G`, `2T` (binary units; `GiB`, `GB` and
 /// lowercase are accepted too).
 pub fn parse_bytes(text: &str) -> Result<u64, String> {

@@ -1,6 +1,7 @@
 //! `luoshu train`: configure, load data, train with a progress bar, evaluate, checkpoint,
 //! and leave `runs/<name>/` with the config, tokenizer, metrics, loss plot and checkpoints.
 
+mod auto;
 pub(crate) mod config;
 mod data;
 mod lock;
@@ -17,6 +18,7 @@ use luoshu_data::{GlobalBatch, LengthBucketLoader};
 use luoshu_dist::Strategy;
 use luoshu_model::ModelConfig;
 use luoshu_train::checkpoint::{self, CheckpointMeta};
+use memory::Ranks;
 use metrics::{MetricsLog, MetricsRow};
 use runner::{describe_phases, Runner};
 use std::path::{Path, PathBuf};
@@ -142,24 +144,28 @@ fn build_config(args: &TrainArgs) -> Result<RunConfig, String> {
     match (&args.strategy, args.devices) {
         (Some(strategy), _) => {
             config.strategy = strategy.clone();
-            // An explicit static strategy replaces a saved hot-switching plan.
+            // An explicit strategy replaces a saved hot-switching plan.
             config.hot_switch = None;
         }
-        (None, Some(devices)) if config.hot_switch.is_none() => {
+        // Without a strategy, `--devices N` is data parallelism on N ranks, or the
+        // automatic choice on N ranks.
+        (None, Some(devices)) if config.hot_switch.is_none() && !config.is_auto() => {
             config.strategy = format!("dp{devices}")
         }
         _ => {}
     }
-    // Hot switching updates (and checkpoints) under the update strategy.
+    // A named hot-switching plan updates (and checkpoints) under the update strategy.
     if let Some((_, update)) = config.hot_switch_plan()? {
         config.strategy = update.to_string();
     }
-    let strategy = config.strategy()?;
-    if let Some(devices) = args.devices.filter(|&d| d != strategy.devices()) {
-        return Err(format!(
-            "--devices {devices} does not match strategy {strategy}, which needs {} ranks",
-            strategy.devices()
-        ));
+    if !config.is_auto() {
+        let strategy = config.strategy()?;
+        if let Some(devices) = args.devices.filter(|&d| d != strategy.devices()) {
+            return Err(format!(
+                "--devices {devices} does not match strategy {strategy}, which needs {} ranks",
+                strategy.devices()
+            ));
+        }
     }
     Ok(config)
 }
@@ -213,18 +219,22 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode, String> {
         print!("{}", config::annotated_toml(&config)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let strategy = config.strategy()?;
-    // Threads share this process's memory; an MPI process holds one rank.
-    let local_ranks = match args.comm {
-        CommBackend::Threads => strategy.devices(),
-        CommBackend::Mpi => 1,
-    };
-    memory::check(&config, &model, strategy, local_ranks, args.memory_per_rank)?;
+    // A named strategy, or none when the probe chooses at start-up.
+    let strategy = (!config.is_auto()).then(|| config.strategy()).transpose()?;
     let stop = stop::StopRequest::install()?;
     let outcome = match args.comm {
         CommBackend::Threads => {
-            let setup = Setup::new(args, config, model, strategy, true)?;
-            let results = threads::run(strategy.devices(), |comm| {
+            let devices = match strategy {
+                Some(s) => s.devices(),
+                None => args.devices.unwrap_or_else(machine_cores),
+            };
+            // Threads share this process's memory.
+            let ranks = Ranks {
+                devices,
+                local: devices,
+            };
+            let setup = Setup::new(args, config, model, strategy, ranks, true)?;
+            let results = threads::run(devices, |comm| {
                 let loader = setup.data.train.clone();
                 train_rank(comm, &setup, loader, &stop)
             });
@@ -241,6 +251,11 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode, String> {
     }
 }
 
+/// The cores this machine offers this process (1 when unknown).
+fn machine_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// How a rank's training ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
@@ -255,27 +270,32 @@ fn run_mpi(
     args: &TrainArgs,
     config: RunConfig,
     model: ModelConfig,
-    strategy: Strategy,
+    strategy: Option<Strategy>,
     stop: &stop::StopRequest,
 ) -> Result<Outcome, String> {
     let world = luoshu_comm::mpi::MpiComm::world(luoshu_comm::DEFAULT_TIMEOUT)
         .map_err(|e| e.to_string())?;
-    if world.size() != strategy.devices() {
+    if let Some(strategy) = strategy.filter(|s| s.devices() != world.size()) {
         return Err(format!(
             "strategy {strategy} needs {} ranks but mpirun started {}",
             strategy.devices(),
             world.size()
         ));
     }
+    // An MPI process holds one rank.
+    let ranks = Ranks {
+        devices: world.size(),
+        local: 1,
+    };
     // Rank 0 prepares the run directory and trains the tokenizer; the others then reuse it.
     let leader = world.rank() == 0;
     let setup = if leader {
-        let setup = Setup::new(args, config, model, strategy, true);
+        let setup = Setup::new(args, config, model, strategy, ranks, true);
         world.barrier().map_err(|e| e.to_string())?;
         setup?
     } else {
         world.barrier().map_err(|e| e.to_string())?;
-        Setup::new(args, config, model, strategy, false)?
+        Setup::new(args, config, model, strategy, ranks, false)?
     };
     let loader = setup.data.train.clone();
     let result = train_rank(world, &setup, loader, stop);
@@ -288,7 +308,7 @@ fn run_mpi(
     _: &TrainArgs,
     _: RunConfig,
     _: ModelConfig,
-    _: Strategy,
+    _: Option<Strategy>,
     _: &stop::StopRequest,
 ) -> Result<Outcome, String> {
     Err(
@@ -303,7 +323,12 @@ fn run_mpi(
 struct Setup {
     config: RunConfig,
     model: ModelConfig,
-    strategy: Strategy,
+    /// The named strategy (the update strategy of a named hot-switching plan), or `None`
+    /// when the probe chooses at start-up.
+    strategy: Option<Strategy>,
+    /// Under `auto`: the strategies that can run the model on these ranks and fit in
+    /// memory, which the probe measures.
+    candidates: Vec<Strategy>,
     run_dir: PathBuf,
     checkpoint_dir: PathBuf,
     data: data::RunData,
@@ -320,9 +345,18 @@ impl Setup {
         args: &TrainArgs,
         config: RunConfig,
         model: ModelConfig,
-        strategy: Strategy,
+        strategy: Option<Strategy>,
+        ranks: Ranks,
         writes: bool,
     ) -> Result<Self, String> {
+        // Refuse what cannot fit before touching the run directory or the data.
+        let candidates = match strategy {
+            Some(strategy) => {
+                memory::check(&config, &model, strategy, ranks.local, args.memory_per_rank)?;
+                Vec::new()
+            }
+            None => auto::fitting_candidates(&config, &model, ranks, args.memory_per_rank)?,
+        };
         let run_dir = Path::new(RUNS_DIR).join(&config.name);
         let checkpoint_dir = run_dir.join("checkpoint");
         if args.resume && !checkpoint::has_checkpoint(&checkpoint_dir) {
@@ -350,13 +384,17 @@ impl Setup {
                 println!("{line}");
             }
         };
+        let running = match strategy {
+            Some(s) => s.to_string(),
+            None => "strategies chosen per bucket at start-up".into(),
+        };
         log(format!(
-            "luoshu train `{}`: {} parameters on {} device{} ({strategy}, CPU backend), {} steps \
+            "luoshu train `{}`: {} parameters on {} device{} ({running}, CPU backend), {} steps \
              of {} tokens",
             config.name,
             model.num_parameters(),
-            strategy.devices(),
-            if strategy.devices() == 1 { "" } else { "s" },
+            ranks.devices,
+            if ranks.devices == 1 { "" } else { "s" },
             config.steps,
             config.data.global_batch_tokens
         ));
@@ -386,7 +424,7 @@ impl Setup {
             }
             data.train.seek(saved.data).map_err(|e| e.to_string())?;
             log(format!(
-                "resuming from {} (step {}) under {strategy}",
+                "resuming from {} (step {}) under {running}",
                 saved.dir.display(),
                 saved.state.step
             ));
@@ -409,6 +447,7 @@ impl Setup {
             config,
             model,
             strategy,
+            candidates,
             run_dir,
             checkpoint_dir,
             data,
@@ -452,7 +491,19 @@ fn train_rank(
 ) -> Result<Outcome, String> {
     let config = &setup.config;
     let reports = setup.writes && comm.rank() == 0;
-    let mut trainer = Runner::new(config, &setup.model, setup.strategy, comm.clone())?;
+    let plan = match setup.strategy {
+        Some(_) => config.hot_switch_plan()?,
+        None => Some(auto::choose(
+            comm.clone(),
+            config,
+            &setup.model,
+            &setup.candidates,
+            &setup.run_dir,
+            &loader,
+            reports,
+        )?),
+    };
+    let mut trainer = Runner::new(config, &setup.model, setup.strategy, plan, comm.clone())?;
     if let Some(saved) = &setup.resume {
         trainer.restore(&saved.state)?;
     }

@@ -8,7 +8,7 @@ use luoshu_comm::Communicator;
 use luoshu_data::GlobalBatch;
 use luoshu_dist::{Mesh, Strategy};
 use luoshu_model::ModelConfig;
-use luoshu_train::hot::{HotSwitchTrainer, PhaseStats};
+use luoshu_train::hot::{BucketStrategies, HotSwitchTrainer, PhaseStats};
 use luoshu_train::parallel::ParallelTrainer;
 use luoshu_train::{StepStats, TrainerState};
 use std::sync::Arc;
@@ -31,41 +31,46 @@ fn text<E: std::fmt::Display>(e: E) -> String {
 }
 
 impl Runner {
-    /// Collective over `world`: the trainer `config` asks for.
+    /// Collective over `world`: a hot-switching trainer for `plan` (buckets and update
+    /// strategy), or a static one for `strategy` when there is no plan or every bucket
+    /// runs under the update strategy (nothing would ever switch).
     pub fn new(
         config: &RunConfig,
         model: &ModelConfig,
-        strategy: Strategy,
+        strategy: Option<Strategy>,
+        plan: Option<(BucketStrategies, Strategy)>,
         world: Arc<dyn Communicator>,
     ) -> Result<Self, String> {
         let backend: Arc<dyn Backend> = Arc::new(luoshu_backend::cpu::CpuBackend::new());
-        Ok(match config.hot_switch_plan()? {
-            Some((buckets, update)) => Runner::Hot(
-                HotSwitchTrainer::new(
-                    model.clone(),
-                    config.train.clone(),
-                    backend,
-                    world,
-                    buckets,
-                    update,
-                    config.seed,
-                )
-                .map_err(text)?,
-            ),
-            None => {
-                let mesh = Mesh::new(strategy, world).map_err(text)?;
-                Runner::Static(Box::new(
-                    ParallelTrainer::new(
+        let fixed = match plan {
+            Some((buckets, update)) if buckets.strategies() != [update] => {
+                return Ok(Runner::Hot(
+                    HotSwitchTrainer::new(
                         model.clone(),
                         config.train.clone(),
                         backend,
-                        mesh,
+                        world,
+                        buckets,
+                        update,
                         config.seed,
                     )
                     .map_err(text)?,
                 ))
             }
-        })
+            Some((_, update)) => update,
+            None => strategy.ok_or("no strategy to train under")?,
+        };
+        let mesh = Mesh::new(fixed, world).map_err(text)?;
+        Ok(Runner::Static(Box::new(
+            ParallelTrainer::new(
+                model.clone(),
+                config.train.clone(),
+                backend,
+                mesh,
+                config.seed,
+            )
+            .map_err(text)?,
+        )))
     }
 
     pub fn train_step(&mut self, batch: &GlobalBatch) -> Result<RunnerStep, String> {

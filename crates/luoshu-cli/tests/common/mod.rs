@@ -46,6 +46,7 @@ eval_every = 2
 checkpoint_every = 2
 keep_checkpoints = 3
 seed = 7
+strategy = "single"
 
 [model]
 vocab_size = 320

@@ -19,6 +19,7 @@
 mod buckets;
 pub mod check;
 mod order;
+pub mod probe;
 
 pub use buckets::BucketStrategies;
 pub use order::{best_order, MAX_PHASES};
