@@ -2,7 +2,7 @@
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// What to benchmark: `gemm`, `attention` or `train`.
+    /// What to benchmark: `gemm`, `attention`, `train` or `hot`.
     pub what: String,
     /// Threads for our kernels (rayon) and for the baseline (OpenBLAS, PyTorch).
     #[arg(long, default_value_t = 2)]
@@ -11,16 +11,17 @@ pub struct BenchArgs {
     /// reported).
     #[arg(long, default_value_t = 1.0)]
     pub seconds: f64,
-    /// `train`: the model preset (tiny, bench-5m, ...).
+    /// `train`, `hot`: the model preset (tiny, bench-5m, ...).
     #[arg(long, default_value = "bench-5m")]
     pub config: String,
     /// `train`: sequences per step (each the preset's max_seq_len tokens long).
     #[arg(long, default_value_t = 8)]
     pub batch: usize,
-    /// `train`: measured steps (the median step time is reported).
+    /// `train`: measured steps (the median step time is reported); `hot`: measured steps
+    /// per round and system.
     #[arg(long, default_value_t = 10)]
     pub steps: usize,
-    /// `train`: unmeasured steps before them (plan compilation, allocator warm-up).
+    /// `train`, `hot`: unmeasured steps before them (plan compilation, allocator warm-up).
     #[arg(long, default_value_t = 2)]
     pub warmup: usize,
     /// `train`: measure luoshu only, without the PyTorch baseline.
@@ -30,4 +31,22 @@ pub struct BenchArgs {
     /// ranks are threads of this process).
     #[arg(long, default_value = "")]
     pub strategies: String,
+    /// `hot`: the hot-switching plan, `EDGE:STRATEGY,...` (as `luoshu train --hot-switch`).
+    #[arg(long)]
+    pub hot_switch: Option<String>,
+    /// `hot`: the update strategy (default: the longest bucket's).
+    #[arg(long)]
+    pub update_strategy: Option<String>,
+    /// `hot`: rounds; each runs every system for --steps steps, one system after another.
+    #[arg(long, default_value_t = 2)]
+    pub rounds: usize,
+    /// `hot`: training text (default: the cargo registry's Rust sources, as `luoshu train`).
+    #[arg(long)]
+    pub data: Option<String>,
+    /// `hot`: longest sequence; longer documents are cut.
+    #[arg(long, default_value_t = 1024)]
+    pub max_len: usize,
+    /// `hot`: the length buckets, ascending, ending at --max-len.
+    #[arg(long, default_value = "128,256,512,1024")]
+    pub bucket_edges: String,
 }

@@ -6,8 +6,11 @@
 //!   (our f32 matmul at 1024³, measured in the same run) needs for the same FLOPs.
 //! - `train`: whole training steps of a model preset against PyTorch CPU eager
 //!   (`bench/train_torch.py`) on the identical model, batch and thread count.
+//! - `hot`: hot switching against every static strategy it uses, on the same batches of a
+//!   real corpus, interleaved in one process.
 
 mod args;
+mod hot;
 mod kernels;
 mod measurement;
 mod strategies;
@@ -29,8 +32,9 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, String> {
         "gemm" => kernels::gemm(args.threads, budget),
         "attention" => kernels::attention(budget),
         "train" => train::run(args),
+        "hot" => hot::run(args),
         other => Err(format!(
-            "unknown benchmark `{other}`; available: gemm, attention, train"
+            "unknown benchmark `{other}`; available: gemm, attention, train, hot"
         )),
     }
     .map(|()| ExitCode::SUCCESS)

@@ -223,10 +223,13 @@ impl RunConfig {
         }
     }
 
-    /// The parsed [`RunConfig::strategy`] (the update strategy under hot switching).
+    /// The parsed [`RunConfig::strategy`], or a named hot-switching plan's update strategy.
     pub fn strategy(&self) -> Result<luoshu_dist::Strategy, String> {
         if self.is_auto() {
             return Err("the strategy is `auto`: it is chosen by the probe at start-up".into());
+        }
+        if let Some((_, update)) = self.hot_switch_plan()? {
+            return Ok(update);
         }
         self.strategy
             .parse()
@@ -264,6 +267,7 @@ impl RunConfig {
         if self.is_auto() {
             self.update_strategy()?;
         } else {
+            // A named plan's update strategy, else the static strategy, must parse.
             self.strategy()?;
             // Every bucket of the data needs a strategy: say which edge to add up front.
             if let Some((buckets, _)) = self.hot_switch_plan()? {

@@ -3,7 +3,7 @@
 
 mod auto;
 pub(crate) mod config;
-mod data;
+pub(crate) mod data;
 mod lock;
 mod memory;
 mod metrics;

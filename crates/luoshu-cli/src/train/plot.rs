@@ -58,18 +58,80 @@ fn draw(rows: &[MetricsRow], path: &Path) -> Result<(), Box<dyn std::error::Erro
     Ok(())
 }
 
-/// Draw each step's time, with the part spent switching, into `path`.
+/// Draw each step's time split into its phases (seconds per strategy) and switching
+/// into `path`.
 pub fn plot_time(rows: &[MetricsRow], path: &Path) -> Result<(), String> {
     draw_time(rows, path).map_err(|e| format!("{}: cannot draw the time plot: {e}", path.display()))
 }
 
-fn draw_time(rows: &[MetricsRow], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
-    let step: Vec<(f64, f64)> = rows.iter().map(|r| (r.step as f64, r.seconds)).collect();
-    let switch: Vec<(f64, f64)> = rows
+/// Seconds per strategy of a `phases` field (`STRATEGY N seq T tok S s;...`).
+fn phase_seconds(phases: &str) -> Vec<(String, f64)> {
+    phases
+        .split(';')
+        .filter_map(|phase| {
+            let words: Vec<&str> = phase.split_whitespace().collect();
+            match words.as_slice() {
+                [strategy, _, "seq", _, "tok", seconds, "s"] => {
+                    Some((strategy.to_string(), seconds.parse().ok()?))
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// The stacked layers of the time plot, bottom first: each strategy's phases in order
+/// of first appearance (a static run's whole step is one "compute" layer), then
+/// switching. Each layer is its (step, top of the layer) points.
+fn time_layers(rows: &[MetricsRow]) -> Vec<(String, Vec<(f64, f64)>)> {
+    let per_row: Vec<Vec<(String, f64)>> = rows.iter().map(|r| phase_seconds(&r.phases)).collect();
+    let mut names: Vec<String> = Vec::new();
+    for (name, _) in per_row.iter().flatten() {
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+    let mut layers: Vec<(String, Vec<(f64, f64)>)> = names
         .iter()
-        .map(|r| (r.step as f64, r.switch_seconds))
+        .map(|n| (n.clone(), Vec::new()))
+        .chain([("compute".to_string(), Vec::new())])
+        .chain([("switching".to_string(), Vec::new())])
         .collect();
-    let high = step.iter().map(|p| p.1).fold(0.0, f64::max);
+    for (row, phases) in rows.iter().zip(&per_row) {
+        let x = row.step as f64;
+        let mut top = 0.0;
+        for (layer, name) in layers.iter_mut().zip(&names) {
+            top += phases
+                .iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, s)| s)
+                .sum::<f64>();
+            layer.1.push((x, top));
+        }
+        // What no phase and no switch accounts for: a static step, or the update.
+        let rest = (row.seconds - top - row.switch_seconds).max(0.0);
+        top += rest;
+        layers[names.len()].1.push((x, top));
+        layers[names.len() + 1]
+            .1
+            .push((x, top + row.switch_seconds));
+    }
+    if names.is_empty() {
+        layers
+    } else {
+        // Under hot switching the remainder is the update: name it so.
+        layers[names.len()].0 = "update".into();
+        layers
+    }
+}
+
+fn draw_time(rows: &[MetricsRow], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let layers = time_layers(rows);
+    let high = layers
+        .last()
+        .into_iter()
+        .flat_map(|(_, points)| points.iter().map(|p| p.1))
+        .fold(0.0, f64::max);
     if !(high.is_finite() && high > 0.0) {
         return Err("no step time to plot".into());
     }
@@ -78,7 +140,7 @@ fn draw_time(rows: &[MetricsRow], path: &Path) -> Result<(), Box<dyn std::error:
     let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption("luoshu step time", ("sans-serif", 24))
+        .caption("luoshu step time by phase", ("sans-serif", 24))
         .margin(16)
         .x_label_area_size(40)
         .y_label_area_size(56)
@@ -87,16 +149,23 @@ fn draw_time(rows: &[MetricsRow], path: &Path) -> Result<(), Box<dyn std::error:
         .configure_mesh()
         .x_label_formatter(&|x| format!("{x:.0}"))
         .x_desc("step")
-        .y_desc("seconds")
+        .y_desc("seconds (stacked)")
         .draw()?;
-    chart
-        .draw_series(LineSeries::new(step, &BLUE))?
-        .label("step (compute + switch)")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
-    chart
-        .draw_series(LineSeries::new(switch, RED.stroke_width(2)))?
-        .label("switching strategies")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+    // Top layer first, so each lower one is drawn over the part of it that it covers.
+    for (i, (name, points)) in layers.iter().enumerate().rev() {
+        if points.iter().all(|p| p.1 == 0.0) {
+            continue;
+        }
+        let color = if name == "switching" {
+            RED.to_rgba()
+        } else {
+            Palette99::pick(i).to_rgba()
+        };
+        chart
+            .draw_series(AreaSeries::new(points.clone(), 0.0, color.mix(0.6)))?
+            .label(name.as_str())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], color.filled()));
+    }
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.8))
@@ -104,4 +173,48 @@ fn draw_time(rows: &[MetricsRow], path: &Path) -> Result<(), Box<dyn std::error:
         .draw()?;
     root.present()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(step: u64, seconds: f64, switch_seconds: f64, phases: &str) -> MetricsRow {
+        MetricsRow {
+            step,
+            loss: 1.0,
+            val_loss: None,
+            lr: 1e-3,
+            tokens_per_s: 1.0,
+            grad_norm: 1.0,
+            seconds,
+            phases: phases.into(),
+            switch_seconds,
+            switch_bytes: 0,
+        }
+    }
+
+    #[test]
+    fn layers_stack_phases_then_the_update_then_switching() {
+        let rows = [row(
+            1,
+            1.0,
+            0.2,
+            "dp2 3 seq 90 tok 0.5000 s;tp2 1 seq 30 tok 0.2500 s",
+        )];
+        let layers = time_layers(&rows);
+        let tops: Vec<(&str, f64)> = layers.iter().map(|(n, p)| (n.as_str(), p[0].1)).collect();
+        assert_eq!(
+            tops,
+            [
+                ("dp2", 0.5),
+                ("tp2", 0.75),
+                ("update", 0.8),
+                ("switching", 1.0)
+            ]
+        );
+        let static_rows = [row(1, 2.0, 0.0, "")];
+        let layers = time_layers(&static_rows);
+        assert_eq!(layers[0], ("compute".to_string(), vec![(1.0, 2.0)]));
+    }
 }

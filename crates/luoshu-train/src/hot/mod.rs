@@ -57,6 +57,24 @@ pub struct HotStepStats {
     pub switch_seconds: f64,
     /// Bytes received over links by every rank together (parameters and gradients).
     pub switch_bytes: usize,
+    /// What the same switches would move if no rank reused what it already holds (every
+    /// rank receiving its whole destination layout, as a gather-and-reshard would): the
+    /// baseline `switch_bytes` is measured against.
+    pub switch_bytes_without_reuse: usize,
+}
+
+/// What switches moved: bytes received over links, and the whole destination layouts.
+#[derive(Debug, Clone, Copy, Default)]
+struct SwitchBytes {
+    received: usize,
+    without_reuse: usize,
+}
+
+impl std::ops::AddAssign for SwitchBytes {
+    fn add_assign(&mut self, other: SwitchBytes) {
+        self.received += other.received;
+        self.without_reuse += other.without_reuse;
+    }
 }
 
 /// One strategy's runtime and where it keeps the state.
@@ -90,9 +108,9 @@ pub struct HotSwitchTrainer {
     world: Arc<dyn Communicator>,
     backend: Arc<dyn Backend>,
     topology: Topology,
-    /// Plans by (source runtime, destination runtime, what moves): every step switches
-    /// between the same layouts.
-    plans: HashMap<(usize, usize, Move), Arc<SwitchPlan>>,
+    /// Plans by (source runtime, destination runtime, what moves), with the bytes of the
+    /// whole destination layout: every step switches between the same layouts.
+    plans: HashMap<(usize, usize, Move), (Arc<SwitchPlan>, usize)>,
 }
 
 /// The point-to-point tag of every switch message: messages between one pair of ranks
@@ -250,10 +268,11 @@ impl HotSwitchTrainer {
         (from, to)
     }
 
-    /// The plan of moving `what` from runtime `a` to `b`, planned once.
-    fn plan(&mut self, a: usize, b: usize, what: Move) -> Result<Arc<SwitchPlan>> {
-        if let Some(plan) = self.plans.get(&(a, b, what)) {
-            return Ok(plan.clone());
+    /// The plan of moving `what` from runtime `a` to `b`, planned once, and the bytes of
+    /// the destination layout (every holder's pieces).
+    fn plan(&mut self, a: usize, b: usize, what: Move) -> Result<(Arc<SwitchPlan>, usize)> {
+        if let Some(planned) = self.plans.get(&(a, b, what)) {
+            return Ok(planned.clone());
         }
         let (from, to) = self.ends(a, b, what);
         let pairs: Vec<(&Placement, &Placement)> = from.iter().zip(to).collect();
@@ -264,24 +283,29 @@ impl HotSwitchTrainer {
             element,
             SenderChoice::Balanced,
         )?);
-        self.plans.insert((a, b, what), plan.clone());
-        Ok(plan)
+        let destination: usize = to
+            .iter()
+            .flat_map(|p| p.holdings.iter())
+            .map(|h| h.piece.numel() * h.ranks.len() * element)
+            .sum();
+        self.plans.insert((a, b, what), (plan.clone(), destination));
+        Ok((plan, destination))
     }
 
     /// Bytes ranks receive over links when moving `what` from runtime `a` to `b`.
     fn planned_bytes(&mut self, a: usize, b: usize, what: Move) -> Result<usize> {
-        Ok(self.plan(a, b, what)?.lower_bound_per_rank.iter().sum())
+        Ok(self.plan(a, b, what)?.0.lower_bound_per_rank.iter().sum())
     }
 
     /// Moves `what` from runtime `a`'s pieces `src` into runtime `b`'s pieces `dst`;
-    /// returns the bytes received over links.
+    /// returns the bytes received over links and those of the whole destination layout.
     fn switch(
         &mut self,
         (a, b, what): (usize, usize, Move),
         src: &[Vec<Tensor>],
         dst: &[Vec<Tensor>],
-    ) -> Result<usize> {
-        let plan = self.plan(a, b, what)?;
+    ) -> Result<SwitchBytes> {
+        let (plan, destination) = self.plan(a, b, what)?;
         let (from, to) = self.ends(a, b, what);
         let ops = Ops::new(self.backend.as_ref());
         execute_switch(
@@ -294,7 +318,10 @@ impl HotSwitchTrainer {
             dst,
             SWITCH_TAG,
         )?;
-        Ok(plan.lower_bound_per_rank.iter().sum())
+        Ok(SwitchBytes {
+            received: plan.lower_bound_per_rank.iter().sum(),
+            without_reuse: destination,
+        })
     }
 
     /// The phases of `batch`: its non-empty buckets grouped by strategy, as runtime
@@ -344,7 +371,8 @@ impl HotSwitchTrainer {
         let scale = loss_scale(batch)?;
         let rank = self.world.rank();
         let phases = self.phases(batch)?;
-        let (mut loss, mut switch_seconds, mut switch_bytes) = (0.0, 0.0, 0);
+        let (mut loss, mut switch_seconds) = (0.0, 0.0);
+        let mut switch_bytes = SwitchBytes::default();
         let mut phase_stats = Vec::new();
         // The summed accumulator of the last phase: its runtime and flat buffer.
         let mut carried: Option<(usize, Tensor)> = None;
@@ -427,7 +455,8 @@ impl HotSwitchTrainer {
             },
             phases: phase_stats,
             switch_seconds,
-            switch_bytes,
+            switch_bytes: switch_bytes.received,
+            switch_bytes_without_reuse: switch_bytes.without_reuse,
         })
     }
 
