@@ -125,6 +125,15 @@ fn time_layers(rows: &[MetricsRow]) -> Vec<(String, Vec<(f64, f64)>)> {
     }
 }
 
+/// Colours of the strategies' phases (red is switching, grey the rest of the step).
+const PHASE_COLORS: [RGBColor; 5] = [
+    RGBColor(31, 119, 180),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(255, 127, 14),
+    RGBColor(23, 190, 207),
+];
+
 fn draw_time(rows: &[MetricsRow], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let layers = time_layers(rows);
     let high = layers
@@ -156,13 +165,14 @@ fn draw_time(rows: &[MetricsRow], path: &Path) -> Result<(), Box<dyn std::error:
         if points.iter().all(|p| p.1 == 0.0) {
             continue;
         }
-        let color = if name == "switching" {
-            RED.to_rgba()
-        } else {
-            Palette99::pick(i).to_rgba()
+        // Opaque, so a lower layer hides the upper ones where it covers them.
+        let color = match name.as_str() {
+            "switching" => RED,
+            "update" | "compute" => RGBColor(150, 150, 150),
+            _ => PHASE_COLORS[i % PHASE_COLORS.len()],
         };
         chart
-            .draw_series(AreaSeries::new(points.clone(), 0.0, color.mix(0.6)))?
+            .draw_series(AreaSeries::new(points.clone(), 0.0, color.filled()))?
             .label(name.as_str())
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], color.filled()));
     }
