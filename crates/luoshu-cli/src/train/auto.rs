@@ -263,13 +263,14 @@ fn describe(table: &ProbeTable, buckets: &BucketStrategies, update: Strategy) ->
     let strategies = buckets.strategies();
     lines.push(match strategies.as_slice() {
         [only] => format!(
-            "{only} is the fastest for every bucket (or within {:.0}% of it, not worth a \
-             switch): training under {only} without switching",
+            "{only} is the fastest for every bucket, or no other strategy saves more than \
+             {:.0}% of the sample's time on any (not worth a switch): training under {only} \
+             without switching",
             100.0 * SWITCH_MARGIN
         ),
         _ => format!(
-            "hot switching {buckets}, updating under {update} (a bucket keeps {update} unless \
-             another strategy is more than {:.0}% faster)",
+            "hot switching {buckets}, updating under {update} (a bucket leaves {update} only \
+             where another strategy saves more than {:.0}% of the sample's time)",
             100.0 * SWITCH_MARGIN
         ),
     });

@@ -652,8 +652,12 @@ fn train_rank(
         last_val.unwrap_or(f64::NAN),
         tokens as f64 / seconds.max(1e-9)
     );
+    let choice = match setup.strategy {
+        None => "strategy.toml, ",
+        Some(_) => "",
+    };
     println!(
-        "wrote {}/{{config.toml, tokenizer.json, metrics.csv, loss.png, time.png}} and {}",
+        "wrote {}/{{config.toml, {choice}tokenizer.json, metrics.csv, loss.png, time.png}} and {}",
         setup.run_dir.display(),
         last_checkpoint
             .as_deref()
