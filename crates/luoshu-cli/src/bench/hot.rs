@@ -30,6 +30,8 @@ struct Totals {
     switch_seconds: f64,
     switch_bytes: usize,
     without_reuse: usize,
+    /// Hot switching only: seconds per phase strategy, in order of first appearance.
+    phases: Vec<(String, f64)>,
     last_loss: f64,
 }
 
@@ -52,7 +54,7 @@ impl System {
         measured: bool,
     ) -> Result<(), String> {
         let start = Instant::now();
-        let (loss, switch_seconds, switch_bytes, without_reuse) = match self {
+        let (loss, switch_seconds, switch_bytes, without_reuse, phases) = match self {
             System::Hot(t) => {
                 let s = t.train_step(batch).map_err(text)?;
                 (
@@ -60,11 +62,19 @@ impl System {
                     s.switch_seconds,
                     s.switch_bytes,
                     s.switch_bytes_without_reuse,
+                    s.phases,
                 )
             }
-            System::Static(t) => (t.train_step(batch).map_err(text)?.loss, 0.0, 0, 0),
+            System::Static(t) => (t.train_step(batch).map_err(text)?.loss, 0.0, 0, 0, vec![]),
         };
         if measured {
+            for phase in phases {
+                let name = phase.strategy.to_string();
+                match totals.phases.iter_mut().find(|(n, _)| *n == name) {
+                    Some((_, seconds)) => *seconds += phase.seconds,
+                    None => totals.phases.push((name, phase.seconds)),
+                }
+            }
             totals.seconds += start.elapsed().as_secs_f64();
             totals.tokens += batch.target_tokens;
             totals.steps += 1;
@@ -245,7 +255,20 @@ fn report(buckets: &BucketStrategies, update: Strategy, statics: &[Strategy], to
             t.last_loss
         );
     }
-    let hot = totals[0].tokens as f64 / totals[0].seconds.max(1e-9);
+    let hot = &totals[0];
+    let phase_total: f64 = hot.phases.iter().map(|(_, s)| s).sum();
+    let split: Vec<String> = hot
+        .phases
+        .iter()
+        .map(|(name, s)| format!("{name} phases {:.0}%", 100.0 * s / hot.seconds.max(1e-9)))
+        .collect();
+    println!(
+        "hot switching's time: {}, switching {:.0}%, the update and the rest {:.0}%",
+        split.join(", "),
+        100.0 * hot.switch_seconds / hot.seconds.max(1e-9),
+        100.0 * (hot.seconds - phase_total - hot.switch_seconds).max(0.0) / hot.seconds.max(1e-9)
+    );
+    let hot = hot.tokens as f64 / hot.seconds.max(1e-9);
     if let Some((best, s)) = statics
         .iter()
         .zip(&totals[1..])

@@ -192,11 +192,8 @@ impl ProbeTable {
                     .unwrap_or(f64::INFINITY)
             })
             .collect();
-        let worth_a_switch = SWITCH_MARGIN
-            * update_times
-                .iter()
-                .filter(|t| t.is_finite())
-                .sum::<f64>();
+        let worth_a_switch =
+            SWITCH_MARGIN * update_times.iter().filter(|t| t.is_finite()).sum::<f64>();
         let edges = (0..self.edges.len())
             .map(|b| {
                 let strategy = match self.fastest(b) {
