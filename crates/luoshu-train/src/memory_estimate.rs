@@ -57,6 +57,63 @@ pub fn estimate(
     }
 }
 
+/// Memory of one rank hot-switching over `strategies` (each once, the update strategy
+/// among them) on micro-batches of `micro_batch_tokens`: every strategy's runtime keeps
+/// the parameters in its own layout; at most two gradient accumulators are alive at once
+/// (a phase's, and the previous phase's being switched into it); only the update
+/// strategy keeps AdamW moments; activations are those of the strategy that needs most.
+pub fn estimate_hot(
+    model: &ModelConfig,
+    strategies: &[Strategy],
+    update: Strategy,
+    micro_batch_tokens: usize,
+) -> MemoryEstimate {
+    let each: Vec<MemoryEstimate> = strategies
+        .iter()
+        .map(|&s| estimate(model, s, micro_batch_tokens))
+        .collect();
+    let mut gradients: Vec<u64> = each.iter().map(|e| e.gradients).collect();
+    gradients.sort_unstable_by(|a, b| b.cmp(a));
+    MemoryEstimate {
+        parameters: each.iter().map(|e| e.parameters).sum(),
+        gradients: gradients.iter().take(2).sum(),
+        optimizer: estimate(model, update, micro_batch_tokens).optimizer,
+        activations: each.iter().map(|e| e.activations).max().unwrap_or(0),
+    }
+}
+
+/// [`estimate_hot`], or [`DoesNotFit`] when it exceeds `limit` bytes per rank.
+pub fn check_hot_fits(
+    model: &ModelConfig,
+    strategies: &[Strategy],
+    update: Strategy,
+    micro_batch_tokens: usize,
+    limit: u64,
+    budget: &str,
+) -> Result<MemoryEstimate, DoesNotFit> {
+    let needed = estimate_hot(model, strategies, update, micro_batch_tokens);
+    if needed.total() <= limit {
+        return Ok(needed);
+    }
+    let names: Vec<String> = strategies.iter().map(Strategy::to_string).collect();
+    let mut remedies = vec![format!(
+        "hot switching over {} keeps the parameters once per strategy: name fewer strategies",
+        names.join(", ")
+    )];
+    if estimate(model, update, micro_batch_tokens).total() <= limit {
+        remedies.push(format!(
+            "the update strategy alone fits (`--strategy {update}`)"
+        ));
+    }
+    Err(DoesNotFit {
+        estimate: needed,
+        micro_batch_tokens,
+        limit,
+        budget: budget.to_string(),
+        remedies,
+    })
+}
+
 /// A run that does not fit: the estimate, the budget and what would make it fit.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error(
@@ -196,6 +253,27 @@ mod tests {
         assert_eq!(
             estimate(&model, strategy(1, 2, 1, false), 10).activations,
             10 * per_token.div_ceil(2) * 4
+        );
+    }
+
+    #[test]
+    fn hot_switching_keeps_parameters_per_strategy_and_moments_once() {
+        let model = ModelConfig::preset("tiny").unwrap();
+        let n = model.num_parameters() as u64;
+        let (dp2, tp2) = (strategy(2, 1, 1, false), strategy(1, 2, 1, false));
+        let hot = estimate_hot(&model, &[tp2, dp2], tp2, 64);
+        let half = 4 * n.div_ceil(2);
+        assert_eq!(hot.parameters, 4 * n + half);
+        assert_eq!(hot.gradients, 4 * n + half);
+        assert_eq!(hot.optimizer, 2 * half);
+        assert_eq!(hot.activations, estimate(&model, dp2, 64).activations);
+        let err = check_hot_fits(&model, &[tp2, dp2], tp2, 64, 17 * n, "the test budget")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("keeps the parameters once per strategy")
+                && err.contains("the update strategy alone fits (`--strategy tp2`)"),
+            "{err}"
         );
     }
 

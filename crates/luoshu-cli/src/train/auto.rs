@@ -143,7 +143,7 @@ pub fn fitting_candidates(
     let mut refusal = None;
     let mut fitting = Vec::new();
     for &strategy in &all {
-        match memory::check(config, model, strategy, ranks.local, memory_per_rank) {
+        match memory::check(config, model, strategy, ranks, memory_per_rank) {
             Ok(_) => fitting.push(strategy),
             Err(e) => refusal = Some((strategy, e)),
         }

@@ -5,7 +5,8 @@
 use super::config::RunConfig;
 use luoshu_dist::Strategy;
 use luoshu_model::ModelConfig;
-use luoshu_train::memory_estimate::{check_fits, MemoryEstimate};
+use luoshu_train::hot::BucketStrategies;
+use luoshu_train::memory_estimate::{check_fits, check_hot_fits, MemoryEstimate};
 
 /// How many ranks train, and how many of them share this process's memory.
 #[derive(Debug, Clone, Copy)]
@@ -53,16 +54,10 @@ fn available_memory() -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// The per-rank estimate, or an error naming it, the budget and the remedies. Ranks that
-/// are threads of this process (`local_ranks`) share this machine's available memory;
+/// The bytes one rank may use and where that limit comes from. Ranks that are threads of
+/// this process (`local_ranks`) share this machine's available memory;
 /// `memory_per_rank` caps each rank further.
-pub fn check(
-    config: &RunConfig,
-    model: &ModelConfig,
-    strategy: Strategy,
-    local_ranks: usize,
-    memory_per_rank: Option<u64>,
-) -> Result<MemoryEstimate, String> {
+fn limit(local_ranks: usize, memory_per_rank: Option<u64>) -> (u64, String) {
     let available = available_memory().map(|bytes| {
         let share = bytes / local_ranks.max(1) as u64;
         let budget = match local_ranks {
@@ -72,14 +67,48 @@ pub fn check(
         (share, budget)
     });
     let flag = memory_per_rank.map(|bytes| (bytes, "--memory-per-rank".to_string()));
-    let (limit, budget) = match (flag, available) {
+    match (flag, available) {
         (Some(a), Some(b)) => std::cmp::min_by_key(a, b, |(bytes, _)| *bytes),
         (Some(only), None) | (None, Some(only)) => only,
         (None, None) => (u64::MAX, "unlimited".to_string()),
-    };
+    }
+}
+
+/// The per-rank estimate of a static strategy, or an error naming it, the budget and the
+/// remedies.
+pub fn check(
+    config: &RunConfig,
+    model: &ModelConfig,
+    strategy: Strategy,
+    ranks: Ranks,
+    memory_per_rank: Option<u64>,
+) -> Result<MemoryEstimate, String> {
+    let (limit, budget) = limit(ranks.local, memory_per_rank);
     check_fits(
         model,
         strategy,
+        config.data.tokens_per_micro_batch,
+        limit,
+        &budget,
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// The same for hot switching over `buckets` with `update` (a runtime per strategy).
+pub fn check_plan(
+    config: &RunConfig,
+    model: &ModelConfig,
+    (buckets, update): (&BucketStrategies, Strategy),
+    ranks: Ranks,
+    memory_per_rank: Option<u64>,
+) -> Result<MemoryEstimate, String> {
+    let (limit, budget) = limit(ranks.local, memory_per_rank);
+    let mut strategies = vec![update];
+    strategies.extend(buckets.strategies().into_iter().filter(|&s| s != update));
+    check_hot_fits(
+        model,
+        &strategies,
+        update,
         config.data.tokens_per_micro_batch,
         limit,
         &budget,

@@ -329,6 +329,9 @@ struct Setup {
     /// Under `auto`: the strategies that can run the model on these ranks and fit in
     /// memory, which the probe measures.
     candidates: Vec<Strategy>,
+    /// For the memory check of the plan the probe chooses.
+    ranks: Ranks,
+    memory_per_rank: Option<u64>,
     run_dir: PathBuf,
     checkpoint_dir: PathBuf,
     data: data::RunData,
@@ -352,7 +355,16 @@ impl Setup {
         // Refuse what cannot fit before touching the run directory or the data.
         let candidates = match strategy {
             Some(strategy) => {
-                memory::check(&config, &model, strategy, ranks.local, args.memory_per_rank)?;
+                match config.hot_switch_plan()? {
+                    Some((buckets, update)) => memory::check_plan(
+                        &config,
+                        &model,
+                        (&buckets, update),
+                        ranks,
+                        args.memory_per_rank,
+                    )?,
+                    None => memory::check(&config, &model, strategy, ranks, args.memory_per_rank)?,
+                };
                 Vec::new()
             }
             None => auto::fitting_candidates(&config, &model, ranks, args.memory_per_rank)?,
@@ -448,6 +460,8 @@ impl Setup {
             model,
             strategy,
             candidates,
+            ranks,
+            memory_per_rank: args.memory_per_rank,
             run_dir,
             checkpoint_dir,
             data,
@@ -493,15 +507,26 @@ fn train_rank(
     let reports = setup.writes && comm.rank() == 0;
     let plan = match setup.strategy {
         Some(_) => config.hot_switch_plan()?,
-        None => Some(auto::choose(
-            comm.clone(),
-            config,
-            &setup.model,
-            &setup.candidates,
-            &setup.run_dir,
-            &loader,
-            reports,
-        )?),
+        None => {
+            let (buckets, update) = auto::choose(
+                comm.clone(),
+                config,
+                &setup.model,
+                &setup.candidates,
+                &setup.run_dir,
+                &loader,
+                reports,
+            )?;
+            // Each candidate fits alone; the chosen strategies must fit together.
+            memory::check_plan(
+                config,
+                &setup.model,
+                (&buckets, update),
+                setup.ranks,
+                setup.memory_per_rank,
+            )?;
+            Some((buckets, update))
+        }
     };
     let mut trainer = Runner::new(config, &setup.model, setup.strategy, plan, comm.clone())?;
     if let Some(saved) = &setup.resume {
