@@ -44,8 +44,8 @@ fn attention_forward_backward(c: &mut Criterion) {
     group.sample_size(10);
     group.bench_function("causal f32 b8 h4 s1024 d64 fwd+bwd", |bench| {
         bench.iter(|| {
-            let (out, lse) = ops.attention(&q, &k, &v, opts).unwrap();
-            ops.attention_backward(&q, &k, &v, &out, &lse, &grad_out, opts)
+            let (out, lse) = ops.attention(&q, &k, &v, None, opts).unwrap();
+            ops.attention_backward(&q, &k, &v, None, &out, &lse, &grad_out, opts)
                 .unwrap()
         })
     });

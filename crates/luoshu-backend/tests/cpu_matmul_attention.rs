@@ -342,7 +342,7 @@ fn attention_forward_matches_naive() {
     for case in cases() {
         let (q, k, v) = inputs(&case);
         let opts = opts_for(&case);
-        let (out, lse) = ops.attention(&q, &k, &v, opts).unwrap();
+        let (out, lse) = ops.attention(&q, &k, &v, None, opts).unwrap();
         let (qv, kv, vv) = (q.to_f64_vec(), k.to_f64_vec(), v.to_f64_vec());
         let (want_out, want_lse) = naive_attention(case.dims, (&qv, &kv, &vv), opts);
         let what = format!("{:?} causal={} {}", case.dims, case.causal, case.dtype);
@@ -405,10 +405,10 @@ fn attention_backward_matches_finite_differences() {
     for case in cases() {
         let (q, k, v) = inputs(&case);
         let opts = opts_for(&case);
-        let (out, lse) = ops.attention(&q, &k, &v, opts).unwrap();
+        let (out, lse) = ops.attention(&q, &k, &v, None, opts).unwrap();
         let grad_out = random(case.dtype, &case.dims.out(), 14);
         let grads = ops
-            .attention_backward(&q, &k, &v, &out, &lse, &grad_out, opts)
+            .attention_backward(&q, &k, &v, None, &out, &lse, &grad_out, opts)
             .unwrap();
         let values = [q.to_f64_vec(), k.to_f64_vec(), v.to_f64_vec()];
         let w = grad_out.to_f64_vec();
@@ -453,7 +453,7 @@ fn attention_rows_that_see_no_key_are_zero() {
     let (q, k, v) = inputs(&case);
     let opts = opts_for(&case);
     let ops = Ops::new(&CPU);
-    let (out, lse) = ops.attention(&q, &k, &v, opts).unwrap();
+    let (out, lse) = ops.attention(&q, &k, &v, None, opts).unwrap();
     let lse_values = lse.to_f64_vec();
     assert!(
         lse_values[..3].iter().all(|&x| x == f64::NEG_INFINITY),
@@ -466,7 +466,7 @@ fn attention_rows_that_see_no_key_are_zero() {
     assert!(out.to_f64_vec()[..6].iter().all(|&x| x == 0.0));
     let grad_out = random(DType::F32, &dims.out(), 5);
     let (gq, _, _) = ops
-        .attention_backward(&q, &k, &v, &out, &lse, &grad_out, opts)
+        .attention_backward(&q, &k, &v, None, &out, &lse, &grad_out, opts)
         .unwrap();
     let gq = gq.to_f64_vec();
     assert!(gq[..9].iter().all(|&x| x == 0.0), "{gq:?}");
