@@ -472,3 +472,73 @@ fn attention_rows_that_see_no_key_are_zero() {
     assert!(gq[..9].iter().all(|&x| x == 0.0), "{gq:?}");
     assert!(gq.iter().all(|x| x.is_finite()), "{gq:?}");
 }
+
+// ----- packed rows -----
+
+/// Packed attention is, by definition, each document's own causal attention: on both
+/// backends the output, lse and gradients of a packed row equal those of every document
+/// run alone (documents of length 1, 130 and 200 cross the 128-wide tiles).
+#[test]
+fn packed_rows_equal_each_document_alone() {
+    let documents = [1usize, 130, 2, 200, 1, 30];
+    let seq: usize = documents.iter().sum();
+    let (hq, hkv, d) = (4, 2, 8);
+    let q = random(DType::F32, &[1, hq, seq, d], 31);
+    let k = random(DType::F32, &[1, hkv, seq, d], 32);
+    let v = random(DType::F32, &[1, hkv, seq, d], 33);
+    let g = random(DType::F32, &[1, hq, seq, d], 34);
+    let ids: Vec<i64> = documents
+        .iter()
+        .enumerate()
+        .flat_map(|(doc, &len)| std::iter::repeat_n(doc as i64, len))
+        .collect();
+    let segments = Tensor::from_slice(&ids, [1, seq]).unwrap();
+    let opts = AttentionOpts {
+        scale: 0.35,
+        causal: true,
+    };
+    let reference = ReferenceBackend;
+    for backend in [&CPU as &dyn luoshu_backend::Backend, &reference] {
+        let ops = Ops::new(backend);
+        let (out, lse) = ops.attention(&q, &k, &v, Some(&segments), opts).unwrap();
+        let grads = ops
+            .attention_backward(&q, &k, &v, Some(&segments), &out, &lse, &g, opts)
+            .unwrap();
+        let mut start = 0;
+        for len in documents {
+            let doc = |t: &Tensor| t.narrow(2, start, len).unwrap();
+            let (alone_out, alone_lse) = ops
+                .attention(&doc(&q), &doc(&k), &doc(&v), None, opts)
+                .unwrap();
+            let alone = ops
+                .attention_backward(
+                    &doc(&q),
+                    &doc(&k),
+                    &doc(&v),
+                    None,
+                    &alone_out,
+                    &alone_lse,
+                    &doc(&g),
+                    opts,
+                )
+                .unwrap();
+            let what = |name: &str| format!("{} {name} of document at {start}", backend.name());
+            let pairs = [
+                ("out", doc(&out), alone_out),
+                (
+                    "lse",
+                    doc(&lse.unsqueeze(3).unwrap()),
+                    alone_lse.unsqueeze(3).unwrap(),
+                ),
+                ("grad q", doc(&grads.0), alone.0),
+                ("grad k", doc(&grads.1), alone.1),
+                ("grad v", doc(&grads.2), alone.2),
+            ];
+            for (name, packed, alone) in pairs {
+                let packed = ops.contiguous(&packed).unwrap().to_f64_vec();
+                assert_close(&what(name), &packed, &alone.to_f64_vec(), 1e-5);
+            }
+            start += len;
+        }
+    }
+}

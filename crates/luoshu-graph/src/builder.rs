@@ -435,13 +435,30 @@ impl Graph {
         scale: f64,
         causal: bool,
     ) -> Result<(Value, Value)> {
-        self.add2(
-            Op::Attention {
-                scale: Float::new(scale),
-                causal,
-            },
-            &[q, k, v],
-        )
+        let op = Op::Attention {
+            scale: Float::new(scale),
+            causal,
+            segmented: false,
+        };
+        self.add2(op, &[q, k, v])
+    }
+
+    /// Attention over packed rows: `segments` (`i64 [b, s]`, non-decreasing along a row)
+    /// gives each token's document, and a token sees only (earlier, when `causal`) tokens
+    /// of its own document: `(out, lse)`.
+    pub fn segmented_attention(
+        &mut self,
+        (q, k, v): (Value, Value, Value),
+        segments: Value,
+        scale: f64,
+        causal: bool,
+    ) -> Result<(Value, Value)> {
+        let op = Op::Attention {
+            scale: Float::new(scale),
+            causal,
+            segmented: true,
+        };
+        self.add2(op, &[q, k, v, segments])
     }
 
     /// Elementwise `op` over the `parts` ranks of `group`.
