@@ -283,6 +283,7 @@ impl RunConfig {
             tokens_per_micro_batch: self.data.tokens_per_micro_batch,
             global_batch_tokens: self.data.global_batch_tokens,
             seed: self.seed,
+            packing: false,
         }
     }
 

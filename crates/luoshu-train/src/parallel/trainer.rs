@@ -17,7 +17,7 @@ use luoshu_dist::{one_f_one_b, CommCollectives, Mesh, PipelineAction};
 use luoshu_graph::passes::{run_pipeline, DEFAULT_PIPELINE};
 use luoshu_graph::{compile, CompileOptions, Graph, Plan};
 use luoshu_model::llama::{
-    build_stage_forward_graph, build_stage_train_graph, HIDDEN_GRAD, HIDDEN_IN, TP_GROUP,
+    build_stage_forward_graph, build_stage_train_graph, RowLayout, HIDDEN_GRAD, HIDDEN_IN, TP_GROUP,
 };
 use luoshu_model::{init_params, rope_tables, ModelConfig, ParamStore};
 use luoshu_model::{ModelShard, ParamRole, ParamSpec, ShardedParam};
@@ -536,7 +536,7 @@ impl ParallelTrainer {
             self.plans.insert(key, plan);
         }
         let rope = (&self.rope_cos, &self.rope_sin);
-        let mut feeds = micro_feeds(&self.store, micro, rope, scale)?;
+        let mut feeds = micro_feeds(&self.store, micro, rope, scale, RowLayout::OneDocument)?;
         if let Some(h) = hidden {
             feeds.insert(HIDDEN_IN.into(), h);
         }
