@@ -435,12 +435,7 @@ impl Graph {
         scale: f64,
         causal: bool,
     ) -> Result<(Value, Value)> {
-        let op = Op::Attention {
-            scale: Float::new(scale),
-            causal,
-            segmented: false,
-        };
-        self.add2(op, &[q, k, v])
+        self.add_attention(&[q, k, v], scale, causal)
     }
 
     /// Attention over packed rows: `segments` (`i64 [b, s]`, non-decreasing along a row)
@@ -453,12 +448,22 @@ impl Graph {
         scale: f64,
         causal: bool,
     ) -> Result<(Value, Value)> {
+        self.add_attention(&[q, k, v, segments], scale, causal)
+    }
+
+    /// Attention over `q, k, v` and, when given, segment ids.
+    fn add_attention(
+        &mut self,
+        inputs: &[Value],
+        scale: f64,
+        causal: bool,
+    ) -> Result<(Value, Value)> {
         let op = Op::Attention {
             scale: Float::new(scale),
             causal,
-            segmented: true,
+            segmented: inputs.len() == 4,
         };
-        self.add2(op, &[q, k, v, segments])
+        self.add2(op, inputs)
     }
 
     /// Elementwise `op` over the `parts` ranks of `group`.

@@ -481,7 +481,7 @@ pub fn build_train_graph(
     precision: Precision,
     layout: RowLayout,
 ) -> Result<TrainGraph> {
-    let stage = stage_train_graph(cfg, precision, &ModelShard::whole(cfg), layout)?;
+    let stage = build_stage_train_graph(cfg, precision, &ModelShard::whole(cfg), layout)?;
     let outputs = stage.graph.outputs().to_vec();
     let (loss, grads) = outputs
         .split_first()
@@ -507,14 +507,6 @@ pub struct StageTrainGraph {
 }
 
 pub fn build_stage_train_graph(
-    cfg: &ModelConfig,
-    precision: Precision,
-    shard: &ModelShard,
-) -> Result<StageTrainGraph> {
-    stage_train_graph(cfg, precision, shard, RowLayout::OneDocument)
-}
-
-fn stage_train_graph(
     cfg: &ModelConfig,
     precision: Precision,
     shard: &ModelShard,
@@ -554,14 +546,6 @@ pub fn build_stage_forward_graph(
     cfg: &ModelConfig,
     precision: Precision,
     shard: &ModelShard,
-) -> Result<Graph> {
-    stage_forward_graph(cfg, precision, shard, RowLayout::OneDocument)
-}
-
-fn stage_forward_graph(
-    cfg: &ModelConfig,
-    precision: Precision,
-    shard: &ModelShard,
     layout: RowLayout,
 ) -> Result<Graph> {
     let mut g = Graph::new();
@@ -582,7 +566,7 @@ pub fn build_loss_graph(
     precision: Precision,
     layout: RowLayout,
 ) -> Result<LossGraph> {
-    let graph = stage_forward_graph(cfg, precision, &ModelShard::whole(cfg), layout)?;
+    let graph = build_stage_forward_graph(cfg, precision, &ModelShard::whole(cfg), layout)?;
     let loss = graph.outputs()[0];
     Ok(LossGraph { graph, loss })
 }

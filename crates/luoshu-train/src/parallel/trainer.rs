@@ -114,8 +114,12 @@ impl ParallelTrainer {
         };
         let precision = config.precision;
         let optimize = |g: &Graph| -> Result<Graph> { Ok(run_pipeline(g, DEFAULT_PIPELINE)?.0) };
-        let train_graph = optimize(&build_stage_train_graph(&model, precision, &shard)?.graph)?;
-        let forward_graph = optimize(&build_stage_forward_graph(&model, precision, &shard)?)?;
+        // Packed rows are not supported under parallelism yet (`micro_feeds` refuses them).
+        let rows = RowLayout::OneDocument;
+        let train_graph = build_stage_train_graph(&model, precision, &shard, rows)?.graph;
+        let train_graph = optimize(&train_graph)?;
+        let forward_graph = build_stage_forward_graph(&model, precision, &shard, rows)?;
+        let forward_graph = optimize(&forward_graph)?;
         let groups = HashMap::from([(TP_GROUP.to_string(), mesh.tp.clone())]);
         let collectives = Arc::new(CommCollectives::new(groups, backend.clone()));
         // Tensor parallelism pads sequences up to a multiple of `tp`.
