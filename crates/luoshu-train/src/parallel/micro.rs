@@ -76,7 +76,7 @@ pub(crate) fn micro_feeds(
 ) -> Result<HashMap<String, Tensor>> {
     if row_layout(micro) != layout {
         return Err(Error::Config(format!(
-            "a micro-batch with {:?} rows cannot run a graph built for {layout:?} rows (packed micro-batches train on one device only for now)",
+            "a micro-batch with {:?} rows cannot run a graph built for {layout:?} rows",
             row_layout(micro)
         )));
     }
@@ -164,7 +164,10 @@ mod tests {
         let rope = feeds[ROPE_COS].to_vec::<f32>().unwrap();
         assert_eq!(rope, [0.0, 1.0, 2.0, 3.0, 0.0, 1.0, 0.0, 1.0]);
         let err = micro_feeds(&params, &micro, (&cos, &sin), 0.5, RowLayout::OneDocument);
-        assert!(err.unwrap_err().to_string().contains("one device only"));
+        assert!(err
+            .unwrap_err()
+            .to_string()
+            .contains("graph built for OneDocument"));
         let unpacked = MicroBatch {
             documents: None,
             ..micro
