@@ -139,6 +139,12 @@ impl<'a> Model<'a> {
         })
     }
 
+    /// The whole model on one document per row, as generation runs it.
+    fn for_generation(g: &mut Graph, cfg: &'a ModelConfig, precision: Precision) -> Result<Self> {
+        let whole = ModelShard::whole(cfg);
+        Model::declare(g, cfg, precision, whole, RowLayout::OneDocument)
+    }
+
     /// The parameter leaf `name` in the parameter dtype.
     fn master(&self, name: &str) -> Result<Value> {
         let index = self.specs.iter().position(|s| s.name == name);
@@ -575,13 +581,7 @@ pub fn build_loss_graph(
 /// [`POSITION`] of `tokens [batch, seq]`.
 pub fn build_logits_graph(cfg: &ModelConfig, precision: Precision) -> Result<LogitsGraph> {
     let mut g = Graph::new();
-    let model = Model::declare(
-        &mut g,
-        cfg,
-        precision,
-        ModelShard::whole(cfg),
-        RowLayout::OneDocument,
-    )?;
+    let model = Model::for_generation(&mut g, cfg, precision)?;
     let tokens = model.tokens(&mut g, TOKENS)?;
     let (h, _) = model.hidden(&mut g, tokens, None)?;
     let logits = model.logits_at(&mut g, h)?;
@@ -596,13 +596,7 @@ pub fn build_logits_graph(cfg: &ModelConfig, precision: Precision) -> Result<Log
 /// (an index into the new tokens), then the filled caches, k and v per layer.
 pub fn build_decode_graph(cfg: &ModelConfig, precision: Precision) -> Result<DecodeGraph> {
     let mut g = Graph::new();
-    let model = Model::declare(
-        &mut g,
-        cfg,
-        precision,
-        ModelShard::whole(cfg),
-        RowLayout::OneDocument,
-    )?;
+    let model = Model::for_generation(&mut g, cfg, precision)?;
     let tokens = model.tokens(&mut g, TOKENS)?;
     let positions = g.input(POSITIONS, &[Dim::sym(SEQ)], DType::I64)?;
     let (h, caches) = model.hidden(&mut g, tokens, Some(positions))?;
