@@ -1,6 +1,8 @@
-//! Criterion benchmarks of the CPU kernels: f32 GEMM at 1024³ and fused causal attention
-//! forward+backward (batch 8, 4 heads, seq 1024, head dim 64). `luoshu bench gemm` and
-//! `luoshu bench attention` compare the same kernels with their baselines.
+//! Criterion benchmarks of the CPU kernels: f32 GEMM at 1024³, fused causal attention
+//! forward+backward (batch 8, 4 heads, seq 1024, head dim 64), and packed attention: one
+//! row of 4096 tokens holding several documents against one document of the same length
+//! (the baseline, same run). `luoshu bench gemm` and `luoshu bench attention` compare the
+//! first two with their baselines.
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use luoshu_backend::cpu::CpuBackend;
 use luoshu_backend::ops::AttentionOpts;
@@ -27,30 +29,85 @@ fn gemm_1024(c: &mut Criterion) {
     group.finish();
 }
 
+/// Causal attention of random `[b, h, s, d]` heads, forward then backward, for one
+/// segment layout (`None`: one document per row).
+struct AttentionCase {
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    grad_out: Tensor,
+}
+
+impl AttentionCase {
+    fn new(dims: [usize; 4]) -> Self {
+        AttentionCase {
+            q: random(&dims, 3),
+            k: random(&dims, 4),
+            v: random(&dims, 5),
+            grad_out: random(&dims, 6),
+        }
+    }
+
+    fn forward_backward(&self, ops: &Ops, segments: Option<&Tensor>) {
+        let opts = AttentionOpts {
+            scale: 0.125,
+            causal: true,
+        };
+        let (q, k, v) = (&self.q, &self.k, &self.v);
+        let (out, lse) = ops.attention(q, k, v, segments, opts).unwrap();
+        ops.attention_backward(q, k, v, segments, &out, &lse, &self.grad_out, opts)
+            .unwrap();
+    }
+}
+
 fn attention_forward_backward(c: &mut Criterion) {
     let ops = Ops::new(&CpuBackend);
-    let dims = [8, 4, 1024, 64];
-    let (q, k, v, grad_out) = (
-        random(&dims, 3),
-        random(&dims, 4),
-        random(&dims, 5),
-        random(&dims, 6),
-    );
-    let opts = AttentionOpts {
-        scale: 0.125,
-        causal: true,
-    };
+    let case = AttentionCase::new([8, 4, 1024, 64]);
     let mut group = c.benchmark_group("attention");
     group.sample_size(10);
     group.bench_function("causal f32 b8 h4 s1024 d64 fwd+bwd", |bench| {
-        bench.iter(|| {
-            let (out, lse) = ops.attention(&q, &k, &v, opts).unwrap();
-            ops.attention_backward(&q, &k, &v, &out, &lse, &grad_out, opts)
-                .unwrap()
-        })
+        bench.iter(|| case.forward_backward(&ops, None))
     });
     group.finish();
 }
 
-criterion_group!(benches, gemm_1024, attention_forward_backward);
+/// Segment ids of one row packed from documents of these lengths.
+fn segments(documents: &[usize]) -> Tensor {
+    let ids: Vec<i64> = documents
+        .iter()
+        .enumerate()
+        .flat_map(|(doc, &len)| std::iter::repeat_n(doc as i64, len))
+        .collect();
+    let len = ids.len();
+    Tensor::from_vec(ids, [1, len].as_slice()).unwrap()
+}
+
+fn packed_attention_forward_backward(c: &mut Criterion) {
+    let ops = Ops::new(&CpuBackend);
+    let case = AttentionCase::new([1, 4, 4096, 64]);
+    let layouts: [(&str, Option<Tensor>); 3] = [
+        ("one document of 4096", None),
+        ("8 documents of 512", Some(segments(&[512; 8]))),
+        (
+            "10 documents of 2048..32",
+            Some(segments(&[2048, 1024, 512, 256, 128, 64, 32, 16, 8, 8])),
+        ),
+    ];
+    let mut group = c.benchmark_group("packed attention f32 h4 s4096 d64 fwd+bwd");
+    group.sample_size(10);
+    for (name, segments) in &layouts {
+        let segments = segments.as_ref();
+        group.bench_function(*name, |bench| {
+            bench.iter(|| case.forward_backward(&ops, segments))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    gemm_1024,
+    attention_forward_backward,
+    packed_attention_forward_backward
+);
 criterion_main!(benches);

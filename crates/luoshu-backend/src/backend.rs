@@ -256,17 +256,23 @@ pub trait Backend: Send + Sync {
     /// `h / (hq / hkv)`); `out [b, hq, sq, dv]`; `lse [b, hq, sq]` (f32) is the log-sum-exp
     /// of each score row, kept for backward. Inputs may be any strided views whose last
     /// dimension is contiguous. A fully masked row gives zeros and `lse = -inf`.
+    ///
+    /// `segments` (packed rows, `sq == sk`): contiguous `i64 [b, sq]` document ids,
+    /// non-decreasing along each row; a query then sees only keys of its own document
+    /// (block-diagonal, and causal within the document when `opts.causal`). A kernel returns
+    /// an error for ids that decrease.
     #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
         q: &Tensor,
         k: &Tensor,
         v: &Tensor,
+        segments: Option<&Tensor>,
         opts: AttentionOpts,
         out: &Tensor,
         lse: &Tensor,
     ) -> Result<()> {
-        composite::attention(self.as_dyn(), q, k, v, opts, out, lse)
+        composite::attention(self.as_dyn(), q, k, v, segments, opts, out, lse)
     }
     /// Gradients of [`Backend::attention`] for `q`, `k` and `v` (outputs with their shapes).
     #[allow(clippy::too_many_arguments)]
@@ -275,6 +281,7 @@ pub trait Backend: Send + Sync {
         q: &Tensor,
         k: &Tensor,
         v: &Tensor,
+        segments: Option<&Tensor>,
         out: &Tensor,
         lse: &Tensor,
         grad_out: &Tensor,
@@ -288,6 +295,7 @@ pub trait Backend: Send + Sync {
             q,
             k,
             v,
+            segments,
             out,
             lse,
             grad_out,

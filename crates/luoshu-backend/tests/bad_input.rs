@@ -266,13 +266,28 @@ fn rank_errors_for_matmul_attention_and_friends() {
         let q = f32s(&[1, 2, 4]);
         let kv = f32s(&[1, 2, 4, 4]);
         assert_err(
-            ops.attention(&q, &kv, &kv, opts),
+            ops.attention(&q, &kv, &kv, None, opts),
             &["attention", "[1, 2, 4]"],
         );
         let q = f32s(&[1, 3, 4, 4]);
         assert_err(
-            ops.attention(&q, &kv, &kv, opts),
+            ops.attention(&q, &kv, &kv, None, opts),
             &["attention", "[1, 3, 4, 4]", "hq % hkv"],
+        );
+        let flat_ids = i64s(&[0, 0, 1, 1]);
+        assert_err(
+            ops.attention(&kv, &kv, &kv, Some(&flat_ids), opts),
+            &["attention", "segments", "[4]"],
+        );
+        let row_ids = flat_ids.reshape([1, 4]).unwrap();
+        let short_q = f32s(&[1, 2, 3, 4]);
+        assert_err(
+            ops.attention(&short_q, &kv, &kv, Some(&row_ids), opts),
+            &["attention", "sq == sk"],
+        );
+        assert_err(
+            ops.attention(&kv, &kv, &kv, Some(&f32s(&[1, 4])), opts),
+            &["attention", "i64"],
         );
         assert_err(
             ops.rope(&f32s(&[1, 2, 1, 3]), &f32s(&[2, 1]), &f32s(&[2, 1]), false),
@@ -284,4 +299,21 @@ fn rank_errors_for_matmul_attention_and_friends() {
             &["cross_entropy", "[4]"],
         );
     }
+}
+
+/// Packed rows need document ids that never decrease; the fused kernel says where one does.
+#[test]
+fn decreasing_segment_ids_are_an_error() {
+    let cpu = CpuBackend::new();
+    let ops = Ops::new(&cpu);
+    let kv = f32s(&[1, 2, 4, 4]);
+    let ids = i64s(&[0, 1, 1, 0]).reshape([1, 4]).unwrap();
+    let opts = AttentionOpts {
+        scale: 0.5,
+        causal: true,
+    };
+    assert_err(
+        ops.attention(&kv, &kv, &kv, Some(&ids), opts),
+        &["attention", "must not decrease", "position 3"],
+    );
 }

@@ -592,7 +592,7 @@ fn attention_forward_and_backward_match_loops() {
                 zeros(dtype, &a.out_dims()),
                 zeros(DType::F32, &a.q_dims()[..3]),
             );
-            composite::attention(BACKEND, &q, &k, &v, opts, &out, &lse).unwrap();
+            composite::attention(BACKEND, &q, &k, &v, None, opts, &out, &lse).unwrap();
             let (want_out, want_lse) = naive_attention(&a, &qv, &kv, &vv);
             let what = format!("{a:?} {dtype}");
             assert_close(
@@ -615,7 +615,7 @@ fn attention_forward_and_backward_match_loops() {
                 zeros(dtype, &a.v_dims()),
             );
             composite::attention_backward(
-                BACKEND, &q, &k, &v, &out, &lse, &grad_out, opts, &gq, &gk, &gv,
+                BACKEND, &q, &k, &v, None, &out, &lse, &grad_out, opts, &gq, &gk, &gv,
             )
             .unwrap();
             let loss = |q: &[f64], k: &[f64], v: &[f64]| dot(&naive_attention(&a, q, k, v).0, &dov);
@@ -642,7 +642,7 @@ fn fully_masked_attention_rows_give_zeros_and_minus_infinity() {
         zeros(DType::F32, &a.out_dims()),
         zeros(DType::F32, &a.q_dims()[..3]),
     );
-    composite::attention(BACKEND, &q, &k, &v, opts, &out, &lse).unwrap();
+    composite::attention(BACKEND, &q, &k, &v, None, opts, &out, &lse).unwrap();
     let (out, lse) = (out.to_f64_vec(), lse.to_f64_vec());
     for h in 0..a.hq {
         for i in 0..a.sq {

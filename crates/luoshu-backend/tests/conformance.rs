@@ -76,9 +76,24 @@ fn cpu_passes() {
     }
 }
 
-/// The CPU backend with four planted bugs: `exp` off by 1e-3 relative, a softmax that does
+/// The full attention cases (packed rows whose documents cross 128-wide tiles included).
+#[test]
+fn cpu_attention_passes_on_large_and_packed_rows() {
+    for op in ["attention", "attention_backward"] {
+        let options = Options {
+            quick: false,
+            ..only(op)
+        };
+        let report = run_conformance_with(&CpuBackend::new(), &options);
+        assert!(report.passed(), "{report}");
+        assert!(report.op(op).unwrap().cases >= 40, "{report}");
+    }
+}
+
+/// The CPU backend with five planted bugs: `exp` off by 1e-3 relative, a softmax that does
 /// not subtract the row maximum (overflows on large logits), a `tanh` that overwrites its
-/// input after computing a correct output, and a `gather` that always errors.
+/// input after computing a correct output, a `gather` that always errors, and an attention
+/// that ignores document boundaries in packed rows.
 struct WrongBackend {
     cpu: CpuBackend,
 }
@@ -271,17 +286,19 @@ impl Backend for WrongBackend {
         q: &Tensor,
         k: &Tensor,
         v: &Tensor,
+        _segments: Option<&Tensor>,
         opts: AttentionOpts,
         out: &Tensor,
         lse: &Tensor,
     ) -> Result<()> {
-        self.cpu.attention(q, k, v, opts, out, lse)
+        self.cpu.attention(q, k, v, None, opts, out, lse)
     }
     fn attention_backward(
         &self,
         q: &Tensor,
         k: &Tensor,
         v: &Tensor,
+        segments: Option<&Tensor>,
         out: &Tensor,
         lse: &Tensor,
         g: &Tensor,
@@ -291,7 +308,7 @@ impl Backend for WrongBackend {
         gv: &Tensor,
     ) -> Result<()> {
         self.cpu
-            .attention_backward(q, k, v, out, lse, g, opts, gq, gk, gv)
+            .attention_backward(q, k, v, segments, out, lse, g, opts, gq, gk, gv)
     }
     fn adamw(
         &self,
@@ -327,8 +344,17 @@ fn planted_bugs_fail_exactly_their_ops() {
     assert_complete(&report);
     let mut failing = report.failing();
     failing.sort_unstable();
-    assert_eq!(failing, ["exp", "gather", "softmax", "tanh"], "{report}");
+    assert_eq!(
+        failing,
+        ["attention", "exp", "gather", "softmax", "tanh"],
+        "{report}"
+    );
     let messages = |op: &str| report.op(op).unwrap().failures.join("\n");
+    let attention = &report.op("attention").unwrap().failures;
+    assert!(
+        attention.iter().all(|m| m.contains("documents")),
+        "only packed rows of several documents fail: {attention:?}"
+    );
     assert!(
         messages("tanh").contains("input #0 was modified"),
         "{}",

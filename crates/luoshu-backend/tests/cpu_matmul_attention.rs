@@ -2,7 +2,8 @@
 //! broadcast batches, slices, empty dims) and dtypes; the fused CPU attention against a
 //! naive f64 attention written here (forward) and central finite differences of it
 //! (backward), over grouped-query heads, causal masks with sq != sk, odd head dims,
-//! several tiles, strided views and bf16.
+//! several tiles, strided views and bf16; packed rows against each document alone and,
+//! for random document layouts, against the reference backend.
 use luoshu_backend::cpu::CpuBackend;
 use luoshu_backend::ops::AttentionOpts;
 use luoshu_backend::reference::ReferenceBackend;
@@ -342,7 +343,7 @@ fn attention_forward_matches_naive() {
     for case in cases() {
         let (q, k, v) = inputs(&case);
         let opts = opts_for(&case);
-        let (out, lse) = ops.attention(&q, &k, &v, opts).unwrap();
+        let (out, lse) = ops.attention(&q, &k, &v, None, opts).unwrap();
         let (qv, kv, vv) = (q.to_f64_vec(), k.to_f64_vec(), v.to_f64_vec());
         let (want_out, want_lse) = naive_attention(case.dims, (&qv, &kv, &vv), opts);
         let what = format!("{:?} causal={} {}", case.dims, case.causal, case.dtype);
@@ -405,10 +406,10 @@ fn attention_backward_matches_finite_differences() {
     for case in cases() {
         let (q, k, v) = inputs(&case);
         let opts = opts_for(&case);
-        let (out, lse) = ops.attention(&q, &k, &v, opts).unwrap();
+        let (out, lse) = ops.attention(&q, &k, &v, None, opts).unwrap();
         let grad_out = random(case.dtype, &case.dims.out(), 14);
         let grads = ops
-            .attention_backward(&q, &k, &v, &out, &lse, &grad_out, opts)
+            .attention_backward(&q, &k, &v, None, &out, &lse, &grad_out, opts)
             .unwrap();
         let values = [q.to_f64_vec(), k.to_f64_vec(), v.to_f64_vec()];
         let w = grad_out.to_f64_vec();
@@ -453,7 +454,7 @@ fn attention_rows_that_see_no_key_are_zero() {
     let (q, k, v) = inputs(&case);
     let opts = opts_for(&case);
     let ops = Ops::new(&CPU);
-    let (out, lse) = ops.attention(&q, &k, &v, opts).unwrap();
+    let (out, lse) = ops.attention(&q, &k, &v, None, opts).unwrap();
     let lse_values = lse.to_f64_vec();
     assert!(
         lse_values[..3].iter().all(|&x| x == f64::NEG_INFINITY),
@@ -466,9 +467,124 @@ fn attention_rows_that_see_no_key_are_zero() {
     assert!(out.to_f64_vec()[..6].iter().all(|&x| x == 0.0));
     let grad_out = random(DType::F32, &dims.out(), 5);
     let (gq, _, _) = ops
-        .attention_backward(&q, &k, &v, &out, &lse, &grad_out, opts)
+        .attention_backward(&q, &k, &v, None, &out, &lse, &grad_out, opts)
         .unwrap();
     let gq = gq.to_f64_vec();
     assert!(gq[..9].iter().all(|&x| x == 0.0), "{gq:?}");
     assert!(gq.iter().all(|x| x.is_finite()), "{gq:?}");
+}
+
+// ----- packed rows -----
+
+/// Packed attention is, by definition, each document's own causal attention: on both
+/// backends the output, lse and gradients of a packed row equal those of every document
+/// run alone (documents of length 1, 130 and 200 cross the 128-wide tiles).
+#[test]
+fn packed_rows_equal_each_document_alone() {
+    let documents = [1usize, 130, 2, 200, 1, 30];
+    let seq: usize = documents.iter().sum();
+    let (hq, hkv, d) = (4, 2, 8);
+    let q = random(DType::F32, &[1, hq, seq, d], 31);
+    let k = random(DType::F32, &[1, hkv, seq, d], 32);
+    let v = random(DType::F32, &[1, hkv, seq, d], 33);
+    let g = random(DType::F32, &[1, hq, seq, d], 34);
+    let ids: Vec<i64> = documents
+        .iter()
+        .enumerate()
+        .flat_map(|(doc, &len)| std::iter::repeat_n(doc as i64, len))
+        .collect();
+    let segments = Tensor::from_slice(&ids, [1, seq]).unwrap();
+    let opts = AttentionOpts {
+        scale: 0.35,
+        causal: true,
+    };
+    let reference = ReferenceBackend;
+    for backend in [&CPU as &dyn luoshu_backend::Backend, &reference] {
+        let ops = Ops::new(backend);
+        let (out, lse) = ops.attention(&q, &k, &v, Some(&segments), opts).unwrap();
+        let grads = ops
+            .attention_backward(&q, &k, &v, Some(&segments), &out, &lse, &g, opts)
+            .unwrap();
+        let mut start = 0;
+        for len in documents {
+            let doc = |t: &Tensor| t.narrow(2, start, len).unwrap();
+            let (alone_out, alone_lse) = ops
+                .attention(&doc(&q), &doc(&k), &doc(&v), None, opts)
+                .unwrap();
+            let alone = ops
+                .attention_backward(
+                    &doc(&q),
+                    &doc(&k),
+                    &doc(&v),
+                    None,
+                    &alone_out,
+                    &alone_lse,
+                    &doc(&g),
+                    opts,
+                )
+                .unwrap();
+            let what = |name: &str| format!("{} {name} of document at {start}", backend.name());
+            let pairs = [
+                ("out", doc(&out), alone_out),
+                (
+                    "lse",
+                    doc(&lse.unsqueeze(3).unwrap()),
+                    alone_lse.unsqueeze(3).unwrap(),
+                ),
+                ("grad q", doc(&grads.0), alone.0),
+                ("grad k", doc(&grads.1), alone.1),
+                ("grad v", doc(&grads.2), alone.2),
+            ];
+            for (name, packed, alone) in pairs {
+                let packed = ops.contiguous(&packed).unwrap().to_f64_vec();
+                assert_close(&what(name), &packed, &alone.to_f64_vec(), 1e-5);
+            }
+            start += len;
+        }
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+    /// Random document layouts (length-1 documents, documents crossing and ending inside
+    /// 128-wide tiles, two rows with different layouts, causal or not): the tiled CPU
+    /// kernels agree with the reference backend forward and backward.
+    #[test]
+    fn random_packed_rows_match_the_reference(
+        rows in proptest::collection::vec(
+            proptest::collection::vec(1usize..90, 1..8),
+            2,
+        ),
+        causal in proptest::bool::ANY,
+        stream in 0u64..1000,
+    ) {
+        let seq = rows.iter().map(|r| r.iter().sum::<usize>()).max().unwrap();
+        // Each row: its documents, then padding as one more segment.
+        let mut ids: Vec<i64> = Vec::new();
+        for documents in &rows {
+            for (doc, &len) in documents.iter().enumerate() {
+                ids.extend(std::iter::repeat_n(doc as i64, len));
+            }
+            ids.resize(ids.len().next_multiple_of(seq), documents.len() as i64);
+        }
+        let segments = Tensor::from_slice(&ids, [2, seq]).unwrap();
+        let q = random(DType::F32, &[2, 4, seq, 16], stream);
+        let k = random(DType::F32, &[2, 2, seq, 16], stream + 1);
+        let v = random(DType::F32, &[2, 2, seq, 8], stream + 2);
+        let g = random(DType::F32, &[2, 4, seq, 8], stream + 3);
+        let opts = AttentionOpts { scale: 0.25, causal };
+        let run = |backend: &dyn luoshu_backend::Backend| {
+            let ops = Ops::new(backend);
+            let (out, lse) = ops.attention(&q, &k, &v, Some(&segments), opts).unwrap();
+            let (gq, gk, gv) = ops
+                .attention_backward(&q, &k, &v, Some(&segments), &out, &lse, &g, opts)
+                .unwrap();
+            [out, lse, gq, gk, gv].map(|t| t.to_f64_vec())
+        };
+        let (got, want) = (run(&CPU), run(&ReferenceBackend));
+        for (name, (got, want)) in ["out", "lse", "grad q", "grad k", "grad v"].iter().zip(got.iter().zip(&want)) {
+            assert_close(name, got, want, 2e-4);
+        }
+    }
 }

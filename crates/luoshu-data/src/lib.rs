@@ -9,6 +9,7 @@ mod fingerprint;
 mod framed;
 pub mod fuzz;
 mod loader;
+mod packing;
 mod special;
 mod tokenized;
 mod tokenizer;
@@ -24,9 +25,10 @@ pub use error::{Error, Result};
 pub use fingerprint::fingerprint;
 pub use framed::Lookup;
 pub use loader::{
-    BucketBatch, GlobalBatch, LengthBucketLoader, LoaderConfig, LoaderPosition, MicroBatch,
-    IGNORE_INDEX,
+    BucketBatch, BucketPadding, GlobalBatch, LengthBucketLoader, LoaderConfig, LoaderPosition,
+    MicroBatch, IGNORE_INDEX,
 };
+pub use packing::{first_fit_decreasing, RowDocuments};
 pub use special::END_OF_TEXT;
 pub use tokenized::TokenizedCorpus;
 pub use tokenizer::{train_tokenizer, TextTokenizer};

@@ -1,3 +1,4 @@
+use crate::packing::{first_fit_decreasing, RowDocuments};
 use crate::{Error, Result};
 use luoshu_tensor::rng;
 
@@ -16,6 +17,9 @@ pub struct LoaderConfig {
     /// Real target tokens per optimizer step (a global batch stops once it reaches this).
     pub global_batch_tokens: usize,
     pub seed: u64,
+    /// Pack the sequences of a bucket first-fit-decreasing into rows of the bucket's length
+    /// (several documents per row) instead of one sequence per row.
+    pub packing: bool,
 }
 
 impl LoaderConfig {
@@ -55,6 +59,10 @@ pub struct MicroBatch {
     pub inputs: Vec<i64>,
     pub targets: Vec<i64>,
     pub target_tokens: usize,
+    /// Packed rows: where each row's documents lie. `None`: one document per row from
+    /// position 0. A document's targets are its own next tokens (each sequence carries
+    /// `len + 1` tokens), so no target ever crosses into the next document.
+    pub documents: Option<RowDocuments>,
 }
 
 /// The micro-batches of one length bucket within a global batch.
@@ -62,6 +70,24 @@ pub struct MicroBatch {
 pub struct BucketBatch {
     pub seq_len: usize,
     pub micro_batches: Vec<MicroBatch>,
+}
+
+impl BucketBatch {
+    /// `(target tokens, token slots)` of the bucket's micro-batches.
+    fn fill(&self) -> (usize, usize) {
+        let micro = &self.micro_batches;
+        let tokens = micro.iter().map(|m| m.target_tokens).sum();
+        (tokens, micro.iter().map(|m| m.rows * m.seq_len).sum())
+    }
+}
+
+/// How much of one bucket's rows is padding, over all the sequences of a loader.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BucketPadding {
+    pub seq_len: usize,
+    pub rows: usize,
+    /// Padding slots / all token slots of the bucket's rows.
+    pub padding_fraction: f64,
 }
 
 /// Everything one optimizer step consumes. The loss of the step is the sum of per-token
@@ -203,6 +229,29 @@ impl LengthBucketLoader {
         self.config.bucket_edges.partition_point(|&edge| edge < len)
     }
 
+    /// Padding per bucket when every sequence is served once (as [`Self::all_batches`]
+    /// serves them), with this loader's packing setting.
+    pub fn padding_by_bucket(&self) -> Vec<BucketPadding> {
+        let edges = &self.config.bucket_edges;
+        let mut fill = vec![(0, 0, 0); edges.len()];
+        for bucket in self.all_batches().iter().flat_map(|b| &b.buckets) {
+            let at = self.bucket_of(bucket.seq_len);
+            let (tokens, slots) = bucket.fill();
+            let rows: usize = bucket.micro_batches.iter().map(|m| m.rows).sum();
+            fill[at] = (fill[at].0 + tokens, fill[at].1 + slots, fill[at].2 + rows);
+        }
+        edges
+            .iter()
+            .zip(fill)
+            .filter(|(_, (_, slots, _))| *slots > 0)
+            .map(|(&seq_len, (tokens, slots, rows))| BucketPadding {
+                seq_len,
+                rows,
+                padding_fraction: 1.0 - tokens as f64 / slots as f64,
+            })
+            .collect()
+    }
+
     /// Group sequences by bucket and pack each bucket into micro-batches.
     fn assemble(&self, chosen: &[usize]) -> GlobalBatch {
         let edges = &self.config.bucket_edges;
@@ -218,7 +267,8 @@ impl LengthBucketLoader {
             .filter(|(seqs, _)| !seqs.is_empty())
             .map(|(seqs, &seq_len)| {
                 let rows_per_micro = (self.config.tokens_per_micro_batch / seq_len).max(1);
-                let micro_batches = seqs
+                let micro_batches = self
+                    .rows(&seqs, seq_len)
                     .chunks(rows_per_micro)
                     .map(|rows| self.pack(rows, seq_len))
                     .collect::<Vec<_>>();
@@ -235,24 +285,49 @@ impl LengthBucketLoader {
         }
     }
 
-    fn pack(&self, rows: &[&[u32]], seq_len: usize) -> MicroBatch {
+    /// The rows of one bucket: each sequence alone, or packed first-fit-decreasing into
+    /// rows of `seq_len` targets.
+    fn rows<'a>(&self, seqs: &[&'a [u32]], seq_len: usize) -> Vec<Vec<&'a [u32]>> {
+        if !self.config.packing {
+            return seqs.iter().map(|&seq| vec![seq]).collect();
+        }
+        let lengths: Vec<usize> = seqs.iter().map(|s| s.len() - 1).collect();
+        first_fit_decreasing(&lengths, seq_len)
+            .into_iter()
+            .map(|row| row.into_iter().map(|i| seqs[i]).collect())
+            .collect()
+    }
+
+    /// One micro-batch of `rows`, each holding its sequences one after another.
+    fn pack(&self, rows: &[Vec<&[u32]>], seq_len: usize) -> MicroBatch {
         let mut inputs = vec![self.pad_token as i64; rows.len() * seq_len];
         let mut targets = vec![IGNORE_INDEX; rows.len() * seq_len];
         let mut target_tokens = 0;
-        for (r, seq) in rows.iter().enumerate() {
-            let n = seq.len() - 1;
-            for t in 0..n {
-                inputs[r * seq_len + t] = seq[t] as i64;
-                targets[r * seq_len + t] = seq[t + 1] as i64;
+        for (r, row) in rows.iter().enumerate() {
+            let mut at = r * seq_len;
+            for seq in row {
+                let n = seq.len() - 1;
+                for t in 0..n {
+                    inputs[at + t] = seq[t] as i64;
+                    targets[at + t] = seq[t + 1] as i64;
+                }
+                at += n;
+                target_tokens += n;
             }
-            target_tokens += n;
         }
+        let documents = self.config.packing.then(|| RowDocuments {
+            rows: rows
+                .iter()
+                .map(|row| row.iter().map(|seq| seq.len() - 1).collect())
+                .collect(),
+        });
         MicroBatch {
             rows: rows.len(),
             seq_len,
             inputs,
             targets,
             target_tokens,
+            documents,
         }
     }
 }

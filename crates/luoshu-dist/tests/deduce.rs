@@ -294,6 +294,7 @@ fn attention_splits_heads_and_batch() {
     let attention = Op::Attention {
         scale: Float::new(0.25),
         causal: true,
+        segmented: false,
     };
     let heads = st(&[(S(1), 2)]);
     let (q, kv) = (t(&[2, 4, 8, 16]), t(&[2, 2, 8, 16]));
@@ -326,6 +327,33 @@ fn attention_splits_heads_and_batch() {
         &[(q, heads), (kv.clone(), st(&[(D, 2)])), (kv, st(&[(D, 2)]))],
         "same state",
     );
+}
+
+/// Segment ids of packed rows follow the batch like tokens: split with a batch split,
+/// duplicated over head splits.
+#[test]
+fn segmented_attention_takes_segment_ids_like_tokens() {
+    let attention = Op::Attention {
+        scale: Float::new(0.25),
+        causal: true,
+        segmented: true,
+    };
+    let (q, kv, ids) = (t(&[2, 4, 8, 16]), t(&[2, 2, 8, 16]), ti(&[2, 8]));
+    let with = |state: DState, ids_state: DState| {
+        [
+            (q.clone(), state.clone()),
+            (kv.clone(), state.clone()),
+            (kv.clone(), state),
+            (ids.clone(), ids_state),
+        ]
+    };
+    let (batch, heads, dup) = (st(&[(S(0), 2)]), st(&[(S(1), 2)]), st(&[(D, 2)]));
+    let out = ok(&attention, &with(batch.clone(), batch.clone()));
+    assert_eq!(out, [batch.clone(), batch.clone()]);
+    let out = ok(&attention, &with(heads.clone(), dup.clone()));
+    assert_eq!(out, [heads.clone(), heads.clone()]);
+    fails(&attention, &with(heads, batch.clone()), "segment ids");
+    fails(&attention, &with(batch, dup), "segment ids");
 }
 
 #[test]

@@ -435,13 +435,35 @@ impl Graph {
         scale: f64,
         causal: bool,
     ) -> Result<(Value, Value)> {
-        self.add2(
-            Op::Attention {
-                scale: Float::new(scale),
-                causal,
-            },
-            &[q, k, v],
-        )
+        self.add_attention(&[q, k, v], scale, causal)
+    }
+
+    /// Attention over packed rows: `segments` (`i64 [b, s]`, non-decreasing along a row)
+    /// gives each token's document, and a token sees only (earlier, when `causal`) tokens
+    /// of its own document: `(out, lse)`.
+    pub fn segmented_attention(
+        &mut self,
+        (q, k, v): (Value, Value, Value),
+        segments: Value,
+        scale: f64,
+        causal: bool,
+    ) -> Result<(Value, Value)> {
+        self.add_attention(&[q, k, v, segments], scale, causal)
+    }
+
+    /// Attention over `q, k, v` and, when given, segment ids.
+    fn add_attention(
+        &mut self,
+        inputs: &[Value],
+        scale: f64,
+        causal: bool,
+    ) -> Result<(Value, Value)> {
+        let op = Op::Attention {
+            scale: Float::new(scale),
+            causal,
+            segmented: inputs.len() == 4,
+        };
+        self.add2(op, inputs)
     }
 
     /// Elementwise `op` over the `parts` ranks of `group`.

@@ -181,15 +181,24 @@ pub enum Op {
     Swiglu,
     /// Inputs gate, up, grad_out; outputs (grad_gate, grad_up).
     SwigluBackward,
-    /// Inputs q, k, v; outputs (out, lse).
+    /// Inputs q, k, v, and with `segmented` the segment ids; outputs (out, lse).
+    ///
+    /// Packed rows carry one `i64` document id per token (`[b, s]`, non-decreasing along a
+    /// row) rather than cumulative lengths: ids have the shape of the tokens, so they are
+    /// fed, sharded (batch splits) and sent between pipeline stages exactly like tokens,
+    /// and they need no ragged `[b, documents + 1]` dim; the kernels derive each token's
+    /// document window from them in one pass.
     Attention {
         scale: Float,
         causal: bool,
+        segmented: bool,
     },
-    /// Inputs q, k, v, out, lse, grad_out; outputs (grad_q, grad_k, grad_v).
+    /// Inputs q, k, v, out, lse, grad_out, and with `segmented` the segment ids; outputs
+    /// (grad_q, grad_k, grad_v).
     AttentionBackward {
         scale: Float,
         causal: bool,
+        segmented: bool,
     },
 
     // ----- collectives over a named device group (run by the plan's `Collectives`) -----

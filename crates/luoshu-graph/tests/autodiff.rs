@@ -478,6 +478,32 @@ fn attention_causal_grouped_and_unaligned() {
     }
 }
 
+/// Packed rows of one, two and many documents (length-1 ones included), causal and not;
+/// the segment ids get no gradient and the attention's gradient passes through to q, k, v.
+#[test]
+fn segmented_attention_over_packed_rows() {
+    let rows: [(&[i64], bool); 4] = [
+        (&[0, 0, 0, 0, 0, 3, 3, 3, 3, 3], true),
+        (&[0, 0, 1, 1, 1, 5, 5, 5, 5, 6], true),
+        (&[0, 1, 1, 2, 3, 0, 0, 0, 1, 2], true),
+        (&[0, 0, 0, 1, 1, 2, 3, 3, 3, 3], false),
+    ];
+    for (ids, causal) in rows {
+        let mut c = Check::new();
+        let (q, k, v) = (
+            c.var("q", &[2, 4, 5, 3]),
+            c.var("k", &[2, 2, 5, 3]),
+            c.var("v", &[2, 2, 5, 2]),
+        );
+        let ids: Vec<f64> = ids.iter().map(|&i| i as f64).collect();
+        let segments = c.data("segments", &[2, 5], DType::I64, &ids);
+        let (out, _) =
+            c.g.segmented_attention((q, k, v), segments, 0.6, causal)
+                .unwrap();
+        c.check(out, F64_STATS);
+    }
+}
+
 // ----- composite subgraphs -----
 
 #[test]

@@ -101,6 +101,16 @@ fn composite_builders_return_every_output() {
         (g.shape_of(o), g.shape_of(l)),
         (dims(&[1, 2, 3, 4]), dims(&[1, 2, 3]))
     );
+    let ids = g.input("ids", &dims(&[1, 3]), DType::I64).unwrap();
+    let (o, _) = g.segmented_attention((q, q, q), ids, 0.5, true).unwrap();
+    assert_eq!(g.shape_of(o), dims(&[1, 2, 3, 4]));
+    for (bad, why) in [(&[1, 4][..], DType::I64), (&[1, 3], DType::F32)] {
+        let wrong = g.input(&format!("{bad:?} {why}"), &dims(bad), why).unwrap();
+        let err = g
+            .segmented_attention((q, q, q), wrong, 0.5, true)
+            .unwrap_err();
+        assert!(err.to_string().contains("segment ids"), "{err}");
+    }
     g.verify().unwrap();
 }
 

@@ -340,7 +340,8 @@ fn fuse_patterns_finds_every_composite() {
         count(&out, |o| *o
             == Op::Attention {
                 scale: luoshu_graph::Float::new(1.0 / 8f64.sqrt()),
-                causal: true
+                causal: true,
+                segmented: false
             }),
         1
     );
@@ -370,6 +371,46 @@ fn fuse_patterns_finds_every_composite() {
         count(&opt, |o| matches!(o, Op::Attention { causal: true, .. })),
         1
     );
+    assert_close(&run(&opt, &f), &run(&g, &f), 1e-4);
+}
+
+/// Segmented attention and its gradient keep their values through the whole optimization
+/// pipeline (the segment ids are an integer input no pass may fold, fuse or drop).
+#[test]
+fn optimized_segmented_attention_and_gradient_keep_their_values() {
+    let mut g = Graph::new();
+    let (q, k, v) = (
+        input(&mut g, "q", &[2, 4, 9, 8]),
+        input(&mut g, "k", &[2, 2, 9, 8]),
+        input(&mut g, "v", &[2, 2, 9, 8]),
+    );
+    let segments = g.input("segments", &d(&[2, 9]), DType::I64).unwrap();
+    let (out, _) = g
+        .segmented_attention((q, k, v), segments, 0.4, true)
+        .unwrap();
+    let scaled = g.mul(out, out).unwrap();
+    let loss = g.sum_all(scaled).unwrap();
+    let (mut g, grads) = grad(&g, loss, &[q, k, v]).unwrap();
+    g.set_outputs([&[loss][..], &grads].concat()).unwrap();
+    let (opt, _) = pipeline(&g).unwrap();
+    opt.verify().unwrap();
+    assert_eq!(
+        count(&opt, |o| matches!(
+            o,
+            Op::AttentionBackward {
+                segmented: true,
+                ..
+            }
+        )),
+        1
+    );
+    let mut f = pattern_feeds(&[
+        ("q", &[2, 4, 9, 8]),
+        ("k", &[2, 2, 9, 8]),
+        ("v", &[2, 2, 9, 8]),
+    ]);
+    let ids = [0i64, 0, 0, 1, 1, 2, 3, 3, 3, 5, 6, 6, 6, 6, 6, 6, 6, 7];
+    f.insert("segments".into(), Tensor::from_slice(&ids, [2, 9]).unwrap());
     assert_close(&run(&opt, &f), &run(&g, &f), 1e-4);
 }
 

@@ -17,7 +17,7 @@ pub use error::{Error, Result};
 pub use init::{init_params, rope_tables, INIT_STD};
 pub use llama::{
     build_decode_graph, build_logits_graph, build_loss_graph, build_stage_forward_graph,
-    build_stage_train_graph, build_train_graph, DecodeGraph, StageTrainGraph,
+    build_stage_train_graph, build_train_graph, DecodeGraph, RowLayout, StageTrainGraph,
 };
 pub use params::ParamStore;
 pub use shard::{ModelShard, ShardedParam};

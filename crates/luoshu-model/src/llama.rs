@@ -25,8 +25,14 @@ pub const HIDDEN_GRAD: &str = "hidden_grad";
 /// Graph inputs fed at every run.
 pub const TOKENS: &str = "tokens";
 pub const TARGETS: &str = "targets";
+/// RoPE tables: `f32 [seq, head_dim / 2]` for positions `0..seq`, or with
+/// [`RowLayout::Packed`] one row per token (`[batch · seq, head_dim / 2]`) at the token's
+/// position inside its document.
 pub const ROPE_COS: &str = "rope_cos";
 pub const ROPE_SIN: &str = "rope_sin";
+/// Packed graphs: the document id of every token (`i64 [batch, seq]`, non-decreasing along
+/// a row).
+pub const SEGMENTS: &str = "segments";
 /// `1 / target tokens of the whole global batch`, so micro-batch gradients sum to the
 /// global-batch gradient.
 pub const LOSS_SCALE: &str = "loss_scale";
@@ -45,6 +51,16 @@ pub fn cache_k_name(layer: usize) -> String {
 /// Decode-graph input holding layer `layer`'s values.
 pub fn cache_v_name(layer: usize) -> String {
     format!("cache_v.{layer}")
+}
+
+/// How documents sit in the rows of the micro-batches a graph runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RowLayout {
+    /// One document per row from position 0, padding after it.
+    OneDocument,
+    /// Several documents per row: attention stays inside a document ([`SEGMENTS`]) and
+    /// RoPE positions restart at each one (per-token [`ROPE_COS`]/[`ROPE_SIN`] rows).
+    Packed,
 }
 
 /// The training graph: outputs `[loss, grads...]` with gradients in [`crate::param_specs`] order.
@@ -79,11 +95,19 @@ pub struct DecodeGraph {
     pub caches: Vec<(Value, Value)>,
 }
 
+/// Graph inputs describing a micro-batch's rows, shared by every layer.
+struct RowInputs {
+    rope: (Value, Value),
+    /// [`SEGMENTS`] of packed rows.
+    segments: Option<Value>,
+}
+
 /// Parameter and input leaves shared by the graph builders.
 struct Model<'a> {
     cfg: &'a ModelConfig,
     precision: Precision,
     shard: ModelShard,
+    layout: RowLayout,
     params: Vec<Value>,
     specs: Vec<ParamSpec>,
 }
@@ -94,6 +118,7 @@ impl<'a> Model<'a> {
         cfg: &'a ModelConfig,
         precision: Precision,
         shard: ModelShard,
+        layout: RowLayout,
     ) -> Result<Self> {
         cfg.validate()?;
         let specs: Vec<ParamSpec> = shard.params(cfg).into_iter().map(|p| p.local).collect();
@@ -108,9 +133,16 @@ impl<'a> Model<'a> {
             cfg,
             precision,
             shard,
+            layout,
             params,
             specs,
         })
+    }
+
+    /// The whole model on one document per row, as generation runs it.
+    fn for_generation(g: &mut Graph, cfg: &'a ModelConfig, precision: Precision) -> Result<Self> {
+        let whole = ModelShard::whole(cfg);
+        Model::declare(g, cfg, precision, whole, RowLayout::OneDocument)
     }
 
     /// The parameter leaf `name` in the parameter dtype.
@@ -217,7 +249,7 @@ impl<'a> Model<'a> {
         g: &mut Graph,
         l: usize,
         h: Value,
-        rope: (Value, Value),
+        rows: &RowInputs,
         cache: Option<(Value, &mut Vec<(Value, Value)>)>,
     ) -> Result<Value> {
         let cfg = self.cfg;
@@ -241,7 +273,7 @@ impl<'a> Model<'a> {
             let y = g.matmul(x, w)?;
             let mut y = g.reshape(y, &heads(n))?;
             if rotate {
-                y = g.rope(y, rope.0, rope.1, false)?;
+                y = self.rotate(g, y, rows.rope)?;
             }
             Ok(g.permute(y, &[0, 2, 1, 3])?)
         };
@@ -269,7 +301,10 @@ impl<'a> Model<'a> {
                 (k, v)
             }
         };
-        let (att, _) = g.attention(q, k, v, scale, true)?;
+        let (att, _) = match rows.segments {
+            Some(segments) => g.segmented_attention((q, k, v), segments, scale, true)?,
+            None => g.attention(q, k, v, scale, true)?,
+        };
         let att = g.permute(att, &[0, 2, 1, 3])?;
         let att = g.reshape(att, &[self.rows(), Dim::fixed(cfg.d_model / tp)])?;
         let wo = p(g, "wo")?;
@@ -291,11 +326,41 @@ impl<'a> Model<'a> {
         Ok(g.plus(h, down)?)
     }
 
-    fn rope_tables(&self, g: &mut Graph) -> Result<(Value, Value)> {
+    /// The per-micro-batch inputs that describe its rows: the RoPE tables, and the
+    /// segment ids of packed rows.
+    fn row_inputs(&self, g: &mut Graph) -> Result<RowInputs> {
         let half = Dim::fixed(self.cfg.head_dim() / 2);
-        let cos = g.input(ROPE_COS, &[self.seq(), half.clone()], DType::F32)?;
-        let sin = g.input(ROPE_SIN, &[self.seq(), half], DType::F32)?;
-        Ok((cos, sin))
+        let (table_rows, segments) = match self.layout {
+            RowLayout::OneDocument => (self.seq(), None),
+            RowLayout::Packed => {
+                let segments = self.tokens(g, SEGMENTS)?;
+                (self.rows(), Some(segments))
+            }
+        };
+        let cos = g.input(ROPE_COS, &[table_rows.clone(), half.clone()], DType::F32)?;
+        let sin = g.input(ROPE_SIN, &[table_rows, half], DType::F32)?;
+        Ok(RowInputs {
+            rope: (cos, sin),
+            segments,
+        })
+    }
+
+    /// RoPE on `y [batch, seq, heads, head_dim]`. Packed rows have a table row per token,
+    /// so the tokens are viewed as one `[1, batch · seq]` sequence for the rotation.
+    fn rotate(&self, g: &mut Graph, y: Value, (cos, sin): (Value, Value)) -> Result<Value> {
+        if self.layout == RowLayout::OneDocument {
+            return Ok(g.rope(y, cos, sin, false)?);
+        }
+        let shape = g.shape_of(y);
+        let tokens = [
+            Dim::fixed(1),
+            self.rows(),
+            shape[2].clone(),
+            shape[3].clone(),
+        ];
+        let flat = g.reshape(y, &tokens)?;
+        let rotated = g.rope(flat, cos, sin, false)?;
+        Ok(g.reshape(rotated, &shape)?)
     }
 
     /// Final hidden states `[batch·seq, d]` of `tokens [batch, seq]` on the whole model
@@ -306,12 +371,12 @@ impl<'a> Model<'a> {
         tokens: Value,
         cache: Option<Value>,
     ) -> Result<(Value, Vec<(Value, Value)>)> {
-        let rope = self.rope_tables(g)?;
+        let rows = self.row_inputs(g)?;
         let mut h = self.embed(g, tokens)?;
         let mut caches = Vec::new();
         for l in self.shard.layers.clone() {
             let cache = cache.map(|positions| (positions, &mut caches));
-            h = self.layer(g, l, h, rope, cache)?;
+            h = self.layer(g, l, h, &rows, cache)?;
         }
         Ok((self.final_norm(g, h)?, caches))
     }
@@ -351,10 +416,10 @@ impl<'a> Model<'a> {
 
     /// The stage's layers on its input: `(input leaf, output hidden rows)`.
     fn stage_body(&self, g: &mut Graph) -> Result<(Value, Value)> {
-        let rope = self.rope_tables(g)?;
+        let rows = self.row_inputs(g)?;
         let (input, mut h) = self.stage_input(g)?;
         for l in self.shard.layers.clone() {
-            h = self.layer(g, l, h, rope, None)?;
+            h = self.layer(g, l, h, &rows, None)?;
         }
         Ok((input, h))
     }
@@ -415,9 +480,14 @@ impl<'a> Model<'a> {
     }
 }
 
-/// The training graph of `cfg` in `precision`; gradients have the parameter dtype.
-pub fn build_train_graph(cfg: &ModelConfig, precision: Precision) -> Result<TrainGraph> {
-    let stage = build_stage_train_graph(cfg, precision, &ModelShard::whole(cfg))?;
+/// The training graph of `cfg` in `precision` for rows laid out as `layout`; gradients
+/// have the parameter dtype.
+pub fn build_train_graph(
+    cfg: &ModelConfig,
+    precision: Precision,
+    layout: RowLayout,
+) -> Result<TrainGraph> {
+    let stage = build_stage_train_graph(cfg, precision, &ModelShard::whole(cfg), layout)?;
     let outputs = stage.graph.outputs().to_vec();
     let (loss, grads) = outputs
         .split_first()
@@ -446,9 +516,10 @@ pub fn build_stage_train_graph(
     cfg: &ModelConfig,
     precision: Precision,
     shard: &ModelShard,
+    layout: RowLayout,
 ) -> Result<StageTrainGraph> {
     let mut g = Graph::new();
-    let model = Model::declare(&mut g, cfg, precision, shard.clone())?;
+    let model = Model::declare(&mut g, cfg, precision, shard.clone(), layout)?;
     let (input, h) = model.stage_body(&mut g)?;
     let objective = if shard.is_last_stage() {
         model.loss_of(&mut g, h)?
@@ -481,9 +552,10 @@ pub fn build_stage_forward_graph(
     cfg: &ModelConfig,
     precision: Precision,
     shard: &ModelShard,
+    layout: RowLayout,
 ) -> Result<Graph> {
     let mut g = Graph::new();
-    let model = Model::declare(&mut g, cfg, precision, shard.clone())?;
+    let model = Model::declare(&mut g, cfg, precision, shard.clone(), layout)?;
     let (_, h) = model.stage_body(&mut g)?;
     let output = if shard.is_last_stage() {
         model.loss_of(&mut g, h)?
@@ -495,8 +567,12 @@ pub fn build_stage_forward_graph(
 }
 
 /// The forward graph with the scaled loss as its only output.
-pub fn build_loss_graph(cfg: &ModelConfig, precision: Precision) -> Result<LossGraph> {
-    let graph = build_stage_forward_graph(cfg, precision, &ModelShard::whole(cfg))?;
+pub fn build_loss_graph(
+    cfg: &ModelConfig,
+    precision: Precision,
+    layout: RowLayout,
+) -> Result<LossGraph> {
+    let graph = build_stage_forward_graph(cfg, precision, &ModelShard::whole(cfg), layout)?;
     let loss = graph.outputs()[0];
     Ok(LossGraph { graph, loss })
 }
@@ -505,7 +581,7 @@ pub fn build_loss_graph(cfg: &ModelConfig, precision: Precision) -> Result<LossG
 /// [`POSITION`] of `tokens [batch, seq]`.
 pub fn build_logits_graph(cfg: &ModelConfig, precision: Precision) -> Result<LogitsGraph> {
     let mut g = Graph::new();
-    let model = Model::declare(&mut g, cfg, precision, ModelShard::whole(cfg))?;
+    let model = Model::for_generation(&mut g, cfg, precision)?;
     let tokens = model.tokens(&mut g, TOKENS)?;
     let (h, _) = model.hidden(&mut g, tokens, None)?;
     let logits = model.logits_at(&mut g, h)?;
@@ -520,7 +596,7 @@ pub fn build_logits_graph(cfg: &ModelConfig, precision: Precision) -> Result<Log
 /// (an index into the new tokens), then the filled caches, k and v per layer.
 pub fn build_decode_graph(cfg: &ModelConfig, precision: Precision) -> Result<DecodeGraph> {
     let mut g = Graph::new();
-    let model = Model::declare(&mut g, cfg, precision, ModelShard::whole(cfg))?;
+    let model = Model::for_generation(&mut g, cfg, precision)?;
     let tokens = model.tokens(&mut g, TOKENS)?;
     let positions = g.input(POSITIONS, &[Dim::sym(SEQ)], DType::I64)?;
     let (h, caches) = model.hidden(&mut g, tokens, Some(positions))?;

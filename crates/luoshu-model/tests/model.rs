@@ -4,8 +4,8 @@
 use luoshu_backend::reference::ReferenceBackend;
 use luoshu_graph::{evaluate, Bindings, Graph};
 use luoshu_model::llama::{
-    cache_k_name, cache_v_name, BATCH, CTX, LOSS_SCALE, POSITION, POSITIONS, ROPE_COS, ROPE_SIN,
-    SEQ, TARGETS, TOKENS,
+    cache_k_name, cache_v_name, RowLayout, BATCH, CTX, LOSS_SCALE, POSITION, POSITIONS, ROPE_COS,
+    ROPE_SIN, SEGMENTS, SEQ, TARGETS, TOKENS,
 };
 use luoshu_model::{
     build_decode_graph, build_logits_graph, build_loss_graph, build_train_graph, init_params,
@@ -34,19 +34,19 @@ fn micro_config() -> ModelConfig {
 fn graphs_of_every_preset_shape_verify() {
     for name in ["tiny", "bench-5m"] {
         let cfg = ModelConfig::preset(name).unwrap();
-        build_train_graph(&cfg, Precision::Bf16Mixed)
+        build_train_graph(&cfg, Precision::Bf16Mixed, RowLayout::OneDocument)
             .unwrap()
             .graph
             .verify()
             .unwrap();
-        let train = build_train_graph(&cfg, Precision::F32).unwrap();
+        let train = build_train_graph(&cfg, Precision::F32, RowLayout::OneDocument).unwrap();
         train.graph.verify().unwrap();
         assert_eq!(train.grads.len(), param_specs(&cfg).len());
         for (g, spec) in train.grads.iter().zip(&train.params) {
             let shape: Vec<_> = spec.shape.iter().map(|&n| n.into()).collect();
             assert_eq!(train.graph.shape_of(*g), shape, "gradient of {}", spec.name);
         }
-        build_loss_graph(&cfg, Precision::F32)
+        build_loss_graph(&cfg, Precision::F32, RowLayout::OneDocument)
             .unwrap()
             .graph
             .verify()
@@ -134,7 +134,7 @@ fn bad_configs_say_what_is_wrong() {
         n_kv_heads: 3,
         ..base
     };
-    assert!(build_train_graph(&bad, Precision::F32).is_err());
+    assert!(build_train_graph(&bad, Precision::F32, RowLayout::OneDocument).is_err());
 }
 
 /// Feeds of the micro config in f64: parameters scaled up from the seeded init so every
@@ -179,8 +179,10 @@ fn loss_of(graph: &Graph, feeds: &HashMap<String, Tensor>) -> f64 {
 #[test]
 fn gradients_match_finite_differences() {
     let cfg = micro_config();
-    let train = build_train_graph(&cfg, Precision::F64).unwrap();
-    let loss_graph = build_loss_graph(&cfg, Precision::F64).unwrap().graph;
+    let train = build_train_graph(&cfg, Precision::F64, RowLayout::OneDocument).unwrap();
+    let loss_graph = build_loss_graph(&cfg, Precision::F64, RowLayout::OneDocument)
+        .unwrap()
+        .graph;
     let feeds = f64_feeds(&cfg);
     let outputs = evaluate(&train.graph, &bindings(2, 5), &feeds, &ReferenceBackend).unwrap();
     let loss = outputs[0].to_f64_vec()[0];
@@ -225,7 +227,9 @@ fn logits_graph_agrees_with_the_training_loss() {
     // last position through the next-token graph.
     let cfg = micro_config();
     let logits_graph = build_logits_graph(&cfg, Precision::F64).unwrap().graph;
-    let loss_graph = build_loss_graph(&cfg, Precision::F64).unwrap().graph;
+    let loss_graph = build_loss_graph(&cfg, Precision::F64, RowLayout::OneDocument)
+        .unwrap()
+        .graph;
     let mut feeds = f64_feeds(&cfg);
     let tokens: Vec<i64> = vec![1, 4, 9, 2, 7];
     let mut targets = vec![-100i64; 5];
@@ -321,4 +325,84 @@ fn decoding_with_a_kv_cache_matches_the_full_forward_pass() {
             .collect();
         start = end;
     }
+}
+
+/// Documents `(tokens, targets)` as one packed row must give exactly the loss and
+/// gradients of the same documents one per row: attention stays inside a document and RoPE
+/// positions restart at each one.
+#[test]
+fn a_packed_row_trains_like_one_document_per_row() {
+    let cfg = micro_config();
+    let documents: [(&[i64], &[i64]); 3] = [
+        (&[1, 4, 9], &[4, 9, 2]),
+        (&[3, 3, 0], &[3, 0, 10]),
+        (&[2, 7], &[7, 6]),
+    ];
+    let (cos, sin) = rope_tables(cfg.head_dim(), cfg.rope_theta, 0, 3).unwrap();
+    let mut one_per_row = f64_feeds(&cfg);
+    let (mut tokens, mut targets) = (vec![0i64; 9], vec![-100i64; 9]);
+    for (row, (t, y)) in documents.iter().enumerate() {
+        tokens[row * 3..row * 3 + t.len()].copy_from_slice(t);
+        targets[row * 3..row * 3 + y.len()].copy_from_slice(y);
+    }
+    let rows = |values: &[i64], dims: [usize; 2]| Tensor::from_slice(values, dims.as_slice());
+    one_per_row.insert(TOKENS.into(), rows(&tokens, [3, 3]).unwrap());
+    one_per_row.insert(TARGETS.into(), rows(&targets, [3, 3]).unwrap());
+    one_per_row.insert(ROPE_COS.into(), cos.clone());
+    one_per_row.insert(ROPE_SIN.into(), sin.clone());
+
+    let mut packed = one_per_row.clone();
+    let tokens: Vec<i64> = documents.iter().flat_map(|d| d.0.iter().copied()).collect();
+    let targets: Vec<i64> = documents.iter().flat_map(|d| d.1.iter().copied()).collect();
+    packed.insert(TOKENS.into(), rows(&tokens, [1, 8]).unwrap());
+    packed.insert(TARGETS.into(), rows(&targets, [1, 8]).unwrap());
+    let ids = [0i64, 0, 0, 1, 1, 1, 2, 2];
+    packed.insert(SEGMENTS.into(), rows(&ids, [1, 8]).unwrap());
+    let positions = [0usize, 1, 2, 0, 1, 2, 0, 1];
+    let half = cfg.head_dim() / 2;
+    let per_token = |table: &Tensor| {
+        let table = table.to_f64_vec();
+        let values: Vec<f64> = positions
+            .iter()
+            .flat_map(|&p| table[p * half..(p + 1) * half].to_vec())
+            .collect();
+        Tensor::from_f64(&values, DType::F32, [8, half].as_slice()).unwrap()
+    };
+    packed.insert(ROPE_COS.into(), per_token(&cos));
+    packed.insert(ROPE_SIN.into(), per_token(&sin));
+
+    let run = |layout: RowLayout, feeds: &HashMap<String, Tensor>, (batch, seq)| {
+        let train = build_train_graph(&cfg, Precision::F64, layout).unwrap();
+        train.graph.verify().unwrap();
+        evaluate(
+            &train.graph,
+            &bindings(batch, seq),
+            feeds,
+            &ReferenceBackend,
+        )
+        .unwrap()
+    };
+    let want = run(RowLayout::OneDocument, &one_per_row, (3, 3));
+    let got = run(RowLayout::Packed, &packed, (1, 8));
+    assert_eq!(got.len(), want.len());
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        for (a, b) in g.to_f64_vec().iter().zip(w.to_f64_vec()) {
+            assert!(
+                (a - b).abs() <= 1e-9 * (1.0 + b.abs()),
+                "output {i}: {a} vs {b}"
+            );
+        }
+    }
+    // Without restarting positions the packed row is a different computation.
+    packed.insert(
+        ROPE_COS.into(),
+        rope_tables(cfg.head_dim(), cfg.rope_theta, 0, 8)
+            .unwrap()
+            .0
+            .reshape([8, half])
+            .unwrap(),
+    );
+    let shifted = run(RowLayout::Packed, &packed, (1, 8));
+    let loss = |outputs: &[Tensor]| outputs[0].to_f64_vec()[0];
+    assert!((loss(&shifted) - loss(&want)).abs() > 1e-6);
 }

@@ -2,14 +2,14 @@
 //! the buckets of a global batch, clipping, and one AdamW update per step.
 
 use crate::optim::{clip_grad_norm, AdamW, AdamWConfig, AdamWState};
-use crate::parallel::micro_feeds;
+use crate::parallel::{micro_feeds, row_layout};
 use crate::{Error, LrSchedule, Result};
 use luoshu_backend::ops::BinaryOp;
 use luoshu_backend::{Backend, Ops};
 use luoshu_data::{GlobalBatch, MicroBatch};
 use luoshu_graph::passes::{run_pipeline, DEFAULT_PIPELINE};
 use luoshu_graph::{compile, Bindings, CompileOptions, Graph, Plan};
-use luoshu_model::llama::{build_loss_graph, build_train_graph, BATCH, SEQ};
+use luoshu_model::llama::{build_loss_graph, build_train_graph, RowLayout, BATCH, SEQ};
 use luoshu_model::{init_params, rope_tables, ModelConfig, ParamStore, Precision};
 use luoshu_tensor::{DType, Tensor};
 use serde::{Deserialize, Serialize};
@@ -94,9 +94,10 @@ pub struct Trainer {
     model: ModelConfig,
     config: TrainConfig,
     backend: Arc<dyn Backend>,
-    train_graph: Graph,
-    loss_graph: Graph,
-    plans: HashMap<(PlanKind, usize, usize), Plan>,
+    /// Optimized graphs per kind and row layout (one document per row built at once,
+    /// packed ones on first use).
+    graphs: HashMap<(PlanKind, RowLayout), Graph>,
+    plans: HashMap<(PlanKind, RowLayout, usize, usize), Plan>,
     params: ParamStore,
     optimizer: AdamW,
     rope_cos: Tensor,
@@ -111,6 +112,18 @@ fn optimize(graph: &Graph) -> Result<Graph> {
     Ok(run_pipeline(graph, DEFAULT_PIPELINE)?.0)
 }
 
+/// The optimized graph of `kind` for rows laid out as `layout`.
+fn build_graph(
+    model: &ModelConfig,
+    precision: Precision,
+    (kind, layout): (PlanKind, RowLayout),
+) -> Result<Graph> {
+    match kind {
+        PlanKind::Train => optimize(&build_train_graph(model, precision, layout)?.graph),
+        PlanKind::Loss => optimize(&build_loss_graph(model, precision, layout)?.graph),
+    }
+}
+
 impl Trainer {
     /// A trainer with parameters initialized from `seed`.
     pub fn new(
@@ -121,9 +134,13 @@ impl Trainer {
     ) -> Result<Self> {
         model.validate()?;
         config.validate()?;
-        let precision = config.precision;
-        let train_graph = optimize(&build_train_graph(&model, precision)?.graph)?;
-        let loss_graph = optimize(&build_loss_graph(&model, precision)?.graph)?;
+        let graphs = [PlanKind::Train, PlanKind::Loss]
+            .into_iter()
+            .map(|kind| {
+                let key = (kind, RowLayout::OneDocument);
+                Ok((key, build_graph(&model, config.precision, key)?))
+            })
+            .collect::<Result<_>>()?;
         let params = init_params(&model, seed)?;
         let optimizer = AdamW::new(
             &Ops::new(backend.as_ref()),
@@ -137,8 +154,7 @@ impl Trainer {
             model,
             config,
             backend,
-            train_graph,
-            loss_graph,
+            graphs,
             plans: HashMap::new(),
             params,
             optimizer,
@@ -324,12 +340,17 @@ impl Trainer {
                 micro.targets.len()
             )));
         }
-        let key = (kind, rows, seq);
+        let layout = row_layout(micro);
+        let key = (kind, layout, rows, seq);
         if !self.plans.contains_key(&key) {
-            let graph = match kind {
-                PlanKind::Train => &self.train_graph,
-                PlanKind::Loss => &self.loss_graph,
-            };
+            if !self.graphs.contains_key(&(kind, layout)) {
+                let graph = build_graph(&self.model, self.config.precision, (kind, layout))?;
+                self.graphs.insert((kind, layout), graph);
+            }
+            let graph = self
+                .graphs
+                .get(&(kind, layout))
+                .ok_or_else(|| Error::State("built graph vanished from the cache".into()))?;
             let bindings: Bindings = [(BATCH.to_string(), rows), (SEQ.to_string(), seq)].into();
             let plan = compile(
                 graph,
@@ -340,7 +361,7 @@ impl Trainer {
             self.plans.insert(key, plan);
         }
         let rope = (&self.rope_cos, &self.rope_sin);
-        let feeds = micro_feeds(&self.params, micro, rope, scale)?;
+        let feeds = micro_feeds(&self.params, micro, rope, scale, layout)?;
         let plan = self
             .plans
             .get_mut(&key)

@@ -40,6 +40,7 @@ fn loader() -> LengthBucketLoader {
         tokens_per_micro_batch: 16,
         global_batch_tokens: 16,
         seed: 1,
+        packing: false,
     };
     LengthBucketLoader::new(config, &docs, 0).unwrap()
 }

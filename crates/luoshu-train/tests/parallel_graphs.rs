@@ -6,7 +6,7 @@ use luoshu_backend::Backend;
 use luoshu_comm::threads;
 use luoshu_dist::CommCollectives;
 use luoshu_graph::{evaluate, evaluate_with, Collectives};
-use luoshu_model::llama::{LOSS_SCALE, ROPE_COS, ROPE_SIN, TARGETS, TOKENS, TP_GROUP};
+use luoshu_model::llama::{RowLayout, LOSS_SCALE, ROPE_COS, ROPE_SIN, TARGETS, TOKENS, TP_GROUP};
 use luoshu_model::ModelShard;
 use luoshu_model::{build_stage_train_graph, init_params, rope_tables, ModelConfig, Precision};
 use luoshu_tensor::Tensor;
@@ -66,12 +66,19 @@ fn tensor_parallel_gradients_are_slices_of_the_single_device_gradients() {
     let cfg = model();
     let backend: Arc<dyn Backend> = Arc::new(CpuBackend::new());
     let all = feeds(&cfg);
-    let whole = build_stage_train_graph(&cfg, Precision::F32, &ModelShard::whole(&cfg)).unwrap();
+    let whole = build_stage_train_graph(
+        &cfg,
+        Precision::F32,
+        &ModelShard::whole(&cfg),
+        RowLayout::OneDocument,
+    )
+    .unwrap();
     let expected = evaluate(&whole.graph, &bindings(2, 8, 1), &all, backend.as_ref()).unwrap();
     let tp = 2;
     let per_rank = threads::run(tp, |comm| {
         let shard = ModelShard::new(&cfg, tp, comm.rank(), 1, 0, 0..cfg.n_layers).unwrap();
-        let graph = build_stage_train_graph(&cfg, Precision::F32, &shard).unwrap();
+        let graph =
+            build_stage_train_graph(&cfg, Precision::F32, &shard, RowLayout::OneDocument).unwrap();
         let mut local = all.clone();
         for p in &graph.params {
             let full = &all[&p.full.name];

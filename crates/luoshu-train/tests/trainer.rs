@@ -65,6 +65,7 @@ fn pack(seqs: &[Vec<u32>], seq_len: usize) -> MicroBatch {
         inputs,
         targets,
         target_tokens,
+        documents: None,
     }
 }
 

@@ -495,6 +495,7 @@ impl Ops<'_> {
         q: &Tensor,
         k: &Tensor,
         v: &Tensor,
+        segments: Option<&Tensor>,
     ) -> Result<(Vec<usize>, Vec<usize>)> {
         check_float("attention", q)?;
         check_dtype("attention", k, q.dtype())?;
@@ -524,7 +525,26 @@ impl Ops<'_> {
         if !ok {
             return Err(bad());
         }
+        if let Some(segments) = segments {
+            check_dtype("attention", segments, DType::I64)?;
+            if qd[2] != kd[2] || segments.dims() != [qd[0], qd[2]] {
+                return Err(Error::invalid(
+                    "attention",
+                    format!(
+                        "segments need sq == sk and dims [b, sq]; got segments {:?} for q {:?}, k {:?}",
+                        segments.dims(),
+                        qd,
+                        kd
+                    ),
+                ));
+            }
+        }
         Ok((vec![qd[0], qd[1], qd[2], vd[3]], qd[..3].to_vec()))
+    }
+
+    /// `segments` made contiguous for the kernels.
+    fn contiguous_segments(&self, segments: Option<&Tensor>) -> Result<Option<Tensor>> {
+        segments.map(|s| self.contiguous(s)).transpose()
     }
 
     /// A view whose last dimension is contiguous (copied if it is not).
@@ -542,19 +562,22 @@ impl Ops<'_> {
         q: &Tensor,
         k: &Tensor,
         v: &Tensor,
+        segments: Option<&Tensor>,
         opts: AttentionOpts,
         out: &Tensor,
         lse: &Tensor,
     ) -> Result<()> {
-        let (out_dims, lse_dims) = self.check_attention(q, k, v)?;
+        let (out_dims, lse_dims) = self.check_attention(q, k, v, segments)?;
         check_out("attention", "out", out, q.dtype(), &out_dims)?;
         check_out("attention", "lse", lse, DType::F32, &lse_dims)?;
-        check_no_overlap("attention", "out", out, &[q, k, v, lse])?;
-        check_no_overlap("attention", "lse", lse, &[q, k, v])?;
+        let inputs = [&[q, k, v][..], segments.as_slice()].concat();
+        check_no_overlap("attention", "out", out, &[&inputs[..], &[lse]].concat())?;
+        check_no_overlap("attention", "lse", lse, &inputs)?;
         self.backend.attention(
             &self.rows_contiguous(q)?,
             &self.rows_contiguous(k)?,
             &self.rows_contiguous(v)?,
+            self.contiguous_segments(segments)?.as_ref(),
             opts,
             out,
             lse,
@@ -567,12 +590,13 @@ impl Ops<'_> {
         q: &Tensor,
         k: &Tensor,
         v: &Tensor,
+        segments: Option<&Tensor>,
         opts: AttentionOpts,
     ) -> Result<(Tensor, Tensor)> {
-        let (out_dims, lse_dims) = self.check_attention(q, k, v)?;
+        let (out_dims, lse_dims) = self.check_attention(q, k, v, segments)?;
         let out = self.alloc(q.dtype(), &out_dims)?;
         let lse = self.alloc(DType::F32, &lse_dims)?;
-        self.attention_into(q, k, v, opts, &out, &lse)?;
+        self.attention_into(q, k, v, segments, opts, &out, &lse)?;
         Ok((out, lse))
     }
 
@@ -583,6 +607,7 @@ impl Ops<'_> {
         q: &Tensor,
         k: &Tensor,
         v: &Tensor,
+        segments: Option<&Tensor>,
         out: &Tensor,
         lse: &Tensor,
         grad_out: &Tensor,
@@ -592,7 +617,7 @@ impl Ops<'_> {
         grad_v: &Tensor,
     ) -> Result<()> {
         const OP: &str = "attention_backward";
-        let (out_dims, lse_dims) = self.check_attention(q, k, v)?;
+        let (out_dims, lse_dims) = self.check_attention(q, k, v, segments)?;
         for t in [out, grad_out] {
             check_dtype(OP, t, q.dtype())?;
             check_dims(OP, t, &out_dims)?;
@@ -602,7 +627,7 @@ impl Ops<'_> {
         check_out(OP, "grad_q", grad_q, q.dtype(), q.dims())?;
         check_out(OP, "grad_k", grad_k, k.dtype(), k.dims())?;
         check_out(OP, "grad_v", grad_v, v.dtype(), v.dims())?;
-        let inputs = [q, k, v, out, lse, grad_out];
+        let inputs = [&[q, k, v, out, lse, grad_out][..], segments.as_slice()].concat();
         check_no_overlap(
             OP,
             "grad_q",
@@ -615,6 +640,7 @@ impl Ops<'_> {
             &self.rows_contiguous(q)?,
             &self.rows_contiguous(k)?,
             &self.rows_contiguous(v)?,
+            self.contiguous_segments(segments)?.as_ref(),
             &self.rows_contiguous(out)?,
             &self.contiguous(lse)?,
             &self.rows_contiguous(grad_out)?,
@@ -632,16 +658,17 @@ impl Ops<'_> {
         q: &Tensor,
         k: &Tensor,
         v: &Tensor,
+        segments: Option<&Tensor>,
         out: &Tensor,
         lse: &Tensor,
         grad_out: &Tensor,
         opts: AttentionOpts,
     ) -> Result<(Tensor, Tensor, Tensor)> {
-        self.check_attention(q, k, v)?;
+        self.check_attention(q, k, v, segments)?;
         let gq = self.alloc(q.dtype(), q.dims())?;
         let gk = self.alloc(k.dtype(), k.dims())?;
         let gv = self.alloc(v.dtype(), v.dims())?;
-        self.attention_backward_into(q, k, v, out, lse, grad_out, opts, &gq, &gk, &gv)?;
+        self.attention_backward_into(q, k, v, segments, out, lse, grad_out, opts, &gq, &gk, &gv)?;
         Ok((gq, gk, gv))
     }
 

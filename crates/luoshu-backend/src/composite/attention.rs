@@ -1,5 +1,5 @@
-//! Scaled dot-product attention with grouped-query heads and an end-aligned causal mask,
-//! forward and backward. The score matrix of every (batch, query head) is materialised:
+//! Scaled dot-product attention with grouped-query heads, an end-aligned causal mask and
+//! optional segment ids (packed documents see only themselves), forward and backward. The score matrix of every (batch, query head) is materialised:
 //! this is the plain oracle the tiled fused kernels are checked against.
 use super::{row_exp, scalar, stat_column, upcast, write};
 use crate::ops::{AttentionOpts, CompareOp, ReduceOp, UnaryOp};
@@ -34,6 +34,33 @@ fn causal_mask(ops: &Ops, sq: usize, sk: usize) -> Result<Tensor> {
     ops.compare(CompareOp::Le, &keys, &last_visible.reshape([sq, 1])?)
 }
 
+/// `Bool [b, 1, s, s]`, true where query `i` and key `j` of a row share a segment id.
+fn same_segment(ops: &Ops, segments: &Tensor) -> Result<Tensor> {
+    let (b, s) = (segments.dims()[0], segments.dims()[1]);
+    let queries = segments.reshape([b, 1, s, 1])?;
+    let keys = segments.reshape([b, 1, 1, s])?;
+    ops.compare(CompareOp::Eq, &queries, &keys)
+}
+
+/// The visibility mask of one call: causal, same-segment, both (causal where the segments
+/// agree), or `None` when every key is visible.
+fn visibility(
+    ops: &Ops,
+    (sq, sk): (usize, usize),
+    segments: Option<&Tensor>,
+    causal: bool,
+) -> Result<Option<Tensor>> {
+    let causal = causal.then(|| causal_mask(ops, sq, sk)).transpose()?;
+    let same = segments.map(|s| same_segment(ops, s)).transpose()?;
+    match (causal, same) {
+        (Some(causal), Some(same)) => {
+            let hidden = scalar(ops, 0.0, DType::Bool)?;
+            Ok(Some(ops.select(&causal, &same, &hidden)?))
+        }
+        (causal, same) => Ok(causal.or(same)),
+    }
+}
+
 /// The operands of one attention call in the compute dtype, kv heads expanded.
 struct Operands {
     q: Tensor,
@@ -41,12 +68,19 @@ struct Operands {
     v: Tensor,
     group: usize,
     scale: Tensor,
-    /// The causal visibility mask, `None` when every key is visible.
+    /// The causal and/or segment visibility mask, `None` when every key is visible.
     visible: Option<Tensor>,
 }
 
 impl Operands {
-    fn new(ops: &Ops, q: &Tensor, k: &Tensor, v: &Tensor, opts: AttentionOpts) -> Result<Self> {
+    fn new(
+        ops: &Ops,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        segments: Option<&Tensor>,
+        opts: AttentionOpts,
+    ) -> Result<Self> {
         let group = q.dims()[1] / k.dims()[1];
         let q = upcast(ops, q)?;
         let (sq, sk) = (q.dims()[2], k.dims()[2]);
@@ -54,11 +88,7 @@ impl Operands {
             k: expand_kv(ops, &upcast(ops, k)?, group)?,
             v: expand_kv(ops, &upcast(ops, v)?, group)?,
             scale: scalar(ops, opts.scale as f64, q.dtype())?,
-            visible: if opts.causal {
-                Some(causal_mask(ops, sq, sk)?)
-            } else {
-                None
-            },
+            visible: visibility(ops, (sq, sk), segments, opts.causal)?,
             group,
             q,
         })
@@ -78,17 +108,19 @@ impl Operands {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn attention(
     b: &dyn Backend,
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
+    segments: Option<&Tensor>,
     opts: AttentionOpts,
     out: &Tensor,
     lse: &Tensor,
 ) -> Result<()> {
     let ops = Ops::new(b);
-    let x = Operands::new(&ops, q, k, v, opts)?;
+    let x = Operands::new(&ops, q, k, v, segments, opts)?;
     let scores = x.mask(&ops, x.scores(&ops)?, f64::NEG_INFINITY)?;
     let rows = row_exp(&ops, &scores)?;
     write(&ops, &rows.lse, lse)?;
@@ -110,6 +142,7 @@ pub fn attention_backward(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
+    segments: Option<&Tensor>,
     out: &Tensor,
     lse: &Tensor,
     grad_out: &Tensor,
@@ -119,7 +152,7 @@ pub fn attention_backward(
     grad_v: &Tensor,
 ) -> Result<()> {
     let ops = Ops::new(b);
-    let x = Operands::new(&ops, q, k, v, opts)?;
+    let x = Operands::new(&ops, q, k, v, segments, opts)?;
     let (o, d_o) = (upcast(&ops, out)?, upcast(&ops, grad_out)?);
     let scores = x.scores(&ops)?;
     let lse = stat_column(&ops, lse, &scores)?;

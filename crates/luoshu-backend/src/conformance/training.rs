@@ -1,5 +1,5 @@
-//! Cases for attention (forward, backward, grouped-query, causal with a KV cache), the
-//! AdamW step and the sum of squares used for gradient clipping.
+//! Cases for attention (forward, backward, grouped-query, causal with a KV cache, packed
+//! rows of segments), the AdamW step and the sum of squares used for gradient clipping.
 use super::cases::{fresh, label, Dist, View};
 use super::checker::Checker;
 use super::compare::Class;
@@ -16,7 +16,8 @@ pub fn check_all(c: &mut Checker<'_>) {
     c.composite(CompositeOp::SumSquares, sum_squares);
 }
 
-/// One attention problem: `q [b, hq, sq, d]`, `k [b, hkv, sk, d]`, `v [b, hkv, sk, dv]`.
+/// One attention problem: `q [b, hq, sq, d]`, `k [b, hkv, sk, d]`, `v [b, hkv, sk, dv]`,
+/// and for packed rows the document lengths of each row (`sq == sk`; empty: unpacked).
 #[derive(Debug, Clone, Copy)]
 struct Shape {
     b: usize,
@@ -27,10 +28,16 @@ struct Shape {
     d: usize,
     dv: usize,
     causal: bool,
+    documents: &'static [usize],
 }
 
 /// `[b, hq, hkv, sq, sk, d, dv]` and whether the mask is causal.
 const fn shape(dims: [usize; 7], causal: bool) -> Shape {
+    packed(dims, causal, &[])
+}
+
+/// [`shape`] with rows packed from documents of these lengths (summing to `sq == sk`).
+const fn packed(dims: [usize; 7], causal: bool, documents: &'static [usize]) -> Shape {
     let [b, hq, hkv, sq, sk, d, dv] = dims;
     Shape {
         b,
@@ -41,11 +48,13 @@ const fn shape(dims: [usize; 7], causal: bool) -> Shape {
         d,
         dv,
         causal,
+        documents,
     }
 }
 
 /// Single positions, GQA, a KV cache (sq < sk), fully masked rows (causal with sq > sk, and
-/// no keys at all), distinct value width.
+/// no keys at all), distinct value width; packed rows of one, two and many documents
+/// (length-1 ones included), causal and not.
 const SHAPES: &[Shape] = &[
     shape([1, 1, 1, 1, 1, 4, 4], false),
     shape([2, 4, 2, 5, 5, 8, 8], true),
@@ -54,10 +63,18 @@ const SHAPES: &[Shape] = &[
     shape([1, 2, 1, 5, 3, 4, 4], true),
     shape([1, 2, 2, 3, 0, 4, 4], false),
     shape([1, 3, 1, 0, 4, 4, 4], true),
+    packed([2, 4, 2, 6, 6, 8, 8], true, &[6]),
+    packed([2, 2, 1, 7, 7, 8, 6], true, &[3, 4]),
+    packed([1, 2, 2, 9, 9, 4, 4], true, &[1, 2, 1, 1, 3, 1]),
+    packed([2, 2, 2, 6, 6, 16, 16], false, &[1, 5]),
 ];
+/// Packed rows whose documents start and end inside and across 128-wide tiles.
 const LARGE_SHAPES: &[Shape] = &[
     shape([1, 8, 2, 64, 64, 32, 32], true),
     shape([2, 4, 4, 33, 65, 16, 16], true),
+    packed([1, 4, 2, 300, 300, 16, 16], true, &[130, 1, 40, 129]),
+    packed([2, 2, 1, 257, 257, 8, 8], true, &[1, 256]),
+    packed([1, 2, 2, 200, 200, 8, 8], false, &[150, 50]),
 ];
 
 impl Shape {
@@ -71,7 +88,7 @@ impl Shape {
     fn name(&self, dtype: DType) -> String {
         let s = self;
         format!(
-            "{dtype} b{} hq{} hkv{} sq{} sk{} d{} dv{}{}",
+            "{dtype} b{} hq{} hkv{} sq{} sk{} d{} dv{}{}{}",
             s.b,
             s.hq,
             s.hkv,
@@ -79,8 +96,30 @@ impl Shape {
             s.sk,
             s.d,
             s.dv,
-            if s.causal { " causal" } else { "" }
+            if s.causal { " causal" } else { "" },
+            if s.documents.is_empty() {
+                String::new()
+            } else {
+                format!(" documents {:?}", s.documents)
+            }
         )
+    }
+
+    /// Segment ids `i64 [b, sq]` of packed rows (`None` unpacked): batch row `r` takes the
+    /// document lengths rotated by `r`, ids increase by two per document and start at `r`.
+    fn segments(&self) -> Result<Option<Tensor>> {
+        if self.documents.is_empty() {
+            return Ok(None);
+        }
+        let mut ids = Vec::with_capacity(self.b * self.sq);
+        for r in 0..self.b {
+            let n = self.documents.len();
+            for doc in 0..n {
+                let len = self.documents[(doc + r) % n];
+                ids.extend(std::iter::repeat_n((2 * doc + r) as i64, len));
+            }
+        }
+        Ok(Some(Tensor::from_vec(ids, [self.b, self.sq].as_slice())?))
     }
 
     /// `q` (a head-major view of a `[b, sq, hq, d]` buffer, as a model produces it), `k`
@@ -115,16 +154,13 @@ fn attention(c: &mut Checker<'_>) -> Result<()> {
     for dtype in FLOATS {
         for s in shapes(c) {
             let [q, k, v, _] = s.inputs(c, dtype)?;
-            c.case(
-                &s.name(dtype),
-                dtype,
-                Class::Attention,
-                &[&q, &k, &v],
-                |ops| {
-                    let (out, lse) = ops.attention(&q, &k, &v, s.opts())?;
-                    Ok(vec![out, lse])
-                },
-            );
+            let segments = s.segments()?;
+            let seg = segments.as_ref();
+            let inputs = [&[&q, &k, &v][..], seg.as_slice()].concat();
+            c.case(&s.name(dtype), dtype, Class::Attention, &inputs, |ops| {
+                let (out, lse) = ops.attention(&q, &k, &v, seg, s.opts())?;
+                Ok(vec![out, lse])
+            });
         }
     }
     Ok(())
@@ -134,31 +170,52 @@ fn attention_backward(c: &mut Checker<'_>) -> Result<()> {
     for dtype in FLOATS {
         for s in shapes(c) {
             let [q, k, v, g] = s.inputs(c, dtype)?;
-            let (out, lse) = c.oracle.attention(&q, &k, &v, s.opts())?;
-            let inputs = [&q, &k, &v, &out, &lse, &g];
+            let segments = s.segments()?;
+            let seg = segments.as_ref();
+            let (out, lse) = c.oracle.attention(&q, &k, &v, seg, s.opts())?;
+            let inputs = [&[&q, &k, &v, &out, &lse, &g][..], seg.as_slice()].concat();
             c.case(&s.name(dtype), dtype, Class::Attention, &inputs, |ops| {
-                let (gq, gk, gv) = ops.attention_backward(&q, &k, &v, &out, &lse, &g, s.opts())?;
+                let (gq, gk, gv) =
+                    ops.attention_backward(&q, &k, &v, seg, &out, &lse, &g, s.opts())?;
                 Ok(vec![gq, gk, gv])
             });
         }
     }
-    // Grouped-query and causal with a KV cache, so every branch of the gradient is covered.
-    let s = shape([1, 4, 2, 3, 4, 3, 2], true);
-    let [q, k, v, g] = s.inputs(c, DType::F64)?;
-    let (opts, oracle) = (s.opts(), c.oracle);
-    let verdict = (|| {
-        let (out, lse) = oracle.attention(&q, &k, &v, opts)?;
-        let (gq, gk, gv) = oracle.attention_backward(&q, &k, &v, &out, &lse, &g, opts)?;
-        let inputs = [q.clone(), k.clone(), v.clone()];
-        Ok(check_vjp(&inputs, &[0, 1, 2], &[gq, gk, gv], |x| {
-            Ok(dot(&oracle.attention(&x[0], &x[1], &x[2], opts)?.0, &g))
-        }))
-    })();
-    c.verdict(
-        "reference gradient vs finite differences (f64, GQA, causal)",
-        DType::F64,
-        oracle_verdict(verdict),
-    );
+    // Grouped-query and causal with a KV cache, then packed rows of one, two and many
+    // documents, so every branch of the gradient is covered.
+    let gradient_cases = [
+        ("GQA, causal", shape([1, 4, 2, 3, 4, 3, 2], true)),
+        ("one document", packed([1, 2, 1, 5, 5, 3, 2], true, &[5])),
+        (
+            "two documents",
+            packed([2, 2, 1, 5, 5, 3, 2], true, &[2, 3]),
+        ),
+        (
+            "many documents",
+            packed([1, 2, 2, 6, 6, 3, 2], true, &[1, 2, 1, 1, 1]),
+        ),
+    ];
+    for (what, s) in gradient_cases {
+        let [q, k, v, g] = s.inputs(c, DType::F64)?;
+        let (opts, oracle, segments) = (s.opts(), c.oracle, s.segments()?);
+        let seg = segments.as_ref();
+        let verdict = (|| {
+            let (out, lse) = oracle.attention(&q, &k, &v, seg, opts)?;
+            let (gq, gk, gv) = oracle.attention_backward(&q, &k, &v, seg, &out, &lse, &g, opts)?;
+            let inputs = [q.clone(), k.clone(), v.clone()];
+            Ok(check_vjp(&inputs, &[0, 1, 2], &[gq, gk, gv], |x| {
+                Ok(dot(
+                    &oracle.attention(&x[0], &x[1], &x[2], seg, opts)?.0,
+                    &g,
+                ))
+            }))
+        })();
+        c.verdict(
+            &format!("reference gradient vs finite differences (f64, {what})"),
+            DType::F64,
+            oracle_verdict(verdict),
+        );
+    }
     Ok(())
 }
 

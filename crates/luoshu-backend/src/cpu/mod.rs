@@ -108,11 +108,12 @@ impl Backend for CpuBackend {
         q: &Tensor,
         k: &Tensor,
         v: &Tensor,
+        segments: Option<&Tensor>,
         opts: AttentionOpts,
         out: &Tensor,
         lse: &Tensor,
     ) -> Result<()> {
-        attention::attention(q, k, v, opts, out, lse)
+        attention::attention(q, k, v, segments, opts, out, lse)
     }
     #[allow(clippy::too_many_arguments)]
     fn attention_backward(
@@ -120,6 +121,7 @@ impl Backend for CpuBackend {
         q: &Tensor,
         k: &Tensor,
         v: &Tensor,
+        segments: Option<&Tensor>,
         out: &Tensor,
         lse: &Tensor,
         grad_out: &Tensor,
@@ -128,7 +130,9 @@ impl Backend for CpuBackend {
         grad_k: &Tensor,
         grad_v: &Tensor,
     ) -> Result<()> {
-        attention::attention_backward(q, k, v, out, lse, grad_out, opts, grad_q, grad_k, grad_v)
+        attention::attention_backward(
+            q, k, v, segments, out, lse, grad_out, opts, grad_q, grad_k, grad_v,
+        )
     }
     fn softmax(&self, x: &Tensor, out: &Tensor) -> Result<()> {
         softmax::softmax(x, out)

@@ -180,13 +180,13 @@ pub fn attention(budget: Duration) -> Result<(), String> {
         scale: 1.0 / (d as f32).sqrt(),
         causal: true,
     };
-    let (out, lse) = ops.attention(&q, &k, &v, opts).map_err(err)?;
+    let (out, lse) = ops.attention(&q, &k, &v, None, opts).map_err(err)?;
     let forward = best_time(budget, || {
-        ops.attention_into(&q, &k, &v, opts, &out, &lse)
+        ops.attention_into(&q, &k, &v, None, opts, &out, &lse)
             .map_err(err)
     })?;
     let backward = best_time(budget, || {
-        ops.attention_backward(&q, &k, &v, &out, &lse, &grad_out, opts)
+        ops.attention_backward(&q, &k, &v, None, &out, &lse, &grad_out, opts)
             .map(drop)
             .map_err(err)
     })?;

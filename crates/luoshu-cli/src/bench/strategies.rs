@@ -36,6 +36,7 @@ pub fn split_rows(batch: &GlobalBatch, parts: usize) -> Result<GlobalBatch, Stri
                 inputs: whole.inputs[span.clone()].to_vec(),
                 targets: whole.targets[span].to_vec(),
                 target_tokens: rows * seq,
+                documents: None,
             }
         })
         .collect();

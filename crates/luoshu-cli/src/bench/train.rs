@@ -36,6 +36,7 @@ fn global_batch(tokens: &[i64], batch: usize, seq: usize) -> GlobalBatch {
         inputs,
         targets,
         target_tokens: batch * seq,
+        documents: None,
     };
     GlobalBatch {
         buckets: vec![BucketBatch {

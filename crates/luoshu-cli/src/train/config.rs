@@ -74,6 +74,9 @@ pub struct DataConfig {
     pub tokens_per_micro_batch: usize,
     /// Target tokens per optimizer step.
     pub global_batch_tokens: usize,
+    /// Pack several documents into each row of a bucket (attention and RoPE stay within a
+    /// document), instead of one padded document per row.
+    pub packing: bool,
 }
 
 impl Default for DataConfig {
@@ -87,6 +90,7 @@ impl Default for DataConfig {
             bucket_edges: vec![32, 64, 128, 256],
             tokens_per_micro_batch: 2048,
             global_batch_tokens: 4096,
+            packing: true,
         }
     }
 }
@@ -330,6 +334,7 @@ impl RunConfig {
             tokens_per_micro_batch: self.data.tokens_per_micro_batch,
             global_batch_tokens: self.data.global_batch_tokens,
             seed: self.seed,
+            packing: self.data.packing,
         }
     }
 
@@ -406,6 +411,16 @@ mod tests {
         let text = config.to_toml().unwrap();
         assert_eq!(RunConfig::from_toml(&text, "x").unwrap(), config);
         config.validate().unwrap();
+    }
+
+    #[test]
+    fn packing_is_on_by_default_and_reaches_the_loader() {
+        let mut config = RunConfig::default();
+        assert!(config.loader_config().packing);
+        config.data.packing = false;
+        assert!(!config.loader_config().packing);
+        let config = RunConfig::from_toml("[data]\npacking = false", "cfg").unwrap();
+        assert!(!config.data.packing);
     }
 
     #[test]

@@ -84,6 +84,17 @@ pub struct TrainArgs {
     /// memory is always a limit.
     #[arg(long, value_parser = memory::parse_bytes)]
     pub memory_per_rank: Option<u64>,
+    /// `on` (the default): several documents share each row of a bucket; `off`: one padded
+    /// document per row.
+    #[arg(long)]
+    pub packing: Option<Switch>,
+}
+
+/// `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 /// The communication backend of `luoshu train --comm`.
@@ -134,6 +145,9 @@ fn build_config(args: &TrainArgs) -> Result<RunConfig, String> {
     }
     if let Some(seed) = args.seed {
         config.seed = seed;
+    }
+    if let Some(packing) = args.packing {
+        config.data.packing = packing == Switch::On;
     }
     if let Some(buckets) = &args.hot_switch {
         config.hot_switch = Some(config::HotSwitchConfig {

@@ -73,8 +73,8 @@ pub(super) fn deduce(op: &Op, inputs: &[(&TensorType, &DState)]) -> RuleResult {
             [gate, up, grad] if gate == up && up == grad => Ok(vec![*gate; 2]),
             _ => Err("gate, up and grad_out must have the same state".into()),
         }),
-        Op::Attention { .. } => attention(inputs, 2),
-        Op::AttentionBackward { .. } => attention(inputs, 3),
+        Op::Attention { segmented, .. } => attention(inputs, 2, *segmented),
+        Op::AttentionBackward { segmented, .. } => attention(inputs, 3, *segmented),
         other => Err(format!("{} is not a composite nn op", other.name())),
     }
 }
@@ -142,13 +142,23 @@ fn reject_vocab_split(states: &[&DState]) -> Result<(), String> {
 
 /// `q [b, hq, sq, d]`, `k`, `v [b, hkv, sk, _]` (and for the backward out, lse, grad_out)
 /// all split the batch, or all split the heads evenly by groups, or are all duplicated.
-fn attention(inputs: &[(&TensorType, &DState)], outputs: usize) -> RuleResult {
+/// Segment ids `[b, s]` (the last input when `segmented`) follow the batch like tokens:
+/// split where the batch is, duplicated over head splits and replicas.
+fn attention(inputs: &[(&TensorType, &DState)], outputs: usize, segmented: bool) -> RuleResult {
     let states: Vec<&DState> = inputs.iter().map(|&(_, s)| s).collect();
     let (q_heads, kv_heads) = (&inputs[0].0.shape[1], &inputs[1].0.shape[1]);
-    per_axis(&states, outputs, |extent, roles| {
+    per_axis(&states, outputs, |extent, all_roles| {
+        let (roles, segments) = all_roles.split_at(all_roles.len() - usize::from(segmented));
         let first = roles[0];
         if roles.iter().any(|&r| r != first) {
             return Err("q, k, v (and the gradients' inputs) must have the same state".into());
+        }
+        let batch_split = first == Axis::Split(0);
+        let segments_follow = |&s: &Axis| s == if batch_split { first } else { Axis::Duplicate };
+        if !segments.iter().all(segments_follow) {
+            return Err(format!(
+                "segment ids {segments:?} must be split like the batch of q, k, v ({first:?}) or duplicated"
+            ));
         }
         match first {
             Axis::Split(0) | Axis::Duplicate => Ok(vec![first; outputs]),

@@ -42,15 +42,29 @@ pub(super) fn backward(g: &mut Graph, s: &Step) -> Result<Grads> {
             // A rotation's transpose is the opposite rotation.
             (Op::Rope { inverse }, 0) => g.rope(dy, x(1), x(2), !inverse)?,
             (Op::Swiglu, _) => output_i(g, Op::SwigluBackward, &[x(0), x(1), dy])?,
-            (Op::Attention { scale, causal }, _) => {
+            (
+                Op::Attention {
+                    scale,
+                    causal,
+                    segmented,
+                },
+                0..=2,
+            ) => {
                 let backward = Op::AttentionBackward {
                     scale: *scale,
                     causal: *causal,
+                    segmented: *segmented,
                 };
-                output_i(g, backward, &[x(0), x(1), x(2), y(0), y(1), dy])?
+                let mut inputs = vec![x(0), x(1), x(2), y(0), y(1), dy];
+                if *segmented {
+                    inputs.push(x(3));
+                }
+                output_i(g, backward, &inputs)?
             }
-            // Targets and rotation tables get no gradient.
-            (Op::CrossEntropy { .. } | Op::Rope { .. }, _) => return Ok(None),
+            // Targets, rotation tables and segment ids get no gradient.
+            (Op::CrossEntropy { .. } | Op::Rope { .. } | Op::Attention { .. }, _) => {
+                return Ok(None)
+            }
             _ => return Err(s.not_in_family("nn")),
         };
         Ok(Some(d))

@@ -102,10 +102,10 @@ pub fn expected_arity(op: &Op) -> Option<usize> {
         | Op::ScatterAdd { .. }
         | Op::LayerNorm { .. }
         | Op::Rope { .. }
-        | Op::SwigluBackward
-        | Op::Attention { .. } => 3,
+        | Op::SwigluBackward => 3,
+        Op::Attention { segmented, .. } => 3 + usize::from(*segmented),
         Op::CrossEntropyBackward { .. } | Op::RmsNormBackward => 4,
         Op::LayerNormBackward => 5,
-        Op::AttentionBackward { .. } => 6,
+        Op::AttentionBackward { segmented, .. } => 6 + usize::from(*segmented),
     })
 }

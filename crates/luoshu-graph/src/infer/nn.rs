@@ -120,12 +120,18 @@ pub(super) fn infer(op: &Op, i: &[&TensorType]) -> InferResult {
             same(i[0], i[2], "grad_out")?;
             Ok(vec![i[0].clone(), i[0].clone()])
         }
-        Op::Attention { .. } => {
+        Op::Attention { segmented, .. } => {
             let (out, lse) = attention_types(i[0], i[1], i[2])?;
+            if *segmented {
+                segment_types(i[0], i[1], i[3])?;
+            }
             Ok(vec![out, lse])
         }
-        Op::AttentionBackward { .. } => {
+        Op::AttentionBackward { segmented, .. } => {
             let (out, lse) = attention_types(i[0], i[1], i[2])?;
+            if *segmented {
+                segment_types(i[0], i[1], i[6])?;
+            }
             same(&out, i[3], "out")?;
             same(&lse, i[4], "lse")?;
             same(&out, i[5], "grad_out")?;
@@ -133,6 +139,17 @@ pub(super) fn infer(op: &Op, i: &[&TensorType]) -> InferResult {
         }
         _ => Err(format!("{} has no inference rule", op.name())),
     }
+}
+
+/// Segment ids of packed rows: `i64 [b, sq]`, with as many keys as queries.
+fn segment_types(q: &TensorType, k: &TensorType, segments: &TensorType) -> Result<(), String> {
+    let (b, sq, sk) = (&q.shape[0], &q.shape[2], &k.shape[2]);
+    if segments.dtype != DType::I64 || segments.shape != [b.clone(), sq.clone()] || sq != sk {
+        return Err(format!(
+            "segment ids must be i64 [{b}, {sq}] with sq == sk ({sk}), got {segments}"
+        ));
+    }
+    Ok(())
 }
 
 /// `q [b, hq, sq, d]`, `k [b, hkv, sk, d]`, `v [b, hkv, sk, dv]` -> `out [b, hq, sq, dv]`,

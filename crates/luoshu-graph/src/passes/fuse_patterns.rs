@@ -273,6 +273,7 @@ impl<'a> Matcher<'a> {
             op: Op::Attention {
                 scale: crate::Float::new(scale),
                 causal,
+                segmented: false,
             },
             inputs: vec![qk.inputs[0], kt.inputs[0], v],
             interior,

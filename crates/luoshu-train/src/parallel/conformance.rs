@@ -92,6 +92,7 @@ fn micro(rows: usize, seq: usize, salt: i64) -> MicroBatch {
         inputs,
         targets,
         target_tokens,
+        documents: None,
     }
 }
 

@@ -4,14 +4,17 @@
 use crate::{Error, Result};
 use luoshu_data::{MicroBatch, IGNORE_INDEX};
 use luoshu_graph::Bindings;
-use luoshu_model::llama::{BATCH, LOSS_SCALE, ROPE_COS, ROPE_SIN, SEQ, SEQ_CHUNK, TARGETS, TOKENS};
+use luoshu_model::llama::{
+    RowLayout, BATCH, LOSS_SCALE, ROPE_COS, ROPE_SIN, SEGMENTS, SEQ, SEQ_CHUNK, TARGETS, TOKENS,
+};
 use luoshu_model::ParamStore;
 use luoshu_tensor::Tensor;
 use std::collections::HashMap;
 
 /// `micro` with every row padded at its end to a multiple of `tp` positions (padding
 /// tokens are 0 with ignored targets; causal attention keeps them from affecting earlier
-/// positions, and ignored targets never count in the loss, so the result is exact).
+/// positions, and ignored targets never count in the loss, so the result is exact; packed
+/// rows keep their documents, the padding after them only grows).
 pub fn pad_for_tp(micro: &MicroBatch, tp: usize) -> Result<MicroBatch> {
     let (rows, seq) = (micro.rows, micro.seq_len);
     if micro.inputs.len() != rows * seq || micro.targets.len() != rows * seq {
@@ -39,7 +42,16 @@ pub fn pad_for_tp(micro: &MicroBatch, tp: usize) -> Result<MicroBatch> {
         inputs,
         targets,
         target_tokens: micro.target_tokens,
+        documents: micro.documents.clone(),
     })
+}
+
+/// The row layout of the graph that runs `micro`.
+pub(crate) fn row_layout(micro: &MicroBatch) -> RowLayout {
+    match micro.documents {
+        Some(_) => RowLayout::Packed,
+        None => RowLayout::OneDocument,
+    }
 }
 
 /// Values of the symbolic dims for a (padded) micro-batch of `rows × seq`.
@@ -51,14 +63,23 @@ pub fn bindings(rows: usize, seq: usize, tp: usize) -> Bindings {
     [(BATCH.to_string(), rows), seq_binding].into()
 }
 
-/// The feeds of a training or loss plan for `micro`: the parameters by name, tokens and
-/// targets, the first `seq` rows of the rope tables and the loss scale.
+/// The feeds of a training or loss plan built for `layout` for `micro`: the parameters by
+/// name, tokens and targets, the rope tables (the first `seq` rows, or for packed rows the
+/// row of every token's position in its document, with the segment ids) and the loss
+/// scale.
 pub(crate) fn micro_feeds(
     params: &ParamStore,
     micro: &MicroBatch,
     (rope_cos, rope_sin): (&Tensor, &Tensor),
     scale: f32,
+    layout: RowLayout,
 ) -> Result<HashMap<String, Tensor>> {
+    if row_layout(micro) != layout {
+        return Err(Error::Config(format!(
+            "a micro-batch with {:?} rows cannot run a graph built for {layout:?} rows",
+            row_layout(micro)
+        )));
+    }
     let (rows, seq) = (micro.rows, micro.seq_len);
     let mut feeds: HashMap<String, Tensor> = params
         .iter()
@@ -73,8 +94,84 @@ pub(crate) fn micro_feeds(
         TARGETS.into(),
         Tensor::from_slice(&micro.targets, shape.as_slice())?,
     );
-    feeds.insert(ROPE_COS.into(), rope_cos.narrow(0, 0, seq)?);
-    feeds.insert(ROPE_SIN.into(), rope_sin.narrow(0, 0, seq)?);
+    match &micro.documents {
+        None => {
+            feeds.insert(ROPE_COS.into(), rope_cos.narrow(0, 0, seq)?);
+            feeds.insert(ROPE_SIN.into(), rope_sin.narrow(0, 0, seq)?);
+        }
+        Some(documents) => {
+            let ids = documents.segment_ids(seq);
+            feeds.insert(SEGMENTS.into(), Tensor::from_slice(&ids, shape.as_slice())?);
+            let positions = documents.positions(seq);
+            feeds.insert(ROPE_COS.into(), table_rows(rope_cos, &positions)?);
+            feeds.insert(ROPE_SIN.into(), table_rows(rope_sin, &positions)?);
+        }
+    }
     feeds.insert(LOSS_SCALE.into(), Tensor::scalar(scale));
     Ok(feeds)
+}
+
+/// Rows `positions` of a `[len, half]` rope table, `[positions.len(), half]`.
+fn table_rows(table: &Tensor, positions: &[usize]) -> Result<Tensor> {
+    let (len, half) = (table.dims()[0], table.dims()[1]);
+    if let Some(&p) = positions.iter().find(|&&p| p >= len) {
+        return Err(Error::Config(format!(
+            "token position {p} is beyond the {len} positions of the rope tables"
+        )));
+    }
+    let values: Vec<f32> = table.to_vec()?;
+    let rows: Vec<f32> = positions
+        .iter()
+        .flat_map(|&p| values[p * half..(p + 1) * half].iter().copied())
+        .collect();
+    Ok(Tensor::from_vec(rows, [positions.len(), half].as_slice())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use luoshu_data::RowDocuments;
+
+    fn packed_micro() -> MicroBatch {
+        MicroBatch {
+            rows: 1,
+            seq_len: 4,
+            inputs: vec![5, 6, 7, 0],
+            targets: vec![6, 8, 9, IGNORE_INDEX],
+            target_tokens: 3,
+            documents: Some(RowDocuments {
+                rows: vec![vec![2, 1]],
+            }),
+        }
+    }
+
+    fn tables() -> (Tensor, Tensor) {
+        let cos: Vec<f32> = (0..8).map(|i| i as f32).collect();
+        let sin: Vec<f32> = (0..8).map(|i| -(i as f32)).collect();
+        let table = |v: Vec<f32>| Tensor::from_vec(v, [4, 2].as_slice()).unwrap();
+        (table(cos), table(sin))
+    }
+
+    /// Packed rows get segment ids and the rope row of each token's position in its
+    /// document; a graph of the other layout refuses them.
+    #[test]
+    fn packed_feeds_restart_positions_and_need_a_packed_graph() {
+        let (cos, sin) = tables();
+        let micro = packed_micro();
+        let params = ParamStore::new();
+        let feeds = micro_feeds(&params, &micro, (&cos, &sin), 0.5, RowLayout::Packed).unwrap();
+        assert_eq!(feeds[SEGMENTS].to_vec::<i64>().unwrap(), [0, 0, 1, 2]);
+        let rope = feeds[ROPE_COS].to_vec::<f32>().unwrap();
+        assert_eq!(rope, [0.0, 1.0, 2.0, 3.0, 0.0, 1.0, 0.0, 1.0]);
+        let err = micro_feeds(&params, &micro, (&cos, &sin), 0.5, RowLayout::OneDocument);
+        assert!(err
+            .unwrap_err()
+            .to_string()
+            .contains("graph built for OneDocument"));
+        let unpacked = MicroBatch {
+            documents: None,
+            ..micro
+        };
+        assert!(micro_feeds(&params, &unpacked, (&cos, &sin), 0.5, RowLayout::Packed).is_err());
+    }
 }

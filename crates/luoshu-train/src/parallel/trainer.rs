@@ -4,7 +4,7 @@
 //! norm and updates once per step — the same step as on one device.
 
 use super::deal::deal_by_tokens;
-use super::micro::{bindings, micro_feeds, pad_for_tp};
+use super::micro::{bindings, micro_feeds, pad_for_tp, row_layout};
 use super::optimizer::{FlatLayout, ShardedOptimizer};
 use crate::placement::stage_layers;
 use crate::trainer::{loss_scale, StepStats};
@@ -17,7 +17,7 @@ use luoshu_dist::{one_f_one_b, CommCollectives, Mesh, PipelineAction};
 use luoshu_graph::passes::{run_pipeline, DEFAULT_PIPELINE};
 use luoshu_graph::{compile, CompileOptions, Graph, Plan};
 use luoshu_model::llama::{
-    build_stage_forward_graph, build_stage_train_graph, HIDDEN_GRAD, HIDDEN_IN, TP_GROUP,
+    build_stage_forward_graph, build_stage_train_graph, RowLayout, HIDDEN_GRAD, HIDDEN_IN, TP_GROUP,
 };
 use luoshu_model::{init_params, rope_tables, ModelConfig, ParamStore};
 use luoshu_model::{ModelShard, ParamRole, ParamSpec, ShardedParam};
@@ -62,10 +62,11 @@ pub struct ParallelTrainer {
     optimizer: ShardedOptimizer,
     /// Ranks of the first and last stage holding the tied embedding (pipeline only).
     tied_embedding: Option<Arc<dyn Communicator>>,
-    train_graph: Graph,
-    forward_graph: Graph,
+    /// Optimized stage graphs per kind and row layout, built on first use (every rank
+    /// meets the same micro-batches, so every rank builds the same ones).
+    graphs: HashMap<(PlanKind, RowLayout), Graph>,
     collectives: Arc<CommCollectives>,
-    plans: HashMap<(PlanKind, usize, usize), Plan>,
+    plans: HashMap<(PlanKind, RowLayout, usize, usize), Plan>,
     rope_cos: Tensor,
     rope_sin: Tensor,
     step: u64,
@@ -112,10 +113,6 @@ impl ParallelTrainer {
         } else {
             None
         };
-        let precision = config.precision;
-        let optimize = |g: &Graph| -> Result<Graph> { Ok(run_pipeline(g, DEFAULT_PIPELINE)?.0) };
-        let train_graph = optimize(&build_stage_train_graph(&model, precision, &shard)?.graph)?;
-        let forward_graph = optimize(&build_stage_forward_graph(&model, precision, &shard)?)?;
         let groups = HashMap::from([(TP_GROUP.to_string(), mesh.tp.clone())]);
         let collectives = Arc::new(CommCollectives::new(groups, backend.clone()));
         // Tensor parallelism pads sequences up to a multiple of `tp`.
@@ -133,8 +130,7 @@ impl ParallelTrainer {
             layout,
             optimizer,
             tied_embedding,
-            train_graph,
-            forward_graph,
+            graphs: HashMap::new(),
             collectives,
             plans: HashMap::new(),
             rope_cos,
@@ -499,6 +495,16 @@ impl ParallelTrainer {
         scalar_value(&summed)
     }
 
+    /// This stage's optimized graph of `kind` for rows laid out as `layout`.
+    fn build_graph(&self, kind: PlanKind, layout: RowLayout) -> Result<Graph> {
+        let (model, precision, shard) = (&self.model, self.config.precision, &self.shard);
+        let graph = match kind {
+            PlanKind::Train => build_stage_train_graph(model, precision, shard, layout)?.graph,
+            PlanKind::Forward => build_stage_forward_graph(model, precision, shard, layout)?,
+        };
+        Ok(run_pipeline(&graph, DEFAULT_PIPELINE)?.0)
+    }
+
     /// Run the plan of `kind` on `micro` with the stage's extra inputs.
     fn run(
         &mut self,
@@ -516,12 +522,17 @@ impl ParallelTrainer {
                 self.model.max_seq_len
             )));
         }
-        let key = (kind, rows, seq);
+        let layout = row_layout(micro);
+        let key = (kind, layout, rows, seq);
         if !self.plans.contains_key(&key) {
-            let graph = match kind {
-                PlanKind::Train => &self.train_graph,
-                PlanKind::Forward => &self.forward_graph,
-            };
+            if !self.graphs.contains_key(&(kind, layout)) {
+                let graph = self.build_graph(kind, layout)?;
+                self.graphs.insert((kind, layout), graph);
+            }
+            let graph = self
+                .graphs
+                .get(&(kind, layout))
+                .ok_or_else(|| Error::State("built graph vanished from the cache".into()))?;
             let collectives: Arc<dyn luoshu_graph::Collectives> = self.collectives.clone();
             let options = CompileOptions {
                 collectives: Some(collectives),
@@ -536,7 +547,7 @@ impl ParallelTrainer {
             self.plans.insert(key, plan);
         }
         let rope = (&self.rope_cos, &self.rope_sin);
-        let mut feeds = micro_feeds(&self.store, micro, rope, scale)?;
+        let mut feeds = micro_feeds(&self.store, micro, rope, scale, layout)?;
         if let Some(h) = hidden {
             feeds.insert(HIDDEN_IN.into(), h);
         }

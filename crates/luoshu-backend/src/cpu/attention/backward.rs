@@ -4,9 +4,8 @@
 //! accumulates `dV += Pᵀ·dO`, `dK += scale·dSᵀ·Q` and `dQ += scale·dS·K` with
 //! `dS = P ∘ (dO·Vᵀ − D)`, `D = rowsum(dO ∘ O)`.
 
-use super::tiles::{
-    input, load_rows, row_major, vectorized, visible_keys, Compute, Heads, BLOCK_K, BLOCK_Q,
-};
+use super::tiles::{input, load_rows, row_major, vectorized, Compute, Heads, BLOCK_K, BLOCK_Q};
+use super::visibility::{mask_outside, Visibility};
 use crate::cpu::fast_exp::ExpSlice;
 use crate::cpu::matmul::gemm_into;
 use crate::cpu::rows::{lane_sum, output, Acc, Float};
@@ -25,7 +24,8 @@ struct Inputs<'a, T> {
     grad_out: (&'a [T], Heads),
     lse: (&'a [f32], Heads),
     group: usize,
-    opts: AttentionOpts,
+    scale: f32,
+    visibility: Visibility,
 }
 
 /// One (batch, kv head): its index and the gradient rows it owns.
@@ -42,6 +42,7 @@ pub(super) fn run<T: Float>(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
+    segments: Option<&Tensor>,
     out: &Tensor,
     lse: &Tensor,
     grad_out: &Tensor,
@@ -64,7 +65,8 @@ where
         grad_out: (input::<T>(grad_out)?, view("grad_out", grad_out)?),
         lse: (input::<f32>(lse)?, view("lse", &lse4)?),
         group: q.dims()[1] / k.dims()[1].max(1),
-        opts,
+        scale: opts.scale,
+        visibility: Visibility::new(op, opts.causal, (q.dims()[2], k.dims()[2]), segments)?,
     };
     let (qv, kv, vv) = (inp.q.1, inp.k.1, inp.v.1);
     let mut rest = (
@@ -181,15 +183,10 @@ where
         s.dk.resize(cols * d, zero);
         s.dv.clear();
         s.dv.resize(cols * dv, zero);
-        // The first query row that sees any key of this tile (row r sees r + 1 + sk − sq).
-        let first_row = if inp.opts.causal {
-            (col0 + sq).saturating_sub(sk).min(sq)
-        } else {
-            0
-        };
+        let queries = inp.visibility.queries_of(task.b, col0..col0 + cols);
         for g in 0..inp.group {
-            for row0 in (first_row..sq).step_by(BLOCK_Q) {
-                let rows = BLOCK_Q.min(sq - row0);
+            for row0 in queries.clone().step_by(BLOCK_Q) {
+                let rows = BLOCK_Q.min(queries.end - row0);
                 query_key_tile(inp, s, heads(g), (g * sq + row0, rows), (col0, cols))?;
             }
         }
@@ -222,10 +219,10 @@ fn query_key_tile<T: Float>(
 where
     T::Acc: Compute,
 {
-    let (qv, kv) = (inp.q.1, inp.k.1);
-    let (d, dv, sq, sk) = (qv.dim, inp.v.1.dim, qv.seq, kv.seq);
+    let qv = inp.q.1;
+    let (d, dv, sq) = (qv.dim, inp.v.1.dim, qv.seq);
     let row0 = group_row % sq.max(1);
-    let scale = T::Acc::from_f32(inp.opts.scale);
+    let scale = T::Acc::from_f32(inp.scale);
     let neg_inf = T::Acc::NEG_INFINITY;
     load_rows(inp.q.0, &qv, head, row0, rows, &mut s.q);
     load_rows(
@@ -251,10 +248,11 @@ where
     )?;
     for (i, row) in s.p.chunks_exact_mut(cols).enumerate() {
         let lse = s.lse[group_row + i];
-        let seen = visible_keys(inp.opts.causal, row0 + i, sq, sk).saturating_sub(col0);
-        let (live, masked) = row.split_at_mut(if lse == neg_inf { 0 } else { seen.min(cols) });
-        masked.fill(neg_inf);
-        for x in live {
+        let live_columns = match lse == neg_inf {
+            true => 0..0,
+            false => inp.visibility.live_columns(head.0, row0 + i, col0, cols),
+        };
+        for x in mask_outside(row, live_columns) {
             *x = *x - lse;
         }
     }

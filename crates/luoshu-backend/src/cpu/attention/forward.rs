@@ -3,9 +3,9 @@
 //! tile ever exists.
 
 use super::tiles::{
-    input, lane_max, load_rows, row_major, vectorized, visible_keys, Compute, Heads, BLOCK_K,
-    BLOCK_Q,
+    input, lane_max, load_rows, row_major, vectorized, Compute, Heads, BLOCK_K, BLOCK_Q,
 };
+use super::visibility::{mask_outside, Visibility};
 use crate::cpu::fast_exp::ExpSlice;
 use crate::cpu::matmul::gemm_into;
 use crate::cpu::rows::{lane_sum, output, Acc, Float};
@@ -53,6 +53,7 @@ pub(super) fn run<T: Float>(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
+    segments: Option<&Tensor>,
     opts: AttentionOpts,
     out: &Tensor,
     lse: &Tensor,
@@ -95,7 +96,8 @@ where
         k: (kd, kv),
         v: (vd, vv),
         group,
-        opts,
+        scale: opts.scale,
+        visibility: Visibility::new(op, opts.causal, (qv.seq, kv.seq), segments)?,
     };
     tasks
         .into_par_iter()
@@ -110,7 +112,8 @@ struct Inputs<'a, T> {
     v: (&'a [T], Heads),
     /// Query heads per kv head.
     group: usize,
-    opts: AttentionOpts,
+    scale: f32,
+    visibility: Visibility,
 }
 
 #[inline(always)]
@@ -124,11 +127,9 @@ where
 {
     let (qv, kv, vv) = (inp.q.1, inp.k.1, inp.v.1);
     let (d, dv) = (qv.dim, vv.dim);
-    let (sq, sk) = (qv.seq, kv.seq);
     let rows = task.lse.len();
     let kv_head = (task.b, task.h / inp.group);
-    let scale = <T::Acc as Acc>::from_f32(inp.opts.scale);
-    let causal = inp.opts.causal;
+    let scale = <T::Acc as Acc>::from_f32(inp.scale);
 
     load_rows(inp.q.0, &qv, (task.b, task.h), task.row0, rows, &mut s.q);
     s.acc.clear();
@@ -138,9 +139,9 @@ where
     s.sum.clear();
     s.sum.resize(rows, T::Acc::ZERO);
 
-    let key_end = visible_keys(causal, task.row0 + rows - 1, sq, sk);
-    for col0 in (0..key_end).step_by(BLOCK_K) {
-        let cols = BLOCK_K.min(key_end - col0);
+    let keys = inp.visibility.keys_of(task.b, task.row0..task.row0 + rows);
+    for col0 in keys.clone().step_by(BLOCK_K) {
+        let cols = BLOCK_K.min(keys.end - col0);
         load_rows(inp.k.0, &kv, kv_head, col0, cols, &mut s.k);
         load_rows(inp.v.0, &vv, kv_head, col0, cols, &mut s.v);
         s.scores.resize(rows * cols, T::Acc::ZERO);
@@ -157,9 +158,10 @@ where
         // Per row: mask, new running max, and shift the scores by it before `exp`.
         let mut rescale = [T::Acc::ZERO; BLOCK_Q];
         for (i, row) in s.scores.chunks_exact_mut(cols).enumerate() {
-            let seen = visible_keys(causal, task.row0 + i, sq, sk).saturating_sub(col0);
-            let (live, masked) = row.split_at_mut(seen.min(cols));
-            masked.fill(T::Acc::NEG_INFINITY);
+            let live_columns = inp
+                .visibility
+                .live_columns(task.b, task.row0 + i, col0, cols);
+            let live = mask_outside(row, live_columns);
             let tile_max = lane_max(live);
             let new_max = Acc::max(s.max[i], tile_max);
             if new_max == T::Acc::NEG_INFINITY {

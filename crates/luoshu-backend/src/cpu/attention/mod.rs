@@ -1,26 +1,30 @@
 //! CPU kernels: flash-style attention forward and backward (tiled over keys with an online
-//! softmax, grouped-query heads, causal mask aligned at the end, f32 compute for
-//! bf16/f16, strided inputs with a contiguous last dim).
+//! softmax, grouped-query heads, causal mask aligned at the end, packed segments with
+//! masked tiles skipped, f32 compute for bf16/f16, strided inputs with a contiguous last
+//! dim).
 
 mod backward;
 mod forward;
 mod tiles;
+mod visibility;
 
 use super::rows::with_float;
 use crate::ops::AttentionOpts;
 use crate::Result;
 use luoshu_tensor::Tensor;
 
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn attention(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
+    segments: Option<&Tensor>,
     opts: AttentionOpts,
     out: &Tensor,
     lse: &Tensor,
 ) -> Result<()> {
     with_float!("attention", q.dtype(), |T| forward::run::<T>(
-        q, k, v, opts, out, lse
+        q, k, v, segments, opts, out, lse
     ))
 }
 
@@ -29,6 +33,7 @@ pub(crate) fn attention_backward(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
+    segments: Option<&Tensor>,
     out: &Tensor,
     lse: &Tensor,
     grad_out: &Tensor,
@@ -38,6 +43,6 @@ pub(crate) fn attention_backward(
     grad_v: &Tensor,
 ) -> Result<()> {
     with_float!("attention_backward", q.dtype(), |T| backward::run::<T>(
-        q, k, v, out, lse, grad_out, opts, grad_q, grad_k, grad_v
+        q, k, v, segments, out, lse, grad_out, opts, grad_q, grad_k, grad_v
     ))
 }

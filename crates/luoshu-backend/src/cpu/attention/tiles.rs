@@ -94,12 +94,3 @@ pub(super) fn row_major<A>(data: &[A], cols: usize, transposed: bool) -> Strided
         cs,
     }
 }
-
-/// Last key a query row sees (exclusive bound), for causal masking aligned at the end.
-pub(super) fn visible_keys(causal: bool, row: usize, seq_q: usize, seq_k: usize) -> usize {
-    if causal {
-        (row + 1 + seq_k).saturating_sub(seq_q).min(seq_k)
-    } else {
-        seq_k
-    }
-}

@@ -18,8 +18,14 @@ pub(super) fn run(ops: &Ops, op: &Op, i: &[&Tensor], outputs: &[Tensor]) -> Resu
         Op::RmsNorm { eps } => ops.rms_norm_into(i[0], i[1], eps.get() as f32, &o[0], &o[1])?,
         Op::Rope { inverse } => ops.rope_into(i[0], i[1], i[2], *inverse, &o[0])?,
         Op::Swiglu => ops.swiglu_into(i[0], i[1], &o[0])?,
-        Op::Attention { scale, causal } => {
-            ops.attention_into(i[0], i[1], i[2], opts(*scale, *causal), &o[0], &o[1])?
+        Op::Attention {
+            scale,
+            causal,
+            segmented,
+        } => {
+            let segments = segmented.then(|| i[3]);
+            let opts = opts(*scale, *causal);
+            ops.attention_into(i[0], i[1], i[2], segments, opts, &o[0], &o[1])?
         }
         Op::RmsNormBackward => ops.rms_norm_backward_into(i[0], i[1], i[2], i[3], &o[0], &o[1])?,
         Op::LayerNorm { eps } => {
@@ -29,10 +35,15 @@ pub(super) fn run(ops: &Ops, op: &Op, i: &[&Tensor], outputs: &[Tensor]) -> Resu
             ops.layer_norm_backward_into(i[0], i[1], i[2], i[3], i[4], &o[0], &o[1], &o[2])?
         }
         Op::SwigluBackward => ops.swiglu_backward_into(i[0], i[1], i[2], &o[0], &o[1])?,
-        Op::AttentionBackward { scale, causal } => ops.attention_backward_into(
+        Op::AttentionBackward {
+            scale,
+            causal,
+            segmented,
+        } => ops.attention_backward_into(
             i[0],
             i[1],
             i[2],
+            segmented.then(|| i[6]),
             i[3],
             i[4],
             i[5],
