@@ -7,8 +7,10 @@
 //! optimizer state on every rank for the whole step); for each possible start of the last
 //! bucket, an exact dynamic program over the remaining edges picks at most
 //! [`MAX_BUCKETS`] − 1 earlier buckets minimizing their phase time. The
-//! [`SWITCH_SHORTLIST`] fastest partitions are then assembled with their real switch
-//! plans and the fastest step, switches included, wins.
+//! [`SWITCH_SHORTLIST`] fastest partitions, and the single bucket of the whole context
+//! (which needs no switch, so hot switching is never slower than static packing), are
+//! then assembled with their real switch plans and the fastest step, switches included,
+//! wins.
 
 use crate::evaluate::{fastest, Candidates, Evaluated};
 use crate::rows::{packed, padded};
@@ -219,11 +221,14 @@ pub fn plan(sim: &Simulator, lengths: &[usize], context: usize) -> Result<Plan> 
         evaluated: HashMap::new(),
     };
     let mut best: Option<Step> = None;
-    for (_, parts) in search
-        .partitions()?
-        .into_iter()
-        .take(SWITCH_SHORTLIST)
-    {
+    let partitions = search.partitions()?;
+    let single = partitions.iter().position(|(_, parts)| parts.len() == 1);
+    let shortlist = partitions
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i < SWITCH_SHORTLIST || Some(i) == single)
+        .map(|(_, p)| p.1.clone());
+    for parts in shortlist {
         let (&last, earlier) = parts.split_last().expect("a partition has a last bucket");
         let mut buckets = Vec::with_capacity(parts.len());
         let update = search.bucket(last, None)?;
@@ -255,6 +260,10 @@ fn model_name(sim: &Simulator) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::evaluate::fits;
+    use crate::hardware::Hardware;
+    use luoshu_model::{ModelConfig, Precision};
+    use proptest::prelude::*;
 
     #[test]
     fn edges_are_powers_of_two_quantiles_and_the_context() {
@@ -263,5 +272,85 @@ mod tests {
         // Powers of two 256, 512, 1024; quantiles 500→512, 750→768, 900→1024, 950→1024,
         // 990→1024; the context.
         assert_eq!(edges, vec![256, 512, 768, 1024, 2048]);
+    }
+
+    fn tiny_sim(devices: usize, memory_bytes: u64) -> Simulator {
+        let mut hardware = Hardware::preset("a800-node").unwrap();
+        hardware.device.memory_bytes = memory_bytes;
+        let model = ModelConfig::preset("tiny").unwrap();
+        Simulator::new(model, hardware, devices, Precision::Bf16Mixed).unwrap()
+    }
+
+    /// The least phase time over every partition of the bounds into at most
+    /// [`MAX_BUCKETS`] buckets (the last non-empty) and every choice of update strategy
+    /// for the last bucket; given the update strategy, each earlier bucket's best choice
+    /// is independent of the others, so taking each one's minimum is exhaustive.
+    fn brute_force(search: &mut Search) -> Option<f64> {
+        let n = search.bounds.len() - 1;
+        let capacity = search.sim.memory_capacity();
+        let mut best: Option<f64> = None;
+        for mask in 0u32..(1 << (n - 1)) {
+            let mut cuts = vec![0];
+            cuts.extend((1..n).filter(|i| mask & (1 << (i - 1)) != 0));
+            cuts.push(n);
+            if cuts.len() - 1 > MAX_BUCKETS {
+                continue;
+            }
+            let buckets: Vec<(usize, usize)> = cuts.windows(2).map(|w| (w[0], w[1])).collect();
+            let &(a, b) = buckets.last().unwrap();
+            if search.documents(a, b).is_empty() {
+                continue;
+            }
+            let last = search.evaluate(a, b).unwrap().clone();
+            for update in last.iter().filter(|e| fits(e, None, capacity)) {
+                let mut total = Some(update.cost.seconds);
+                for &(i, j) in &buckets[..buckets.len() - 1] {
+                    if search.documents(i, j).is_empty() {
+                        continue;
+                    }
+                    let evaluated = search.evaluate(i, j).unwrap();
+                    let cheapest = evaluated
+                        .iter()
+                        .filter(|e| fits(e, Some(update.own_optimizer), capacity))
+                        .map(|e| e.cost.seconds)
+                        .min_by(f64::total_cmp);
+                    total = total.zip(cheapest).map(|(t, c)| t + c);
+                }
+                if let Some(t) = total {
+                    best = Some(best.map_or(t, |b: f64| b.min(t)));
+                }
+            }
+        }
+        best
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn the_search_matches_brute_force_and_never_loses_to_packing(
+            lengths in prop::collection::vec(1usize..=1024, 1..24),
+            devices in prop::sample::select(vec![1usize, 2, 4]),
+            memory_mib in 4u64..64,
+        ) {
+            let sim = tiny_sim(devices, memory_mib << 20);
+            let candidates = Candidates::new(&sim).unwrap();
+            let edges = candidate_edges(&lengths, 1024);
+            let mut search = Search {
+                sim: &sim,
+                candidates: &candidates,
+                lengths: lengths.clone(),
+                bounds: std::iter::once(0).chain(edges.iter().copied()).collect(),
+                evaluated: HashMap::new(),
+            };
+            let searched = search.partitions().unwrap().first().map(|p| p.0);
+            let brute = brute_force(&mut search);
+            match (searched, brute) {
+                (Some(s), Some(b)) => prop_assert!((s - b).abs() <= 1e-9 * b, "{} vs {}", s, b),
+                (s, b) => prop_assert_eq!(s, b),
+            }
+            if let Ok(planned) = plan(&sim, &lengths, 1024) {
+                prop_assert!(planned.hot.seconds() <= planned.packed.seconds() * (1.0 + 1e-9));
+            }
+        }
     }
 }

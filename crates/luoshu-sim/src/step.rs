@@ -59,11 +59,11 @@ pub struct Step {
 
 impl Step {
     pub fn compute_seconds(&self) -> f64 {
-        self.phases.iter().map(|p| p.cost.seconds).sum()
+        self.phases.iter().fold(0.0, |t, p| t + p.cost.seconds)
     }
 
     pub fn switch_seconds(&self) -> f64 {
-        self.switches.iter().map(|s| s.seconds).sum()
+        self.switches.iter().fold(0.0, |t, s| t + s.seconds)
     }
 
     pub fn seconds(&self) -> f64 {
