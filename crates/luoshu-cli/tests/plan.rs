@@ -26,8 +26,7 @@ fn write_lengths(dir: &Path) -> std::path::PathBuf {
 fn seconds(stdout: &str, system: &str) -> f64 {
     let line = stdout
         .lines()
-        .filter(|l| l.starts_with(system))
-        .last()
+        .rfind(|l| l.starts_with(system))
         .unwrap_or_else(|| panic!("no `{system}` row in {stdout}"));
     line[system.len()..]
         .split_whitespace()
@@ -114,6 +113,14 @@ fn simulate_writes_a_csv_and_a_plot() {
     assert_eq!(lines[0], "model,devices,context,system,seconds,strategy");
     // Two configurations × three systems.
     assert_eq!(lines.len(), 1 + 2 * 3, "{csv}");
-    assert!(lines[1].starts_with("llama-7b,8,8192,hot switching,"), "{csv}");
-    assert!(std::fs::metadata(dir.join("out/simulate.png")).unwrap().len() > 0);
+    assert!(
+        lines[1].starts_with("llama-7b,8,8192,hot switching,"),
+        "{csv}"
+    );
+    assert!(
+        std::fs::metadata(dir.join("out/simulate.png"))
+            .unwrap()
+            .len()
+            > 0
+    );
 }

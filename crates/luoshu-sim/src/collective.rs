@@ -24,7 +24,9 @@ impl Collective {
         }
         let (steps, share) = (p as f64 - 1.0, (p as f64 - 1.0) / p as f64);
         match self {
-            Collective::AllReduce => 2.0 * steps * link.alpha + 2.0 * share * bytes / link.bandwidth,
+            Collective::AllReduce => {
+                2.0 * steps * link.alpha + 2.0 * share * bytes / link.bandwidth
+            }
             Collective::AllGather | Collective::ReduceScatter => {
                 steps * link.alpha + share * bytes / link.bandwidth
             }

@@ -129,10 +129,7 @@ impl Hardware {
                 .iter()
                 .map(|(dtype, &flops)| (dtype.as_str(), flops)),
         );
-        if let Some((field, value)) = positive
-            .iter()
-            .find(|(_, v)| !(v.is_finite() && *v > 0.0))
-        {
+        if let Some((field, value)) = positive.iter().find(|(_, v)| !(v.is_finite() && *v > 0.0)) {
             return Err(format!("{field} must be a positive number, got {value}"));
         }
         for (field, alpha) in [
@@ -140,7 +137,9 @@ impl Hardware {
             ("inter_node.alpha", self.inter_node.alpha),
         ] {
             if !(alpha.is_finite() && alpha >= 0.0) {
-                return Err(format!("{field} must be a non-negative number, got {alpha}"));
+                return Err(format!(
+                    "{field} must be a non-negative number, got {alpha}"
+                ));
             }
         }
         for (field, value) in [
@@ -220,12 +219,19 @@ mod tests {
         let good = PRESETS[0].1;
         let missing = good.replace("memory_bandwidth = 2.039e12", "");
         let err = Hardware::parse(&missing, "x.toml").unwrap_err().to_string();
-        assert!(err.contains("x.toml") && err.contains("memory_bandwidth"), "{err}");
+        assert!(
+            err.contains("x.toml") && err.contains("memory_bandwidth"),
+            "{err}"
+        );
         let negative = good.replace("bandwidth = 12.5e9", "bandwidth = -12.5e9");
-        let err = Hardware::parse(&negative, "x.toml").unwrap_err().to_string();
+        let err = Hardware::parse(&negative, "x.toml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("inter_node.bandwidth"), "{err}");
         let efficiency = good.replace("matmul = 0.75", "matmul = 1.5");
-        let err = Hardware::parse(&efficiency, "x.toml").unwrap_err().to_string();
+        let err = Hardware::parse(&efficiency, "x.toml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("efficiency.matmul"), "{err}");
         let typo = good.replace("devices_per_node", "devices_per_nod");
         assert!(Hardware::parse(&typo, "x.toml").is_err());

@@ -113,7 +113,9 @@ impl Layout {
 
     /// The tensor-parallel group of the first replica's first stage.
     pub fn tp_group(&self) -> Vec<usize> {
-        (0..self.strategy().tp).map(|t| self.rank(0, 0, t)).collect()
+        (0..self.strategy().tp)
+            .map(|t| self.rank(0, 0, t))
+            .collect()
     }
 
     /// The data-parallel group of `stage`'s first tensor rank.

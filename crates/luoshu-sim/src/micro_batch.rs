@@ -55,9 +55,10 @@ pub fn stage_seconds(sim: &Simulator, layout: &Layout, work: Work) -> StageSecon
 
     let stages = layout.stages.len();
     let send = |from: usize, to: usize| {
-        let link = sim
-            .topology
-            .cost(sim.topology.link(layout.rank(0, from, 0), layout.rank(0, to, 0)));
+        let link = sim.topology.cost(
+            sim.topology
+                .link(layout.rank(0, from, 0), layout.rank(0, to, 0)),
+        );
         Collective::PointToPoint.seconds(2, activation / tp as f64, link)
     };
     let mut forward = Vec::with_capacity(stages);
@@ -162,8 +163,7 @@ mod tests {
         let expected = layers * layer + embed + send;
         assert!((pp2.forward[0] - expected).abs() < 1e-9 * expected);
         let no_send: f64 = layout.stages[1].len() as f64
-            * (r.total(&backward_of(&layer_forward(&sim.model, work, 8, 2.0)))
-                + 4.0 * collective)
+            * (r.total(&backward_of(&layer_forward(&sim.model, work, 8, 2.0))) + 4.0 * collective)
             + r.total(&backward_of(&head_forward(&sim.model, work, 8, 2.0)))
             + collective;
         assert!((pp2.backward[1] - no_send - send).abs() < 1e-9 * no_send);

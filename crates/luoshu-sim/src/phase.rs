@@ -66,12 +66,14 @@ fn pipeline_seconds(costs: &[&StageSeconds], stages: usize) -> Result<f64> {
     let orders: Vec<_> = (0..stages)
         .map(|stage| one_f_one_b(stages, stage, costs.len()))
         .collect();
-    Ok(simulate_costed(&orders, costs.len(), &|stage, action| {
-        match action {
+    Ok(simulate_costed(
+        &orders,
+        costs.len(),
+        &|stage, action| match action {
             PipelineAction::Forward(m) => costs[m].forward[stage],
             PipelineAction::Backward(m) => costs[m].backward[stage],
-        }
-    })?)
+        },
+    )?)
 }
 
 /// Runs `rows` (one micro-batch each) under `layout` while the update strategy's
@@ -151,7 +153,8 @@ pub fn phase(
 pub fn update_seconds(sim: &Simulator, layout: &Layout) -> f64 {
     let strategy = layout.strategy();
     let bytes = sim.bytes;
-    let bandwidth = sim.hardware.device.memory_bandwidth * sim.hardware.device.efficiency.memory_bound;
+    let bandwidth =
+        sim.hardware.device.memory_bandwidth * sim.hardware.device.efficiency.memory_bound;
     let params = layout.max_stage_params() as f64;
     let share = if strategy.zero1 {
         params / strategy.dp as f64

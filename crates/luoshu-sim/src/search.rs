@@ -75,6 +75,8 @@ struct Search<'a> {
 
 /// A bucket choice: bounds indices and the chosen candidate's index.
 type Part = (usize, usize, usize);
+/// Buckets covering a prefix of the bounds: their total seconds and the non-empty ones.
+type Cover = (f64, Vec<Part>);
 
 impl Search<'_> {
     fn documents(&self, a: usize, b: usize) -> Vec<usize> {
@@ -97,10 +99,10 @@ impl Search<'_> {
 
     /// The fastest buckets covering `(0, bounds[end]]`, at most `max` of them, beside an
     /// update strategy holding `optimizer` bytes: total seconds and the non-empty parts.
-    fn prefix(&mut self, end: usize, max: usize, optimizer: f64) -> Result<Option<(f64, Vec<Part>)>> {
+    fn prefix(&mut self, end: usize, max: usize, optimizer: f64) -> Result<Option<Cover>> {
         let capacity = self.sim.memory_capacity();
         // best[k][j]: covering (0, bounds[j]] with k buckets.
-        let mut best: Vec<Vec<Option<(f64, Vec<Part>)>>> = vec![vec![None; end + 1]; max + 1];
+        let mut best: Vec<Vec<Option<Cover>>> = vec![vec![None; end + 1]; max + 1];
         best[0][0] = Some((0.0, Vec::new()));
         for k in 1..=max {
             for j in 1..=end {
@@ -132,7 +134,7 @@ impl Search<'_> {
     }
 
     /// Partitions, each with its phase seconds (switches not yet counted).
-    fn partitions(&mut self) -> Result<Vec<(f64, Vec<Part>)>> {
+    fn partitions(&mut self) -> Result<Vec<Cover>> {
         let n = self.bounds.len() - 1;
         let capacity = self.sim.memory_capacity();
         let mut options = Vec::new();

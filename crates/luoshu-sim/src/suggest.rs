@@ -36,7 +36,10 @@ mod tests {
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(edit_distance("", "abc"), 3);
         assert_eq!(edit_distance("h100-node", "h100-node"), 0);
-        assert_eq!(closest("h100-nod", &["a800-node", "h100-node"]), Some("h100-node"));
+        assert_eq!(
+            closest("h100-nod", &["a800-node", "h100-node"]),
+            Some("h100-node")
+        );
         assert_eq!(closest("tpu-v5", &["a800-node", "h100-node"]), None);
     }
 }

@@ -53,12 +53,19 @@ fn print_bucket(bucket: &Bucket, capacity: f64, all: bool) {
             e.cost.pipeline_seconds,
             e.cost.reduce_seconds,
             gib(memory),
-            match (fits, e.candidate.strategy.zero1 && bucket.update_optimizer.is_some()) {
+            match (
+                fits,
+                e.candidate.strategy.zero1 && bucket.update_optimizer.is_some()
+            ) {
                 (_, true) => "no (ZeRO-1 only in the update strategy)",
                 (true, _) => "yes",
                 (false, _) => "no",
             },
-            if i == bucket.choice { "  ← chosen" } else { "" }
+            if i == bucket.choice {
+                "  ← chosen"
+            } else {
+                ""
+            }
         );
     }
     if order.len() > shown {
@@ -75,12 +82,20 @@ pub fn print_plan(plan: &Plan, capacity: f64, all: bool) {
     for bucket in &plan.hot.buckets {
         print_bucket(bucket, capacity, all);
     }
-    println!("phases (shortest first, ending in the update strategy {}):", plan.hot.update);
+    println!(
+        "phases (shortest first, ending in the update strategy {}):",
+        plan.hot.update
+    );
     for phase in &plan.hot.phases {
         let bounds: Vec<String> = phase
             .buckets
             .iter()
-            .map(|&b| format!("({}, {}]", plan.hot.buckets[b].low, plan.hot.buckets[b].high))
+            .map(|&b| {
+                format!(
+                    "({}, {}]",
+                    plan.hot.buckets[b].low, plan.hot.buckets[b].high
+                )
+            })
             .collect();
         println!(
             "  {:<24} {:>10.3} s  memory {}  buckets {}",
@@ -127,7 +142,10 @@ pub fn print_plan(plan: &Plan, capacity: f64, all: bool) {
     row("static packed", &plan.packed);
     match &plan.padded {
         Some(step) => row("static padded", step),
-        None => println!("{:<16} no strategy fits rows padded to the context", "static padded"),
+        None => println!(
+            "{:<16} no strategy fits rows padded to the context",
+            "static padded"
+        ),
     }
     println!("(speedup: that step's time over hot switching's)");
 }

@@ -117,7 +117,7 @@ fn draw(rows: &[Row], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .flat_map(|r| r.systems.iter().filter_map(|s| s.1))
         .fold(0.0, f64::max);
-    if rows.is_empty() || !(high > 0.0) {
+    if rows.is_empty() || high <= 0.0 {
         return Err("no configuration could be simulated".into());
     }
     let root = BitMapBackend::new(path, (1000, 600)).into_drawing_area();
