@@ -42,7 +42,14 @@ fn print_bucket(bucket: &Bucket, capacity: f64, all: bool) {
         a.cost.seconds.total_cmp(&b.cost.seconds)
     });
     let shown = if all { order.len() } else { SHOWN_CANDIDATES };
-    for &i in order.iter().take(shown) {
+    // The fastest few, and the choice wherever it ranks (faster ones may not fit).
+    let listed = order
+        .iter()
+        .enumerate()
+        .filter(|&(rank, &i)| rank < shown || i == bucket.choice)
+        .map(|(_, &i)| i);
+    let listed: Vec<usize> = listed.collect();
+    for &i in &listed {
         let e = &bucket.evaluated[i];
         let memory = e.memory_with(bucket.optimizer_for(e));
         let fits = fits(e, bucket.update_optimizer, capacity);
@@ -68,8 +75,8 @@ fn print_bucket(bucket: &Bucket, capacity: f64, all: bool) {
             }
         );
     }
-    if order.len() > shown {
-        println!("  … {} more (--all-candidates)", order.len() - shown);
+    if order.len() > listed.len() {
+        println!("  … {} more (--all-candidates)", order.len() - listed.len());
     }
 }
 
