@@ -187,6 +187,24 @@ mod tests {
     }
 
     #[test]
+    fn micro_batches_of_different_lengths_by_hand() {
+        // Two stages, micro-batches costing 1 and 3 forward, 2 and 6 backward per stage.
+        // Stage 0: F0 [0,1], F1 [1,4], B0 [4,6] (after stage 1's B0), B1 [13,19].
+        // Stage 1: F0 [1,2], B0 [2,4], F1 [4,7], B1 [7,13].
+        let short = StageSeconds {
+            forward: vec![1.0, 1.0],
+            backward: vec![2.0, 2.0],
+        };
+        let long = StageSeconds {
+            forward: vec![3.0, 3.0],
+            backward: vec![6.0, 6.0],
+        };
+        assert_eq!(pipeline_seconds(&[&short, &long], 2).unwrap(), 19.0);
+        // One stage runs them back to back.
+        assert_eq!(pipeline_seconds(&[&short, &long], 1).unwrap(), 12.0);
+    }
+
+    #[test]
     fn one_f_one_b_keeps_at_most_stages_minus_stage_in_flight() {
         let tokens = [1.0, 2.0, 4.0, 8.0, 16.0];
         // Stage 0 of 3: warm-up of 2, so 3 in flight at most (1+2+4, then 2+4+8, 4+8+16).
