@@ -5,3 +5,4 @@ pub mod lengths;
 pub mod plan;
 pub mod report;
 pub mod simulate;
+pub mod workload;

@@ -1,8 +1,8 @@
 //! `luoshu plan`: bucket edges and a strategy per bucket for one model on a cluster,
 //! against the best static strategies with padding and with packing.
 
-use super::lengths::observed_lengths;
 use super::report::print_plan;
+use super::workload::{load, WorkloadArgs};
 use luoshu_model::{ModelConfig, Precision};
 use luoshu_sim::lengths::global_batch;
 use luoshu_sim::{plan, Hardware, Simulator};
@@ -14,25 +14,14 @@ pub struct PlanArgs {
     /// Model preset (llama-7b, llama-13b, llama-70b, …).
     #[arg(long, default_value = "llama-7b")]
     pub model: String,
-    /// Hardware preset (a800-node, h100-node) or a hardware TOML file.
-    #[arg(long, default_value = "a800-node")]
-    pub hardware: String,
     /// Accelerators (whole nodes beyond one node).
     #[arg(long, default_value_t = 8)]
     pub devices: usize,
     /// Longest sequence in tokens; longer documents are truncated to it.
     #[arg(long, default_value_t = 32768)]
     pub context: usize,
-    /// Sequences per global batch (one optimizer step).
-    #[arg(long, default_value_t = 512)]
-    pub global_batch: usize,
-    /// Length distribution: a file of lengths (one per line), a corpus path tokenized by
-    /// our tokenizer, or `default` (the Rust sources under the cargo registry).
-    #[arg(long, default_value = "default")]
-    pub lengths: String,
-    /// Seed of the draw of the global batch from the distribution.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
     /// Print every candidate of every bucket, not only the fastest.
     #[arg(long)]
     pub all_candidates: bool,
@@ -53,11 +42,11 @@ pub fn simulator(
 }
 
 pub fn run(args: &PlanArgs) -> Result<ExitCode, String> {
-    let hardware = Hardware::load(&args.hardware).map_err(|e| e.to_string())?;
+    let (hardware, observed, source) = load(&args.workload)?;
     let sim = simulator(&args.model, args.context, &hardware, args.devices)?;
-    let (observed, source) = observed_lengths(&args.lengths)?;
-    let batch = global_batch(&observed, args.global_batch, args.context, args.seed)
-        .map_err(|e| e.to_string())?;
+    let w = &args.workload;
+    let batch =
+        global_batch(&observed, w.global_batch, args.context, w.seed).map_err(|e| e.to_string())?;
     println!(
         "plan {} ({:.2} B parameters, bf16 mixed) on {} × {} ({}, {} per node), context {}, \
          global batch {} sequences ({} tokens) drawn from {source}",

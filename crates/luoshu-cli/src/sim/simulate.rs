@@ -2,11 +2,11 @@
 //! `simulate.csv` (one row per configuration and system) and `simulate.png` (step time
 //! per system).
 
-use super::lengths::observed_lengths;
 use super::plan::simulator;
 use super::report::strategy_of;
+use super::workload::{load, WorkloadArgs};
 use luoshu_sim::lengths::global_batch;
-use luoshu_sim::{plan, Hardware};
+use luoshu_sim::plan;
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -22,17 +22,8 @@ pub struct SimulateArgs {
     /// Contexts in tokens, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "8192,32768")]
     pub contexts: Vec<usize>,
-    /// Hardware preset or TOML file.
-    #[arg(long, default_value = "a800-node")]
-    pub hardware: String,
-    /// Sequences per global batch.
-    #[arg(long, default_value_t = 512)]
-    pub global_batch: usize,
-    /// Length distribution (see `luoshu plan --lengths`).
-    #[arg(long, default_value = "default")]
-    pub lengths: String,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
     /// Directory for simulate.csv and simulate.png.
     #[arg(long, default_value = ".")]
     pub out: PathBuf,
@@ -45,8 +36,8 @@ struct Row {
 }
 
 pub fn run(args: &SimulateArgs) -> Result<ExitCode, String> {
-    let hardware = Hardware::load(&args.hardware).map_err(|e| e.to_string())?;
-    let (observed, source) = observed_lengths(&args.lengths)?;
+    let (hardware, observed, source) = load(&args.workload)?;
+    let w = &args.workload;
     println!("lengths: {source}");
     let mut rows = Vec::new();
     let mut csv = String::from("model,devices,context,system,seconds,strategy\n");
@@ -55,7 +46,7 @@ pub fn run(args: &SimulateArgs) -> Result<ExitCode, String> {
             for &context in &args.contexts {
                 let label = format!("{model} ×{devices} {}K", context / 1024);
                 let sim = simulator(model, context, &hardware, devices)?;
-                let batch = global_batch(&observed, args.global_batch, context, args.seed)
+                let batch = global_batch(&observed, w.global_batch, context, w.seed)
                     .map_err(|e| e.to_string())?;
                 let planned = match plan(&sim, &batch, context) {
                     Ok(p) => p,
