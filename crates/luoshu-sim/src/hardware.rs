@@ -3,9 +3,9 @@
 //! node, and the α-β cost of links within and between nodes. Read from TOML; two presets
 //! are built in, their numbers' sources written next to them.
 
-use crate::suggest::closest;
 use crate::{Error, Result};
 use luoshu_dist::{LinkCost, Topology};
+use luoshu_graph::passes::closest;
 use luoshu_tensor::DType;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -19,7 +19,6 @@ pub mod rows;
 pub mod search;
 pub mod simulator;
 pub mod step;
-mod suggest;
 pub mod switch_cost;
 
 pub use error::{Error, Result};
