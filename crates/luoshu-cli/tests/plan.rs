@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{fail, luoshu_command, succeed, temp_dir};
+use common::{fail, luoshu_command, succeed, temp_dir, write_corpus};
 use std::path::Path;
 
 /// A long-tailed file of lengths: many short documents, a few long ones.
@@ -64,6 +64,26 @@ fn plans_buckets_against_the_static_baselines() {
     assert!(hot > 0.0 && hot <= packed * (1.0 + 1e-3), "{stdout}");
     // Padding 30 000 tokens of work onto every short document costs far more.
     assert!(padded > 2.0 * packed, "{stdout}");
+}
+
+#[test]
+fn a_corpus_directory_is_tokenized_into_lengths() {
+    let dir = temp_dir("plan-corpus");
+    let corpus = write_corpus(&dir);
+    let stdout = succeed(luoshu_command(&dir).args([
+        "plan",
+        "--model",
+        "llama-7b",
+        "--context",
+        "4096",
+        "--global-batch",
+        "32",
+        "--lengths",
+        corpus.to_str().unwrap(),
+    ]));
+    // The 12 files of the test corpus, each one document.
+    assert!(stdout.contains("12 documents, our BPE tokenizer"), "{stdout}");
+    assert!(stdout.contains("← chosen"), "{stdout}");
 }
 
 #[test]
