@@ -82,7 +82,10 @@ fn a_corpus_directory_is_tokenized_into_lengths() {
         corpus.to_str().unwrap(),
     ]));
     // The 12 files of the test corpus, each one document.
-    assert!(stdout.contains("12 documents, our BPE tokenizer"), "{stdout}");
+    assert!(
+        stdout.contains("12 documents, our BPE tokenizer"),
+        "{stdout}"
+    );
     assert!(stdout.contains("← chosen"), "{stdout}");
 }
 

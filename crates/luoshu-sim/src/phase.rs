@@ -179,6 +179,37 @@ pub fn update_seconds(sim: &Simulator, layout: &Layout) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hardware::Hardware;
+    use crate::layout::Candidate;
+    use luoshu_model::{ModelConfig, Precision};
+
+    #[test]
+    fn zero1_reduction_and_update_by_hand() {
+        let model = ModelConfig::preset("llama-7b").unwrap();
+        let hardware = Hardware::preset("a800-node").unwrap();
+        let sim = Simulator::new(model.clone(), hardware, 8, Precision::Bf16Mixed).unwrap();
+        let candidate = Candidate {
+            strategy: "dp8zero1".parse().unwrap(),
+            recompute: false,
+        };
+        let layout = Layout::new(&model, candidate).unwrap();
+        let n = model.num_parameters() as f64;
+        // Reduce-scatter of the f32 gradients over 8 NVLink ranks.
+        let scatter = 7.0 * 5e-6 + 7.0 / 8.0 * 4.0 * n / 200e9;
+        let rows = [Work::packed(1024, &[1024]); 8];
+        let cost = phase(&sim, &layout, &rows, 0.0).unwrap();
+        assert!((cost.reduce_seconds - scatter).abs() < 1e-12);
+        // AdamW on an eighth (7 f32 values each), the bf16 copies refreshed (read 4, write
+        // 2 bytes), and the all-gather of the f32 parameters, at 80% of 2.039 TB/s.
+        let bandwidth = 2.039e12 * 0.8;
+        let expected = 7.0 * 4.0 * n / 8.0 / bandwidth + 6.0 * n / bandwidth + scatter;
+        assert!((update_seconds(&sim, &layout) - expected).abs() < 1e-12);
+        // Eight equal rows over eight replicas: one micro-batch each.
+        let one = stage_seconds(&sim, &layout, rows[0]);
+        assert_eq!(cost.pipeline_seconds, one.forward[0] + one.backward[0]);
+        assert_eq!(cost.memory.optimizer, 0.0);
+        assert_eq!(cost.memory.gradients, 4.0 * n);
+    }
 
     #[test]
     fn dealing_balances_the_load() {
