@@ -6,6 +6,7 @@ mod generate;
 mod import;
 mod ops_cmd;
 mod probe;
+mod sim;
 mod switch;
 mod train;
 
@@ -42,6 +43,11 @@ enum Command {
     /// Benchmarks (kernels, training steps, strategies) against a baseline measured in the
     /// same run.
     Bench(bench::BenchArgs),
+    /// Pick bucket edges and a strategy per bucket with the cost model; print candidates,
+    /// switches and the step time against the best static padded and packed strategies.
+    Plan(sim::plan::PlanArgs),
+    /// `plan` over models × device counts × contexts; writes simulate.csv and simulate.png.
+    Simulate(sim::simulate::SimulateArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +60,8 @@ fn main() -> ExitCode {
         Command::Switch(args) => switch::run(&args),
         Command::Ops(args) => ops_cmd::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Plan(args) => sim::plan::run(&args),
+        Command::Simulate(args) => sim::simulate::run(&args),
     };
     match result {
         Ok(code) => code,

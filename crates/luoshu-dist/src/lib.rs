@@ -12,7 +12,9 @@ pub use redistribute::{execute, plan, Kind, Redistribution};
 pub use state::{shard_range, Axis, DState};
 pub mod pipeline;
 pub use collectives::CommCollectives;
-pub use pipeline::{balance_stages, one_f_one_b, simulate_schedule, PipelineAction};
+pub use pipeline::{
+    balance_stages, one_f_one_b, simulate_costed, simulate_schedule, PipelineAction,
+};
 pub use strategy::{Mesh, Strategy};
 pub mod deduce;
 pub use deduce::deduce;

@@ -48,30 +48,39 @@ pub fn simulate_schedule(
     simulate(&orders, micro_batches, fwd_cost, bwd_cost)
 }
 
-/// Executes per-stage orders (`orders[s]` is stage `s`'s) and returns the makespan.
-///
-/// Stage `s`'s `Forward(m)` receives `m`'s activation from stage `s - 1`'s `Forward(m)`
-/// and its `Backward(m)` receives `m`'s gradient from stage `s + 1`'s `Backward(m)`;
-/// a receive blocks until the matching step has finished, sends are buffered (as the
-/// batched send/receive pairs of Megatron make them) and free. Every step of a stage
-/// costs `fwd_cost` or `bwd_cost`, one at a time.
-///
-/// Errors when an order does not run every micro-batch's forward exactly once and then
-/// its backward exactly once, or when the stages deadlock (every unfinished stage waits
-/// on a receive).
+/// Executes per-stage orders (`orders[s]` is stage `s`'s) and returns the makespan, every
+/// forward costing `fwd_cost` and every backward `bwd_cost` (see [`simulate_costed`]).
 pub fn simulate(
     orders: &[Vec<PipelineAction>],
     micro_batches: usize,
     fwd_cost: f64,
     bwd_cost: f64,
 ) -> Result<f64> {
+    simulate_costed(orders, micro_batches, &|_, action| match action {
+        PipelineAction::Forward(_) => fwd_cost,
+        PipelineAction::Backward(_) => bwd_cost,
+    })
+}
+
+/// Executes per-stage orders (`orders[s]` is stage `s`'s) and returns the makespan.
+///
+/// Stage `s`'s `Forward(m)` receives `m`'s activation from stage `s - 1`'s `Forward(m)`
+/// and its `Backward(m)` receives `m`'s gradient from stage `s + 1`'s `Backward(m)`;
+/// a receive blocks until the matching step has finished, sends are buffered (as the
+/// batched send/receive pairs of Megatron make them) and free. Step `action` of stage `s`
+/// costs `cost(s, action)`, one step at a time, so micro-batches of different lengths
+/// (and stages of different sizes) are simulated as they are.
+///
+/// Errors when an order does not run every micro-batch's forward exactly once and then
+/// its backward exactly once, when a cost is negative or not finite, or when the stages
+/// deadlock (every unfinished stage waits on a receive).
+pub fn simulate_costed(
+    orders: &[Vec<PipelineAction>],
+    micro_batches: usize,
+    cost: &dyn Fn(usize, PipelineAction) -> f64,
+) -> Result<f64> {
     if orders.is_empty() {
         return Err(Error::Strategy("pipeline simulation of 0 stages".into()));
-    }
-    if !(fwd_cost >= 0.0 && bwd_cost >= 0.0 && fwd_cost.is_finite() && bwd_cost.is_finite()) {
-        return Err(Error::Strategy(format!(
-            "pipeline step costs must be finite and non-negative, got forward {fwd_cost} and backward {bwd_cost}"
-        )));
     }
     for (stage, order) in orders.iter().enumerate() {
         check_order(stage, order, micro_batches)?;
@@ -85,26 +94,21 @@ pub fn simulate(
         let mut progressed = false;
         for stage in 0..stages {
             while let Some(&action) = orders[stage].get(next[stage]) {
-                let (ready, cost) = match action {
-                    PipelineAction::Forward(m) => {
-                        let input = if stage == 0 {
-                            Some(0.0)
-                        } else {
-                            finished[stage - 1][m].0
-                        };
-                        (input, fwd_cost)
-                    }
-                    PipelineAction::Backward(m) => {
-                        let gradient = if stage + 1 == stages {
-                            Some(0.0)
-                        } else {
-                            finished[stage + 1][m].1
-                        };
-                        (gradient, bwd_cost)
-                    }
+                let ready = match action {
+                    PipelineAction::Forward(_) if stage == 0 => Some(0.0),
+                    PipelineAction::Forward(m) => finished[stage - 1][m].0,
+                    PipelineAction::Backward(_) if stage + 1 == stages => Some(0.0),
+                    PipelineAction::Backward(m) => finished[stage + 1][m].1,
                 };
                 let Some(ready) = ready else { break };
-                let end = clock[stage].max(ready) + cost;
+                let step = cost(stage, action);
+                if !(step.is_finite() && step >= 0.0) {
+                    return Err(Error::Strategy(format!(
+                        "pipeline step {action:?} of stage {stage} costs {step}; costs must be \
+                         finite and non-negative"
+                    )));
+                }
+                let end = clock[stage].max(ready) + step;
                 clock[stage] = end;
                 match action {
                     PipelineAction::Forward(m) => finished[stage][m].0 = Some(end),

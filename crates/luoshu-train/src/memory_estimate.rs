@@ -47,8 +47,8 @@ pub fn estimate(
         1
     };
     let layers = model.n_layers.div_ceil(strategy.pp) as u64;
-    let per_layer = 11 * model.d_model as u64 + 3 * model.d_ff as u64;
-    let per_token = (layers * per_layer + 2 * model.vocab_size as u64).div_ceil(strategy.tp as u64);
+    let per_token = (layers * layer_activation_values(model) + head_activation_values(model))
+        .div_ceil(strategy.tp as u64);
     MemoryEstimate {
         parameters: slice * F32,
         gradients: slice * F32,
@@ -112,6 +112,19 @@ pub fn check_hot_fits(
         budget: budget.to_string(),
         remedies,
     })
+}
+
+/// Values one transformer layer keeps per token for its backward pass, before any
+/// tensor-parallel split: norm inputs and outputs, q, k, v, the attention output,
+/// residuals, gate, up and their product (`11·d + 3·d_ff`; attention is tiled, so no
+/// `seq × seq` matrix is kept).
+pub fn layer_activation_values(model: &ModelConfig) -> u64 {
+    11 * model.d_model as u64 + 3 * model.d_ff as u64
+}
+
+/// Values the LM head keeps per token: the logits and their gradient (`2·vocab`).
+pub fn head_activation_values(model: &ModelConfig) -> u64 {
+    2 * model.vocab_size as u64
 }
 
 /// A run that does not fit: the estimate, the budget and what would make it fit.

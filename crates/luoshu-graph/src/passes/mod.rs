@@ -20,7 +20,7 @@ pub use fuse_elementwise::fuse_elementwise;
 pub use fuse_patterns::fuse_patterns;
 pub use pipeline::{optimize, optimize_forward, DEFAULT_PIPELINE, FORWARD_PIPELINE};
 pub use recompute::{recompute, RecomputePolicy};
-pub use registry::{pass_by_name, ALL_PASSES};
+pub use registry::{closest, pass_by_name, ALL_PASSES};
 pub use rewrite::{rebuild, Rewriter};
 pub use simplify::simplify;
 

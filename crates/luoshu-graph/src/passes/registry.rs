@@ -34,12 +34,8 @@ pub fn pass_by_name(name: &str) -> Result<Pass> {
         return Ok(*pass);
     }
     let known: Vec<&str> = ALL_PASSES.iter().map(|p| p.name).collect();
-    let suggestion = known
-        .iter()
-        .map(|k| (edit_distance(name, k), k))
-        .min()
-        .filter(|&(distance, _)| distance <= (name.len() / 3).max(2))
-        .map(|(_, k)| format!("did you mean `{k}`? "))
+    let suggestion = closest(name, &known)
+        .map(|k| format!("did you mean `{k}`? "))
         .unwrap_or_default();
     Err(Error::Invalid {
         detail: format!(
@@ -47,6 +43,18 @@ pub fn pass_by_name(name: &str) -> Result<Pass> {
             known.join(", ")
         ),
     })
+}
+
+/// The entry of `known` fewest edits from a misspelt `name`, if it is a plausible typo
+/// (at most a third of the name's length off, or two for short names) or `name` is its
+/// prefix (`a800` for `a800-node`): "did you mean".
+pub fn closest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|&k| (edit_distance(name, k), k))
+        .filter(|&(distance, k)| distance <= (name.len() / 3).max(2) || k.starts_with(name))
+        .min()
+        .map(|(_, k)| k)
 }
 
 /// Levenshtein distance (insertions, deletions and substitutions of characters).

@@ -119,7 +119,7 @@ pub struct HotSwitchTrainer {
 const SWITCH_TAG: u64 = 32_000;
 
 /// `placement` with only the lowest-ranked holder of each piece.
-fn one_holder(placement: &Placement) -> Placement {
+pub fn one_holder(placement: &Placement) -> Placement {
     Placement {
         dims: placement.dims.clone(),
         holdings: placement

@@ -1,0 +1,62 @@
+//! The simulated cluster: a model on `devices` accelerators of one hardware description,
+//! with the rates every cost is computed from.
+
+use crate::hardware::Hardware;
+use crate::memory::Bytes;
+use crate::roofline::Roofline;
+use crate::{Error, Result};
+use luoshu_dist::Topology;
+use luoshu_model::{ModelConfig, Precision};
+
+#[derive(Debug, Clone)]
+pub struct Simulator {
+    pub model: ModelConfig,
+    pub hardware: Hardware,
+    pub devices: usize,
+    pub precision: Precision,
+    pub roofline: Roofline,
+    pub topology: Topology,
+    pub bytes: Bytes,
+}
+
+impl Simulator {
+    pub fn new(
+        model: ModelConfig,
+        hardware: Hardware,
+        devices: usize,
+        precision: Precision,
+    ) -> Result<Self> {
+        model.validate()?;
+        if devices == 0 {
+            return Err(Error::Input("at least one device is needed".into()));
+        }
+        if devices > hardware.devices_per_node && !devices.is_multiple_of(hardware.devices_per_node)
+        {
+            return Err(Error::Input(format!(
+                "{devices} devices are not whole nodes of {} ({} per node); use a multiple of {}",
+                hardware.name, hardware.devices_per_node, hardware.devices_per_node
+            )));
+        }
+        let roofline = Roofline::new(&hardware, precision.compute_dtype())?;
+        let topology = hardware.topology(devices)?;
+        Ok(Simulator {
+            model,
+            hardware,
+            devices,
+            precision,
+            roofline,
+            topology,
+            bytes: Bytes::of(precision),
+        })
+    }
+
+    /// Devices that share a node (and may share a tensor-parallel group).
+    pub fn per_node(&self) -> usize {
+        self.topology.ranks_per_node
+    }
+
+    /// Device memory in bytes.
+    pub fn memory_capacity(&self) -> f64 {
+        self.hardware.device.memory_bytes as f64
+    }
+}
