@@ -99,6 +99,21 @@ pub struct GlobalBatch {
     pub target_tokens: usize,
 }
 
+impl GlobalBatch {
+    /// A global batch of `buckets`, counting its target tokens.
+    pub fn of_buckets(buckets: Vec<BucketBatch>) -> Self {
+        let target_tokens = buckets
+            .iter()
+            .flat_map(|b| &b.micro_batches)
+            .map(|m| m.target_tokens)
+            .sum();
+        GlobalBatch {
+            buckets,
+            target_tokens,
+        }
+    }
+}
+
 /// Where the loader is in the data, saved in checkpoints for bit-identical resume.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LoaderPosition {

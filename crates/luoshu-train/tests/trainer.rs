@@ -78,15 +78,7 @@ fn global(buckets: Vec<(usize, Vec<Vec<Vec<u32>>>)>) -> GlobalBatch {
             micro_batches: micros.iter().map(|m| pack(m, seq_len)).collect(),
         })
         .collect();
-    let target_tokens = buckets
-        .iter()
-        .flat_map(|b| &b.micro_batches)
-        .map(|m| m.target_tokens)
-        .sum();
-    GlobalBatch {
-        buckets,
-        target_tokens,
-    }
+    GlobalBatch::of_buckets(buckets)
 }
 
 fn seqs() -> Vec<Vec<u32>> {

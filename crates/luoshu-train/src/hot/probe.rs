@@ -133,15 +133,7 @@ fn bucket_sample(edges: &[usize], b: usize, sample: &[GlobalBatch]) -> GlobalBat
         .filter(|bucket| !bucket.micro_batches.is_empty())
         .cloned()
         .collect();
-    let target_tokens = buckets
-        .iter()
-        .flat_map(|b| &b.micro_batches)
-        .map(|m| m.target_tokens)
-        .sum();
-    GlobalBatch {
-        buckets,
-        target_tokens,
-    }
+    GlobalBatch::of_buckets(buckets)
 }
 
 /// What a phase of a hot-switching step computes: forward and backward of every

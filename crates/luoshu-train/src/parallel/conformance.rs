@@ -110,15 +110,7 @@ pub fn batch(step: usize) -> GlobalBatch {
             micro_batches: vec![micro(2, 13, s + 2), micro(1, 13, s + 3)],
         },
     ];
-    let target_tokens = buckets
-        .iter()
-        .flat_map(|b| &b.micro_batches)
-        .map(|m| m.target_tokens)
-        .sum();
-    GlobalBatch {
-        buckets,
-        target_tokens,
-    }
+    GlobalBatch::of_buckets(buckets)
 }
 
 /// Losses of `steps` steps on one device and the final state.
