@@ -1,7 +1,7 @@
 //! `strategy = "auto"` (the default) and `--hot-switch auto`: each length bucket's
 //! strategy is chosen at start-up by the measured probe of
 //! [`luoshu_train::hot::probe`], printed as a table, and saved in
-//! `runs/<name>/strategy.toml`; a later run with the same model, ranks and buckets
+//! `runs/<name>/strategy.toml`; a later run with the same model, ranks, buckets and packing
 //! (a resume, or a rerun) reuses it instead of measuring again.
 
 use super::config::RunConfig;
@@ -22,17 +22,17 @@ use std::sync::Arc;
 /// trains on, so the buckets hold what training will see).
 const PROBE_BATCHES: usize = 2;
 
-/// `strategy.toml`: the choice, what it was measured for, and the measurements.
+/// `strategy.toml`: the choice, what it was measured for (another model, rank count,
+/// bucketing or packing probes again), and the measurements.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SavedChoice {
     buckets: String,
     update_strategy: String,
-    /// The run this choice was measured for: another model, rank count or bucketing
-    /// probes again.
     devices: usize,
     bucket_edges: Vec<usize>,
     tokens_per_micro_batch: usize,
+    packing: bool,
     model: ModelConfig,
     measured: Vec<MeasuredBucket>,
 }
@@ -68,8 +68,7 @@ pub fn choose(
     let update = config.update_strategy()?;
     let saved = read_saved(&path)
         .filter(|s| measured_for(s, config, model, world.size(), update))
-        .map(|s| parse_choice(&s, &path))
-        .transpose()?;
+        .and_then(|s| parse_choice(&s));
     // Every rank reuses the file, or every rank probes.
     let mine = Tensor::from_vec(vec![f64::from(u8::from(saved.is_none()))], [1]).map_err(text)?;
     let anyone_probes = world
@@ -80,7 +79,7 @@ pub fn choose(
     if let (Some(choice), false) = (saved, anyone_probes) {
         if reports {
             println!(
-                "strategies: {} (update {}), measured earlier for this model, ranks and buckets \
+                "strategies: {} (update {}), measured earlier for this model, ranks, buckets and packing \
                  in {} (delete it to probe again)",
                 choice.0,
                 choice.1,
@@ -123,6 +122,7 @@ pub fn choose(
             devices: world.size(),
             bucket_edges: config.data.bucket_edges.clone(),
             tokens_per_micro_batch: config.data.tokens_per_micro_batch,
+            packing: config.data.packing,
             model: model.clone(),
             measured: measured(&table),
         };
@@ -178,6 +178,7 @@ fn measured_for(
     saved.devices == devices
         && saved.bucket_edges == config.data.bucket_edges
         && saved.tokens_per_micro_batch == config.data.tokens_per_micro_batch
+        && saved.packing == config.data.packing
         && &saved.model == model
         && match update {
             Some(u) => saved.update_strategy == u.to_string(),
@@ -185,18 +186,16 @@ fn measured_for(
         }
 }
 
-fn parse_choice(saved: &SavedChoice, path: &Path) -> Result<(BucketStrategies, Strategy), String> {
-    let damaged = |e: String| format!("{}: {e}; delete the file to probe again", path.display());
-    let buckets = saved.buckets.parse().map_err(|e| damaged(text(e)))?;
-    let update = saved
-        .update_strategy
-        .parse()
-        .map_err(|e| damaged(text(e)))?;
-    Ok((buckets, update))
+/// The choice `saved` names (`None` when it does not parse: measured again).
+fn parse_choice(saved: &SavedChoice) -> Option<(BucketStrategies, Strategy)> {
+    Some((
+        saved.buckets.parse().ok()?,
+        saved.update_strategy.parse().ok()?,
+    ))
 }
 
-/// The saved choice, if the file exists and parses (one that does not is measured again
-/// and overwritten).
+/// The saved choice, if the file exists and parses (one that does not, or that names an
+/// invalid choice, is measured again and overwritten, on every rank alike).
 fn read_saved(path: &Path) -> Option<SavedChoice> {
     toml::from_str(&std::fs::read_to_string(path).ok()?).ok()
 }
@@ -204,7 +203,7 @@ fn read_saved(path: &Path) -> Option<SavedChoice> {
 fn write_saved(path: &Path, saved: &SavedChoice) -> Result<(), String> {
     let body = toml::to_string(saved).map_err(text)?;
     let header = "# Each length bucket's strategy, chosen by `luoshu train` (strategy \"auto\")\n\
-                  # from the measurements below. Reused while the model, ranks and buckets\n\
+                  # from the measurements below. Reused while the model, ranks, buckets and packing\n\
                   # stay the same; delete this file to measure again.\n";
     std::fs::write(path, format!("{header}{body}")).map_err(|e| format!("{}: {e}", path.display()))
 }

@@ -59,16 +59,20 @@ pub struct TrainArgs {
     /// Delete the checkpoints of an earlier run of the same name and start over.
     #[arg(long, conflicts_with = "resume")]
     pub overwrite: bool,
-    /// Ranks to train on (threads in this process; default: the strategy's, else 1).
-    /// Alone, `--devices N` means `--strategy dpN`.
+    /// Ranks to train on (threads in this process; default: the named strategy's, else
+    /// under `auto` every core). With a static strategy in the config, `--devices N` alone
+    /// means `--strategy dpN`.
     #[arg(long)]
     pub devices: Option<usize>,
     /// Parallel strategy: `single`, or a product of `dpN`, `tpN`, `ppN` and `zero1`, e.g.
-    /// `dp2tp2`, `tp4`, `dp2pp2`, `dp4zero1`. A run may resume under another strategy.
+    /// `dp2tp2`, `tp4`, `dp2pp2`, `dp4zero1`; or `auto` (the default): each length
+    /// bucket's strategy chosen by a measured probe at start-up. A run may resume under
+    /// another strategy.
     #[arg(long)]
     pub strategy: Option<String>,
     /// Hot switching: `EDGE:STRATEGY,...` ascending, e.g. `256:dp2,1024:tp2` — buckets of
-    /// sequences up to each edge run under its strategy, one update per step.
+    /// sequences up to each edge run under its strategy, one update per step; `auto`: the
+    /// probe chooses each bucket's strategy.
     #[arg(long, conflicts_with = "strategy")]
     pub hot_switch: Option<String>,
     /// Under hot switching, the strategy that keeps the master weights and optimizer state
