@@ -28,6 +28,28 @@ fn tokenize(tokenizer: &TextTokenizer, docs: &[Document]) -> Result<Vec<Vec<u32>
         .collect()
 }
 
+/// `rows (padding %)` of each bucket over one epoch of the training data.
+fn describe_padding(loader: &LengthBucketLoader, packing: bool) -> String {
+    let buckets: Vec<String> = loader
+        .padding_by_bucket()
+        .iter()
+        .map(|b| {
+            format!(
+                "≤{} {} rows ({:.1}%)",
+                b.seq_len,
+                b.rows,
+                100.0 * b.padding_fraction
+            )
+        })
+        .collect();
+    let how = if packing {
+        "packed"
+    } else {
+        "one document per row"
+    };
+    format!("padding per bucket ({how}): {}", buckets.join(", "))
+}
+
 /// What the corpus is made of and how its validation part was chosen.
 fn describe_corpus(tokens: &TokenizedCorpus) -> String {
     let s: &CorpusStats = &tokens.stats;
@@ -238,6 +260,7 @@ pub fn prepare(
     let loader_config = config.loader_config();
     let train = LengthBucketLoader::new(loader_config.clone(), &tokens.train, pad)
         .map_err(|e| format!("training data: {e}"))?;
+    log(describe_padding(&train, loader_config.packing));
     let val = LengthBucketLoader::new(loader_config, &tokens.val, pad)
         .map_err(|e| format!("validation data: {e}"))?
         .all_batches();
