@@ -3,7 +3,7 @@
 //! sequence-parallel collectives inside the graphs), reduces gradients, clips by the global
 //! norm and updates once per step — the same step as on one device.
 
-use super::deal::deal_by_tokens;
+use super::deal::{deal_by_work, micro_batch_work};
 use super::micro::{bindings, micro_feeds, pad_for_tp, row_layout};
 use super::optimizer::{FlatLayout, ShardedOptimizer};
 use crate::placement::stage_layers;
@@ -326,8 +326,8 @@ impl ParallelTrainer {
         Ok(self.world_sum(if reports_loss { total } else { 0.0 })? / tokens as f64)
     }
 
-    /// This data-parallel rank's micro-batches (dealt balanced by tokens, in batch order),
-    /// padded for tensor parallelism, each with the index of its bucket.
+    /// This data-parallel rank's micro-batches (dealt balanced by training work, in batch
+    /// order), padded for tensor parallelism, each with the index of its bucket.
     fn my_micro_batches(&self, batch: &GlobalBatch) -> Result<Vec<(usize, MicroBatch)>> {
         let all: Vec<(usize, &MicroBatch)> = batch
             .buckets
@@ -335,8 +335,11 @@ impl ParallelTrainer {
             .enumerate()
             .flat_map(|(b, bucket)| bucket.micro_batches.iter().map(move |m| (b, m)))
             .collect();
-        let tokens: Vec<usize> = all.iter().map(|(_, m)| m.rows * m.seq_len).collect();
-        let owner = deal_by_tokens(&tokens, self.mesh.strategy.dp);
+        let work: Vec<f64> = all
+            .iter()
+            .map(|(_, m)| micro_batch_work(&self.model, m))
+            .collect();
+        let owner = deal_by_work(&work, self.mesh.strategy.dp);
         all.into_iter()
             .zip(owner)
             .filter(|(_, rank)| *rank == self.mesh.dp_rank)
