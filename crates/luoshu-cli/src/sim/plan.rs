@@ -3,7 +3,8 @@
 
 use super::report::print_plan;
 use super::workload::{load, WorkloadArgs};
-use luoshu_model::{ModelConfig, Precision};
+use crate::train::config::ModelChoice;
+use luoshu_model::Precision;
 use luoshu_sim::lengths::global_batch;
 use luoshu_sim::{plan, Hardware, Simulator};
 use std::process::ExitCode;
@@ -11,7 +12,8 @@ use std::time::Instant;
 
 #[derive(clap::Args)]
 pub struct PlanArgs {
-    /// Model preset (llama-7b, llama-13b, llama-70b, …).
+    /// Model preset (llama-7b, llama-13b, llama-70b, …), or a TOML file of model fields
+    /// overriding one (`preset = "llama-7b"`, `n_layers = 48`, ...).
     #[arg(long, default_value = "llama-7b")]
     pub model: String,
     /// Accelerators (whole nodes beyond one node).
@@ -35,7 +37,7 @@ pub fn simulator(
     hardware: &Hardware,
     devices: usize,
 ) -> Result<Simulator, String> {
-    let mut config = ModelConfig::preset(model).map_err(|e| e.to_string())?;
+    let mut config = ModelChoice::from_arg(model)?.resolve()?;
     config.max_seq_len = context;
     Simulator::new(config, hardware.clone(), devices, Precision::Bf16Mixed)
         .map_err(|e| e.to_string())

@@ -6,7 +6,7 @@ use luoshu_train::{LrSchedule, TrainConfig};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The model: a preset name, or a table of [`ModelConfig`] fields (missing ones taken from
-/// the `tiny` preset).
+/// the preset its `preset` key names, else from `tiny`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModelChoice {
     Preset(String),
@@ -19,6 +19,33 @@ impl ModelChoice {
             ModelChoice::Preset(name) => ModelConfig::preset(name).map_err(|e| e.to_string()),
             ModelChoice::Inline(config) => Ok(config.clone()),
         }
+    }
+
+    /// `--model`: a preset name, or a TOML file (`*.toml`) of model fields, e.g.
+    /// `preset = "llama-7b"` and `n_layers = 48` (a `[model]` table in it works too).
+    pub fn from_arg(arg: &str) -> Result<Self, String> {
+        if !arg.ends_with(".toml") {
+            return Ok(ModelChoice::Preset(arg.to_string()));
+        }
+        let text = std::fs::read_to_string(arg)
+            .map_err(|e| format!("cannot read the model file {arg}: {e}"))?;
+        let mut table: toml::Table = toml::from_str(&text).map_err(|e| format!("{arg}: {e}"))?;
+        let fields = match table.remove("model") {
+            Some(toml::Value::Table(model)) if table.is_empty() => model,
+            Some(_) => return Err(format!("{arg}: `model` must be the only table, of fields")),
+            None => table,
+        };
+        let choice = ModelChoice::deserialize(toml::Value::Table(fields)).map_err(|e| {
+            format!(
+                "{arg}: {}",
+                explain_unknown_key(e.message()).unwrap_or_else(|| e.message().to_string())
+            )
+        })?;
+        choice
+            .resolve()?
+            .validate()
+            .map_err(|e| format!("{arg}: {e}"))?;
+        Ok(choice)
     }
 }
 
@@ -36,9 +63,19 @@ impl<'de> Deserialize<'de> for ModelChoice {
         use serde::de::Error;
         match toml::Value::deserialize(d)? {
             toml::Value::String(name) => Ok(ModelChoice::Preset(name)),
-            toml::Value::Table(fields) => {
-                let mut merged =
-                    toml::Value::try_from(ModelConfig::default()).map_err(D::Error::custom)?;
+            toml::Value::Table(mut fields) => {
+                let base = match fields.remove("preset") {
+                    None => ModelConfig::default(),
+                    Some(toml::Value::String(name)) => {
+                        ModelConfig::preset(&name).map_err(D::Error::custom)?
+                    }
+                    Some(other) => {
+                        return Err(D::Error::custom(format!(
+                            "preset must be a preset name, got {other}"
+                        )))
+                    }
+                };
+                let mut merged = toml::Value::try_from(base).map_err(D::Error::custom)?;
                 if let toml::Value::Table(base) = &mut merged {
                     base.extend(fields);
                 }
@@ -434,6 +471,58 @@ mod tests {
         assert!(err.contains("did you mean `max_len`?"), "{err}");
         let err = RunConfig::from_toml("[model]\nd_modle = 64", "cfg").unwrap_err();
         assert!(err.contains("did you mean `d_model`?"), "{err}");
+    }
+
+    #[test]
+    fn a_model_table_overrides_the_preset_it_names() {
+        let config =
+            RunConfig::from_toml("[model]\npreset = \"llama-7b\"\nn_layers = 2", "cfg").unwrap();
+        let model = config.model.resolve().unwrap();
+        let llama = ModelConfig::preset("llama-7b").unwrap();
+        assert_eq!(
+            model,
+            ModelConfig {
+                n_layers: 2,
+                ..llama
+            }
+        );
+        let err = RunConfig::from_toml("[model]\npreset = \"llama-8b\"", "cfg").unwrap_err();
+        assert!(err.contains("unknown model preset `llama-8b`"), "{err}");
+        let err = RunConfig::from_toml("[model]\npreset = 7", "cfg").unwrap_err();
+        assert!(err.contains("preset must be a preset name"), "{err}");
+    }
+
+    #[test]
+    fn model_files_override_a_preset_and_bad_shapes_are_refused() {
+        let dir = std::env::temp_dir().join(format!("luoshu-model-arg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            path.to_str().unwrap().to_string()
+        };
+        let deep = write("deep.toml", "preset = \"llama-7b\"\nn_layers = 48\n");
+        let model = ModelChoice::from_arg(&deep).unwrap().resolve().unwrap();
+        assert_eq!((model.n_layers, model.d_model), (48, 4096));
+        let table = write("table.toml", "[model]\npreset = \"tiny\"\nd_model = 64\n");
+        assert_eq!(
+            ModelChoice::from_arg(&table)
+                .unwrap()
+                .resolve()
+                .unwrap()
+                .d_model,
+            64
+        );
+        let bad = write("bad.toml", "preset = \"tiny\"\nn_heads = 3\n");
+        let err = ModelChoice::from_arg(&bad).unwrap_err();
+        assert!(err.starts_with(&bad) && err.contains("n_heads"), "{err}");
+        let typo = write("typo.toml", "n_layer = 3\n");
+        let err = ModelChoice::from_arg(&typo).unwrap_err();
+        assert!(err.contains("did you mean `n_layers`"), "{err}");
+        assert!(ModelChoice::from_arg("missing.toml")
+            .unwrap_err()
+            .contains("cannot read"));
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

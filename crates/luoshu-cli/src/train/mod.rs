@@ -40,7 +40,8 @@ pub struct TrainArgs {
     /// Optimizer steps to reach.
     #[arg(long)]
     pub steps: Option<u64>,
-    /// Model preset (tiny, bench-5m, ...).
+    /// Model preset (tiny, bench-5m, llama-7b, ...), or a TOML file of model fields
+    /// overriding one (`preset = "llama-7b"`, `n_layers = 48`, ...).
     #[arg(long)]
     pub model: Option<String>,
     /// Training text: a file, a directory or a glob (default: the cargo registry's Rust sources).
@@ -139,7 +140,7 @@ fn build_config(args: &TrainArgs) -> Result<RunConfig, String> {
         config.steps = steps;
     }
     if let Some(model) = &args.model {
-        config.model = config::ModelChoice::Preset(model.clone());
+        config.model = config::ModelChoice::from_arg(model)?;
     }
     if let Some(data) = &args.data {
         config.data.path = Some(data.clone());
