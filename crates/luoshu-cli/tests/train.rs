@@ -487,3 +487,35 @@ fn auto_probes_each_bucket_once_saves_the_choice_and_reuses_it() {
     );
     std::fs::remove_dir_all(root).unwrap();
 }
+
+#[test]
+fn the_reference_backend_trains_the_same_model_and_unknown_backends_are_named() {
+    let root = temp_dir("backend");
+    let data = write_corpus(&root);
+    let config = write_config(&root, &data, "run.toml", 32);
+    let config = config.to_str().unwrap();
+    let steps = ["--config", config, "--steps", "2"];
+    let cpu = succeed(&root, &[&steps[..], &["--name", "cpu"]].concat());
+    assert!(cpu.contains("cpu backend"), "{cpu}");
+    let reference = succeed(
+        &root,
+        &[&steps[..], &["--name", "ref", "--backend", "reference"]].concat(),
+    );
+    assert!(reference.contains("reference backend"), "{reference}");
+    // Same losses to the printed precision: the kernels compute the same model.
+    let loss = |out: &str| {
+        out.lines()
+            .find(|l| l.starts_with("done:"))
+            .and_then(|l| l.split("train loss ").nth(1))
+            .map(|s| s.split(',').next().unwrap_or_default().to_string())
+            .unwrap_or_default()
+    };
+    assert!(!loss(&cpu).is_empty());
+    assert_eq!(loss(&cpu), loss(&reference));
+    let err = fail(&root, &[&steps[..], &["--backend", "gpu"]].concat());
+    assert!(
+        err.contains("unknown backend `gpu`") && err.contains("reference"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(root).unwrap();
+}

@@ -6,6 +6,7 @@
 
 use super::config::RunConfig;
 use super::memory::{self, Ranks};
+use luoshu_backend::Backend;
 use luoshu_comm::{Communicator, ReduceOp};
 use luoshu_data::{GlobalBatch, LengthBucketLoader};
 use luoshu_dist::Strategy;
@@ -53,13 +54,13 @@ fn text<E: std::fmt::Display>(e: E) -> String {
 
 /// Collective over `world`: the buckets' strategies and the update strategy, reused from
 /// `strategy.toml` in `run_dir` when it was measured for this run, else `candidates`
-/// probed on the first batches of `loader`. The reporting rank prints the table and
+/// probed on `backend` on the first batches of `loader`. The reporting rank prints the table and
 /// writes the file.
 pub fn choose(
     world: Arc<dyn Communicator>,
     config: &RunConfig,
     model: &ModelConfig,
-    candidates: &[Strategy],
+    (candidates, backend): (&[Strategy], Arc<dyn Backend>),
     run_dir: &Path,
     loader: &LengthBucketLoader,
     reports: bool,
@@ -103,7 +104,7 @@ pub fn choose(
     let table = probe(
         model,
         &config.train,
-        Arc::new(luoshu_backend::cpu::CpuBackend::new()),
+        backend,
         world.clone(),
         candidates,
         &config.data.bucket_edges,

@@ -13,6 +13,7 @@ mod stop;
 
 use config::RunConfig;
 use indicatif::{ProgressBar, ProgressStyle};
+use luoshu_backend::Backend;
 use luoshu_comm::{threads, Communicator};
 use luoshu_data::{GlobalBatch, LengthBucketLoader};
 use luoshu_dist::Strategy;
@@ -89,6 +90,10 @@ pub struct TrainArgs {
     /// memory is always a limit.
     #[arg(long, value_parser = memory::parse_bytes)]
     pub memory_per_rank: Option<u64>,
+    /// The operator backend: `cpu` (optimized kernels) or `reference` (the plain
+    /// implementations the conformance suite checks `cpu` against; slow).
+    #[arg(long, default_value = "cpu")]
+    pub backend: String,
     /// `on` (the default): several documents share each row of a bucket; `off`: one padded
     /// document per row.
     #[arg(long)]
@@ -238,6 +243,8 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode, String> {
         print!("{}", config::annotated_toml(&config)?);
         return Ok(ExitCode::SUCCESS);
     }
+    // An unknown backend is refused before anything else starts.
+    luoshu_backend::backend_by_name(&args.backend).map_err(|e| e.to_string())?;
     // A named strategy, or none when the probe chooses at start-up.
     let strategy = (!config.is_auto()).then(|| config.strategy()).transpose()?;
     let stop = stop::StopRequest::install()?;
@@ -348,6 +355,8 @@ struct Setup {
     /// Under `auto`: the strategies that can run the model on these ranks and fit in
     /// memory, which the probe measures.
     candidates: Vec<Strategy>,
+    /// The operator backend every rank computes with.
+    backend: Arc<dyn Backend>,
     /// For the memory check of the plan the probe chooses.
     ranks: Ranks,
     memory_per_rank: Option<u64>,
@@ -420,12 +429,13 @@ impl Setup {
             None => "strategies chosen per bucket at start-up".into(),
         };
         log(format!(
-            "luoshu train `{}`: {} parameters on {} device{} ({running}, CPU backend), {} steps \
+            "luoshu train `{}`: {} parameters on {} device{} ({running}, {} backend), {} steps \
              of {} tokens",
             config.name,
             model.num_parameters(),
             ranks.devices,
             if ranks.devices == 1 { "" } else { "s" },
+            args.backend,
             config.steps,
             config.data.global_batch_tokens
         ));
@@ -479,6 +489,7 @@ impl Setup {
             model,
             strategy,
             candidates,
+            backend: luoshu_backend::backend_by_name(&args.backend).map_err(|e| e.to_string())?,
             ranks,
             memory_per_rank: args.memory_per_rank,
             run_dir,
@@ -531,7 +542,7 @@ fn train_rank(
                 comm.clone(),
                 config,
                 &setup.model,
-                &setup.candidates,
+                (&setup.candidates, setup.backend.clone()),
                 &setup.run_dir,
                 &loader,
                 reports,
@@ -547,7 +558,13 @@ fn train_rank(
             Some((buckets, update))
         }
     };
-    let mut trainer = Runner::new(config, &setup.model, setup.strategy, plan, comm.clone())?;
+    let mut trainer = Runner::new(
+        config,
+        &setup.model,
+        (setup.strategy, plan),
+        setup.backend.clone(),
+        comm.clone(),
+    )?;
     if let Some(saved) = &setup.resume {
         trainer.restore(&saved.state)?;
     }

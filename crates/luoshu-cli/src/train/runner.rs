@@ -33,15 +33,14 @@ fn text<E: std::fmt::Display>(e: E) -> String {
 impl Runner {
     /// Collective over `world`: a hot-switching trainer for `plan` (buckets and update
     /// strategy), or a static one for `strategy` when there is no plan or every bucket
-    /// runs under the update strategy (nothing would ever switch).
+    /// runs under the update strategy (nothing would ever switch), computing on `backend`.
     pub fn new(
         config: &RunConfig,
         model: &ModelConfig,
-        strategy: Option<Strategy>,
-        plan: Option<(BucketStrategies, Strategy)>,
+        (strategy, plan): (Option<Strategy>, Option<(BucketStrategies, Strategy)>),
+        backend: Arc<dyn Backend>,
         world: Arc<dyn Communicator>,
     ) -> Result<Self, String> {
-        let backend: Arc<dyn Backend> = Arc::new(luoshu_backend::cpu::CpuBackend::new());
         let fixed = match plan {
             Some((buckets, update)) if buckets.strategies() != [update] => {
                 return Ok(Runner::Hot(
