@@ -20,7 +20,7 @@ use luoshu_dist::Strategy;
 use luoshu_train::hot::check::check_hot_rank;
 use luoshu_train::hot::BucketStrategies;
 use luoshu_train::parallel::compare::Agreement;
-use luoshu_train::parallel::conformance::{check_rank, reference, Case};
+use luoshu_train::parallel::conformance::{all_references, check_rank};
 use luoshu_train::parallel::switch_check::switch_round_trip;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -36,11 +36,7 @@ fn check() -> Result<String, String> {
     let world = MpiComm::world(DEFAULT_TIMEOUT).map_err(|e| e.to_string())?;
     let backend: Arc<dyn Backend> = Arc::new(CpuBackend::new());
     let rank = world.rank();
-    let references = Case::all()
-        .iter()
-        .map(|case| reference(backend.clone(), case, STEPS))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
+    let references = all_references(backend.clone(), STEPS).map_err(|e| e.to_string())?;
     let (mut strategies, mut runs) = (Vec::new(), 0);
     let mut worst = Agreement::default();
     for name in STRATEGIES {

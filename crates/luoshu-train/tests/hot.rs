@@ -16,7 +16,7 @@ use luoshu_train::hot::check::check_hot_rank;
 use luoshu_train::hot::{BucketStrategies, HotSwitchTrainer};
 use luoshu_train::parallel::compare::Agreement;
 use luoshu_train::parallel::conformance::{
-    batch, model, reference, reference_on, train_config, Case, Reference, SEED,
+    all_references, batch, model, reference_on, train_config, Case, Reference, SEED,
 };
 use luoshu_train::parallel::GradientFault;
 use std::sync::{Arc, OnceLock};
@@ -30,12 +30,7 @@ fn backend() -> Arc<dyn Backend> {
 /// One device's run of every case, computed once per test binary.
 fn references() -> &'static [Reference] {
     static REFERENCES: OnceLock<Vec<Reference>> = OnceLock::new();
-    REFERENCES.get_or_init(|| {
-        Case::all()
-            .iter()
-            .map(|case| reference(backend(), case, STEPS).unwrap())
-            .collect()
-    })
+    REFERENCES.get_or_init(|| all_references(backend(), STEPS).unwrap())
 }
 
 /// Every rank's result of checking hot switching over `edges` with update strategy

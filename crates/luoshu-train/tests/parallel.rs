@@ -14,7 +14,7 @@ use luoshu_dist::Strategy;
 use luoshu_model::ParamStore;
 use luoshu_tensor::Tensor;
 use luoshu_train::parallel::compare::{compare_pieces, Agreement};
-use luoshu_train::parallel::conformance::{batch, reference, Case, Reference};
+use luoshu_train::parallel::conformance::{all_references, batch, Case, Reference};
 use luoshu_train::parallel::conformance::{check_rank, check_trainer, parallel_trainer};
 use luoshu_train::parallel::conformance::{compare_losses, compare_params, compare_runs};
 use luoshu_train::parallel::conformance::{distributed_rank, single_device};
@@ -48,12 +48,7 @@ fn distributed(
 /// One device's run of every case, computed once per test binary.
 fn references() -> &'static [Reference] {
     static REFERENCES: OnceLock<Vec<Reference>> = OnceLock::new();
-    REFERENCES.get_or_init(|| {
-        Case::all()
-            .iter()
-            .map(|case| reference(backend(), case, STEPS).unwrap())
-            .collect()
-    })
+    REFERENCES.get_or_init(|| all_references(backend(), STEPS).unwrap())
 }
 
 /// Every rank's result of the check of `reference` under `strategy`, with `fault`

@@ -243,8 +243,6 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode, String> {
         print!("{}", config::annotated_toml(&config)?);
         return Ok(ExitCode::SUCCESS);
     }
-    // An unknown backend is refused before anything else starts.
-    luoshu_backend::backend_by_name(&args.backend).map_err(|e| e.to_string())?;
     // A named strategy, or none when the probe chooses at start-up.
     let strategy = (!config.is_auto()).then(|| config.strategy()).transpose()?;
     let stop = stop::StopRequest::install()?;
@@ -380,7 +378,9 @@ impl Setup {
         ranks: Ranks,
         writes: bool,
     ) -> Result<Self, String> {
-        // Refuse what cannot fit before touching the run directory or the data.
+        // An unknown backend, and then what cannot fit, are refused before the run
+        // directory or the data are touched.
+        let backend = luoshu_backend::backend_by_name(&args.backend).map_err(|e| e.to_string())?;
         let candidates = match strategy {
             Some(strategy) => {
                 match config.hot_switch_plan()? {
@@ -489,7 +489,7 @@ impl Setup {
             model,
             strategy,
             candidates,
-            backend: luoshu_backend::backend_by_name(&args.backend).map_err(|e| e.to_string())?,
+            backend,
             ranks,
             memory_per_rank: args.memory_per_rank,
             run_dir,

@@ -1,9 +1,52 @@
 //! `loss.png`: training and validation loss against the step; `time.png`: each step's
-//! time split into computing and switching between strategies.
+//! time stacked by phase, the update and switching between strategies.
 
 use super::metrics::MetricsRow;
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
 use plotters::prelude::*;
+use std::ops::Range;
 use std::path::Path;
+
+type Plot<'a, 'b> =
+    ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// The chart both plots draw on: `caption` above, steps `x` along, `y` up (`y_desc`).
+fn step_chart<'a, 'b>(
+    root: &'a DrawingArea<BitMapBackend<'b>, Shift>,
+    caption: &str,
+    (x, y): (Range<f64>, Range<f64>),
+    y_desc: &str,
+) -> Result<Plot<'a, 'b>, Box<dyn std::error::Error>> {
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(root)
+        .caption(caption, ("sans-serif", 24))
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(56)
+        .build_cartesian_2d(x, y)?;
+    chart
+        .configure_mesh()
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .x_desc("step")
+        .y_desc(y_desc)
+        .draw()?;
+    Ok(chart)
+}
+
+/// The legend of `chart`, then the file.
+fn finish<'a, 'b: 'a>(
+    chart: &mut Plot<'a, 'b>,
+    root: &DrawingArea<BitMapBackend<'b>, Shift>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
 
 /// Draw the loss curves of `rows` into `path`.
 pub fn plot_loss(rows: &[MetricsRow], path: &Path) -> Result<(), String> {
@@ -27,19 +70,12 @@ fn draw(rows: &[MetricsRow], path: &Path) -> Result<(), Box<dyn std::error::Erro
     let margin = ((high - low) * 0.05).max(1e-3);
 
     let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption("luoshu training loss", ("sans-serif", 24))
-        .margin(16)
-        .x_label_area_size(40)
-        .y_label_area_size(56)
-        .build_cartesian_2d(0f64..last_step, (low - margin)..(high + margin))?;
-    chart
-        .configure_mesh()
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .x_desc("step")
-        .y_desc("loss (nats/token)")
-        .draw()?;
+    let mut chart = step_chart(
+        &root,
+        "luoshu training loss",
+        (0f64..last_step, (low - margin)..(high + margin)),
+        "loss (nats/token)",
+    )?;
     chart
         .draw_series(LineSeries::new(train, &BLUE))?
         .label("train")
@@ -49,13 +85,7 @@ fn draw(rows: &[MetricsRow], path: &Path) -> Result<(), Box<dyn std::error::Erro
         .label("validation")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
     chart.draw_series(val.into_iter().map(|p| Circle::new(p, 3, RED.filled())))?;
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
-    root.present()?;
-    Ok(())
+    finish(&mut chart, &root)
 }
 
 /// Draw each step's time split into its phases (seconds per strategy) and switching
@@ -147,19 +177,12 @@ fn draw_time(rows: &[MetricsRow], path: &Path) -> Result<(), Box<dyn std::error:
     let first = rows.first().map_or(0, |r| r.step) as f64;
     let last = rows.last().map_or(1, |r| r.step) as f64;
     let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption("luoshu step time by phase", ("sans-serif", 24))
-        .margin(16)
-        .x_label_area_size(40)
-        .y_label_area_size(56)
-        .build_cartesian_2d(first..last.max(first + 1.0), 0f64..high * 1.05)?;
-    chart
-        .configure_mesh()
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .x_desc("step")
-        .y_desc("seconds (stacked)")
-        .draw()?;
+    let mut chart = step_chart(
+        &root,
+        "luoshu step time by phase",
+        (first..last.max(first + 1.0), 0f64..high * 1.05),
+        "seconds (stacked)",
+    )?;
     // Top layer first, so each lower one is drawn over the part of it that it covers.
     for (i, (name, points)) in layers.iter().enumerate().rev() {
         if points.iter().all(|p| p.1 == 0.0) {
@@ -176,13 +199,7 @@ fn draw_time(rows: &[MetricsRow], path: &Path) -> Result<(), Box<dyn std::error:
             .label(name.as_str())
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], color.filled()));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
-    root.present()?;
-    Ok(())
+    finish(&mut chart, &root)
 }
 
 #[cfg(test)]

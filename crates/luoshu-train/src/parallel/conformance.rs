@@ -264,6 +264,14 @@ pub struct Reference {
     pub steps: Vec<(StepStats, TrainerState)>,
 }
 
+/// [`reference`] of every [`Case::all`].
+pub fn all_references(backend: Arc<dyn Backend>, steps: usize) -> Result<Vec<Reference>> {
+    Case::all()
+        .iter()
+        .map(|case| reference(backend.clone(), case, steps))
+        .collect()
+}
+
 /// `steps` single-device steps of `case` on [`batch`]`(0..steps)`.
 pub fn reference(backend: Arc<dyn Backend>, case: &Case, steps: usize) -> Result<Reference> {
     reference_on(backend, case, steps, batch)
