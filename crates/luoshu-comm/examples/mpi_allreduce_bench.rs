@@ -9,6 +9,7 @@
 //! mpirun -n 2 target/release/examples/mpi_allreduce_bench [--max-bytes N]
 //! ```
 
+use luoshu_comm::conformance::order_sensitive_values;
 use mpi::collective::{CommunicatorCollectives, SystemOperation};
 use mpi::topology::Communicator;
 use std::time::Instant;
@@ -21,28 +22,14 @@ enum Mode {
     ImmediatePoll,
 }
 
-/// Rank `rank`'s values: magnitudes from 1e-4 to 1e4, so float sums depend on the order.
-fn order_sensitive(rank: usize, n: usize) -> Vec<f32> {
-    let mut state = (rank as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (0..n)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let mantissa = (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
-            mantissa * 10f32.powi(((state >> 20) % 9) as i32 - 4)
-        })
-        .collect()
-}
-
 /// Elements of MPI's f32 sums (blocking and immediate) whose bits differ from the rank-order
 /// fold, and whether all ranks agree bitwise; rank 0 prints them.
 fn compare_with_rank_order(world: &mpi::topology::SimpleCommunicator, n: usize) {
     let (rank, size) = (world.rank() as usize, world.size() as usize);
-    let x = order_sensitive(rank, n);
-    let mut fold = order_sensitive(0, n);
+    let x = order_sensitive_values(rank, n);
+    let mut fold = order_sensitive_values(0, n);
     for r in 1..size {
-        for (a, v) in fold.iter_mut().zip(order_sensitive(r, n)) {
+        for (a, v) in fold.iter_mut().zip(order_sensitive_values(r, n)) {
             *a += v;
         }
     }

@@ -306,7 +306,7 @@ fn check_chunk_edges(comm: &dyn Communicator) -> Result<()> {
 
 /// Pseudo-random f32 values of rank `rank` with magnitudes from 1e-4 to 1e4, so sums
 /// depend on the order in which they are added.
-fn order_sensitive_values(rank: usize, n: usize) -> Vec<f32> {
+pub fn order_sensitive_values(rank: usize, n: usize) -> Vec<f32> {
     let mut state = (rank as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     (0..n)
         .map(|_| {
