@@ -5,14 +5,15 @@
 //! Edges come from candidates (powers of two and quantiles of the batch's lengths, plus
 //! the context). The last bucket's strategy is the update strategy (ZeRO-1 allowed, its
 //! optimizer state on every rank for the whole step); for each possible start of the last
-//! bucket, an exact dynamic program over the remaining edges picks at most
+//! bucket and each update strategy not beaten in both time and optimizer memory
+//! ([`update_front`]), an exact dynamic program over the remaining edges picks at most
 //! [`MAX_BUCKETS`] − 1 earlier buckets minimizing their phase time. The
 //! [`SWITCH_SHORTLIST`] fastest partitions, and the single bucket of the whole context
 //! (which needs no switch, so hot switching is never slower than static packing), are
 //! then assembled with their real switch plans and the fastest step, switches included,
 //! wins.
 
-use crate::evaluate::{fastest, Candidates, Evaluated};
+use crate::evaluate::{fastest, fits, Candidates, Evaluated};
 use crate::rows::{packed, padded};
 use crate::simulator::Simulator;
 use crate::step::{Bucket, Step};
@@ -142,14 +143,11 @@ impl Search<'_> {
             if self.documents(a, n).is_empty() {
                 continue;
             }
-            let evaluated = self.evaluate(a, n)?;
-            let Some(u) = fastest(evaluated, None, capacity) else {
-                continue;
-            };
-            let (last, optimizer) = (evaluated[u].cost.seconds, evaluated[u].own_optimizer);
-            if let Some((seconds, mut parts)) = self.prefix(a, MAX_BUCKETS - 1, optimizer)? {
-                parts.push((a, n, u));
-                options.push((seconds + last, parts));
+            for (u, last, optimizer) in update_front(self.evaluate(a, n)?, capacity) {
+                if let Some((seconds, mut parts)) = self.prefix(a, MAX_BUCKETS - 1, optimizer)? {
+                    parts.push((a, n, u));
+                    options.push((seconds + last, parts));
+                }
             }
         }
         options.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -170,6 +168,33 @@ impl Search<'_> {
             choice,
         })
     }
+}
+
+/// The update strategies worth trying for the last bucket: `(candidate, seconds, optimizer
+/// bytes)` of each one that fits and keeps less optimizer state than every faster one.
+/// The earlier buckets only see the update strategy through its optimizer state (less
+/// of it leaves them more memory), so a slower update strategy with as much state or more
+/// can never give a faster step.
+fn update_front(evaluated: &[Evaluated], capacity: f64) -> Vec<(usize, f64, f64)> {
+    let mut fitting: Vec<usize> = (0..evaluated.len())
+        .filter(|&c| fits(&evaluated[c], None, capacity))
+        .collect();
+    fitting.sort_by(|&x, &y| {
+        evaluated[x]
+            .cost
+            .seconds
+            .total_cmp(&evaluated[y].cost.seconds)
+    });
+    let mut least = f64::INFINITY;
+    let mut front = Vec::new();
+    for c in fitting {
+        let optimizer = evaluated[c].own_optimizer;
+        if optimizer < least {
+            least = optimizer;
+            front.push((c, evaluated[c].cost.seconds, optimizer));
+        }
+    }
+    front
 }
 
 /// Plans hot switching for the global batch `lengths` (each at most `context`) and
@@ -262,7 +287,6 @@ fn model_name(sim: &Simulator) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evaluate::fits;
     use crate::hardware::Hardware;
     use luoshu_model::{ModelConfig, Precision};
     use proptest::prelude::*;
