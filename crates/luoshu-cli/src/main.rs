@@ -48,6 +48,10 @@ enum Command {
     Plan(sim::plan::PlanArgs),
     /// `plan` over models × device counts × contexts; writes simulate.csv and simulate.png.
     Simulate(sim::simulate::SimulateArgs),
+    /// The cost model on this machine: `calibrate` measures it, `validate` compares
+    /// predictions with measured training steps.
+    #[command(subcommand)]
+    Sim(sim::SimCommand),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +66,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(&args),
         Command::Plan(args) => sim::plan::run(&args),
         Command::Simulate(args) => sim::simulate::run(&args),
+        Command::Sim(command) => sim::run(&command),
     };
     match result {
         Ok(code) => code,

@@ -4,6 +4,7 @@
 //! best static strategies with padding and with packing, and the search that picks bucket
 //! edges and a strategy per bucket.
 
+pub mod calibration;
 pub mod collective;
 mod error;
 pub mod evaluate;
@@ -14,6 +15,7 @@ pub mod memory;
 pub mod micro_batch;
 pub mod ops;
 pub mod phase;
+pub mod real_step;
 pub mod roofline;
 pub mod rows;
 pub mod search;

@@ -74,6 +74,18 @@ fn elementwise(name: &'static str, elements: f64, e: f64) -> OpCost {
     }
 }
 
+/// Flash attention over `work` with queries `d` and keys/values `kv` values wide per
+/// token: QKᵀ and PV, 2·head_dim FLOPs each per pair and head; reads q, k, v once and
+/// writes the output (no s×s matrix in memory).
+pub fn attention(work: Work, d: f64, kv: f64, e: f64) -> OpCost {
+    OpCost {
+        name: "attention",
+        class: OpClass::Attention,
+        flops: 4.0 * work.pairs * d,
+        bytes: e * work.tokens * (2.0 * d + 2.0 * kv),
+    }
+}
+
 /// The forward ops of one transformer layer on `work`, on one of `tp` ranks, `e` bytes
 /// per activation element.
 pub fn layer_forward(cfg: &ModelConfig, work: Work, tp: usize, e: f64) -> Vec<OpCost> {
@@ -85,14 +97,7 @@ pub fn layer_forward(cfg: &ModelConfig, work: Work, tp: usize, e: f64) -> Vec<Op
         matmul("qkv", t, d, (d + 2.0 * kv) / tp, e),
         // Rotary embedding reads and writes q and k.
         elementwise("rope", 2.0 * t * (d + kv) / tp, e),
-        // Flash attention: QKᵀ and PV, 2·head_dim FLOPs each per pair and head; reads q,
-        // k, v once and writes the output (no s×s matrix in memory).
-        OpCost {
-            name: "attention",
-            class: OpClass::Attention,
-            flops: 4.0 * work.pairs * d / tp,
-            bytes: e * t * (2.0 * d + 2.0 * kv) / tp,
-        },
+        attention(work, d / tp, kv / tp, e),
         matmul("out", t, d / tp, d, e),
         matmul("gate+up", t, d, 2.0 * ff / tp, e),
         // SwiGLU reads gate and up, writes their product.

@@ -22,6 +22,8 @@ pub struct PhaseCost {
     pub reduce_seconds: f64,
     /// The fullest rank.
     pub memory: Memory,
+    /// Bytes of every rank together (what ranks that are threads of one process hold).
+    pub memory_all_ranks: f64,
 }
 
 /// Indices of `costs` dealt to `replicas` bins, longest first onto the least loaded bin.
@@ -111,6 +113,7 @@ pub fn phase(
     let bytes = sim.bytes;
     let mut reduce = 0.0f64;
     let mut memory = Memory::default();
+    let mut memory_all_ranks = 0.0;
     for (stage, &params) in layout.stage_params.iter().enumerate() {
         let params = params as f64;
         let kind = if strategy.zero1 {
@@ -127,6 +130,7 @@ pub fn phase(
             optimizer: optimizer_bytes,
             activations: in_flight[stage] * per_token + longest * working,
         };
+        memory_all_ranks += here.total() * (strategy.dp * strategy.tp) as f64;
         if here.total() > memory.total() {
             memory = here;
         }
@@ -143,6 +147,7 @@ pub fn phase(
         pipeline_seconds: pipeline,
         reduce_seconds: reduce,
         memory,
+        memory_all_ranks,
     })
 }
 

@@ -25,20 +25,20 @@ fn best_time(budget: Duration, mut f: impl FnMut() -> Result<(), String>) -> Res
     Ok(best)
 }
 
-fn random_f32(dims: &[usize], stream: u64) -> Result<Tensor, String> {
+pub(crate) fn random_f32(dims: &[usize], stream: u64) -> Result<Tensor, String> {
     let n: usize = dims.iter().product();
     let data: Vec<f32> = (0..n).map(|i| rng::normal(1, stream, i as u64)).collect();
     Tensor::from_vec(data, dims).map_err(|e| e.to_string())
 }
 
 /// One GEMM shape: `out[m×n] = a[m×k] · b[k×n]`, operands optionally stored transposed.
-struct GemmShape {
+pub(crate) struct GemmShape {
     label: &'static str,
-    m: usize,
-    k: usize,
-    n: usize,
-    a_transposed: bool,
-    b_transposed: bool,
+    pub(crate) m: usize,
+    pub(crate) k: usize,
+    pub(crate) n: usize,
+    pub(crate) a_transposed: bool,
+    pub(crate) b_transposed: bool,
 }
 
 impl GemmShape {
@@ -49,7 +49,7 @@ impl GemmShape {
         format!("{m},{k},{n},{ta},{tb}")
     }
 
-    fn flops(&self) -> f64 {
+    pub(crate) fn flops(&self) -> f64 {
         2.0 * (self.m * self.k * self.n) as f64
     }
 }
@@ -67,7 +67,7 @@ const fn shape(label: &'static str, m: usize, k: usize, n: usize, ta: bool, tb: 
 
 /// 1024³, then two transformer projections (2048 tokens) with their backward products:
 /// `dX = dY·Wᵀ` (W read through transposed strides) and `dW = Xᵀ·dY` (X transposed).
-const GEMM_SHAPES: [GemmShape; 7] = [
+pub(crate) const GEMM_SHAPES: [GemmShape; 7] = [
     shape("square 1024³", 1024, 1024, 1024, false, false),
     shape("Y = X·W 2048×256→768", 2048, 256, 768, false, false),
     shape("dX = dY·Wᵀ", 2048, 768, 256, false, true),
@@ -78,7 +78,7 @@ const GEMM_SHAPES: [GemmShape; 7] = [
 ];
 
 /// A `rows × cols` operand, stored as its transpose when asked.
-fn gemm_operand(rows: usize, cols: usize, transposed: bool, stream: u64) -> Result<Tensor, String> {
+pub(crate) fn gemm_operand(rows: usize, cols: usize, transposed: bool, stream: u64) -> Result<Tensor, String> {
     if transposed {
         random_f32(&[cols, rows], stream)?
             .transpose(0, 1)

@@ -11,8 +11,8 @@
 
 mod args;
 mod hot;
-mod kernels;
-mod measurement;
+pub(crate) mod kernels;
+pub(crate) mod measurement;
 mod strategies;
 mod torch_baseline;
 mod train;

@@ -151,7 +151,8 @@ pub struct RunConfig {
     pub model: ModelChoice,
     /// Parallel strategy (`single`, `dp2`, `tp2`, `dp2tp2`, `dp2pp2`, `dp4zero1`, ...), or
     /// `auto`: hot switching on every core (or `--devices`), each bucket under the
-    /// strategy a measured probe finds fastest at start-up (saved in
+    /// strategy the cost model calibrated on this machine predicts fastest at start-up,
+    /// or `probe`: the one a measured probe finds fastest (either saved in
     /// `runs/<name>/strategy.toml` and reused).
     pub strategy: String,
     pub data: DataConfig,
@@ -167,8 +168,8 @@ pub struct RunConfig {
 #[serde(deny_unknown_fields)]
 pub struct HotSwitchConfig {
     /// `EDGE:STRATEGY,...` ascending, e.g. `"256:dp2,1024:tp2"`: buckets up to each edge
-    /// run under its strategy; `auto`: each of `data.bucket_edges` under the strategy the
-    /// start-up probe finds fastest.
+    /// run under its strategy; `auto` / `probe`: each of `data.bucket_edges` under the
+    /// strategy the cost model predicts / the start-up probe finds fastest.
     pub buckets: String,
     /// The strategy that keeps the master weights and optimizer state and updates them
     /// (default: the longest bucket's).
@@ -200,8 +201,29 @@ impl Default for RunConfig {
     }
 }
 
-/// The `strategy` (and `[hot_switch] buckets`) value that asks for the probe's choice.
+/// The `strategy` (and `[hot_switch] buckets`) value that asks for each bucket's strategy
+/// from the cost model calibrated on this machine.
 pub const AUTO: &str = "auto";
+/// The value that asks for the measured probe's choice instead.
+pub const PROBE: &str = "probe";
+
+/// How strategies chosen at start-up are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chooser {
+    /// `auto`: predicted by the cost model (`luoshu-sim`) calibrated on this machine.
+    CostModel,
+    /// `probe`: measured by running each candidate on a sample of the data.
+    Probe,
+}
+
+impl Chooser {
+    pub fn name(self) -> &'static str {
+        match self {
+            Chooser::CostModel => "cost model",
+            Chooser::Probe => "probe",
+        }
+    }
+}
 
 /// Levenshtein distance (for "did you mean").
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -255,19 +277,30 @@ impl RunConfig {
         toml::to_string(self).map_err(|e| format!("cannot write the config as TOML: {e}"))
     }
 
-    /// Whether the strategies are chosen at start-up by the probe: `[hot_switch] buckets =
-    /// "auto"`, or `strategy = "auto"` without a `[hot_switch]` table naming the buckets.
-    pub fn is_auto(&self) -> bool {
-        match &self.hot_switch {
-            Some(table) => table.buckets == AUTO,
-            None => self.strategy == AUTO,
+    /// How the strategies are chosen at start-up, if they are: `[hot_switch] buckets =
+    /// "auto"` or `"probe"`, or `strategy = "auto"` or `"probe"` without a `[hot_switch]`
+    /// table naming the buckets.
+    pub fn chooser(&self) -> Option<Chooser> {
+        let value = match &self.hot_switch {
+            Some(table) => &table.buckets,
+            None => &self.strategy,
+        };
+        match value.as_str() {
+            AUTO => Some(Chooser::CostModel),
+            PROBE => Some(Chooser::Probe),
+            _ => None,
         }
+    }
+
+    /// Whether the strategies are chosen at start-up (see [`RunConfig::chooser`]).
+    pub fn is_auto(&self) -> bool {
+        self.chooser().is_some()
     }
 
     /// The parsed [`RunConfig::strategy`], or a named hot-switching plan's update strategy.
     pub fn strategy(&self) -> Result<luoshu_dist::Strategy, String> {
         if self.is_auto() {
-            return Err("the strategy is `auto`: it is chosen by the probe at start-up".into());
+            return Err("the strategy is chosen at start-up (`auto` or `probe`)".into());
         }
         if let Some((_, update)) = self.hot_switch_plan()? {
             return Ok(update);

@@ -47,7 +47,7 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
 }
 
 /// `MemAvailable` of `/proc/meminfo` in bytes, if this system has it.
-fn available_memory() -> Option<u64> {
+pub(crate) fn available_memory() -> Option<u64> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;

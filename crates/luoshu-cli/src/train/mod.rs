@@ -1,14 +1,14 @@
 //! `luoshu train`: configure, load data, train with a progress bar, evaluate, checkpoint,
 //! and leave `runs/<name>/` with the config, tokenizer, metrics, loss plot and checkpoints.
 
-mod auto;
+pub(crate) mod auto;
 pub(crate) mod config;
 pub(crate) mod data;
 mod lock;
-mod memory;
+pub(crate) mod memory;
 mod metrics;
 mod plot;
-mod runner;
+pub(crate) mod runner;
 mod stop;
 
 use config::RunConfig;
@@ -538,9 +538,11 @@ fn train_rank(
     let plan = match setup.strategy {
         Some(_) => config.hot_switch_plan()?,
         None => {
+            let chooser = config.chooser().ok_or("no strategy to train under")?;
             let (buckets, update) = auto::choose(
                 comm.clone(),
                 config,
+                chooser,
                 &setup.model,
                 (&setup.candidates, setup.backend.clone()),
                 &setup.run_dir,
