@@ -428,7 +428,7 @@ fn hot_switching_resumes_bit_identically_and_under_a_static_strategy() {
 }
 
 #[test]
-fn auto_probes_each_bucket_once_saves_the_choice_and_reuses_it() {
+fn auto_predicts_each_bucket_saves_the_choice_and_reuses_it_and_probe_measures() {
     let root = temp_dir("auto");
     let data = write_corpus(&root);
     let config = write_config(&root, &data, "run.toml", 32);
@@ -436,8 +436,16 @@ fn auto_probes_each_bucket_once_saves_the_choice_and_reuses_it() {
     let auto = ["--config", config, "--hot-switch", "auto", "--devices", "2"];
 
     let first = succeed(&root, &[&auto[..], &["--steps", "2"]].concat());
+    // No saved calibration in this directory: the ranks calibrate at start-up.
+    assert!(
+        first.contains("cost model: calibrating this machine for 2 ranks"),
+        "{first}"
+    );
     // The one-layer model cannot be split into two pipeline stages.
-    assert!(first.contains("probing dp2, tp2 on 2 ranks"), "{first}");
+    assert!(
+        first.contains("predicting dp2, tp2 on 2 ranks with the cost model"),
+        "{first}"
+    );
     // The table: one line per bucket edge of the data, with the choice.
     for bucket in ["≤16", "≤32"] {
         assert!(first.contains(bucket), "{first}");
@@ -447,7 +455,8 @@ fn auto_probes_each_bucket_once_saves_the_choice_and_reuses_it() {
     for key in [
         "buckets = ",
         "update_strategy = ",
-        "[[measured]]",
+        "chosen_by = \"cost model\"",
+        "[[timings]]",
         "devices = 2",
     ] {
         assert!(saved.contains(key), "{saved}");
@@ -459,19 +468,22 @@ fn auto_probes_each_bucket_once_saves_the_choice_and_reuses_it() {
         "{config_saved}"
     );
 
-    // Resuming reuses the measured choice instead of probing again.
+    // Resuming reuses the choice instead of predicting again.
     let resumed = succeed(&root, &["--resume", "--steps", "3", "--name", "tiny"]);
-    assert!(!resumed.contains("probing"), "{resumed}");
-    assert!(resumed.contains("measured earlier"), "{resumed}");
+    assert!(!resumed.contains("predicting"), "{resumed}");
+    assert!(
+        resumed.contains("chosen earlier by the cost model"),
+        "{resumed}"
+    );
 
-    // Another rank count measures again.
-    let other = succeed(
+    // The measured probe chooses from real runs of each bucket, on one rank too.
+    let probed = succeed(
         &root,
         &[
             "--config",
             config,
             "--hot-switch",
-            "auto",
+            "probe",
             "--devices",
             "1",
             "--steps",
@@ -480,11 +492,13 @@ fn auto_probes_each_bucket_once_saves_the_choice_and_reuses_it() {
             "one",
         ],
     );
-    assert!(other.contains("probing single on 1 rank "), "{other}");
+    assert!(probed.contains("probing single on 1 rank "), "{probed}");
     assert!(
-        other.contains("single is the fastest for every bucket"),
-        "{other}"
+        probed.contains("single is the fastest for every bucket"),
+        "{probed}"
     );
+    let saved = std::fs::read_to_string(root.join("runs/one/strategy.toml")).unwrap();
+    assert!(saved.contains("chosen_by = \"probe\""), "{saved}");
     std::fs::remove_dir_all(root).unwrap();
 }
 

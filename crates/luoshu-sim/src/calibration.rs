@@ -139,7 +139,11 @@ impl Measured {
         let peak = self.matmul.rate();
         let bandwidth = self.copy.rate();
         let link = match self.devices {
-            0 => return Err(Error::Input("a calibration needs at least one device".into())),
+            0 => {
+                return Err(Error::Input(
+                    "a calibration needs at least one device".into(),
+                ))
+            }
             1 => Link {
                 alpha: 0.0,
                 bandwidth: bandwidth / 2.0,

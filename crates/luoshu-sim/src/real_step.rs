@@ -27,7 +27,10 @@ pub fn micro_batch_work(m: &MicroBatch) -> Work {
             .iter()
             .map(|row| {
                 let padding = m.seq_len.saturating_sub(row.iter().sum());
-                row.iter().chain([&padding]).map(|&l| causal_pairs(l)).sum::<f64>()
+                row.iter()
+                    .chain([&padding])
+                    .map(|&l| causal_pairs(l))
+                    .sum::<f64>()
             })
             .sum(),
         None => m.rows as f64 * causal_pairs(m.seq_len),
@@ -85,7 +88,10 @@ pub fn predict_step(
     phases.sort_by_key(|(s, _)| *s == update);
     let mut costs: Vec<(Strategy, PhaseCost)> = Vec::new();
     for (strategy, rows) in &phases {
-        costs.push((*strategy, phase(sim, &layout(sim, *strategy)?, rows, optimizer)?));
+        costs.push((
+            *strategy,
+            phase(sim, &layout(sim, *strategy)?, rows, optimizer)?,
+        ));
     }
     let mut switches = Switches::new(&sim.model, &sim.topology, sim.bytes.param as usize);
     let mut switch_seconds = 0.0;
@@ -251,6 +257,9 @@ mod tests {
         let table = predicted_table(&sim, &candidates, &[32, 64, 128], &[batch()]).unwrap();
         assert_eq!(table.sequences, vec![4, 0, 2]);
         assert!(table.seconds[1].iter().all(Option::is_none));
-        assert!(table.seconds[0].iter().chain(&table.seconds[2]).all(|s| s.unwrap() > 0.0));
+        assert!(table.seconds[0]
+            .iter()
+            .chain(&table.seconds[2])
+            .all(|s| s.unwrap() > 0.0));
     }
 }

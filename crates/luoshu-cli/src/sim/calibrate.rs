@@ -242,7 +242,9 @@ pub fn describe(measured: &Measured, hardware: &Hardware, command: &str) -> Resu
 pub fn budget(seconds: f64, flag: &str) -> Result<Duration, String> {
     match seconds.is_finite() && seconds > 0.0 {
         true => Ok(Duration::from_secs_f64(seconds)),
-        false => Err(format!("{flag} must be a positive number of seconds, got {seconds}")),
+        false => Err(format!(
+            "{flag} must be a positive number of seconds, got {seconds}"
+        )),
     }
 }
 

@@ -16,6 +16,9 @@ pub struct PlanArgs {
     /// overriding one (`preset = "llama-7b"`, `n_layers = 48`, ...).
     #[arg(long, default_value = "llama-7b")]
     pub model: String,
+    /// Override one field of the model, e.g. `--model-field n_layers=48` (repeatable).
+    #[arg(long, value_name = "FIELD=VALUE")]
+    pub model_field: Vec<String>,
     /// Accelerators (whole nodes beyond one node).
     #[arg(long, default_value_t = 8)]
     pub devices: usize,
@@ -29,15 +32,17 @@ pub struct PlanArgs {
     pub all_candidates: bool,
 }
 
-/// The simulator of `model` trained at `context` tokens on `devices` of `hardware`, in
+/// The simulator of `model` (with `fields` overridden) trained at `context` tokens on `devices` of `hardware`, in
 /// bf16 mixed precision.
 pub fn simulator(
-    model: &str,
+    (model, fields): (&str, &[String]),
     context: usize,
     hardware: &Hardware,
     devices: usize,
 ) -> Result<Simulator, String> {
-    let mut config = ModelChoice::from_arg(model)?.resolve()?;
+    let mut config = ModelChoice::from_arg(model)?
+        .with_fields(fields)?
+        .resolve()?;
     config.max_seq_len = context;
     Simulator::new(config, hardware.clone(), devices, Precision::Bf16Mixed)
         .map_err(|e| e.to_string())
@@ -45,7 +50,12 @@ pub fn simulator(
 
 pub fn run(args: &PlanArgs) -> Result<ExitCode, String> {
     let (hardware, observed, source) = load(&args.workload)?;
-    let sim = simulator(&args.model, args.context, &hardware, args.devices)?;
+    let sim = simulator(
+        (&args.model, &args.model_field),
+        args.context,
+        &hardware,
+        args.devices,
+    )?;
     let w = &args.workload;
     let batch =
         global_batch(&observed, w.global_batch, args.context, w.seed).map_err(|e| e.to_string())?;

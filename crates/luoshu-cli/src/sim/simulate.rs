@@ -16,6 +16,9 @@ pub struct SimulateArgs {
     /// Model presets, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "llama-7b,llama-13b")]
     pub models: Vec<String>,
+    /// Override one field of every model, e.g. `--model-field n_kv_heads=8` (repeatable).
+    #[arg(long, value_name = "FIELD=VALUE")]
+    pub model_field: Vec<String>,
     /// Device counts, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "8,16")]
     pub devices: Vec<usize>,
@@ -45,7 +48,7 @@ pub fn run(args: &SimulateArgs) -> Result<ExitCode, String> {
         for &devices in &args.devices {
             for &context in &args.contexts {
                 let label = format!("{model} ×{devices} {}K", context / 1024);
-                let sim = simulator(model, context, &hardware, devices)?;
+                let sim = simulator((model, &args.model_field), context, &hardware, devices)?;
                 let batch = global_batch(&observed, w.global_batch, context, w.seed)
                     .map_err(|e| e.to_string())?;
                 let planned = match plan(&sim, &batch, context) {

@@ -116,7 +116,13 @@ fn config_for(model: &str, system: &System, data: Option<&str>) -> Result<RunCon
 fn batches(config: &RunConfig, vocab: usize, count: usize) -> Result<Vec<GlobalBatch>, String> {
     let dir = std::env::temp_dir().join(format!("luoshu-validate-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let prepared = data::prepare(config, vocab, &dir.join("tokenizer.json"), false, &mut |_| {});
+    let prepared = data::prepare(
+        config,
+        vocab,
+        &dir.join("tokenizer.json"),
+        false,
+        &mut |_| {},
+    );
     let _ = std::fs::remove_dir_all(&dir);
     let mut prepared = prepared?;
     Ok((0..count).map(|_| prepared.train.next_batch()).collect())
@@ -294,7 +300,10 @@ pub fn run(args: &ValidateArgs) -> Result<ExitCode, String> {
     let mut hardware = Vec::new();
     for devices in [1, 2] {
         let path = args.hardware_dir.join(format!("local-{devices}.toml"));
-        println!("calibrating on {devices} threads rank(s) into {} ...", path.display());
+        println!(
+            "calibrating on {devices} threads rank(s) into {} ...",
+            path.display()
+        );
         calibrate(devices, budget, &path)?;
         hardware.push(path);
     }

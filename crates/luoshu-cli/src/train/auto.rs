@@ -13,10 +13,10 @@ use luoshu_comm::{Communicator, ReduceOp};
 use luoshu_data::{GlobalBatch, LengthBucketLoader};
 use luoshu_dist::Strategy;
 use luoshu_model::ModelConfig;
-use luoshu_tensor::Tensor;
-use luoshu_train::hot::probe::{candidate_strategies, probe, ProbeTable, SWITCH_MARGIN};
 use luoshu_sim::real_step::predicted_table;
 use luoshu_sim::{Hardware, Simulator};
+use luoshu_tensor::Tensor;
+use luoshu_train::hot::probe::{candidate_strategies, probe, ProbeTable, SWITCH_MARGIN};
 use luoshu_train::hot::BucketStrategies;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -163,7 +163,11 @@ pub fn choose(
 /// Collective: whether `mine` holds on any rank.
 fn any_rank(world: &dyn Communicator, mine: bool) -> Result<bool, String> {
     let flag = Tensor::from_vec(vec![f64::from(u8::from(mine))], [1]).map_err(text)?;
-    Ok(world.all_reduce(&flag, ReduceOp::Max).map_err(text)?.to_f64_vec()[0] > 0.0)
+    Ok(world
+        .all_reduce(&flag, ReduceOp::Max)
+        .map_err(text)?
+        .to_f64_vec()[0]
+        > 0.0)
 }
 
 /// Collective: this machine as `world`'s ranks see it: [`LOCAL_HARDWARE`] when every rank
@@ -206,8 +210,13 @@ pub fn cost_model_table(
     sample: &[GlobalBatch],
 ) -> Result<ProbeTable, String> {
     let devices = candidates.first().map_or(1, Strategy::devices);
-    let sim = Simulator::new(model.clone(), hardware.clone(), devices, config.train.precision)
-        .map_err(text)?;
+    let sim = Simulator::new(
+        model.clone(),
+        hardware.clone(),
+        devices,
+        config.train.precision,
+    )
+    .map_err(text)?;
     predicted_table(&sim, candidates, &config.data.bucket_edges, sample).map_err(text)
 }
 
@@ -311,7 +320,8 @@ fn read_saved(path: &Path) -> Option<SavedChoice> {
 
 fn write_saved(path: &Path, saved: &SavedChoice) -> Result<(), String> {
     let body = toml::to_string(saved).map_err(text)?;
-    let header = "# Each length bucket's strategy, chosen by `luoshu train` (strategy \"auto\" or\n\
+    let header =
+        "# Each length bucket's strategy, chosen by `luoshu train` (strategy \"auto\" or\n\
                   # \"probe\") from the seconds below (predicted by the cost model, or measured).\n\
                   # Reused while the model, ranks, buckets, packing and chooser stay the same;\n\
                   # delete this file to choose again.\n";

@@ -47,6 +47,45 @@ impl ModelChoice {
             .map_err(|e| format!("{arg}: {e}"))?;
         Ok(choice)
     }
+
+    /// `--model-field FIELD=VALUE` overrides, in order (`n_layers=48`,
+    /// `tie_embeddings=false`): each value is TOML, and the result is checked like a
+    /// `[model]` table (unknown fields get "did you mean", bad shapes name the field).
+    pub fn with_fields(&self, assignments: &[String]) -> Result<Self, String> {
+        if assignments.is_empty() {
+            return Ok(self.clone());
+        }
+        let mut fields = match toml::Value::try_from(self.resolve()?) {
+            Ok(toml::Value::Table(fields)) => fields,
+            other => return Err(format!("the model config is not a table: {other:?}")),
+        };
+        for assignment in assignments {
+            let (key, value) = assignment.split_once('=').ok_or_else(|| {
+                format!("--model-field takes FIELD=VALUE (e.g. n_layers=48), got `{assignment}`")
+            })?;
+            let parsed: toml::Table = toml::from_str(&format!("value = {}", value.trim()))
+                .map_err(|e| {
+                    format!(
+                        "--model-field {assignment}: `{}` is not a TOML value ({})",
+                        value.trim(),
+                        e.message()
+                    )
+                })?;
+            let value = parsed["value"].clone();
+            fields.insert(key.trim().to_string(), value);
+        }
+        let choice = ModelChoice::deserialize(toml::Value::Table(fields)).map_err(|e| {
+            format!(
+                "--model-field: {}",
+                explain_unknown_key(e.message()).unwrap_or_else(|| e.message().to_string())
+            )
+        })?;
+        choice
+            .resolve()?
+            .validate()
+            .map_err(|e| format!("--model-field: {e}"))?;
+        Ok(choice)
+    }
 }
 
 impl Serialize for ModelChoice {
@@ -556,6 +595,33 @@ mod tests {
             .unwrap_err()
             .contains("cannot read"));
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn model_fields_override_any_field_and_bad_ones_are_refused() {
+        let base = ModelChoice::Preset("llama-7b".into());
+        let fields = |f: &[&str]| -> Vec<String> { f.iter().map(|s| s.to_string()).collect() };
+        let model = base
+            .with_fields(&fields(&[
+                "n_layers=48",
+                " tie_embeddings = true",
+                "n_layers=40",
+            ]))
+            .unwrap()
+            .resolve()
+            .unwrap();
+        // Later assignments win; untouched fields keep the preset's values.
+        assert_eq!((model.n_layers, model.d_model), (40, 4096));
+        assert!(model.tie_embeddings);
+        assert_eq!(base.with_fields(&[]).unwrap(), base);
+        let err = base.with_fields(&fields(&["n_layer=3"])).unwrap_err();
+        assert!(err.contains("did you mean `n_layers`"), "{err}");
+        let err = base.with_fields(&fields(&["n_heads=3"])).unwrap_err();
+        assert!(err.contains("n_heads"), "{err}");
+        let err = base.with_fields(&fields(&["n_layers"])).unwrap_err();
+        assert!(err.contains("FIELD=VALUE"), "{err}");
+        let err = base.with_fields(&fields(&["n_layers=four"])).unwrap_err();
+        assert!(err.contains("not a TOML value"), "{err}");
     }
 
     #[test]

@@ -45,6 +45,10 @@ pub struct TrainArgs {
     /// overriding one (`preset = "llama-7b"`, `n_layers = 48`, ...).
     #[arg(long)]
     pub model: Option<String>,
+    /// Override one field of the model, e.g. `--model-field n_layers=8 --model-field
+    /// d_model=512` (repeatable; applied after --model and the config's `[model]`).
+    #[arg(long, value_name = "FIELD=VALUE")]
+    pub model_field: Vec<String>,
     /// Training text: a file, a directory or a glob (default: the cargo registry's Rust sources).
     #[arg(long)]
     pub data: Option<String>,
@@ -68,13 +72,15 @@ pub struct TrainArgs {
     pub devices: Option<usize>,
     /// Parallel strategy: `single`, or a product of `dpN`, `tpN`, `ppN` and `zero1`, e.g.
     /// `dp2tp2`, `tp4`, `dp2pp2`, `dp4zero1`; or `auto` (the default): each length
-    /// bucket's strategy chosen by a measured probe at start-up. A run may resume under
-    /// another strategy.
+    /// bucket's strategy chosen at start-up by the cost model calibrated on this machine
+    /// (`hardware/local.toml` from `luoshu sim calibrate`, else measured then); or `probe`:
+    /// chosen by running each bucket under every strategy. A run may resume under another
+    /// strategy.
     #[arg(long)]
     pub strategy: Option<String>,
     /// Hot switching: `EDGE:STRATEGY,...` ascending, e.g. `256:dp2,1024:tp2` — buckets of
     /// sequences up to each edge run under its strategy, one update per step; `auto`: the
-    /// probe chooses each bucket's strategy.
+    /// calibrated cost model chooses each bucket's strategy; `probe`: a measured probe does.
     #[arg(long, conflicts_with = "strategy")]
     pub hot_switch: Option<String>,
     /// Under hot switching, the strategy that keeps the master weights and optimizer state
@@ -147,6 +153,7 @@ fn build_config(args: &TrainArgs) -> Result<RunConfig, String> {
     if let Some(model) = &args.model {
         config.model = config::ModelChoice::from_arg(model)?;
     }
+    config.model = config.model.with_fields(&args.model_field)?;
     if let Some(data) = &args.data {
         config.data.path = Some(data.clone());
     }
