@@ -4,6 +4,7 @@
 
 pub mod autodiff;
 mod builder;
+pub mod cost;
 mod dim;
 pub mod dump;
 mod error;

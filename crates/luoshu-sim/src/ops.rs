@@ -184,4 +184,38 @@ mod tests {
         assert_eq!(attention.flops, 4.0 * 7.0 * 128.0 / 2.0);
         assert_eq!(backward(&attention).flops, 2.5 * attention.flops);
     }
+
+    #[test]
+    fn closed_forms_count_the_flops_of_the_graph_the_trainer_runs() {
+        use luoshu_graph::cost::graph_flops;
+        use luoshu_graph::Bindings;
+        use luoshu_model::llama::{build_train_graph, RowLayout, BATCH, SEQ};
+        use luoshu_model::Precision;
+        // `tiny`: tied embeddings, full heads; `bench-5m`: untied, grouped KV heads.
+        for preset in ["tiny", "bench-5m"] {
+            let cfg = ModelConfig::preset(preset).unwrap();
+            let train = build_train_graph(&cfg, Precision::F32, RowLayout::OneDocument).unwrap();
+            let (rows, seq) = (3, 40);
+            let bindings = Bindings::from([(BATCH.to_string(), rows), (SEQ.to_string(), seq)]);
+            let counted = graph_flops(&train.graph, &bindings).unwrap();
+            let work = Work {
+                tokens: (rows * seq) as f64,
+                pairs: rows as f64 * causal_pairs(seq),
+            };
+            let forward: Vec<OpCost> = (0..cfg.n_layers)
+                .flat_map(|_| layer_forward(&cfg, work, 1, 4.0))
+                .chain(head_forward(&cfg, work, 1, 4.0))
+                .chain(embedding_forward(&cfg, work, 1, 4.0))
+                .collect();
+            let closed = |class: OpClass| -> f64 {
+                forward
+                    .iter()
+                    .filter(|op| op.class == class)
+                    .map(|op| op.flops + backward(op).flops)
+                    .sum()
+            };
+            assert_eq!(counted.matmul, closed(OpClass::Matmul), "{preset}");
+            assert_eq!(counted.attention, closed(OpClass::Attention), "{preset}");
+        }
+    }
 }

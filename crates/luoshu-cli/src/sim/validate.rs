@@ -54,7 +54,8 @@ pub struct ValidateArgs {
     /// Corpus (default: `luoshu train`'s).
     #[arg(long)]
     pub data: Option<String>,
-    /// Internal: measure one `MODEL,SYSTEM,HARDWARE` in this process (a child of validate).
+    /// Internal: measure one `MODEL|SYSTEM|HARDWARE` in this process (a child of validate;
+    /// `|` because a hot-switching table holds commas).
     #[arg(long, hide = true)]
     pub child: Option<String>,
 }
@@ -159,9 +160,9 @@ struct Outcome {
 /// The child: trains `system` on `model` for warm-up + measured steps and predicts the
 /// same steps on `hardware`.
 fn run_child(spec: &str, args: &ValidateArgs) -> Result<Outcome, String> {
-    let parts: Vec<&str> = spec.splitn(3, ',').collect();
+    let parts: Vec<&str> = spec.splitn(3, '|').collect();
     let [model, system, hardware] = parts[..] else {
-        return Err(format!("--child takes MODEL,SYSTEM,HARDWARE, got {spec}"));
+        return Err(format!("--child takes MODEL|SYSTEM|HARDWARE, got {spec}"));
     };
     let system = System::parse(system)?;
     let config = config_for(model, &system, args.data.as_deref())?;
@@ -234,7 +235,7 @@ fn measure_in_child(
     let exe = std::env::current_exe().map_err(text)?;
     let mut command = Command::new(exe);
     command.args(["sim", "validate", "--child"]).arg(format!(
-        "{model},{},{}",
+        "{model}|{}|{}",
         system.name(),
         hardware.display()
     ));
