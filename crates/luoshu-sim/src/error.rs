@@ -19,6 +19,8 @@ pub enum Error {
     #[error("simulation: {0}")]
     Input(String),
     #[error(transparent)]
+    Graph(#[from] luoshu_graph::Error),
+    #[error(transparent)]
     Model(#[from] luoshu_model::Error),
     #[error(transparent)]
     Dist(#[from] luoshu_dist::Error),

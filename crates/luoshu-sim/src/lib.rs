@@ -6,6 +6,7 @@
 
 pub mod calibration;
 pub mod collective;
+pub mod compiled;
 mod error;
 pub mod evaluate;
 pub mod hardware;

@@ -22,6 +22,32 @@ impl Memory {
     pub fn total(&self) -> f64 {
         self.parameters + self.gradients + self.optimizer + self.activations
     }
+
+    /// Everything but the activations: the training state a rank holds between steps.
+    pub fn state(&self) -> f64 {
+        self.parameters + self.gradients + self.optimizer
+    }
+}
+
+impl std::ops::AddAssign for Memory {
+    fn add_assign(&mut self, other: Memory) {
+        self.parameters += other.parameters;
+        self.gradients += other.gradients;
+        self.optimizer += other.optimizer;
+        self.activations += other.activations;
+    }
+}
+
+impl std::ops::Mul<f64> for Memory {
+    type Output = Memory;
+    fn mul(self, k: f64) -> Memory {
+        Memory {
+            parameters: self.parameters * k,
+            gradients: self.gradients * k,
+            optimizer: self.optimizer * k,
+            activations: self.activations * k,
+        }
+    }
 }
 
 /// Element sizes of the number formats of a run.

@@ -22,8 +22,9 @@ pub struct PhaseCost {
     pub reduce_seconds: f64,
     /// The fullest rank.
     pub memory: Memory,
-    /// Bytes of every rank together (what ranks that are threads of one process hold).
-    pub memory_all_ranks: f64,
+    /// Bytes of every rank together by kind (what ranks that are threads of one process
+    /// hold).
+    pub memory_all_ranks: Memory,
 }
 
 /// Indices of `costs` dealt to `replicas` bins, longest first onto the least loaded bin.
@@ -113,7 +114,7 @@ pub fn phase(
     let bytes = sim.bytes;
     let mut reduce = 0.0f64;
     let mut memory = Memory::default();
-    let mut memory_all_ranks = 0.0;
+    let mut memory_all_ranks = Memory::default();
     for (stage, &params) in layout.stage_params.iter().enumerate() {
         let params = params as f64;
         let kind = if strategy.zero1 {
@@ -130,7 +131,7 @@ pub fn phase(
             optimizer: optimizer_bytes,
             activations: in_flight[stage] * per_token + longest * working,
         };
-        memory_all_ranks += here.total() * (strategy.dp * strategy.tp) as f64;
+        memory_all_ranks += here * (strategy.dp * strategy.tp) as f64;
         if here.total() > memory.total() {
             memory = here;
         }

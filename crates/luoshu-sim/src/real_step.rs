@@ -5,7 +5,7 @@
 //! steps; `luoshu train --hot-switch auto` chooses each bucket's strategy from them.
 
 use crate::layout::{Candidate, Layout};
-use crate::memory::optimizer_bytes;
+use crate::memory::{optimizer_bytes, Memory};
 use crate::ops::{causal_pairs, Work};
 use crate::phase::{phase, update_seconds, PhaseCost};
 use crate::simulator::Simulator;
@@ -59,10 +59,10 @@ pub struct Predicted {
     pub compute_seconds: f64,
     pub switch_seconds: f64,
     pub update_seconds: f64,
-    /// Bytes of every rank together at the fullest phase, with every strategy's runtime
-    /// resident (the hot-switching trainer keeps each strategy's parameters, gradient
-    /// buffers and plans between phases).
-    pub memory_all_ranks: f64,
+    /// Bytes of every rank together by kind, with every strategy's runtime resident (the
+    /// hot-switching trainer keeps each strategy's parameters, gradient buffers and plans
+    /// between phases); activations are the closed form's, each phase's own.
+    pub memory_all_ranks: Memory,
 }
 
 /// One step of `batch` with each bucket under its strategy of `buckets`, updating under
@@ -113,8 +113,11 @@ pub fn predict_step(
     // Every phase's total holds the optimizer state of all ranks once; the runtimes are
     // resident together, the optimizer state exists once.
     let optimizer_all = optimizer * update.devices() as f64;
-    let memory_all_ranks = costs.iter().map(|(_, c)| c.memory_all_ranks).sum::<f64>()
-        - optimizer_all * costs.len().saturating_sub(1) as f64;
+    let mut memory_all_ranks = Memory::default();
+    for (_, c) in &costs {
+        memory_all_ranks += c.memory_all_ranks;
+    }
+    memory_all_ranks.optimizer -= optimizer_all * costs.len().saturating_sub(1) as f64;
     Ok(Predicted {
         seconds: compute_seconds + switch_seconds + update_seconds,
         compute_seconds,
@@ -247,7 +250,12 @@ mod tests {
         assert_eq!(p.switch_seconds, expected);
         let static_tp2 = BucketStrategies::new(vec![(128, tp2)]).unwrap();
         let alone = predict_step(&sim, &static_tp2, tp2, &batch()).unwrap();
-        assert!(p.memory_all_ranks > alone.memory_all_ranks);
+        assert!(p.memory_all_ranks.total() > alone.memory_all_ranks.total());
+        // The optimizer state exists once, the update strategy's.
+        assert_eq!(
+            p.memory_all_ranks.optimizer,
+            alone.memory_all_ranks.optimizer
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ use luoshu_backend::Backend;
 use luoshu_comm::threads;
 use luoshu_data::GlobalBatch;
 use luoshu_dist::Strategy;
+use luoshu_sim::compiled::{plan_arena_bytes_all_ranks, plan_shapes};
 use luoshu_sim::real_step::predict_step;
 use luoshu_sim::{Hardware, Simulator};
 use luoshu_train::hot::probe::candidate_strategies;
@@ -211,12 +212,25 @@ fn run_child(spec: &str, args: &ValidateArgs) -> Result<Outcome, String> {
         ),
     };
     let mut predicted = Vec::new();
-    let mut predicted_bytes = 0.0f64;
+    let mut state_bytes = 0.0f64;
     for batch in &batches[args.warmup..] {
         let p = predict_step(&sim, &buckets, update, batch).map_err(text)?;
         predicted.push(p.seconds);
-        predicted_bytes = predicted_bytes.max(p.memory_all_ranks);
+        state_bytes = state_bytes.max(p.memory_all_ranks.state());
     }
+    // Activations as the runtimes hold them: every strategy keeps a compiled plan (and
+    // its arena) per micro-batch shape it ran, warm-up included.
+    let mut arena_bytes = 0.0;
+    for strategy in buckets.strategies() {
+        let micro_batches = batches
+            .iter()
+            .flat_map(|b| &b.buckets)
+            .filter(|b| buckets.strategy_for(b.seq_len).ok() == Some(strategy));
+        let shapes = plan_shapes(micro_batches.flat_map(|b| &b.micro_batches), strategy);
+        arena_bytes += plan_arena_bytes_all_ranks(&sim.model, sim.precision, strategy, &shapes)
+            .map_err(text)?;
+    }
+    let predicted_bytes = state_bytes + arena_bytes;
     Ok(Outcome {
         measured_seconds: median(&mut times),
         predicted_seconds: median(&mut predicted),
