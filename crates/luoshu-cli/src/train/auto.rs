@@ -8,6 +8,7 @@
 
 use super::config::{Chooser, RunConfig};
 use super::memory::{self, Ranks};
+use super::Setup;
 use luoshu_backend::Backend;
 use luoshu_comm::{Communicator, ReduceOp};
 use luoshu_data::{GlobalBatch, LengthBucketLoader};
@@ -67,20 +68,17 @@ fn text<E: std::fmt::Display>(e: E) -> String {
 
 /// Collective over `world`: the buckets' strategies and the update strategy, reused from
 /// `strategy.toml` in `run_dir` when it was made for this run, else chosen among
-/// `candidates` by `chooser` on the first batches of `loader` (the probe runs them on
-/// `backend`). The reporting rank prints the table and writes the file.
-#[allow(clippy::too_many_arguments)] // One choice names everything it is made from.
-pub fn choose(
+/// the setup's candidates by `chooser` on the first batches of `loader` (the probe runs
+/// them on the setup's backend). The reporting rank prints the table and writes the file.
+pub(super) fn choose(
     world: Arc<dyn Communicator>,
-    config: &RunConfig,
+    setup: &Setup,
     chooser: Chooser,
-    model: &ModelConfig,
-    (candidates, backend): (&[Strategy], Arc<dyn Backend>),
-    run_dir: &Path,
     loader: &LengthBucketLoader,
     reports: bool,
 ) -> Result<(BucketStrategies, Strategy), String> {
-    let path = run_dir.join("strategy.toml");
+    let (config, model, candidates) = (&setup.config, &setup.model, &setup.candidates[..]);
+    let path = setup.run_dir.join("strategy.toml");
     let update = config.update_strategy()?;
     let saved = read_saved(&path)
         .filter(|s| made_for(s, config, chooser, model, world.size(), update))
@@ -129,7 +127,7 @@ pub fn choose(
             probe(
                 model,
                 &config.train,
-                backend,
+                setup.backend.clone(),
                 world.clone(),
                 candidates,
                 &config.data.bucket_edges,

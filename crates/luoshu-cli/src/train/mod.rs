@@ -355,14 +355,14 @@ struct Setup {
     config: RunConfig,
     model: ModelConfig,
     /// The named strategy (the update strategy of a named hot-switching plan), or `None`
-    /// when the probe chooses at start-up.
+    /// when the strategies are chosen at start-up.
     strategy: Option<Strategy>,
-    /// Under `auto`: the strategies that can run the model on these ranks and fit in
-    /// memory, which the probe measures.
+    /// Under `auto` / `probe`: the strategies that can run the model on these ranks and
+    /// fit in memory, among which the cost model or the probe chooses.
     candidates: Vec<Strategy>,
     /// The operator backend every rank computes with.
     backend: Arc<dyn Backend>,
-    /// For the memory check of the plan the probe chooses.
+    /// For the memory check of the chosen plan.
     ranks: Ranks,
     memory_per_rank: Option<u64>,
     run_dir: PathBuf,
@@ -546,16 +546,7 @@ fn train_rank(
         Some(_) => config.hot_switch_plan()?,
         None => {
             let chooser = config.chooser().ok_or("no strategy to train under")?;
-            let (buckets, update) = auto::choose(
-                comm.clone(),
-                config,
-                chooser,
-                &setup.model,
-                (&setup.candidates, setup.backend.clone()),
-                &setup.run_dir,
-                &loader,
-                reports,
-            )?;
+            let (buckets, update) = auto::choose(comm.clone(), setup, chooser, &loader, reports)?;
             // Each candidate fits alone; the chosen strategies must fit together.
             memory::check_plan(
                 config,
