@@ -153,6 +153,8 @@ impl Measured {
         let hardware = Hardware {
             name: name.to_string(),
             devices_per_node: self.devices,
+            // Threads ranks share this machine's cores.
+            shared_compute: true,
             device: Device {
                 model: self.model.clone(),
                 memory_bytes: self.memory_bytes,

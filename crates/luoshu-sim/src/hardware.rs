@@ -68,6 +68,12 @@ impl Link {
 pub struct Hardware {
     pub name: String,
     pub devices_per_node: usize,
+    /// The devices of a node are ranks sharing one processor's cores (threads ranks on a
+    /// CPU): a rank that waits lends its cores to the others, so a phase takes its ranks'
+    /// total work at the node's rate, not the slowest pipeline with idle bubbles. False
+    /// (the default) for accelerators, each with its own compute.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared_compute: bool,
     pub device: Device,
     pub intra_node: Link,
     pub inter_node: Link,

@@ -98,6 +98,12 @@ pub fn phase(
         .map(|s| s.forward.iter().chain(&s.backward).sum())
         .collect();
     let replicas = deal(&totals, strategy.dp);
+    // Ranks sharing one processor: the phase's rank-seconds of work (every tensor-parallel
+    // rank of a stage busy for its `totals`) at the node's rate, all ranks at once.
+    let shared_work = match sim.hardware.shared_compute {
+        true => totals.iter().sum::<f64>() * strategy.tp as f64 / strategy.devices() as f64,
+        false => 0.0,
+    };
     let mut pipeline = 0.0f64;
     let mut in_flight = vec![0.0f64; stages];
     let mut longest = 0.0f64;
@@ -109,6 +115,11 @@ pub fn phase(
             *peak = peak.max(peak_in_flight(stages, stage, &tokens));
         }
         longest = tokens.iter().copied().fold(longest, f64::max);
+    }
+    if sim.hardware.shared_compute {
+        // No rank idles while another has work; the longest chain still runs at most
+        // at the whole node's rate.
+        pipeline = shared_work.max(pipeline / strategy.devices() as f64);
     }
 
     let bytes = sim.bytes;
@@ -215,6 +226,40 @@ mod tests {
         assert_eq!(cost.pipeline_seconds, one.forward[0] + one.backward[0]);
         assert_eq!(cost.memory.optimizer, 0.0);
         assert_eq!(cost.memory.gradients, 4.0 * n);
+    }
+
+    #[test]
+    fn ranks_sharing_a_processor_fill_the_pipeline_bubbles() {
+        let model = ModelConfig::preset("tiny").unwrap();
+        let run = |shared: bool, strategy: &str, rows: &[Work]| {
+            let mut hardware = Hardware::preset("a800-node").unwrap();
+            hardware.shared_compute = shared;
+            let sim = Simulator::new(model.clone(), hardware, 2, Precision::F32).unwrap();
+            let candidate = Candidate {
+                strategy: strategy.parse().unwrap(),
+                recompute: false,
+            };
+            let layout = Layout::new(&model, candidate).unwrap();
+            let per_row: Vec<StageSeconds> = rows
+                .iter()
+                .map(|&w| stage_seconds(&sim, &layout, w))
+                .collect();
+            let cost = phase(&sim, &layout, rows, 0.0).unwrap();
+            (cost.pipeline_seconds, per_row)
+        };
+        let rows = [Work::packed(64, &[64]), Work::packed(128, &[128])];
+        // Two stages: the separate devices' makespan has bubbles; shared cores do the
+        // stages' total work at twice one rank's rate.
+        let (separate, _) = run(false, "pp2", &rows);
+        let (shared, per_row) = run(true, "pp2", &rows);
+        let work: f64 = per_row
+            .iter()
+            .map(|s| s.forward.iter().chain(&s.backward).sum::<f64>())
+            .sum();
+        assert_eq!(shared, work / 2.0);
+        assert!(shared < separate);
+        // One rank: nothing to share.
+        assert_eq!(run(true, "single", &rows).0, run(false, "single", &rows).0);
     }
 
     #[test]

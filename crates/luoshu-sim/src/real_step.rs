@@ -41,13 +41,14 @@ pub fn micro_batch_work(m: &MicroBatch) -> Work {
     }
 }
 
-/// The layout of `strategy` without recomputation (what the trainer runs).
+/// The layout of `strategy` as the trainer runs it: pipeline stages recompute their
+/// forward pass in the backward (the last stage does not, which this charges it for).
 fn layout(sim: &Simulator, strategy: Strategy) -> Result<Layout> {
     Layout::new(
         &sim.model,
         Candidate {
             strategy,
-            recompute: false,
+            recompute: strategy.pp > 1,
         },
     )
 }
