@@ -20,7 +20,7 @@ use luoshu_dist::Strategy;
 use luoshu_sim::compiled::{plan_arena_bytes_all_ranks, plan_shapes};
 use luoshu_sim::real_step::predict_step;
 use luoshu_sim::{Hardware, Simulator};
-use luoshu_train::hot::probe::candidate_strategies;
+use luoshu_train::hot::probe::{candidate_strategies, ProbeTable};
 use luoshu_train::hot::BucketStrategies;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -400,11 +400,62 @@ fn compare_choices(args: &ValidateArgs, hardware: &Path) -> Result<(), String> {
     }
     match (model_choice == probe_choice, model_update == probe_update) {
         (true, true) => println!("the cost model and the probe agree: {model_choice}"),
-        _ => println!(
-            "they disagree: cost model {model_choice} (update {model_update}), probe \
-             {probe_choice} (update {probe_update}); the tables above show the buckets where \
-             the predicted order of the strategies differs from the measured one"
-        ),
+        _ => {
+            println!(
+                "they disagree: cost model {model_choice} (update {model_update}), probe \
+                 {probe_choice} (update {probe_update}):"
+            );
+            for line in disagreements(&predicted, &measured, &model_choice, &probe_choice) {
+                println!("  {line}");
+            }
+        }
     }
     Ok(())
+}
+
+/// Per bucket where the choices differ: how far apart the two strategies are by the
+/// model and by the probe (a gap inside the model's error, or a probe time inside the
+/// noise of one timed run, explains the disagreement).
+fn disagreements(
+    predicted: &ProbeTable,
+    measured: &ProbeTable,
+    model_choice: &BucketStrategies,
+    probe_choice: &BucketStrategies,
+) -> Vec<String> {
+    let seconds = |table: &ProbeTable, b: usize, s: Strategy| {
+        let i = table.candidates.iter().position(|c| *c == s)?;
+        table.seconds[b][i]
+    };
+    let mut lines = Vec::new();
+    for (b, &edge) in predicted.edges.iter().enumerate() {
+        let (Ok(ours), Ok(theirs)) = (
+            model_choice.strategy_for(edge),
+            probe_choice.strategy_for(edge),
+        ) else {
+            continue;
+        };
+        let times = (
+            seconds(predicted, b, ours),
+            seconds(predicted, b, theirs),
+            seconds(measured, b, ours),
+            seconds(measured, b, theirs),
+        );
+        if let (Some(p_ours), Some(p_theirs), Some(m_ours), Some(m_theirs)) = times {
+            if ours != theirs {
+                lines.push(format!(
+                    "≤{edge}: predicted {theirs} {:+.0}% against {ours}; measured {ours} \
+                     {:+.0}% against {theirs} (the model is validated to {:.0}%)",
+                    100.0 * (p_theirs / p_ours - 1.0),
+                    100.0 * (m_ours / m_theirs - 1.0),
+                    100.0 * TIME_TARGET
+                ));
+            }
+        }
+    }
+    if lines.is_empty() {
+        lines.push(
+            "every sampled bucket gets the same strategy; the update strategies differ".into(),
+        );
+    }
+    lines
 }
