@@ -147,3 +147,51 @@ fn simulate_writes_a_csv_and_a_plot() {
             > 0
     );
 }
+
+#[test]
+fn calibrate_writes_a_hardware_file_that_plans_with_it_and_refuses_bad_budgets() {
+    let dir = temp_dir("calibrate");
+    let out = dir.join("hardware/local.toml");
+    let stdout = succeed(luoshu_command(&dir).args([
+        "sim",
+        "calibrate",
+        "--devices",
+        "2",
+        "--seconds",
+        "0.01",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    assert!(stdout.contains("GEMM mix"), "{stdout}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    for key in [
+        "devices_per_node = 2",
+        "shared_compute = true",
+        "[intra_node]",
+    ] {
+        assert!(text.contains(key), "{key} missing from {text}");
+    }
+    // The file is a hardware description `plan` reads (a path, not a preset name).
+    let lengths = write_lengths(&dir);
+    let plan = succeed(luoshu_command(&dir).args([
+        "plan",
+        "--model",
+        "tiny",
+        "--hardware",
+        out.to_str().unwrap(),
+        "--devices",
+        "2",
+        "--context",
+        "256",
+        "--global-batch",
+        "16",
+        "--lengths",
+        lengths.to_str().unwrap(),
+        "--precision",
+        "f32",
+    ]));
+    assert!(plan.contains("hot switching"), "{plan}");
+    let err = fail(luoshu_command(&dir).args(["sim", "calibrate", "--seconds", "0"]));
+    assert!(err.contains("--seconds must be a positive number"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -32,20 +32,19 @@ pub struct PlanArgs {
     pub all_candidates: bool,
 }
 
-/// The simulator of `model` (with `fields` overridden) trained at `context` tokens on `devices` of `hardware`, in
-/// bf16 mixed precision.
+/// The simulator of `model` (with `fields` overridden) trained at `context` tokens on
+/// `devices` of `hardware` in `precision`.
 pub fn simulator(
     (model, fields): (&str, &[String]),
     context: usize,
-    hardware: &Hardware,
-    devices: usize,
+    (hardware, devices): (&Hardware, usize),
+    precision: Precision,
 ) -> Result<Simulator, String> {
     let mut config = ModelChoice::from_arg(model)?
         .with_fields(fields)?
         .resolve()?;
     config.max_seq_len = context;
-    Simulator::new(config, hardware.clone(), devices, Precision::Bf16Mixed)
-        .map_err(|e| e.to_string())
+    Simulator::new(config, hardware.clone(), devices, precision).map_err(|e| e.to_string())
 }
 
 pub fn run(args: &PlanArgs) -> Result<ExitCode, String> {
@@ -53,17 +52,22 @@ pub fn run(args: &PlanArgs) -> Result<ExitCode, String> {
     let sim = simulator(
         (&args.model, &args.model_field),
         args.context,
-        &hardware,
-        args.devices,
+        (&hardware, args.devices),
+        args.workload.precision,
     )?;
     let w = &args.workload;
     let batch =
         global_batch(&observed, w.global_batch, args.context, w.seed).map_err(|e| e.to_string())?;
     println!(
-        "plan {} ({:.2} B parameters, bf16 mixed) on {} × {} ({}, {} per node), context {}, \
+        "plan {} ({:.2} B parameters, {}) on {} × {} ({}, {} per node), context {}, \
          global batch {} sequences ({} tokens) drawn from {source}",
         args.model,
         sim.model.num_parameters() as f64 / 1e9,
+        match sim.precision {
+            Precision::Bf16Mixed => "bf16 mixed",
+            Precision::F32 => "f32",
+            Precision::F64 => "f64",
+        },
         args.devices,
         hardware.device.model,
         hardware.name,

@@ -48,7 +48,12 @@ pub fn run(args: &SimulateArgs) -> Result<ExitCode, String> {
         for &devices in &args.devices {
             for &context in &args.contexts {
                 let label = format!("{model} ×{devices} {}K", context / 1024);
-                let sim = simulator((model, &args.model_field), context, &hardware, devices)?;
+                let sim = simulator(
+                    (model, &args.model_field),
+                    context,
+                    (&hardware, devices),
+                    w.precision,
+                )?;
                 let batch = global_batch(&observed, w.global_batch, context, w.seed)
                     .map_err(|e| e.to_string())?;
                 let planned = match plan(&sim, &batch, context) {

@@ -2,6 +2,7 @@
 //! of a global batch from it.
 
 use super::lengths::observed_lengths;
+use luoshu_model::Precision;
 use luoshu_sim::Hardware;
 
 #[derive(clap::Args)]
@@ -19,6 +20,19 @@ pub struct WorkloadArgs {
     /// Seed of the draw of the global batch from the distribution.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Number formats of training: `bf16-mixed` (bf16 compute, f32 master weights) or
+    /// `f32` (what a `luoshu sim calibrate` file of this machine describes).
+    #[arg(long, default_value = "bf16-mixed", value_parser = parse_precision)]
+    pub precision: Precision,
+}
+
+fn parse_precision(text: &str) -> Result<Precision, String> {
+    match text {
+        "f32" | "bf16-mixed" => toml::Value::String(text.into())
+            .try_into()
+            .map_err(|e| e.to_string()),
+        _ => Err(format!("`{text}`: expected `bf16-mixed` or `f32`")),
+    }
 }
 
 /// The hardware, the observed lengths and where they came from.
