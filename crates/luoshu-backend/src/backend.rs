@@ -257,10 +257,12 @@ pub trait Backend: Send + Sync {
     /// of each score row, kept for backward. Inputs may be any strided views whose last
     /// dimension is contiguous. A fully masked row gives zeros and `lse = -inf`.
     ///
-    /// `segments` (packed rows, `sq == sk`): contiguous `i64 [b, sq]` document ids,
-    /// non-decreasing along each row; a query then sees only keys of its own document
-    /// (block-diagonal, and causal within the document when `opts.causal`). A kernel returns
-    /// an error for ids that decrease.
+    /// `segments` (packed rows): contiguous `i64 [b, sk]` document ids of the keys,
+    /// non-decreasing along each row; queries sit at the last `sq` key positions (aligned at
+    /// the end like the causal mask, so `sq < sk` is a context-parallel chunk of queries
+    /// against every earlier key) and see only keys of their own document (block-diagonal,
+    /// and causal within the document when `opts.causal`). A kernel returns an error for ids
+    /// that decrease.
     #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,

@@ -279,11 +279,17 @@ fn rank_errors_for_matmul_attention_and_friends() {
             ops.attention(&kv, &kv, &kv, Some(&flat_ids), opts),
             &["attention", "segments", "[4]"],
         );
-        let row_ids = flat_ids.reshape([1, 4]).unwrap();
+        // Segment ids are one per key (queries end-aligned), so ids as long as a short
+        // query are refused, and so is a query longer than the keys.
         let short_q = f32s(&[1, 2, 3, 4]);
         assert_err(
-            ops.attention(&short_q, &kv, &kv, Some(&row_ids), opts),
-            &["attention", "sq == sk"],
+            ops.attention(&short_q, &kv, &kv, Some(&Tensor::from_slice(&[0i64, 0, 1], [1, 3]).unwrap()), opts),
+            &["attention", "sq <= sk", "[b, sk]"],
+        );
+        let long_q = f32s(&[1, 2, 5, 4]);
+        assert_err(
+            ops.attention(&long_q, &kv, &kv, Some(&flat_ids.reshape([1, 4]).unwrap()), opts),
+            &["attention", "sq <= sk"],
         );
         assert_err(
             ops.attention(&kv, &kv, &kv, Some(&f32s(&[1, 4])), opts),

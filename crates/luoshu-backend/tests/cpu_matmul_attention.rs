@@ -544,6 +544,74 @@ fn packed_rows_equal_each_document_alone() {
     }
 }
 
+/// Context parallelism runs a chunk of queries against every earlier key, with one segment
+/// id per key and the queries at the last key positions: on both backends that equals the
+/// chunk's rows of the whole row's packed attention (documents cross both chunk edges, a
+/// length-1 document sits inside the chunk), forward and backward.
+#[test]
+fn end_aligned_query_chunk_equals_the_rows_of_the_whole_row() {
+    let documents = [3usize, 140, 1, 60, 45];
+    let seq: usize = documents.iter().sum();
+    let (lo, hi) = (100, 205);
+    let (hq, hkv, d) = (4, 2, 8);
+    let q = random(DType::F32, &[1, hq, seq, d], 41);
+    let k = random(DType::F32, &[1, hkv, seq, d], 42);
+    let v = random(DType::F32, &[1, hkv, seq, d], 43);
+    let g = random(DType::F32, &[1, hq, hi - lo, d], 44);
+    let ids: Vec<i64> = documents
+        .iter()
+        .enumerate()
+        .flat_map(|(doc, &len)| std::iter::repeat_n(doc as i64, len))
+        .collect();
+    let segments = Tensor::from_slice(&ids, [1, seq]).unwrap();
+    let opts = AttentionOpts {
+        scale: 0.35,
+        causal: true,
+    };
+    let reference = ReferenceBackend;
+    for backend in [&CPU as &dyn luoshu_backend::Backend, &reference] {
+        let ops = Ops::new(backend);
+        let zeros = |len: usize| ops.full(0.0, DType::F32, &[1, hq, len, d]).unwrap();
+        // The whole row, with the upstream gradient only on the chunk's rows.
+        let g_whole = ops.concat(&[&zeros(lo), &g, &zeros(seq - hi)], 2).unwrap();
+        let (out, lse) = ops.attention(&q, &k, &v, Some(&segments), opts).unwrap();
+        let whole = ops
+            .attention_backward(&q, &k, &v, Some(&segments), &out, &lse, &g_whole, opts)
+            .unwrap();
+        let keys = |t: &Tensor| t.narrow(2, 0, hi).unwrap();
+        let chunk_q = q.narrow(2, lo, hi - lo).unwrap();
+        let chunk_ids = segments.narrow(1, 0, hi).unwrap();
+        let (c_out, c_lse) = ops
+            .attention(&chunk_q, &keys(&k), &keys(&v), Some(&chunk_ids), opts)
+            .unwrap();
+        let chunk = ops
+            .attention_backward(
+                &chunk_q,
+                &keys(&k),
+                &keys(&v),
+                Some(&chunk_ids),
+                &c_out,
+                &c_lse,
+                &g,
+                opts,
+            )
+            .unwrap();
+        let rows = |t: &Tensor| t.narrow(2, lo, hi - lo).unwrap();
+        let pairs = [
+            ("out", rows(&out), c_out),
+            ("lse", rows(&lse.unsqueeze(3).unwrap()), c_lse.unsqueeze(3).unwrap()),
+            ("grad q", rows(&whole.0), chunk.0),
+            ("grad k", keys(&whole.1), chunk.1),
+            ("grad v", keys(&whole.2), chunk.2),
+        ];
+        for (name, want, got) in pairs {
+            let want = ops.contiguous(&want).unwrap().to_f64_vec();
+            let what = format!("{} {name}", backend.name());
+            assert_close(&what, &got.to_f64_vec(), &want, 1e-5);
+        }
+    }
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
 

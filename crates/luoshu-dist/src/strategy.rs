@@ -1,5 +1,5 @@
-//! Parallel strategies named on the command line (`dp2tp2`, `tp4`, `dp2pp2`, `dp4zero1`)
-//! and the device mesh they lay out over a communicator.
+//! Parallel strategies named on the command line (`dp2tp2`, `tp4`, `dp2pp2`, `dp4zero1`,
+//! `cp2`, `dp2cp2`) and the device mesh they lay out over a communicator.
 
 use crate::{Error, Result};
 use luoshu_comm::Communicator;
@@ -7,14 +7,17 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-/// A product of data, tensor (with sequence) and pipeline parallelism, optionally with
-/// ZeRO-1 (optimizer state sharded over the data-parallel group).
+/// A product of data, context, tensor (with sequence) and pipeline parallelism, optionally
+/// with ZeRO-1 (optimizer state sharded over the data-parallel group). Context parallelism
+/// (`cp`) splits every sequence along its length over `cp` ranks that hold the same
+/// parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Strategy {
     pub dp: usize,
     pub tp: usize,
     pub pp: usize,
     pub zero1: bool,
+    pub cp: usize,
 }
 
 impl Strategy {
@@ -24,11 +27,18 @@ impl Strategy {
         tp: 1,
         pp: 1,
         zero1: false,
+        cp: 1,
     };
 
     /// Ranks the strategy needs.
     pub fn devices(&self) -> usize {
-        self.dp * self.tp * self.pp
+        self.dp * self.cp * self.tp * self.pp
+    }
+
+    /// Ranks holding the same parameter pieces, whose gradients are summed: the data- and
+    /// context-parallel replicas.
+    pub fn replicas(&self) -> usize {
+        self.dp * self.cp
     }
 }
 
@@ -41,7 +51,8 @@ impl Default for Strategy {
 impl fmt::Display for Strategy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut any = false;
-        for (name, degree) in [("dp", self.dp), ("tp", self.tp), ("pp", self.pp)] {
+        let degrees = [("dp", self.dp), ("cp", self.cp), ("tp", self.tp), ("pp", self.pp)];
+        for (name, degree) in degrees {
             if degree > 1 {
                 write!(f, "{name}{degree}")?;
                 any = true;
@@ -59,13 +70,14 @@ impl fmt::Display for Strategy {
 impl FromStr for Strategy {
     type Err = Error;
 
-    /// `single`, or a concatenation of `dpN`, `tpN`, `ppN` (each at most once, N ≥ 1) and
-    /// an optional `zero1`, e.g. `dp2tp2`, `tp4`, `dp2pp2`, `dp4zero1`.
+    /// `single`, or a concatenation of `dpN`, `cpN`, `tpN`, `ppN` (each at most once,
+    /// N ≥ 1) and an optional `zero1`, e.g. `dp2tp2`, `tp4`, `dp2pp2`, `dp4zero1`, `dp2cp2`.
+    /// Context parallelism does not combine with pipelines or ZeRO-1 (refused here).
     fn from_str(text: &str) -> Result<Self> {
         let bad = |why: String| {
             Error::Strategy(format!(
-                "`{text}`: {why} (expected e.g. `dp2`, `tp2`, `dp2tp2`, `dp2pp2`, `dp4zero1` \
-                 or `single`)"
+                "`{text}`: {why} (expected e.g. `dp2`, `tp2`, `dp2tp2`, `dp2pp2`, `dp4zero1`, \
+                 `dp2cp2` or `single`)"
             ))
         };
         if text == "single" {
@@ -95,6 +107,7 @@ impl FromStr for Strategy {
             seen.push(name);
             match name {
                 "dp" => strategy.dp = degree,
+                "cp" => strategy.cp = degree,
                 "tp" => strategy.tp = degree,
                 "pp" => strategy.pp = degree,
                 "zero" if degree == 1 => strategy.zero1 = true,
@@ -106,23 +119,35 @@ impl FromStr for Strategy {
         if text.is_empty() {
             return Err(bad("empty strategy".into()));
         }
+        if strategy.cp > 1 && (strategy.pp > 1 || strategy.zero1) {
+            return Err(bad(
+                "context parallelism (`cp`) does not combine with `pp` or `zero1` yet; use \
+                 `cp` with `dp` and `tp` only"
+                    .into(),
+            ));
+        }
         Ok(strategy)
     }
 }
 
-/// Where one rank sits in the `dp × pp × tp` mesh (tensor parallelism varies fastest, so a
-/// tensor-parallel group is a run of consecutive ranks, the ones that talk most), and the
-/// communicators of its groups.
+/// Where one rank sits in the `dp × cp × pp × tp` mesh (tensor parallelism varies fastest,
+/// so a tensor-parallel group is a run of consecutive ranks, the ones that talk most), and
+/// the communicators of its groups.
 #[derive(Clone)]
 pub struct Mesh {
     pub strategy: Strategy,
     pub dp_rank: usize,
+    pub cp_rank: usize,
     pub pp_rank: usize,
     pub tp_rank: usize,
     pub world: Arc<dyn Communicator>,
     pub dp: Arc<dyn Communicator>,
+    pub cp: Arc<dyn Communicator>,
     pub tp: Arc<dyn Communicator>,
     pub pp: Arc<dyn Communicator>,
+    /// The data- and context-parallel replicas of this rank's parameter pieces (gradients
+    /// are summed over it); the same ranks as `dp` without context parallelism.
+    pub replicas: Arc<dyn Communicator>,
 }
 
 impl Mesh {
@@ -135,27 +160,34 @@ impl Mesh {
                 world.size()
             )));
         }
-        let Strategy { tp, pp, .. } = strategy;
+        let Strategy { tp, pp, cp, .. } = strategy;
         let rank = world.rank();
-        let (tp_rank, pp_rank, dp_rank) = (rank % tp, (rank / tp) % pp, rank / (tp * pp));
-        let tp_comm = world.split(dp_rank * pp + pp_rank, tp_rank)?;
-        let dp_comm = world.split(pp_rank * tp + tp_rank, dp_rank)?;
-        let pp_comm = world.split(dp_rank * tp + tp_rank, pp_rank)?;
+        let (tp_rank, pp_rank, replica) = (rank % tp, (rank / tp) % pp, rank / (tp * pp));
+        let (cp_rank, dp_rank) = (replica % cp, replica / cp);
+        let tp_comm = world.split(replica * pp + pp_rank, tp_rank)?;
+        let dp_comm = world.split((cp_rank * pp + pp_rank) * tp + tp_rank, dp_rank)?;
+        let cp_comm = world.split((dp_rank * pp + pp_rank) * tp + tp_rank, cp_rank)?;
+        let pp_comm = world.split(replica * tp + tp_rank, pp_rank)?;
+        let replicas = world.split(pp_rank * tp + tp_rank, replica)?;
         Ok(Mesh {
             strategy,
             dp_rank,
+            cp_rank,
             pp_rank,
             tp_rank,
             world,
             dp: dp_comm,
+            cp: cp_comm,
             tp: tp_comm,
             pp: pp_comm,
+            replicas,
         })
     }
 
-    /// The world rank at mesh coordinates `(dp, pp, tp)`.
-    pub fn rank_of(&self, dp: usize, pp: usize, tp: usize) -> usize {
-        (dp * self.strategy.pp + pp) * self.strategy.tp + tp
+    /// The world rank at mesh coordinates `(replica, pp, tp)`, where replica
+    /// `dp_rank · cp + cp_rank` numbers the data- and context-parallel replicas.
+    pub fn rank_of(&self, replica: usize, pp: usize, tp: usize) -> usize {
+        (replica * self.strategy.pp + pp) * self.strategy.tp + tp
     }
 }
 
@@ -165,6 +197,7 @@ impl fmt::Debug for Mesh {
             .field("strategy", &self.strategy)
             .field("rank", &self.world.rank())
             .field("dp_rank", &self.dp_rank)
+            .field("cp_rank", &self.cp_rank)
             .field("pp_rank", &self.pp_rank)
             .field("tp_rank", &self.tp_rank)
             .finish()

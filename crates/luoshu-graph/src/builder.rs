@@ -438,7 +438,8 @@ impl Graph {
         self.add_attention(&[q, k, v], scale, causal)
     }
 
-    /// Attention over packed rows: `segments` (`i64 [b, s]`, non-decreasing along a row)
+    /// Attention over packed rows: `segments` (`i64 [b, sk]`, one per key, non-decreasing
+    /// along a row; queries are the last `sq` positions)
     /// gives each token's document, and a token sees only (earlier, when `causal`) tokens
     /// of its own document: `(out, lse)`.
     pub fn segmented_attention(

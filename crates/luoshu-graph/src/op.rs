@@ -181,7 +181,9 @@ pub enum Op {
     Swiglu,
     /// Inputs gate, up, grad_out; outputs (grad_gate, grad_up).
     SwigluBackward,
-    /// Inputs q, k, v, and with `segmented` the segment ids; outputs (out, lse).
+    /// Inputs q, k, v, and with `segmented` the segment ids of the keys (`[b, sk]`; the
+    /// queries are end-aligned, at the last `sq` key positions, like the causal mask);
+    /// outputs (out, lse).
     ///
     /// Packed rows carry one `i64` document id per token (`[b, s]`, non-decreasing along a
     /// row) rather than cumulative lengths: ids have the shape of the tokens, so they are

@@ -9,6 +9,7 @@ mod init;
 pub mod llama;
 mod params;
 pub mod sampling;
+mod context;
 mod shard;
 mod spec;
 
@@ -20,5 +21,5 @@ pub use llama::{
     build_stage_train_graph, build_train_graph, DecodeGraph, RowLayout, StageTrainGraph,
 };
 pub use params::ParamStore;
-pub use shard::{ModelShard, ShardedParam};
+pub use shard::{context_chunks, context_positions, ModelShard, ShardedParam};
 pub use spec::{param_specs, ParamRole, ParamSpec};

@@ -3,6 +3,7 @@
 //! graph (evaluation), the next-token graph (logits at a chosen position) and the
 //! KV-cache decode graph.
 
+use crate::context::ContextSplit;
 use crate::shard::{ModelShard, ShardedParam};
 use crate::spec::ParamSpec;
 use crate::{Error, ModelConfig, Precision, Result};
@@ -13,10 +14,14 @@ use luoshu_tensor::DType;
 /// Symbolic dims bound per compiled plan.
 pub const BATCH: &str = "batch";
 pub const SEQ: &str = "seq";
-/// Under tensor parallelism `seq = tp · seq_chunk`; bound instead of [`SEQ`].
+/// Under tensor parallelism `seq = tp · seq_chunk`; bound instead of [`SEQ`]. Under context
+/// parallelism a rank's rows hold two chunks of each sequence, `seq = 2 · tp · seq_chunk`
+/// of the whole `2 · cp · tp · seq_chunk`.
 pub const SEQ_CHUNK: &str = "seq_chunk";
 /// The tensor-parallel group named by collective nodes.
 pub const TP_GROUP: &str = "tp";
+/// The context-parallel group named by collective nodes.
+pub const CP_GROUP: &str = "cp";
 /// Input of a pipeline stage after the first: the previous stage's hidden rows.
 pub const HIDDEN_IN: &str = "hidden_in";
 /// Input of a stage's training graph before the last: the gradient of its output rows.
@@ -31,7 +36,8 @@ pub const TARGETS: &str = "targets";
 pub const ROPE_COS: &str = "rope_cos";
 pub const ROPE_SIN: &str = "rope_sin";
 /// Packed graphs: the document id of every token (`i64 [batch, seq]`, non-decreasing along
-/// a row).
+/// a row); under context parallelism the ids of the whole rows (every rank's chunks, in
+/// sequence order), since a chunk's queries see the keys of every earlier chunk.
 pub const SEGMENTS: &str = "segments";
 /// `1 / target tokens of the whole global batch`, so micro-batch gradients sum to the
 /// global-batch gradient.
@@ -165,12 +171,19 @@ impl<'a> Model<'a> {
         self.shard.tp
     }
 
-    /// The sequence length: symbolic `seq`, or `tp · seq_chunk` under tensor parallelism so
-    /// that the sequence-parallel row count `batch · seq / tp` is an exact symbolic dim.
+    /// The length of one context-parallel chunk, `tp · seq_chunk` (half a rank's rows).
+    fn chunk(&self) -> Dim {
+        Dim::sym(SEQ_CHUNK).mul(&Dim::fixed(self.tp()))
+    }
+
+    /// The sequence length this rank holds: symbolic `seq`, or `tp · seq_chunk` under tensor
+    /// parallelism so that the sequence-parallel row count `batch · seq / tp` is an exact
+    /// symbolic dim, or two chunks under context parallelism.
     fn seq(&self) -> Dim {
-        match self.tp() {
-            1 => Dim::sym(SEQ),
-            tp => Dim::sym(SEQ_CHUNK).mul(&Dim::fixed(tp)),
+        match (self.tp(), self.shard.cp) {
+            (1, 1) => Dim::sym(SEQ),
+            (_, 1) => self.chunk(),
+            _ => self.chunk().mul(&Dim::fixed(2)),
         }
     }
 
@@ -301,9 +314,18 @@ impl<'a> Model<'a> {
                 (k, v)
             }
         };
-        let (att, _) = match rows.segments {
-            Some(segments) => g.segmented_attention((q, k, v), segments, scale, true)?,
-            None => g.attention(q, k, v, scale, true)?,
+        let att = if self.shard.cp > 1 {
+            let split = ContextSplit {
+                cp: self.shard.cp,
+                rank: self.shard.cp_rank,
+                chunk: self.chunk(),
+            };
+            split.attention(g, (q, k, v), rows.segments, scale)?
+        } else {
+            match rows.segments {
+                Some(segments) => g.segmented_attention((q, k, v), segments, scale, true)?.0,
+                None => g.attention(q, k, v, scale, true)?.0,
+            }
         };
         let att = g.permute(att, &[0, 2, 1, 3])?;
         let att = g.reshape(att, &[self.rows(), Dim::fixed(cfg.d_model / tp)])?;
@@ -333,7 +355,11 @@ impl<'a> Model<'a> {
         let (table_rows, segments) = match self.layout {
             RowLayout::OneDocument => (self.seq(), None),
             RowLayout::Packed => {
-                let segments = self.tokens(g, SEGMENTS)?;
+                let whole_rows = match self.shard.cp {
+                    1 => self.seq(),
+                    cp => self.chunk().mul(&Dim::fixed(2 * cp)),
+                };
+                let segments = g.input(SEGMENTS, &[Dim::sym(BATCH), whole_rows], DType::I64)?;
                 (self.rows(), Some(segments))
             }
         };

@@ -1,7 +1,8 @@
 //! What part of the model one rank holds: a pipeline stage (a contiguous range of layers,
 //! with the embedding on the first stage and the head on the last) and a tensor-parallel
 //! slice of it (Megatron column/row-parallel projections, vocabulary-parallel embedding and
-//! head, replicated norms).
+//! head, replicated norms), and which chunks of every sequence it computes under context
+//! parallelism.
 
 use crate::spec::{param_specs, ParamRole, ParamSpec};
 use crate::{Error, ModelConfig, Result};
@@ -18,6 +19,11 @@ pub struct ModelShard {
     pub stage: usize,
     /// The layers of this stage.
     pub layers: Range<usize>,
+    /// Context-parallel degree and this rank's index in its context-parallel group: every
+    /// sequence is cut into `2 · cp` equal chunks and this rank computes chunks `cp_rank`
+    /// and `2 · cp − 1 − cp_rank` (see [`context_chunks`]).
+    pub cp: usize,
+    pub cp_rank: usize,
 }
 
 impl ModelShard {
@@ -29,6 +35,8 @@ impl ModelShard {
             stages: 1,
             stage: 0,
             layers: 0..cfg.n_layers,
+            cp: 1,
+            cp_rank: 0,
         }
     }
 
@@ -68,7 +76,36 @@ impl ModelShard {
             stages,
             stage,
             layers,
+            cp: 1,
+            cp_rank: 0,
         })
+    }
+
+    /// This shard computing the chunks of context-parallel rank `cp_rank` of `cp`. Context
+    /// parallelism runs whole models only (no pipeline stages).
+    pub fn with_context_parallel(self, cp: usize, cp_rank: usize) -> Result<Self> {
+        if cp == 0 || cp_rank >= cp {
+            return Err(Error::ModelConfig(format!(
+                "context-parallel rank {cp_rank} of {cp} is out of range"
+            )));
+        }
+        if cp > 1 && self.stages > 1 {
+            return Err(Error::ModelConfig(format!(
+                "context parallelism ({cp}) does not run with pipeline stages ({}): use cp \
+                 with dp and tp only",
+                self.stages
+            )));
+        }
+        Ok(ModelShard {
+            cp,
+            cp_rank,
+            ..self
+        })
+    }
+
+    /// The sequence chunks this rank computes, in the order its rows hold them.
+    pub fn chunks(&self) -> [usize; 2] {
+        context_chunks(self.cp, self.cp_rank)
     }
 
     pub fn is_first_stage(&self) -> bool {
@@ -124,4 +161,26 @@ pub struct ShardedParam {
     /// The dim cut into `tp` equal pieces, or `None` when every tensor-parallel rank holds
     /// the whole parameter.
     pub split: Option<usize>,
+}
+
+/// The two of the `2 · cp` equal chunks of a sequence that context-parallel rank `rank`
+/// computes: `rank` and `2 · cp − 1 − rank`. Under a causal mask chunk `c` attends to
+/// `c + 1` chunks of keys, so every rank's pair costs `2 · cp + 1` chunk blocks: the work
+/// is equal on every rank. With `cp = 1` the pair is the whole sequence's two halves.
+pub fn context_chunks(cp: usize, rank: usize) -> [usize; 2] {
+    [rank, 2 * cp - 1 - rank]
+}
+
+/// The positions of a sequence of `len` tokens (a multiple of `2 · cp`) that
+/// context-parallel rank `rank` holds, in order: its two chunks one after the other (every
+/// position when `cp = 1`).
+pub fn context_positions(len: usize, cp: usize, rank: usize) -> Vec<usize> {
+    if cp == 1 {
+        return (0..len).collect();
+    }
+    let chunk = len / (2 * cp);
+    context_chunks(cp, rank)
+        .into_iter()
+        .flat_map(|c| c * chunk..(c + 1) * chunk)
+        .collect()
 }

@@ -52,6 +52,7 @@ pub fn candidates(
                     tp,
                     pp,
                     zero1: zero,
+                    cp: 1,
                 };
                 if check_strategy(model, strategy, devices).is_err() {
                     continue;

@@ -30,8 +30,9 @@ impl MemoryEstimate {
 /// - AdamW moments: two values per parameter of the slice, divided by `dp` under ZeRO-1;
 /// - activations: per token, each layer of the stage keeps about `11·d + 3·d_ff` values
 ///   (norm inputs and outputs, q, k, v, attention output, residuals, gate, up and their
-///   product), plus logits and their gradient (`2·vocab`), all split over `tp`. Attention
-///   is tiled, so no `seq × seq` matrix is kept.
+///   product), plus logits and their gradient (`2·vocab`), all split over `tp`, for the
+///   `1/cp` of the tokens a context-parallel rank holds. Attention is tiled, so no
+///   `seq × seq` matrix is kept.
 ///
 /// It is a floor, not a bound: plans, communication buffers and the allocator come on top.
 pub fn estimate(
@@ -53,7 +54,7 @@ pub fn estimate(
         parameters: slice * F32,
         gradients: slice * F32,
         optimizer: (2 * slice).div_ceil(moment_shards) * F32,
-        activations: micro_batch_tokens as u64 * per_token * F32,
+        activations: micro_batch_tokens.div_ceil(strategy.cp) as u64 * per_token * F32,
     }
 }
 
@@ -232,7 +233,13 @@ mod tests {
     use super::*;
 
     fn strategy(dp: usize, tp: usize, pp: usize, zero1: bool) -> Strategy {
-        Strategy { dp, tp, pp, zero1 }
+        Strategy {
+            dp,
+            tp,
+            pp,
+            zero1,
+            cp: 1,
+        }
     }
 
     #[test]

@@ -79,7 +79,7 @@ pub struct StatePlacements {
 pub fn check_strategy(model: &ModelConfig, strategy: Strategy, devices: usize) -> Result<()> {
     if strategy.devices() != devices {
         return Err(Error::Strategy(format!(
-            "strategy {strategy} uses dp·tp·pp = {} ranks but {devices} devices are given: \
+            "strategy {strategy} uses dp·cp·tp·pp = {} ranks but {devices} devices are given: \
              make the product of the degrees equal the device count",
             strategy.devices()
         )));
@@ -90,8 +90,9 @@ pub fn check_strategy(model: &ModelConfig, strategy: Strategy, devices: usize) -
 }
 
 /// Where `strategy` keeps every tensor of `model`'s state on a world of
-/// `strategy.devices()` ranks (rank = (dp · pp + stage) · tp + tp rank, as in
-/// [`luoshu_dist::Mesh`]).
+/// `strategy.devices()` ranks (rank = (replica · pp + stage) · tp + tp rank with replica =
+/// dp rank · cp + cp rank, as in [`luoshu_dist::Mesh`]; context-parallel ranks hold the
+/// parameters like data-parallel ones).
 pub fn strategy_placements(model: &ModelConfig, strategy: Strategy) -> Result<StatePlacements> {
     check_strategy(model, strategy, strategy.devices())?;
     let specs = param_specs(model);
@@ -99,8 +100,9 @@ pub fn strategy_placements(model: &ModelConfig, strategy: Strategy) -> Result<St
     let nothing =
         || -> Vec<Placement> { specs.iter().map(|s| Placement::nothing(&s.shape)).collect() };
     let (mut params, mut flat) = (nothing(), nothing());
-    let rank_of =
-        |dp: usize, stage: usize, tp: usize| (dp * strategy.pp + stage) * strategy.tp + tp;
+    let rank_of = |replica: usize, stage: usize, tp: usize| {
+        (replica * strategy.pp + stage) * strategy.tp + tp
+    };
     for stage in 0..strategy.pp {
         for tp_rank in 0..strategy.tp {
             let shard = shard_at(model, strategy, &stages, tp_rank, stage)?;
@@ -116,11 +118,12 @@ pub fn strategy_placements(model: &ModelConfig, strategy: Strategy) -> Result<St
                 })?;
                 let region = param_region(&shard, p)?;
                 let len = region.numel();
-                for dp in 0..strategy.dp {
-                    let rank = rank_of(dp, stage, tp_rank);
+                for replica in 0..strategy.replicas() {
+                    let rank = rank_of(replica, stage, tp_rank);
                     params[index].add(Piece::whole(region), rank);
-                    // ZeRO-1: data rank `dp` owns this range of the flat local parameters.
-                    let owned = shard_range(total, strategy.dp, dp);
+                    // ZeRO-1 (never with cp, so replicas are data ranks): data rank
+                    // `replica` owns this range of the flat local parameters.
+                    let owned = shard_range(total, strategy.replicas(), replica);
                     let (start, end) = (owned.start.max(offset), owned.end.min(offset + len));
                     if start < end {
                         let piece = Piece {

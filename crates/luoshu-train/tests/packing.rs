@@ -3,8 +3,9 @@
 //! gradient norms, parameters and AdamW moments as one device fed one document per row
 //! (fp32, the equivalence harness's tolerance), on one device and under dp2, tp2, pp2 and
 //! dp2tp2; random length mixes, packed, flow through pp2, pp4 and dp2pp2 pipelines and
-//! through hot switching between dp2 and pp2 with the same results; and packing needs
-//! fewer rows.
+//! through hot switching between dp2 and pp2 with the same results; packed rows split by
+//! context parallelism (cp2, dp2cp2, tp2cp2, and cp2 as a hot-switching bucket strategy)
+//! agree too; and packing needs fewer rows.
 use luoshu_backend::cpu::CpuBackend;
 use luoshu_comm::threads;
 use luoshu_data::{GlobalBatch, LengthBucketLoader, LoaderConfig};
@@ -202,4 +203,41 @@ fn hot_switching_over_packed_buckets_agrees_with_one_device_unpacked() {
     let (stats, state) = results.remove(0);
     let got = (stats, state.expect("rank 0 holds the gathered state"));
     compare_runs("hot 9:dp2,16:pp2 packed", &got, &want);
+}
+
+/// Context parallelism over packed rows: every row is cut into 2·cp chunks, documents
+/// cross the chunk borders, and each rank feeds the rope rows of its tokens and the whole
+/// rows' segment ids; alone, with data and tensor parallelism, and as the longest bucket's
+/// strategy under hot switching (updates under dp2).
+#[test]
+fn packed_training_under_context_parallelism_agrees_with_one_device_unpacked() {
+    let want = unpacked_reference();
+    for strategy in ["cp2", "dp2cp2", "tp2cp2"] {
+        let strategy: Strategy = strategy.parse().unwrap();
+        let got = packed_run(&documents(), strategy, STEPS);
+        compare_runs(&format!("{strategy} packed"), &got, &want);
+    }
+    let buckets: BucketStrategies = "9:dp2,16:cp2".parse().unwrap();
+    let mut results = threads::run(2, |world| {
+        let backend = Arc::new(CpuBackend::new());
+        let update = "dp2".parse().unwrap();
+        let mut trainer = HotSwitchTrainer::new(
+            model(),
+            train_config(),
+            backend,
+            world,
+            buckets.clone(),
+            update,
+            SEED,
+        )
+        .unwrap();
+        let mut batches = loader(true);
+        let stats: Vec<StepStats> = (0..STEPS)
+            .map(|_| trainer.train_step(&batches.next_batch()).unwrap().step)
+            .collect();
+        (stats, trainer.gather_state().unwrap())
+    });
+    let (stats, state) = results.remove(0);
+    let got = (stats, state.expect("rank 0 holds the gathered state"));
+    compare_runs("hot 9:dp2,16:cp2 packed", &got, &want);
 }

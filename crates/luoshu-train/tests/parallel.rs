@@ -3,7 +3,8 @@
 //! element and both AdamW moments match the single-device trainer (fp32, rtol 1e-5; see
 //! `parallel::compare`), for the tied model and the GQA model with an untied head, with
 //! clipping on and off. The check fails when one bucket's gradients are doubled, even
-//! where clipping and Adam hide it from the parameters. A distributed run is
+//! where clipping and Adam hide it from the parameters. Context parallelism (cp2, cp4,
+//! dp2cp2, tp2cp2) is held to the same check. A distributed run is
 //! bit-identical to itself, and a checkpoint taken under one strategy resumes under
 //! another.
 
@@ -340,4 +341,26 @@ fn a_difference_on_one_replica_fails_every_rank_and_names_it() {
         rank1.contains("rank 1 (data 1, stage 0, tensor 0), step 4: parameter final_norm[5]"),
         "{rank1}"
     );
+}
+
+// ----- context parallelism: each sequence cut into 2·cp chunks over the cp ranks -----
+
+#[test]
+fn context_parallel_equals_one_device() {
+    check_equivalent("cp2");
+}
+
+#[test]
+fn context_parallel_4_equals_one_device() {
+    check_equivalent("cp4");
+}
+
+#[test]
+fn dp_cp_product_equals_one_device() {
+    check_equivalent("dp2cp2");
+}
+
+#[test]
+fn tp_cp_product_equals_one_device() {
+    check_equivalent("tp2cp2");
 }

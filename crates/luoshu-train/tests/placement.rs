@@ -29,7 +29,13 @@ fn strategies() -> Vec<Strategy> {
             for pp in 1..=4 {
                 for zero1 in [false, true] {
                     if dp * tp * pp <= 8 {
-                        out.push(Strategy { dp, tp, pp, zero1 });
+                        out.push(Strategy {
+                            dp,
+                            tp,
+                            pp,
+                            zero1,
+                            cp: 1,
+                        });
                     }
                 }
             }

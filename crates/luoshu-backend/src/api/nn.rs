@@ -527,11 +527,11 @@ impl Ops<'_> {
         }
         if let Some(segments) = segments {
             check_dtype("attention", segments, DType::I64)?;
-            if qd[2] != kd[2] || segments.dims() != [qd[0], qd[2]] {
+            if qd[2] > kd[2] || segments.dims() != [qd[0], kd[2]] {
                 return Err(Error::invalid(
                     "attention",
                     format!(
-                        "segments need sq == sk and dims [b, sq]; got segments {:?} for q {:?}, k {:?}",
+                        "segments need sq <= sk and dims [b, sk]; got segments {:?} for q {:?}, k {:?}",
                         segments.dims(),
                         qd,
                         kd

@@ -34,11 +34,12 @@ fn causal_mask(ops: &Ops, sq: usize, sk: usize) -> Result<Tensor> {
     ops.compare(CompareOp::Le, &keys, &last_visible.reshape([sq, 1])?)
 }
 
-/// `Bool [b, 1, s, s]`, true where query `i` and key `j` of a row share a segment id.
-fn same_segment(ops: &Ops, segments: &Tensor) -> Result<Tensor> {
-    let (b, s) = (segments.dims()[0], segments.dims()[1]);
-    let queries = segments.reshape([b, 1, s, 1])?;
-    let keys = segments.reshape([b, 1, 1, s])?;
+/// `Bool [b, 1, sq, sk]`, true where query `i` (at key position `i + sk - sq`) and key `j`
+/// of a row share a segment id.
+fn same_segment(ops: &Ops, segments: &Tensor, sq: usize) -> Result<Tensor> {
+    let (b, sk) = (segments.dims()[0], segments.dims()[1]);
+    let queries = ops.reshape(&segments.narrow(1, sk - sq, sq)?, &[b, 1, sq, 1])?;
+    let keys = segments.reshape([b, 1, 1, sk])?;
     ops.compare(CompareOp::Eq, &queries, &keys)
 }
 
@@ -51,7 +52,7 @@ fn visibility(
     causal: bool,
 ) -> Result<Option<Tensor>> {
     let causal = causal.then(|| causal_mask(ops, sq, sk)).transpose()?;
-    let same = segments.map(|s| same_segment(ops, s)).transpose()?;
+    let same = segments.map(|s| same_segment(ops, s, sq)).transpose()?;
     match (causal, same) {
         (Some(causal), Some(same)) => {
             let hidden = scalar(ops, 0.0, DType::Bool)?;

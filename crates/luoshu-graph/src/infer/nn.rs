@@ -141,12 +141,14 @@ pub(super) fn infer(op: &Op, i: &[&TensorType]) -> InferResult {
     }
 }
 
-/// Segment ids of packed rows: `i64 [b, sq]`, with as many keys as queries.
+/// Segment ids of packed rows: `i64 [b, sk]`, one per key; the queries are the last `sq`
+/// keys' positions (end-aligned, as a context-parallel chunk of queries sees every earlier
+/// key).
 fn segment_types(q: &TensorType, k: &TensorType, segments: &TensorType) -> Result<(), String> {
     let (b, sq, sk) = (&q.shape[0], &q.shape[2], &k.shape[2]);
-    if segments.dtype != DType::I64 || segments.shape != [b.clone(), sq.clone()] || sq != sk {
+    if segments.dtype != DType::I64 || segments.shape != [b.clone(), sk.clone()] {
         return Err(format!(
-            "segment ids must be i64 [{b}, {sq}] with sq == sk ({sk}), got {segments}"
+            "segment ids must be i64 [{b}, {sk}] (one per key; queries {sq}), got {segments}"
         ));
     }
     Ok(())

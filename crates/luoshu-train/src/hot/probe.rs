@@ -53,6 +53,7 @@ pub fn candidate_strategies(model: &ModelConfig, devices: usize) -> Vec<Strategy
                 tp,
                 pp: devices / dp / tp,
                 zero1: false,
+                cp: 1,
             };
             if check_strategy(model, strategy, devices).is_ok() {
                 out.push(strategy);

@@ -1,5 +1,6 @@
-//! A micro-batch as a rank feeds it: padded so tensor parallelism can split its rows, with
-//! the bindings of the symbolic dims.
+//! A micro-batch as a rank feeds it: padded so tensor and context parallelism can split its
+//! rows, cut to this rank's sequence chunks under context parallelism, with the bindings of
+//! the symbolic dims.
 
 use crate::{Error, Result};
 use luoshu_data::{MicroBatch, IGNORE_INDEX};
@@ -7,14 +8,15 @@ use luoshu_graph::Bindings;
 use luoshu_model::llama::{
     RowLayout, BATCH, LOSS_SCALE, ROPE_COS, ROPE_SIN, SEGMENTS, SEQ, SEQ_CHUNK, TARGETS, TOKENS,
 };
-use luoshu_model::ParamStore;
+use luoshu_model::{context_positions, ParamStore};
 use luoshu_tensor::Tensor;
 use std::collections::HashMap;
 
-/// `micro` with every row padded at its end to a multiple of `tp` positions (padding
-/// tokens are 0 with ignored targets; causal attention keeps them from affecting earlier
-/// positions, and ignored targets never count in the loss, so the result is exact; packed
-/// rows keep their documents, the padding after them only grows).
+/// `micro` with every row padded at its end to a multiple of `tp` positions (`2 · cp · tp`
+/// under context parallelism: see [`pad_multiple`]; padding tokens are 0 with ignored
+/// targets; causal attention keeps them from affecting earlier positions, and ignored
+/// targets never count in the loss, so the result is exact; packed rows keep their
+/// documents, the padding after them only grows).
 pub fn pad_for_tp(micro: &MicroBatch, tp: usize) -> Result<MicroBatch> {
     let (rows, seq) = (micro.rows, micro.seq_len);
     if micro.inputs.len() != rows * seq || micro.targets.len() != rows * seq {
@@ -56,11 +58,57 @@ pub(crate) fn row_layout(micro: &MicroBatch) -> RowLayout {
 
 /// Values of the symbolic dims for a (padded) micro-batch of `rows × seq`.
 pub fn bindings(rows: usize, seq: usize, tp: usize) -> Bindings {
-    let seq_binding = match tp {
-        1 => (SEQ.to_string(), seq),
-        _ => (SEQ_CHUNK.to_string(), seq / tp),
+    context_bindings(rows, seq, tp, 1)
+}
+
+/// The multiple of positions rows are padded to: `tp`, or `2 · cp · tp` so that each of the
+/// `2 · cp` context-parallel chunks splits over the tensor-parallel ranks.
+pub fn pad_multiple(tp: usize, cp: usize) -> usize {
+    match cp {
+        1 => tp,
+        cp => 2 * cp * tp,
+    }
+}
+
+/// [`bindings`] for a rank of a `cp`-way context-parallel group, whose graph holds two of
+/// the `2 · cp` chunks of each (padded) row of `seq` positions.
+pub fn context_bindings(rows: usize, seq: usize, tp: usize, cp: usize) -> Bindings {
+    let seq_binding = match (tp, cp) {
+        (1, 1) => (SEQ.to_string(), seq),
+        _ => (SEQ_CHUNK.to_string(), seq / pad_multiple(tp, cp)),
     };
     [(BATCH.to_string(), rows), seq_binding].into()
+}
+
+/// Cuts the feeds of a (padded) micro-batch down to context-parallel rank `rank`'s two
+/// chunks of every row ([`context_positions`]): tokens, targets and the rope rows of those
+/// tokens' positions. Packed rows keep the whole rows' segment ids, which the graph needs
+/// for the keys of earlier chunks.
+pub(crate) fn keep_context_chunks(
+    feeds: &mut HashMap<String, Tensor>,
+    micro: &MicroBatch,
+    (rope_cos, rope_sin): (&Tensor, &Tensor),
+    (cp, rank): (usize, usize),
+) -> Result<()> {
+    let (rows, seq) = (micro.rows, micro.seq_len);
+    let local = context_positions(seq, cp, rank);
+    let pick = |values: &[i64]| pick_positions(values, seq, &local);
+    let shape = [rows, local.len()];
+    feeds.insert(
+        TOKENS.into(),
+        Tensor::from_slice(&pick(&micro.inputs), shape.as_slice())?,
+    );
+    feeds.insert(
+        TARGETS.into(),
+        Tensor::from_slice(&pick(&micro.targets), shape.as_slice())?,
+    );
+    let positions = match &micro.documents {
+        None => local.clone(),
+        Some(documents) => pick_positions(&documents.positions(seq), seq, &local),
+    };
+    feeds.insert(ROPE_COS.into(), table_rows(rope_cos, &positions)?);
+    feeds.insert(ROPE_SIN.into(), table_rows(rope_sin, &positions)?);
+    Ok(())
 }
 
 /// The feeds of a training or loss plan built for `layout` for `micro`: the parameters by
@@ -109,6 +157,14 @@ pub(crate) fn micro_feeds(
     }
     feeds.insert(LOSS_SCALE.into(), Tensor::scalar(scale));
     Ok(feeds)
+}
+
+/// The values at positions `local` of every row of `values` (rows of `seq`), row by row.
+fn pick_positions<T: Copy>(values: &[T], seq: usize, local: &[usize]) -> Vec<T> {
+    values
+        .chunks_exact(seq.max(1))
+        .flat_map(|row| local.iter().map(|&p| row[p]))
+        .collect()
 }
 
 /// Rows `positions` of a `[len, half]` rope table, `[positions.len(), half]`.

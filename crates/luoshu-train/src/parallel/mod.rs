@@ -11,7 +11,7 @@ mod state;
 pub mod switch_check;
 mod trainer;
 
-pub use micro::{bindings, pad_for_tp};
+pub use micro::{bindings, context_bindings, pad_for_tp, pad_multiple};
 pub(crate) use micro::{micro_feeds, row_layout};
 pub use state::StatePieces;
 pub use trainer::{GradientFault, ParallelTrainer};

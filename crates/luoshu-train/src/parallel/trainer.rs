@@ -1,10 +1,13 @@
 //! One rank of a distributed training run: builds its shard's graphs, runs its share of the
-//! micro-batches (data parallel round robin; 1F1B through the pipeline stages; tensor- and
-//! sequence-parallel collectives inside the graphs), reduces gradients, clips by the global
-//! norm and updates once per step — the same step as on one device.
+//! micro-batches (data parallel round robin; 1F1B through the pipeline stages; tensor-,
+//! sequence- and context-parallel collectives inside the graphs, each context-parallel
+//! rank feeding its two chunks of every row), reduces gradients, clips by the global norm
+//! and updates once per step — the same step as on one device.
 
 use super::deal::{deal_by_work, micro_batch_work};
-use super::micro::{bindings, micro_feeds, pad_for_tp, row_layout};
+use super::micro::{
+    context_bindings, keep_context_chunks, micro_feeds, pad_for_tp, pad_multiple, row_layout,
+};
 use super::optimizer::{FlatLayout, ShardedOptimizer};
 use crate::placement::stage_layers;
 use crate::trainer::{loss_scale, StepStats};
@@ -17,7 +20,8 @@ use luoshu_dist::{one_f_one_b, CommCollectives, Mesh, PipelineAction};
 use luoshu_graph::passes::{run_pipeline, DEFAULT_PIPELINE};
 use luoshu_graph::{compile, CompileOptions, Graph, Plan};
 use luoshu_model::llama::{
-    build_stage_forward_graph, build_stage_train_graph, RowLayout, HIDDEN_GRAD, HIDDEN_IN, TP_GROUP,
+    build_stage_forward_graph, build_stage_train_graph, RowLayout, CP_GROUP, HIDDEN_GRAD,
+    HIDDEN_IN, TP_GROUP,
 };
 use luoshu_model::{init_params, rope_tables, ModelConfig, ParamStore};
 use luoshu_model::{ModelShard, ParamRole, ParamSpec, ShardedParam};
@@ -95,7 +99,8 @@ impl ParallelTrainer {
             strategy.pp,
             mesh.pp_rank,
             stage_layers[mesh.pp_rank].clone(),
-        )?;
+        )?
+        .with_context_parallel(strategy.cp, mesh.cp_rank)?;
         let params = shard.params(&model);
         let full = init_params(&model, seed)?;
         let ops = Ops::new(backend.as_ref());
@@ -113,10 +118,13 @@ impl ParallelTrainer {
         } else {
             None
         };
-        let groups = HashMap::from([(TP_GROUP.to_string(), mesh.tp.clone())]);
+        let groups = HashMap::from([
+            (TP_GROUP.to_string(), mesh.tp.clone()),
+            (CP_GROUP.to_string(), mesh.cp.clone()),
+        ]);
         let collectives = Arc::new(CommCollectives::new(groups, backend.clone()));
-        // Tensor parallelism pads sequences up to a multiple of `tp`.
-        let table_len = model.max_seq_len + strategy.tp;
+        // Tensor and context parallelism pad sequences up to a multiple of `pad_multiple`.
+        let table_len = model.max_seq_len + pad_multiple(strategy.tp, strategy.cp);
         let (rope_cos, rope_sin) = rope_tables(model.head_dim(), model.rope_theta, 0, table_len)?;
         Ok(ParallelTrainer {
             model,
@@ -258,25 +266,26 @@ impl ParallelTrainer {
     }
 
     /// Sums `grads` over every rank that computed a part of them (tensor-parallel
-    /// replicas, the tied embedding's two stages, data parallelism): afterwards every
+    /// replicas, the tied embedding's two stages, data and context parallelism): afterwards every
     /// holder of a parameter holds its whole gradient. Used by hot switching between
     /// phases; ZeRO-1 applies only in [`Self::reduce_for_update`].
     pub fn reduce_gradients(&self, grads: &Tensor) -> Result<()> {
         self.sync_replicated_grads(grads)?;
-        if self.mesh.strategy.dp > 1 {
+        if self.mesh.strategy.replicas() > 1 {
             let ops = Ops::new(self.backend.as_ref());
-            let sum = self.mesh.dp.all_reduce(grads, ReduceOp::Sum)?;
+            let sum = self.mesh.replicas.all_reduce(grads, ReduceOp::Sum)?;
             ops.copy_into(&sum, grads)?;
         }
         Ok(())
     }
 
     /// Sums `grads` into this rank's share of the update: the whole flat gradient, or its
-    /// ZeRO-1 piece ([`Self::gradient_share_range`]).
+    /// ZeRO-1 piece ([`Self::gradient_share_range`]; ZeRO-1 never runs with context
+    /// parallelism, so its replicas are the data-parallel group).
     pub fn reduce_for_update(&self, grads: &Tensor) -> Result<Tensor> {
         self.sync_replicated_grads(grads)?;
         self.optimizer
-            .reduce_gradients(self.mesh.dp.as_ref(), grads, &self.layout)
+            .reduce_gradients(self.mesh.replicas.as_ref(), grads, &self.layout)
     }
 
     /// The flat range of the local parameters [`Self::reduce_for_update`] returns.
@@ -327,7 +336,8 @@ impl ParallelTrainer {
     }
 
     /// This data-parallel rank's micro-batches (dealt balanced by training work, in batch
-    /// order), padded for tensor parallelism, each with the index of its bucket.
+    /// order; every context-parallel rank of a data rank gets the same ones), padded for
+    /// tensor and context parallelism, each with the index of its bucket.
     fn my_micro_batches(&self, batch: &GlobalBatch) -> Result<Vec<(usize, MicroBatch)>> {
         let all: Vec<(usize, &MicroBatch)> = batch
             .buckets
@@ -340,10 +350,11 @@ impl ParallelTrainer {
             .map(|(_, m)| micro_batch_work(&self.model, m))
             .collect();
         let owner = deal_by_work(&work, self.mesh.strategy.dp);
+        let multiple = pad_multiple(self.mesh.strategy.tp, self.mesh.strategy.cp);
         all.into_iter()
             .zip(owner)
             .filter(|(_, rank)| *rank == self.mesh.dp_rank)
-            .map(|((b, m), _)| Ok((b, pad_for_tp(m, self.mesh.strategy.tp)?)))
+            .map(|((b, m), _)| Ok((b, pad_for_tp(m, multiple)?)))
             .collect()
     }
 
@@ -466,8 +477,10 @@ impl ParallelTrainer {
     fn clip(&self, grad: &Tensor) -> Result<f64> {
         let ops = Ops::new(self.backend.as_ref());
         let range = self.optimizer.grad_range(&self.layout);
-        // Plain data parallelism replicates the reduced gradient: data rank 0 counts it.
-        let counts_dp = self.mesh.strategy.zero1 || self.mesh.dp_rank == 0;
+        // Plain data (and context) parallelism replicates the reduced gradient: replica 0
+        // counts it.
+        let first_replica = self.mesh.dp_rank == 0 && self.mesh.cp_rank == 0;
+        let counts_dp = self.mesh.strategy.zero1 || first_replica;
         let mut squares = 0.0;
         for (i, p) in self.params.iter().enumerate() {
             let replica_of_tp = p.split.is_none() && self.mesh.tp_rank != 0;
@@ -518,8 +531,8 @@ impl ParallelTrainer {
         upstream: Option<Tensor>,
     ) -> Result<Vec<Tensor>> {
         let (rows, seq) = (micro.rows, micro.seq_len);
-        let tp = self.mesh.strategy.tp;
-        if seq == 0 || seq > self.model.max_seq_len + tp {
+        let (tp, cp) = (self.mesh.strategy.tp, self.mesh.strategy.cp);
+        if seq == 0 || seq > self.model.max_seq_len + pad_multiple(tp, cp) {
             return Err(Error::Config(format!(
                 "micro-batch sequence length {seq} is outside 1..={} (the model's max_seq_len)",
                 self.model.max_seq_len
@@ -543,7 +556,7 @@ impl ParallelTrainer {
             };
             let plan = compile(
                 graph,
-                &bindings(rows, seq, tp),
+                &context_bindings(rows, seq, tp, cp),
                 self.backend.clone(),
                 options,
             )?;
@@ -551,6 +564,9 @@ impl ParallelTrainer {
         }
         let rope = (&self.rope_cos, &self.rope_sin);
         let mut feeds = micro_feeds(&self.store, micro, rope, scale, layout)?;
+        if cp > 1 {
+            keep_context_chunks(&mut feeds, micro, rope, (cp, self.mesh.cp_rank))?;
+        }
         if let Some(h) = hidden {
             feeds.insert(HIDDEN_IN.into(), h);
         }

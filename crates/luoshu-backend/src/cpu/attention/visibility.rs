@@ -1,6 +1,7 @@
 //! Which keys each query row sees: a window `lo..hi` of key positions per (batch, query).
 //! The causal mask ends a window at the query (aligned at the end); packed segments start
-//! it at the query's document start and end it at the document's end. Along a row both
+//! it at the query's document start and end it at the document's end (queries sit at the
+//! last `seq_q` key positions). Along a row both
 //! bounds only grow, so the keys a tile of queries sees, and the queries a tile of keys is
 //! seen by, are contiguous ranges found from the tile's corners: every tile outside them is
 //! skipped, which makes packed attention cost Σ len² instead of row_len².
@@ -14,13 +15,13 @@ pub(super) struct Visibility {
     causal: bool,
     seq_q: usize,
     seq_k: usize,
-    /// Packed rows: `[b · s]` first position and one past the last position of each
-    /// token's document.
+    /// Packed rows: `[b · seq_k]` first key position and one past the last key position of
+    /// each key's document (a query sits at key position `row + seq_k - seq_q`).
     documents: Option<(Vec<usize>, Vec<usize>)>,
 }
 
 impl Visibility {
-    /// `segments` (contiguous `i64 [b, s]`, `s == seq_q == seq_k`) must be non-decreasing
+    /// `segments` (contiguous `i64 [b, seq_k]`, `seq_q <= seq_k`) must be non-decreasing
     /// along each row; a decrease is an error, since windows could not express it.
     pub fn new(
         op: &'static str,
@@ -41,7 +42,7 @@ impl Visibility {
     pub fn window(&self, b: usize, row: usize) -> Range<usize> {
         let (mut lo, mut hi) = (0, self.seq_k);
         if let Some((starts, ends)) = &self.documents {
-            let at = b * self.seq_q + row;
+            let at = b * self.seq_k + row + (self.seq_k - self.seq_q);
             (lo, hi) = (starts[at], ends[at]);
         }
         if self.causal {
