@@ -14,12 +14,12 @@ use luoshu_graph::schedule::schedule;
 use luoshu_graph::Graph;
 use luoshu_model::llama::{build_stage_forward_graph, build_stage_train_graph, RowLayout};
 use luoshu_model::{ModelConfig, ModelShard, Precision};
-use luoshu_train::parallel::bindings;
+use luoshu_train::parallel::{context_bindings, pad_multiple};
 use luoshu_train::placement::stage_layers;
 use std::collections::BTreeSet;
 
 /// A compiled plan's key: packed rows or not, rows, and the sequence length after the
-/// padding to a multiple of `tp` that tensor parallelism adds.
+/// padding tensor and context parallelism add.
 type PlanShape = (bool, usize, usize);
 
 /// The shapes a rank under `strategy` compiles for `micro_batches`.
@@ -27,13 +27,14 @@ pub fn plan_shapes<'a>(
     micro_batches: impl IntoIterator<Item = &'a MicroBatch>,
     strategy: Strategy,
 ) -> BTreeSet<PlanShape> {
+    let multiple = pad_multiple(strategy.tp, strategy.cp);
     micro_batches
         .into_iter()
         .map(|m| {
             (
                 m.documents.is_some(),
                 m.rows,
-                m.seq_len.div_ceil(strategy.tp) * strategy.tp,
+                m.seq_len.div_ceil(multiple) * multiple,
             )
         })
         .collect()
@@ -52,8 +53,9 @@ pub fn plan_arena_bytes_all_ranks(
     let stages = stage_layers(model, strategy.pp)?;
     let mut total = 0.0;
     for (stage, layers) in stages.iter().enumerate() {
-        // Tensor-parallel ranks of a stage hold graphs of the same shapes.
-        let shard = ModelShard::new(model, strategy.tp, 0, strategy.pp, stage, layers.clone())?;
+        // Tensor- and context-parallel ranks of a stage hold graphs of the same shapes.
+        let shard = ModelShard::new(model, strategy.tp, 0, strategy.pp, stage, layers.clone())?
+            .with_context_parallel(strategy.cp, 0)?;
         let mut stage_bytes = 0.0;
         for packed in [false, true] {
             if !shapes.iter().any(|s| s.0 == packed) {
@@ -70,18 +72,18 @@ pub fn plan_arena_bytes_all_ranks(
             for graph in &graphs {
                 let graph = run_pipeline(graph, DEFAULT_PIPELINE)?.0;
                 for &(_, rows, seq) in shapes.iter().filter(|s| s.0 == packed) {
-                    stage_bytes += arena_bytes(&graph, rows, seq, strategy.tp)?;
+                    stage_bytes += arena_bytes(&graph, rows, seq, strategy)?;
                 }
             }
         }
-        total += stage_bytes * (strategy.dp * strategy.tp) as f64;
+        total += stage_bytes * (strategy.replicas() * strategy.tp) as f64;
     }
     Ok(total)
 }
 
 /// The arena of `graph` compiled for `rows × seq` (what `luoshu_graph::compile` allocates).
-fn arena_bytes(graph: &Graph, rows: usize, seq: usize, tp: usize) -> Result<f64> {
-    let bindings = bindings(rows, seq, tp);
+fn arena_bytes(graph: &Graph, rows: usize, seq: usize, strategy: Strategy) -> Result<f64> {
+    let bindings = context_bindings(rows, seq, strategy.tp, strategy.cp);
     let order = schedule(graph, &bindings)?;
     Ok(plan_memory(graph, &order, &bindings)?.report.arena_bytes as f64)
 }
@@ -123,5 +125,14 @@ mod tests {
         let odd = micro(1, 63);
         let tp2: Strategy = "tp2".parse().unwrap();
         assert_eq!(plan_shapes([&odd], tp2), plan_shapes([&b], tp2));
+        // cp2 pads to 2·cp = 4 positions and plans each rank's two chunks: less than the
+        // whole row's arena on each of its two ranks.
+        let cp2: Strategy = "cp2".parse().unwrap();
+        assert_eq!(plan_shapes([&odd], cp2), plan_shapes([&b], cp2));
+        let context = arena(&[&b], cp2);
+        assert!(
+            context > 0.0 && context / 2.0 < only_b,
+            "{context} vs {only_b}"
+        );
     }
 }

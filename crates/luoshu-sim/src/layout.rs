@@ -28,10 +28,11 @@ impl fmt::Display for Candidate {
     }
 }
 
-/// Every `dp·tp·pp = devices` with tensor parallelism inside a node (`tp` divides
+/// Every `dp·cp·tp·pp = devices` with tensor parallelism inside a node (`tp` divides
 /// `per_node`), that the model can be sharded by (heads divisible by `tp`, at most one
 /// stage per layer), with and without recomputation, and with ZeRO-1 when `zero1` allows
-/// it and `dp > 1`.
+/// it and `dp > 1`. Context parallelism (`cp > 1`) combines with `dp` and `tp` only, as
+/// the runtime allows.
 pub fn candidates(
     model: &ModelConfig,
     devices: usize,
@@ -42,26 +43,28 @@ pub fn candidates(
     let mut out = Vec::new();
     for tp in divisors(devices).filter(|tp| per_node.is_multiple_of(*tp)) {
         for pp in divisors(devices / tp) {
-            let dp = devices / (tp * pp);
-            for zero in [false, true] {
-                if zero && !(zero1 && dp > 1) {
-                    continue;
-                }
-                let strategy = Strategy {
-                    dp,
-                    tp,
-                    pp,
-                    zero1: zero,
-                    cp: 1,
-                };
-                if check_strategy(model, strategy, devices).is_err() {
-                    continue;
-                }
-                for recompute in [false, true] {
-                    out.push(Candidate {
-                        strategy,
-                        recompute,
-                    });
+            for cp in divisors(devices / (tp * pp)).filter(|&cp| cp == 1 || pp == 1) {
+                let dp = devices / (tp * pp * cp);
+                for zero in [false, true] {
+                    if zero && !(zero1 && dp > 1 && cp == 1) {
+                        continue;
+                    }
+                    let strategy = Strategy {
+                        dp,
+                        tp,
+                        pp,
+                        zero1: zero,
+                        cp,
+                    };
+                    if check_strategy(model, strategy, devices).is_err() {
+                        continue;
+                    }
+                    for recompute in [false, true] {
+                        out.push(Candidate {
+                            strategy,
+                            recompute,
+                        });
+                    }
                 }
             }
         }
@@ -105,11 +108,11 @@ impl Layout {
         self.candidate.strategy
     }
 
-    /// The world rank of data replica `dp`, stage `stage`, tensor rank `tp` (as
-    /// [`luoshu_dist::Mesh`] numbers them).
-    pub fn rank(&self, dp: usize, stage: usize, tp: usize) -> usize {
+    /// The world rank of replica `replica` (data rank · cp + context rank), stage `stage`,
+    /// tensor rank `tp` (as [`luoshu_dist::Mesh`] numbers them).
+    pub fn rank(&self, replica: usize, stage: usize, tp: usize) -> usize {
         let s = self.strategy();
-        (dp * s.pp + stage) * s.tp + tp
+        (replica * s.pp + stage) * s.tp + tp
     }
 
     /// The tensor-parallel group of the first replica's first stage.
@@ -119,10 +122,24 @@ impl Layout {
             .collect()
     }
 
-    /// The data-parallel group of `stage`'s first tensor rank.
+    /// The data-parallel group of `stage`'s first tensor rank (ZeRO-1 shards over it).
     pub fn dp_group(&self, stage: usize) -> Vec<usize> {
-        (0..self.strategy().dp)
-            .map(|d| self.rank(d, stage, 0))
+        let s = self.strategy();
+        (0..s.dp).map(|d| self.rank(d * s.cp, stage, 0)).collect()
+    }
+
+    /// The replicas of `stage`'s first tensor rank's parameters (data and context
+    /// parallel), over which gradients are summed.
+    pub fn replica_group(&self, stage: usize) -> Vec<usize> {
+        (0..self.strategy().replicas())
+            .map(|r| self.rank(r, stage, 0))
+            .collect()
+    }
+
+    /// The context-parallel group of the first replica's first tensor rank.
+    pub fn cp_group(&self) -> Vec<usize> {
+        (0..self.strategy().cp)
+            .map(|c| self.rank(c, 0, 0))
             .collect()
     }
 
@@ -150,7 +167,27 @@ mod tests {
         // dp = 1 twice more with ZeRO-1, then twice for recompute.
         let triples = 5 + 4 + 3 + 2;
         let dp_one = 4;
-        assert_eq!(all.len(), 2 * (2 * triples - dp_one));
+        // With pp = 1, cp ∈ divisors of 16/tp beyond 1 (4 + 3 + 2 + 1), never with ZeRO-1.
+        let context = 4 + 3 + 2 + 1;
+        assert_eq!(all.len(), 2 * (2 * triples - dp_one + context));
+        assert!(all
+            .iter()
+            .filter(|c| c.strategy.cp > 1)
+            .all(|c| c.strategy.pp == 1 && !c.strategy.zero1));
+    }
+
+    #[test]
+    fn context_replicas_sum_gradients_with_the_data_replicas() {
+        let model = ModelConfig::preset("llama-7b").unwrap();
+        let candidate = Candidate {
+            strategy: "dp2cp2tp2".parse().unwrap(),
+            recompute: false,
+        };
+        let layout = Layout::new(&model, candidate).unwrap();
+        // Tensor ranks vary fastest, then context, then data ranks.
+        assert_eq!(layout.cp_group(), vec![0, 2]);
+        assert_eq!(layout.dp_group(0), vec![0, 4]);
+        assert_eq!(layout.replica_group(0), vec![0, 2, 4, 6]);
     }
 
     #[test]

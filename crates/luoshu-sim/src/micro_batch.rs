@@ -25,11 +25,19 @@ fn backward_of(ops: &[OpCost]) -> Vec<OpCost> {
 /// `tokens·d` values forward, the conjugates backward; recomputation repeats the
 /// forward's). The head all-gathers its input and the embedding reduce-scatters its
 /// output. Each stage but the last sends `tokens·d/tp` values to the next one forward
-/// and each stage but the first sends the gradient back.
+/// and each stage but the first sends the gradient back. Context parallelism gives each of
+/// its `cp` ranks `1/cp` of the tokens and (balanced chunks) of the attention pairs, and
+/// per layer all-gathers the keys and values (`2·tokens·kv/tp` values) forward and
+/// reduce-scatters their gradients backward.
 pub fn stage_seconds(sim: &Simulator, layout: &Layout, work: Work) -> StageSeconds {
     let (model, e) = (&sim.model, sim.bytes.compute);
     let strategy = layout.strategy();
-    let tp = strategy.tp;
+    let (tp, cp) = (strategy.tp, strategy.cp);
+    let keys_and_values = 2.0 * work.tokens * model.kv_dim() as f64 / tp as f64 * e;
+    let work = Work {
+        tokens: work.tokens / cp as f64,
+        pairs: work.pairs / cp as f64,
+    };
     let roofline = &sim.roofline;
     let layer = layer_forward(model, work, tp, e);
     let head = head_forward(model, work, tp, e);
@@ -46,9 +54,13 @@ pub fn stage_seconds(sim: &Simulator, layout: &Layout, work: Work) -> StageSecon
     let tp_link = group_link(&sim.topology, &layout.tp_group());
     let gather = Collective::AllGather.seconds(tp, activation, tp_link);
     let scatter = Collective::ReduceScatter.seconds(tp, activation, tp_link);
-    let layer_comm = 2.0 * gather + 2.0 * scatter;
+    let cp_link = group_link(&sim.topology, &layout.cp_group());
+    let cp_gather = Collective::AllGather.seconds(cp, keys_and_values, cp_link);
+    let cp_scatter = Collective::ReduceScatter.seconds(cp, keys_and_values, cp_link);
+    let layer_comm_fwd = 2.0 * gather + 2.0 * scatter + cp_gather;
+    let layer_comm_bwd = 2.0 * gather + 2.0 * scatter + cp_scatter;
     let recompute = if layout.candidate.recompute {
-        layer_fwd + layer_comm
+        layer_fwd + layer_comm_fwd
     } else {
         0.0
     };
@@ -65,8 +77,8 @@ pub fn stage_seconds(sim: &Simulator, layout: &Layout, work: Work) -> StageSecon
     let mut backward = Vec::with_capacity(stages);
     for (stage, layers) in layout.stages.iter().enumerate() {
         let layers = layers.len() as f64;
-        let mut f = layers * (layer_fwd + layer_comm);
-        let mut b = layers * (layer_bwd + layer_comm + recompute);
+        let mut f = layers * (layer_fwd + layer_comm_fwd);
+        let mut b = layers * (layer_bwd + layer_comm_bwd + recompute);
         if stage == 0 {
             f += embed_fwd + scatter;
             b += embed_bwd + gather;
@@ -143,6 +155,27 @@ mod tests {
         let gather = 7.0 * 5e-6 + 7.0 / 8.0 * n / 200e9;
         let expected = 32.0 * (layer + per_layer) + head + embed + 2.0 * gather;
         assert!((tp8.forward[0] - expected).abs() < 1e-9 * expected);
+    }
+
+    #[test]
+    fn context_parallelism_splits_the_work_and_gathers_keys_and_values() {
+        let sim = sim(2);
+        let work = Work::packed(8192, &[8192]);
+        let cp2 = stage_seconds(&sim, &layout(&sim, "cp2", false), work);
+        let half = Work {
+            tokens: 4096.0,
+            pairs: work.pairs / 2.0,
+        };
+        // Per layer: the keys and values of all 8192 tokens (2·8192·4096 values: llama-7b
+        // has 32 KV heads of 128; bf16) all-gathered over 2 NVLink ranks: 5 µs + ½·n / 200e9.
+        let n = 2.0 * 8192.0 * 4096.0 * 2.0;
+        let gather = 5e-6 + 0.5 * n / 200e9;
+        let r = &sim.roofline;
+        let layer = r.total(&layer_forward(&sim.model, half, 1, 2.0));
+        let head = r.total(&head_forward(&sim.model, half, 1, 2.0));
+        let embed = r.total(&embedding_forward(&sim.model, half, 1, 2.0));
+        let expected = 32.0 * (layer + gather) + head + embed;
+        assert!((cp2.forward[0] - expected).abs() < 1e-9 * expected);
     }
 
     #[test]

@@ -101,7 +101,10 @@ pub fn phase(
     // Ranks sharing one processor: the phase's rank-seconds of work (every tensor-parallel
     // rank of a stage busy for its `totals`) at the node's rate, all ranks at once.
     let shared_work = match sim.hardware.shared_compute {
-        true => totals.iter().sum::<f64>() * strategy.tp as f64 / strategy.devices() as f64,
+        true => {
+            let ranks_per_stage = (strategy.tp * strategy.cp) as f64;
+            totals.iter().sum::<f64>() * ranks_per_stage / strategy.devices() as f64
+        }
         false => 0.0,
     };
     let mut pipeline = 0.0f64;
@@ -110,7 +113,11 @@ pub fn phase(
     for replica in &replicas {
         let costs: Vec<&StageSeconds> = replica.iter().map(|&i| &seconds[i]).collect();
         pipeline = pipeline.max(pipeline_seconds(&costs, stages)?);
-        let tokens: Vec<f64> = replica.iter().map(|&i| rows[i].tokens).collect();
+        // A context-parallel rank keeps its 1/cp of each micro-batch's tokens.
+        let tokens: Vec<f64> = replica
+            .iter()
+            .map(|&i| rows[i].tokens / strategy.cp as f64)
+            .collect();
         for (stage, peak) in in_flight.iter_mut().enumerate() {
             *peak = peak.max(peak_in_flight(stages, stage, &tokens));
         }
@@ -133,8 +140,8 @@ pub fn phase(
         } else {
             Collective::AllReduce
         };
-        let link = group_link(&sim.topology, &layout.dp_group(stage));
-        reduce = reduce.max(kind.seconds(strategy.dp, params * bytes.param, link));
+        let link = group_link(&sim.topology, &layout.replica_group(stage));
+        reduce = reduce.max(kind.seconds(strategy.replicas(), params * bytes.param, link));
         let (per_token, working) = activation_bytes_per_token(&sim.model, layout, stage, bytes);
         let here = Memory {
             parameters: params * (bytes.param + bytes.copy),
@@ -142,7 +149,7 @@ pub fn phase(
             optimizer: optimizer_bytes,
             activations: in_flight[stage] * per_token + longest * working,
         };
-        memory_all_ranks += here * (strategy.dp * strategy.tp) as f64;
+        memory_all_ranks += here * (strategy.replicas() * strategy.tp) as f64;
         if here.total() > memory.total() {
             memory = here;
         }
