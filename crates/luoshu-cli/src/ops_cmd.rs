@@ -11,7 +11,7 @@ pub struct OpsArgs {
     /// Check only this op (e.g. `exp`, `matmul`, `softmax`).
     #[arg(long)]
     pub op: Option<String>,
-    /// Fewer shapes and layouts per op, no large tensors.
+    /// Fewer shapes and layouts per op (large tensors in one layout only).
     #[arg(long)]
     pub quick: bool,
     /// Seed of the random inputs.

@@ -34,9 +34,26 @@ fn mpi_check_binary() -> PathBuf {
 /// Runs `mpi_check args` on `ranks` processes and returns every rank's stdout line,
 /// sorted; panics with the whole output if mpirun fails.
 fn mpirun(ranks: usize, args: &[&str]) -> Vec<String> {
+    let (status, lines, stderr) = mpirun_with(ranks, &[], args);
+    assert!(
+        status.success(),
+        "mpirun -n {ranks} mpi_check {args:?} failed ({status}):\n{}\n{stderr}",
+        lines.join("\n")
+    );
+    lines
+}
+
+/// Runs `mpirun -n ranks options mpi_check args`; returns its status, the ranks' stdout
+/// lines (sorted) and its stderr.
+fn mpirun_with(
+    ranks: usize,
+    options: &[&str],
+    args: &[&str],
+) -> (std::process::ExitStatus, Vec<String>, String) {
     let _one_at_a_time = MPIRUN.lock().unwrap_or_else(|e| e.into_inner());
     let output = Command::new("mpirun")
         .args(["-n", &ranks.to_string()])
+        .args(options)
         .arg(mpi_check_binary())
         .args(args)
         // Containers run as root on few cores, often without ssh: allow root, more ranks
@@ -47,20 +64,14 @@ fn mpirun(ranks: usize, args: &[&str]) -> Vec<String> {
         .env("OMPI_MCA_plm", "isolated")
         .output()
         .expect("mpirun must be on PATH to test the mpi feature (apt-get install openmpi-bin)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "mpirun -n {ranks} mpi_check {args:?} failed ({}):\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let mut lines: Vec<String> = stdout
+    let mut lines: Vec<String> = String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter(|l| l.starts_with("mpi_check:"))
         .map(str::to_string)
         .collect();
     lines.sort();
-    lines
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status, lines, stderr)
 }
 
 #[test]
@@ -84,4 +95,27 @@ fn every_other_rank_names_the_rank_that_skipped_a_collective() {
         "mpi_check: skipped the all_reduce as asked on rank 2 of 4",
     ];
     assert_eq!(lines, expected);
+}
+
+/// Rank 1 crashes (SIGABRT, no MPI_Finalize) after three all_reduces; every survivor's next
+/// all_reduce times out naming it. `--enable-recovery` keeps OpenMPI's mpirun from killing
+/// the survivors when the rank dies; mpirun then exits 0 whatever the ranks did, so the
+/// verdict is the survivors' lines (the dead rank prints none).
+#[test]
+fn every_other_rank_names_a_rank_that_died_mid_run() {
+    let (_, lines, stderr) = mpirun_with(
+        4,
+        &["--enable-recovery"],
+        &["--timeout-secs", "1", "--dying-rank", "1"],
+    );
+    let expected: Vec<String> = [0, 2, 3]
+        .iter()
+        .map(|r| {
+            format!(
+                "mpi_check: all 2 checks passed (timeout named [1]) after 3 all_reduces \
+                 on rank {r} of 4"
+            )
+        })
+        .collect();
+    assert_eq!(lines, expected, "{stderr}");
 }

@@ -373,6 +373,119 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    /// A tree with nested, hidden, `target` and other-extension files.
+    fn tree(tag: &str) -> PathBuf {
+        let dir = temp_dir(tag);
+        for sub in ["src/deep/deeper", ".git", "target/debug", "docs"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        for file in [
+            "lib.rs",
+            "src/main.rs",
+            "src/deep/deeper/z.rs",
+            "src/deep/notes.txt",
+            ".git/config.rs",
+            "target/debug/build.rs",
+            "docs/guide.md",
+            ".hidden.rs",
+        ] {
+            std::fs::write(dir.join(file), format!("text of {file}")).unwrap();
+        }
+        dir
+    }
+
+    fn relative(root: &Path, paths: &[PathBuf]) -> Vec<String> {
+        paths
+            .iter()
+            .map(|p| p.strip_prefix(root).unwrap().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn the_walker_recurses_sorted_skipping_hidden_and_target_directories() {
+        let dir = tree("walk");
+        let all = walk(&dir, None).unwrap();
+        assert_eq!(
+            relative(&dir, &all),
+            [
+                ".hidden.rs",
+                "docs/guide.md",
+                "lib.rs",
+                "src/deep/deeper/z.rs",
+                "src/deep/notes.txt",
+                "src/main.rs",
+            ],
+            "hidden files are kept, hidden and target directories are not"
+        );
+        let rust = walk(&dir, Some("rs")).unwrap();
+        assert_eq!(
+            relative(&dir, &rust),
+            [
+                ".hidden.rs",
+                "lib.rs",
+                "src/deep/deeper/z.rs",
+                "src/main.rs"
+            ]
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_missing_root_is_an_error_naming_it() {
+        let dir = temp_dir("missing").join("nowhere");
+        let e = walk(&dir, None).unwrap_err().to_string();
+        assert!(e.contains("nowhere"), "{e}");
+        let e = discover_corpus(&spec(&dir, 0.05)).unwrap_err().to_string();
+        assert!(e.contains("nowhere does not exist"), "{e}");
+    }
+
+    #[test]
+    fn discovery_takes_a_file_a_directory_or_a_glob() {
+        let dir = tree("discover");
+        let found = |data: &Path| discover_corpus(&spec(data, 0.05)).unwrap();
+        let file = found(&dir.join("lib.rs"));
+        assert_eq!(file.paths, [dir.join("lib.rs")]);
+        assert_eq!(relative(&dir, &found(&dir).paths).len(), 6);
+        let glob = found(&dir.join("src/*.rs"));
+        assert_eq!(relative(&dir, &glob.paths), ["src/main.rs"]);
+        assert!(glob.source.starts_with("files matching"), "{}", glob.source);
+        let bad = CorpusSpec {
+            val_fraction: 1.0,
+            ..spec(&dir, 0.0)
+        };
+        let e = discover_corpus(&bad).unwrap_err().to_string();
+        assert!(e.contains("val_fraction must be in [0, 1), got 1"), "{e}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Files over `max_file_bytes` are skipped and counted; reading stops once `max_bytes`
+    /// are selected (the file that crosses it is kept whole).
+    #[test]
+    fn loading_skips_large_files_and_stops_at_the_byte_budget() {
+        let dir = temp_dir("budget");
+        for i in 0..6 {
+            std::fs::write(dir.join(format!("{i}.txt")), "x".repeat(100)).unwrap();
+        }
+        std::fs::write(dir.join("big.txt"), "y".repeat(1000)).unwrap();
+        let limited = CorpusSpec {
+            max_bytes: 250,
+            max_file_bytes: 500,
+            ..spec(&dir, 0.0)
+        };
+        let corpus = load_corpus(&limited).unwrap();
+        assert_eq!(corpus.stats.used, 3, "100 + 100 + 100 crosses 250");
+        assert_eq!(corpus.stats.bytes, 300);
+        assert_eq!(corpus.train.len(), 3);
+        let everything = CorpusSpec {
+            max_bytes: 1 << 20,
+            ..limited
+        };
+        let corpus = load_corpus(&everything).unwrap();
+        assert_eq!((corpus.stats.used, corpus.stats.skipped_large), (6, 1));
+        assert_eq!(corpus.stats.candidates, 7);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     #[test]
     fn several_files_always_give_both_train_and_validation_files() {
         let doc = |name: &str| Document {

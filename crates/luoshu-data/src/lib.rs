@@ -7,7 +7,6 @@ mod corpus;
 mod error;
 mod fingerprint;
 mod framed;
-pub mod fuzz;
 mod loader;
 mod packing;
 mod special;
@@ -28,6 +27,8 @@ pub use loader::{
     BucketBatch, BucketPadding, GlobalBatch, LengthBucketLoader, LoaderConfig, LoaderPosition,
     MicroBatch, IGNORE_INDEX,
 };
+/// The byte mutator of the fuzz tests (it lives in `luoshu-tensor`, the lowest crate).
+pub use luoshu_tensor::fuzz;
 pub use packing::{first_fit_decreasing, RowDocuments};
 pub use special::END_OF_TEXT;
 pub use tokenized::TokenizedCorpus;

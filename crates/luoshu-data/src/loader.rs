@@ -346,3 +346,171 @@ impl LengthBucketLoader {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PAD: u32 = 99;
+    const NO: i64 = IGNORE_INDEX;
+
+    fn config(
+        bucket_edges: Vec<usize>,
+        tokens_per_micro_batch: usize,
+        packing: bool,
+    ) -> LoaderConfig {
+        LoaderConfig {
+            max_len: 4,
+            bucket_edges,
+            tokens_per_micro_batch,
+            global_batch_tokens: 100,
+            seed: 7,
+            packing,
+        }
+    }
+
+    /// Chunked into sequences of at most 5 tokens (4 targets): `[1..=5]`, `[6..=10]`,
+    /// `[20, 21, 22]` and `[40, 41]`; the one-token document `[30]` has no target.
+    fn documents() -> Vec<Vec<u32>> {
+        vec![(1..=10).collect(), vec![20, 21, 22], vec![30], vec![40, 41]]
+    }
+
+    fn loader(config: LoaderConfig) -> LengthBucketLoader {
+        LengthBucketLoader::new(config, &documents(), PAD).unwrap()
+    }
+
+    #[test]
+    fn documents_are_chunked_into_sequences_of_at_most_max_len_targets() {
+        let l = loader(config(vec![2, 4], 4, false));
+        assert_eq!(l.sequence_lengths().collect::<Vec<_>>(), [4, 4, 2, 1]);
+        let none = LengthBucketLoader::new(config(vec![4], 4, false), &[vec![5]], PAD);
+        assert!(none
+            .unwrap_err()
+            .to_string()
+            .contains("no sequence of at least 2 tokens"));
+    }
+
+    /// Lengths 1 and 2 go to the bucket of 2, lengths 4 to the bucket of 4; each micro-batch
+    /// holds `tokens_per_micro_batch / seq_len` rows; padding has the pad input and
+    /// [`IGNORE_INDEX`] target.
+    #[test]
+    fn sequences_go_to_the_smallest_bucket_that_holds_them_and_are_padded_to_it() {
+        let batches = loader(config(vec![2, 4], 4, false)).all_batches();
+        assert_eq!(batches.len(), 1);
+        let batch = &batches[0];
+        assert_eq!(batch.target_tokens, 4 + 4 + 2 + 1);
+        let short = &batch.buckets[0];
+        assert_eq!((short.seq_len, short.micro_batches.len()), (2, 1));
+        let m = &short.micro_batches[0];
+        assert_eq!((m.rows, m.seq_len, m.target_tokens), (2, 2, 3));
+        assert_eq!(m.inputs, [20, 21, 40, PAD as i64]);
+        assert_eq!(m.targets, [21, 22, 41, NO]);
+        assert_eq!(m.documents, None);
+        let long = &batch.buckets[1];
+        assert_eq!(long.seq_len, 4);
+        let rows: Vec<_> = long
+            .micro_batches
+            .iter()
+            .map(|m| (m.rows, m.inputs.clone(), m.targets.clone()))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (1, vec![1, 2, 3, 4], vec![2, 3, 4, 5]),
+                (1, vec![6, 7, 8, 9], vec![7, 8, 9, 10])
+            ]
+        );
+    }
+
+    /// One bucket of 4, packed first-fit-decreasing: rows [4], [4], [2, 1]; two rows per
+    /// micro-batch.
+    #[test]
+    fn packing_fills_rows_first_fit_decreasing_and_records_the_documents() {
+        let batch = &loader(config(vec![4], 8, true)).all_batches()[0];
+        let micro = &batch.buckets[0].micro_batches;
+        assert_eq!(micro.len(), 2);
+        assert_eq!(micro[0].rows, 2);
+        assert_eq!(
+            micro[0].documents.as_ref().unwrap().rows,
+            [vec![4], vec![4]]
+        );
+        let last = &micro[1];
+        assert_eq!(last.rows, 1);
+        assert_eq!(last.inputs, [20, 21, 40, PAD as i64]);
+        assert_eq!(last.targets, [21, 22, 41, NO]);
+        assert_eq!(last.documents.as_ref().unwrap().rows, [vec![2, 1]]);
+        assert_eq!(batch.target_tokens, 11);
+    }
+
+    /// Validation batches stop once they reach `global_batch_tokens`: 4 + 4 ≥ 5, then 2 + 1.
+    #[test]
+    fn validation_batches_take_sequences_in_corpus_order_up_to_the_token_budget() {
+        let mut c = config(vec![2, 4], 4, false);
+        c.global_batch_tokens = 5;
+        let tokens: Vec<usize> = loader(c)
+            .all_batches()
+            .iter()
+            .map(|b| b.target_tokens)
+            .collect();
+        assert_eq!(tokens, [8, 3]);
+    }
+
+    /// With a budget of all 11 target tokens, a training batch is one whole epoch in the
+    /// seed's order; the next batch starts the next epoch.
+    #[test]
+    fn a_training_batch_of_a_whole_epoch_serves_every_sequence_once() {
+        let mut c = config(vec![2, 4], 4, false);
+        c.global_batch_tokens = 11;
+        let mut l = loader(c);
+        let mut order = l.order.clone();
+        order.sort_unstable();
+        assert_eq!(order, [0, 1, 2, 3]);
+        for epoch in 0..3 {
+            let batch = l.next_batch();
+            assert_eq!(batch.target_tokens, 11);
+            assert_eq!(l.position(), LoaderPosition { epoch, cursor: 4 });
+        }
+    }
+
+    /// Each batch reaches the budget with its last sequence; a loader that seeks to a saved
+    /// position serves exactly the batches that followed it, across epoch boundaries.
+    #[test]
+    fn a_seek_to_a_saved_position_replays_the_following_batches() {
+        let mut c = config(vec![2, 4], 4, false);
+        c.global_batch_tokens = 3;
+        let mut l = loader(c.clone());
+        let _ = (l.next_batch(), l.next_batch());
+        let saved = l.position();
+        let later: Vec<GlobalBatch> = (0..6).map(|_| l.next_batch()).collect();
+        assert!(later.iter().all(|b| b.target_tokens >= 3));
+        assert!(
+            l.position().epoch >= 2,
+            "six batches of >= 3 of 11 tokens cross epochs"
+        );
+        let mut replay = loader(c);
+        replay.seek(saved).unwrap();
+        for batch in &later {
+            assert_eq!(&replay.next_batch(), batch);
+        }
+        let past = replay.seek(LoaderPosition {
+            epoch: 0,
+            cursor: 5,
+        });
+        assert!(past
+            .unwrap_err()
+            .to_string()
+            .contains("past the 4 sequences"));
+    }
+
+    #[test]
+    fn impossible_configs_are_refused_saying_what_must_hold() {
+        let refused = |c: LoaderConfig| c.validate().unwrap_err().to_string();
+        assert!(refused(config(vec![4, 2], 4, false)).contains("strictly ascending"));
+        assert!(refused(config(vec![0, 4], 4, false)).contains("positive"));
+        assert!(refused(config(vec![2, 3], 4, false)).contains("must equal max_len (4)"));
+        assert!(refused(config(vec![4], 3, false)).contains("at least one sequence of max_len"));
+        let mut c = config(vec![4], 4, false);
+        c.global_batch_tokens = 0;
+        assert!(refused(c).contains("global_batch_tokens must be positive"));
+    }
+}

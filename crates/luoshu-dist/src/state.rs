@@ -75,9 +75,9 @@ impl DState {
         })
     }
 
-    /// Every device holds the whole tensor.
-    pub fn duplicated(devices: usize) -> Self {
-        DState::new(&[(Axis::Duplicate, devices)]).expect("devices >= 1")
+    /// Every device holds the whole tensor (an error for 0 devices).
+    pub fn duplicated(devices: usize) -> Result<Self> {
+        DState::new(&[(Axis::Duplicate, devices)])
     }
 
     /// Extent of `axis` (1 when absent).

@@ -36,7 +36,7 @@ fn state(axes: &[(Axis, usize)]) -> DState {
 }
 
 fn dup(devices: usize) -> DState {
-    DState::duplicated(devices)
+    DState::duplicated(devices).unwrap()
 }
 
 /// Adds `leaf` to `g` as a parameter.

@@ -108,7 +108,13 @@ fn point_to_point_spreads_duplicated_cells_over_their_holders() {
 
 #[test]
 fn mismatched_states_and_pieces_are_rejected() {
-    let err = plan(&state(&[S0]), &DState::duplicated(4), &[4], DType::F32).unwrap_err();
+    let err = plan(
+        &state(&[S0]),
+        &DState::duplicated(4).unwrap(),
+        &[4],
+        DType::F32,
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::Redistribution(_)), "{err}");
     assert!(
         plan(&state(&[S1]), &state(&[S0]), &[4], DType::F32).is_err(),

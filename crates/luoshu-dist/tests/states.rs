@@ -111,8 +111,8 @@ fn display_lists_the_axes_in_device_order() {
         (Axis::Duplicate, 3),
     ]);
     assert_eq!(state.unwrap().to_string(), "S1:2,P2,D3");
-    assert_eq!(DState::duplicated(1).to_string(), "D1");
-    assert_eq!(DState::duplicated(4).to_string(), "D4");
+    assert_eq!(DState::duplicated(1).unwrap().to_string(), "D1");
+    assert_eq!(DState::duplicated(4).unwrap().to_string(), "D4");
 }
 
 #[test]
@@ -122,18 +122,24 @@ fn validation_names_the_problem() {
     assert!(matches!(err, Error::InvalidState(_)));
     assert!(err.to_string().contains("splits dim 2"), "{err}");
 
-    let mut wrong_count = DState::duplicated(4);
+    let mut wrong_count = DState::duplicated(4).unwrap();
     wrong_count.devices = 3;
     let err = wrong_count.check().unwrap_err();
     assert!(err.to_string().contains("multiply to 4"), "{err}");
 
-    let mut missing_axis = DState::duplicated(2);
+    let mut missing_axis = DState::duplicated(2).unwrap();
     missing_axis.partial = 2;
     missing_axis.devices = 4;
     let err = missing_axis.check().unwrap_err();
     assert!(err.to_string().contains("not in the order"), "{err}");
 
-    let bad_coords = DState::duplicated(2).device_of(&[2]).unwrap_err();
+    let none = DState::duplicated(0).unwrap_err();
+    assert!(
+        none.to_string().contains("extent 0"),
+        "zero devices is an error: {none}"
+    );
+
+    let bad_coords = DState::duplicated(2).unwrap().device_of(&[2]).unwrap_err();
     assert!(
         bad_coords.to_string().contains("coordinate 2"),
         "{bad_coords}"

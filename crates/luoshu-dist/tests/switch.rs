@@ -220,7 +220,8 @@ fn the_planner_balances_sends_where_the_naive_plan_does_not() {
     // ranks 4–7 on a second node: the planner spreads the sends, the naive plan makes
     // rank 0 send everything.
     let dims = [4, 8];
-    let from = Placement::from_state(&dims, &DState::duplicated(4), &[0, 1, 2, 3]).unwrap();
+    let from =
+        Placement::from_state(&dims, &DState::duplicated(4).unwrap(), &[0, 1, 2, 3]).unwrap();
     let split = DState::new(&[(luoshu_dist::Axis::Split(1), 4)]).unwrap();
     let to = Placement::from_state(&dims, &split, &[4, 5, 6, 7]).unwrap();
     let topo = topology(8, 4);
@@ -243,7 +244,7 @@ fn a_source_that_misses_elements_is_an_error() {
     let full = Placement::from_state(&dims, &split, &[0, 1]).unwrap();
     let mut half = full.clone();
     half.holdings.pop();
-    let to = Placement::from_state(&dims, &DState::duplicated(2), &[0, 1]).unwrap();
+    let to = Placement::from_state(&dims, &DState::duplicated(2).unwrap(), &[0, 1]).unwrap();
     let err = plan_switch(&[(&half, &to)], &topology(2, 2), 4, SenderChoice::Balanced)
         .unwrap_err()
         .to_string();

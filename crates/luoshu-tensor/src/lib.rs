@@ -4,6 +4,7 @@
 
 mod dtype;
 mod error;
+pub mod fuzz;
 mod layout;
 pub mod rng;
 mod shape;

@@ -152,3 +152,46 @@ pub fn clip_grad_norm(ops: &Ops, grads: &[Tensor], max_norm: f64) -> Result<f64>
     }
     Ok(norm)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use luoshu_backend::cpu::CpuBackend;
+
+    fn grads() -> Vec<Tensor> {
+        vec![
+            Tensor::from_slice(&[3.0f32, 4.0], [2]).unwrap(),
+            Tensor::from_slice(&[12.0f32], [1]).unwrap(),
+        ]
+    }
+
+    fn values(grads: &[Tensor]) -> Vec<Vec<f32>> {
+        grads.iter().map(|g| g.to_vec::<f32>().unwrap()).collect()
+    }
+
+    /// The global norm is √(3² + 4² + 12²) = 13 over both tensors together.
+    #[test]
+    fn a_norm_above_the_limit_scales_every_gradient_by_the_same_factor() {
+        let backend = CpuBackend::new();
+        let ops = Ops::new(&backend);
+        let g = grads();
+        let norm = clip_grad_norm(&ops, &g, 6.5).unwrap();
+        assert_eq!(norm, 13.0);
+        assert_eq!(values(&g), [vec![1.5, 2.0], vec![6.0]]);
+    }
+
+    #[test]
+    fn a_norm_within_the_limit_or_a_disabled_limit_leaves_gradients_alone() {
+        let backend = CpuBackend::new();
+        let ops = Ops::new(&backend);
+        for max_norm in [13.0, 20.0, 0.0] {
+            let g = grads();
+            assert_eq!(clip_grad_norm(&ops, &g, max_norm).unwrap(), 13.0);
+            assert_eq!(
+                values(&g),
+                [vec![3.0, 4.0], vec![12.0]],
+                "max_norm {max_norm}"
+            );
+        }
+    }
+}

@@ -58,3 +58,76 @@ impl LrSchedule {
         self.min_lr + (self.peak_lr - self.min_lr) * cosine
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schedule(warmup_steps: u64, total_steps: u64) -> LrSchedule {
+        LrSchedule {
+            peak_lr: 1.0,
+            min_lr: 0.1,
+            warmup_steps,
+            total_steps,
+        }
+    }
+
+    fn assert_close(got: f64, want: f64) {
+        assert!((got - want).abs() < 1e-12, "got {got}, want {want}");
+    }
+
+    #[test]
+    fn warmup_rises_linearly_to_the_peak() {
+        let s = schedule(4, 12);
+        for (step, want) in [(0, 0.25), (1, 0.5), (2, 0.75), (3, 1.0)] {
+            assert_close(s.lr_at(step), want);
+        }
+    }
+
+    /// Decay over steps 4..12 (8 steps): lr = 0.1 + 0.9 · ½(1 + cos(π · (step − 4) / 8)).
+    #[test]
+    fn cosine_decays_from_the_peak_to_the_floor_and_stays_there() {
+        let s = schedule(4, 12);
+        let quarter = 0.1 + 0.9 * 0.5 * (1.0 + std::f64::consts::FRAC_1_SQRT_2);
+        for (step, want) in [
+            (4, 1.0),
+            (6, quarter),
+            (8, 0.55),
+            (10, 0.1 + 0.9 - (quarter - 0.1)),
+            (12, 0.1),
+            (13, 0.1),
+            (1000, 0.1),
+        ] {
+            assert_close(s.lr_at(step), want);
+        }
+        assert_close(quarter, 0.868_198_051_533_946_4);
+    }
+
+    #[test]
+    fn no_warmup_starts_at_the_peak_and_no_decay_drops_to_the_floor() {
+        assert_close(schedule(0, 10).lr_at(0), 1.0);
+        assert_close(schedule(0, 10).lr_at(5), 0.55);
+        let warmup_only = schedule(3, 3);
+        assert_close(warmup_only.lr_at(2), 1.0);
+        assert_close(warmup_only.lr_at(3), 0.1);
+    }
+
+    #[test]
+    fn impossible_schedules_are_refused_saying_what_must_hold() {
+        let bad = |s: LrSchedule| s.validate().unwrap_err().to_string();
+        assert!(
+            bad(schedule(13, 12)).contains("warmup_steps (13) must not exceed total_steps (12)")
+        );
+        let inverted = LrSchedule {
+            min_lr: 2.0,
+            ..schedule(4, 12)
+        };
+        assert!(bad(inverted).contains("need 0 <= min_lr <= peak_lr"));
+        let nan = LrSchedule {
+            peak_lr: f64::NAN,
+            ..schedule(4, 12)
+        };
+        assert!(bad(nan).contains("peak_lr NaN"));
+        assert!(schedule(12, 12).validate().is_ok());
+    }
+}

@@ -57,6 +57,11 @@ impl View {
     }
 }
 
+/// A shape of 67,591 elements: above the 65,536 elements of work (`PARALLEL_MIN_WORK`)
+/// from which the CPU backend splits a kernel into rayon tasks, so every op family checks
+/// its parallel path against the reference, not only the serial one.
+pub const LARGE: [usize; 2] = [257, 263];
+
 /// Elements in front of an [`View::Offset`] view.
 const OFFSET: usize = 3;
 

@@ -81,6 +81,8 @@ pub struct ElementError {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Comparison {
     pub elements: usize,
+    /// Elements that may be outside tolerance: none under [`Tol::EXACT`], else 0.1 %.
+    pub allowed_exceeded: usize,
     /// Elements outside tolerance (a NaN/Inf that the oracle also has is not counted).
     pub exceeded: usize,
     /// First element that is NaN/Inf where the oracle's is finite: always a failure.
@@ -89,9 +91,9 @@ pub struct Comparison {
 }
 
 impl Comparison {
-    /// At most 0.1 % of the elements out of tolerance and no spurious NaN/Inf.
+    /// At most `allowed_exceeded` elements out of tolerance and no spurious NaN/Inf.
     pub fn passed(&self) -> bool {
-        self.spurious_nonfinite.is_none() && self.exceeded <= self.elements / 1000
+        self.spurious_nonfinite.is_none() && self.exceeded <= self.allowed_exceeded
     }
 }
 
@@ -124,10 +126,20 @@ fn element_error(index: usize, got: f64, want: f64, tol: Tol) -> ElementError {
     }
 }
 
-/// Compare `got` with the oracle's `want` (same length) elementwise.
+/// True when `got` is `want` bit for bit (any NaN matches any NaN): what an exact op
+/// must give, down to the sign of a zero.
+fn identical(got: f64, want: f64) -> bool {
+    got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan())
+}
+
+/// Compare `got` with the oracle's `want` (same length) elementwise. Under [`Tol::EXACT`]
+/// every element must be identical (a zero of the other sign counts as wrong); otherwise
+/// 0.1 % of the elements may be outside `tol`.
 pub fn compare(got: &[f64], want: &[f64], tol: Tol) -> Comparison {
+    let exact = tol == Tol::EXACT;
     let mut result = Comparison {
         elements: want.len(),
+        allowed_exceeded: if exact { 0 } else { want.len() / 1000 },
         exceeded: 0,
         spurious_nonfinite: None,
         worst: None,
@@ -137,7 +149,10 @@ pub fn compare(got: &[f64], want: &[f64], tol: Tol) -> Comparison {
         if same_nonfinite {
             continue;
         }
-        let e = element_error(index, g, w, tol);
+        let mut e = element_error(index, g, w, tol);
+        if exact && !identical(g, w) {
+            e.ratio = f64::INFINITY;
+        }
         if w.is_finite() && !g.is_finite() {
             result.spurious_nonfinite.get_or_insert(e);
         }
@@ -182,13 +197,30 @@ mod tests {
     }
 
     #[test]
-    fn one_in_a_thousand_may_exceed() {
+    fn one_in_a_thousand_may_exceed_a_rounding_tolerance() {
+        let tol = tolerance(Class::Rounding, DType::F32);
         let want = vec![1.0; 2000];
         let mut got = want.clone();
         got[0] = 2.0;
         got[1] = 2.0;
-        assert!(compare(&got, &want, Tol::EXACT).passed());
+        assert!(compare(&got, &want, tol).passed());
         got[2] = 2.0;
-        assert!(!compare(&got, &want, Tol::EXACT).passed());
+        assert!(!compare(&got, &want, tol).passed());
+    }
+
+    #[test]
+    fn exact_comparisons_allow_no_wrong_element_not_even_a_zero_of_the_other_sign() {
+        let tol = tolerance(Class::Exact, DType::F32);
+        assert_eq!(tol, Tol::EXACT);
+        assert_eq!(tolerance(Class::Accumulate, DType::I64), Tol::EXACT);
+        let want = vec![1.0; 100_000];
+        let mut got = want.clone();
+        assert!(compare(&got, &want, tol).passed());
+        got[70_000] = 1.0 + f64::EPSILON;
+        let c = compare(&got, &want, tol);
+        assert_eq!((c.exceeded, c.allowed_exceeded), (1, 0));
+        assert!(!c.passed());
+        assert!(!compare(&[-0.0], &[0.0], tol).passed());
+        assert!(compare(&[f64::NAN, -0.0], &[-f64::NAN, -0.0], tol).passed());
     }
 }

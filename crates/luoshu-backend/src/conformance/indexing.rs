@@ -40,6 +40,8 @@ const SELECT_CASES: &[(&[usize], usize, usize)] = &[
     (&[2, 6, 3], 1, 9),
     (&[2, 6, 3], 2, 5),
     (&[50, 16], 0, 33),
+    // 72,000 elements selected or added: the parallel path.
+    (&[300, 240], 0, 300),
 ];
 
 fn index_select(c: &mut Checker<'_>) -> Result<()> {
@@ -102,6 +104,8 @@ const GATHER_CASES: &[(&[usize], usize, &[usize])] = &[
     (&[2, 5, 3], 2, &[1, 5, 2]),
     (&[3, 4], 1, &[3, 0]),
     (&[1], 0, &[4]),
+    // 72,000 elements gathered or scattered: the parallel path.
+    (&[300, 240], 1, &[300, 240]),
 ];
 
 fn gather(c: &mut Checker<'_>) -> Result<()> {
@@ -161,6 +165,8 @@ const CONCAT_CASES: &[(&[&[usize]], usize)] = &[
     (&[&[2, 3, 4], &[2, 1, 4]], 1),
     (&[&[2, 3, 4], &[2, 3, 4], &[2, 3, 1]], 2),
     (&[&[5, 2]], 0),
+    // 72,000 elements: the parallel path.
+    (&[&[300, 100], &[300, 140]], 1),
 ];
 
 fn concat(c: &mut Checker<'_>) -> Result<()> {
@@ -193,6 +199,7 @@ fn arange(c: &mut Checker<'_>) -> Result<()> {
                 (5.0, -2.0, 7),
                 (-3.0, 4.0, 1),
                 (0.0, 1.0, 0),
+                (-9.0, 3.0, 70_000),
             ],
             _ => &[
                 (0.0, 1.0, 10),
@@ -200,6 +207,7 @@ fn arange(c: &mut Checker<'_>) -> Result<()> {
                 (5.0, -2.0, 7),
                 (0.0, 1.0, 0),
                 (0.1, 0.1, 300),
+                (-20.0, 0.5, 70_000),
             ],
         };
         let class = if dtype.is_float() {
@@ -265,7 +273,7 @@ fn random(c: &mut Checker<'_>) -> Result<()> {
             dtypes.push(DType::Bool);
         }
         for dtype in dtypes {
-            for (i, dims) in [&[][..], &[0], &[1], &[7], &[3, 5], &[2, 3, 11]]
+            for (i, dims) in [&[][..], &[0], &[1], &[7], &[3, 5], &[2, 3, 11], &[300, 240]]
                 .iter()
                 .enumerate()
             {

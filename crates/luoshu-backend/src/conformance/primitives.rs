@@ -1,5 +1,5 @@
 //! Cases for the memory, elementwise, reduction and matmul primitives.
-use super::cases::{fresh, label, offset_output, Dist, View};
+use super::cases::{fresh, label, offset_output, Dist, View, LARGE};
 use super::checker::Checker;
 use super::compare::Class;
 use crate::ops::{BinaryOp, CompareOp, ReduceOp, UnaryOp};
@@ -21,8 +21,9 @@ const ELEMENTWISE_SHAPES: &[&[usize]] = &[
     &[4, 1, 33],
     &[2, 3, 4, 5],
 ];
-/// Large enough to cross any parallel or SIMD threshold (full mode only).
-const LARGE_SHAPES: &[&[usize]] = &[&[129, 257]];
+/// Above 65,536 elements (the CPU backend's `PARALLEL_MIN_WORK`), so parallel kernels are
+/// checked too: [`super::cases::LARGE`] elements, in every mode (one layout when quick).
+const LARGE_SHAPES: &[&[usize]] = &[&super::cases::LARGE];
 
 pub fn check_all(c: &mut Checker<'_>) {
     c.primitive("copy", copy);
@@ -47,9 +48,7 @@ pub fn check_all(c: &mut Checker<'_>) {
 
 fn elementwise_shapes(c: &Checker<'_>) -> Vec<(Vec<usize>, View)> {
     let mut shapes = c.layouts(ELEMENTWISE_SHAPES);
-    if !c.quick {
-        shapes.extend(c.layouts(LARGE_SHAPES));
-    }
+    shapes.extend(c.layouts(LARGE_SHAPES));
     shapes
 }
 
@@ -81,7 +80,7 @@ fn fill(c: &mut Checker<'_>) -> Result<()> {
             &[0.0, 1.0, 3.75, -2.5]
         };
         for &value in values {
-            for dims in [&[][..], &[0], &[7], &[3, 5]] {
+            for dims in [&[][..], &[0], &[7], &[3, 5], &LARGE] {
                 let name = format!("{dtype}{dims:?} value {value} at an offset");
                 c.case(&name, dtype, Class::Exact, &[], |ops| {
                     let (buffer, out) = offset_output(ops, dtype, dims)?;
@@ -109,7 +108,7 @@ fn cast_dist(from: DType, to: DType) -> Dist {
 }
 
 fn cast(c: &mut Checker<'_>) -> Result<()> {
-    let shapes = c.layouts(&[&[0], &[7], &[3, 5], &[2, 3, 9]]);
+    let shapes = c.layouts(&[&[0], &[7], &[3, 5], &[2, 3, 9], &LARGE]);
     for from in ALL_DTYPES {
         for to in ALL_DTYPES {
             for (dims, view) in &shapes {
@@ -194,15 +193,13 @@ const BINARY_SHAPES: &[(&[usize], &[usize])] = &[
     (&[4, 1, 33], &[4, 6, 33]),
     (&[2, 3, 4, 5], &[2, 3, 4, 5]),
 ];
-const LARGE_BINARY_SHAPES: &[(&[usize], &[usize])] =
-    &[(&[129, 257], &[129, 257]), (&[129, 257], &[257])];
+/// Above the parallel threshold, in every mode.
+const LARGE_BINARY_SHAPES: &[(&[usize], &[usize])] = &[(&LARGE, &LARGE), (&LARGE, &[LARGE[1]])];
 
 /// (shape of a, shape of b, view of a, view of b) pairs to try.
 fn binary_layouts(c: &Checker<'_>) -> Vec<(Vec<usize>, Vec<usize>, View, View)> {
     let mut pairs = BINARY_SHAPES.to_vec();
-    if !c.quick {
-        pairs.extend(LARGE_BINARY_SHAPES);
-    }
+    pairs.extend(LARGE_BINARY_SHAPES);
     let mut out = Vec::new();
     for (i, (a, b)) in pairs.iter().enumerate() {
         let views: Vec<usize> = if c.quick {
@@ -334,6 +331,7 @@ const SELECT_SHAPES: &[(&[usize], &[usize], &[usize])] = &[
     (&[0, 3], &[0, 3], &[3]),
     (&[2, 3, 4], &[1, 4], &[2, 1, 1]),
     (&[7], &[1], &[]),
+    (&LARGE, &LARGE, &[LARGE[1]]),
 ];
 
 fn select(c: &mut Checker<'_>) -> Result<()> {
@@ -375,7 +373,9 @@ const REDUCE_CASES: &[(&[usize], &[usize])] = &[
     (&[0], &[0]),
     (&[4, 1000], &[1]),
 ];
-const LARGE_REDUCE_CASES: &[(&[usize], &[usize])] = &[(&[3, 40000], &[1]), (&[300, 200], &[0])];
+/// Above the parallel threshold, in every mode: few long rows (split within a row) and
+/// many outputs (split across outputs).
+const LARGE_REDUCE_CASES: &[(&[usize], &[usize])] = &[(&[3, 40000], &[1]), (&[300, 240], &[0])];
 
 fn reduce(c: &mut Checker<'_>, op: ReduceOp) -> Result<()> {
     let mut dtypes = FLOATS.to_vec();
@@ -387,9 +387,7 @@ fn reduce(c: &mut Checker<'_>, op: ReduceOp) -> Result<()> {
         _ => Class::Accumulate,
     };
     let mut cases = REDUCE_CASES.to_vec();
-    if !c.quick {
-        cases.extend(LARGE_REDUCE_CASES);
-    }
+    cases.extend(LARGE_REDUCE_CASES);
     for dtype in dtypes {
         for (i, (dims, axes)) in cases.iter().enumerate() {
             let empty = axes.iter().any(|&a| dims[a] == 0);
@@ -423,6 +421,8 @@ fn argmax(c: &mut Checker<'_>) -> Result<()> {
         (&[2, 1, 4], 1),
         (&[0, 4], 1),
         (&[4, 300], 1),
+        (&[3, 30000], 1),
+        (&[300, 240], 0),
     ];
     let dtypes = [FLOATS.as_slice(), &[DType::I64, DType::I32]].concat();
     for dtype in dtypes {

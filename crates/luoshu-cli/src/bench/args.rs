@@ -11,6 +11,10 @@ pub struct BenchArgs {
     /// reported).
     #[arg(long, default_value_t = 1.0)]
     pub seconds: f64,
+    /// `train`, `hot`: the operator backend, `cpu` or `reference` (as `luoshu train
+    /// --backend`); `gemm` and `attention` time the cpu backend's own kernels.
+    #[arg(long, default_value = "cpu")]
+    pub backend: String,
     /// `train`, `hot`: the model preset (tiny, bench-5m, ...).
     #[arg(long, default_value = "bench-5m")]
     pub config: String,

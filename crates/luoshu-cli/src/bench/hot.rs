@@ -9,8 +9,6 @@ use super::args::BenchArgs;
 use super::measurement::SEED;
 use crate::train::config::{HotSwitchConfig, RunConfig};
 use crate::train::data;
-use luoshu_backend::cpu::CpuBackend;
-use luoshu_backend::Backend;
 use luoshu_comm::{threads, Communicator};
 use luoshu_data::GlobalBatch;
 use luoshu_dist::switch::human_bytes;
@@ -189,7 +187,7 @@ fn measure_rank(
     batches: &[GlobalBatch],
     args: &BenchArgs,
 ) -> Result<Vec<Totals>, String> {
-    let backend: Arc<dyn Backend> = Arc::new(CpuBackend::new());
+    let backend = luoshu_backend::backend_by_name(&args.backend).map_err(|e| e.to_string())?;
     let mut systems = vec![System::Hot(Box::new(
         HotSwitchTrainer::new(
             model.clone(),

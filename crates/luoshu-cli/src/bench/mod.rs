@@ -28,10 +28,23 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, String> {
     // The global rayon pool is created on first use, which has not happened yet.
     std::env::set_var("RAYON_NUM_THREADS", args.threads.to_string());
     let budget = Duration::from_secs_f64(args.seconds.max(0.0));
+    // An unknown backend is refused, with the list, before anything is measured.
+    let backend = luoshu_backend::backend_by_name(&args.backend).map_err(|e| e.to_string())?;
+    let cpu_kernels_only = || {
+        if args.backend == "cpu" {
+            Ok(())
+        } else {
+            Err(format!(
+                "`bench {}` times the cpu backend's own kernels; --backend {} applies to \
+                 `bench train` and `bench hot`",
+                args.what, args.backend
+            ))
+        }
+    };
     match args.what.as_str() {
-        "gemm" => kernels::gemm(args.threads, budget),
-        "attention" => kernels::attention(budget),
-        "train" => train::run(args),
+        "gemm" => cpu_kernels_only().and_then(|()| kernels::gemm(args.threads, budget)),
+        "attention" => cpu_kernels_only().and_then(|()| kernels::attention(budget)),
+        "train" => train::run(args, backend),
         "hot" => hot::run(args),
         other => Err(format!(
             "unknown benchmark `{other}`; available: gemm, attention, train, hot"

@@ -2,7 +2,7 @@
 //! parallel strategies (ranks as threads of this process), against the single-device step.
 
 use super::measurement::{median, SEED};
-use luoshu_backend::cpu::CpuBackend;
+use luoshu_backend::Backend;
 use luoshu_comm::threads;
 use luoshu_data::{BucketBatch, GlobalBatch, MicroBatch};
 use luoshu_dist::{Mesh, Strategy};
@@ -49,8 +49,8 @@ pub fn split_rows(batch: &GlobalBatch, parts: usize) -> Result<GlobalBatch, Stri
     })
 }
 
-/// Median step time of `strategy` on `batch` after `warmup` steps (rank 0's clock; every
-/// step ends with collectives, so all ranks finish it together).
+/// Median step time of `strategy` on `batch` after `warmup` steps on `backend` (rank 0's
+/// clock; every step ends with collectives, so all ranks finish it together).
 pub fn measure(
     model: &ModelConfig,
     train: &TrainConfig,
@@ -58,12 +58,13 @@ pub fn measure(
     strategy: Strategy,
     warmup: usize,
     steps: usize,
+    backend: &Arc<dyn Backend>,
 ) -> Result<f64, String> {
     let results = threads::run(strategy.devices(), |comm| -> Result<f64, String> {
         let mesh = Mesh::new(strategy, comm).map_err(|e| e.to_string())?;
-        let backend = Arc::new(CpuBackend::new());
-        let mut trainer = ParallelTrainer::new(model.clone(), train.clone(), backend, mesh, SEED)
-            .map_err(|e| e.to_string())?;
+        let mut trainer =
+            ParallelTrainer::new(model.clone(), train.clone(), backend.clone(), mesh, SEED)
+                .map_err(|e| e.to_string())?;
         let mut times = Vec::new();
         for step in 0..warmup + steps {
             let start = Instant::now();

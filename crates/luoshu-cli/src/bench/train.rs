@@ -6,7 +6,7 @@ use super::args::BenchArgs;
 use super::measurement::{median, TrainMeasurement, SEED};
 use super::strategies;
 use super::torch_baseline::{self, TrainWorkload};
-use luoshu_backend::cpu::CpuBackend;
+use luoshu_backend::Backend;
 use luoshu_data::{BucketBatch, GlobalBatch, MicroBatch};
 use luoshu_model::{ModelConfig, Precision};
 use luoshu_tensor::rng;
@@ -73,9 +73,12 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-fn measure_luoshu(work: &TrainWorkload, batch: &GlobalBatch) -> Result<TrainMeasurement, String> {
+fn measure_luoshu(
+    work: &TrainWorkload,
+    batch: &GlobalBatch,
+    backend: Arc<dyn Backend>,
+) -> Result<TrainMeasurement, String> {
     let startup_rss_mib = peak_rss_mib();
-    let backend = Arc::new(CpuBackend::new());
     let mut trainer = Trainer::new(work.model.clone(), work.train.clone(), backend, SEED)
         .map_err(|e| e.to_string())?;
     let (mut times, mut losses) = (Vec::new(), Vec::new());
@@ -145,7 +148,7 @@ fn print_comparison(ours: &TrainMeasurement, base: &TrainMeasurement) {
     );
 }
 
-pub fn run(args: &BenchArgs) -> Result<(), String> {
+pub fn run(args: &BenchArgs, backend: Arc<dyn Backend>) -> Result<(), String> {
     if args.batch == 0 || args.steps == 0 {
         return Err(format!(
             "bench train needs --batch and --steps of at least 1, got {} and {}",
@@ -167,20 +170,21 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     let batch = global_batch(&tokens, work.batch, work.seq);
     println!(
         "training step, model {} ({:.2} M parameters), batch {} × seq {} = {} tokens/step, \
-         fp32, AdamW, clip {}; {} threads; median of {} steps after {} warm-up",
+         fp32, AdamW, clip {}; {} backend, {} threads; median of {} steps after {} warm-up",
         args.config,
         work.model.num_parameters() as f64 / 1e6,
         work.batch,
         work.seq,
         work.tokens_per_step(),
         work.train.grad_clip,
+        args.backend,
         work.threads,
         work.steps,
         work.warmup
     );
     // Measured first and in-process: its peak RSS is read before Python runs, and the
     // child's memory never counts towards ours anyway.
-    let ours = measure_luoshu(&work, &batch)?;
+    let ours = measure_luoshu(&work, &batch, backend.clone())?;
     let base = if args.no_baseline {
         None
     } else {
@@ -202,7 +206,7 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         print_comparison(&ours, base);
     }
     if !args.strategies.is_empty() {
-        compare_strategies(args, &work, &batch)?;
+        compare_strategies(args, &work, &batch, &backend)?;
     }
     Ok(())
 }
@@ -213,6 +217,7 @@ fn compare_strategies(
     args: &BenchArgs,
     work: &TrainWorkload,
     batch: &GlobalBatch,
+    backend: &Arc<dyn Backend>,
 ) -> Result<(), String> {
     let strategies = args
         .strategies
@@ -238,6 +243,7 @@ fn compare_strategies(
             strategy,
             work.warmup,
             work.steps,
+            backend,
         )?;
         println!(
             "{:<16} {:>10.0} {:>10.1}",

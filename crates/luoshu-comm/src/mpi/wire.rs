@@ -353,6 +353,7 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn messages_round_trip_every_dtype_and_layout() {
@@ -419,5 +420,52 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(decode(&longer).is_err());
+    }
+
+    /// A message with every part the decoder reads: an op with arguments, described
+    /// tensors, and delivered tensors of two dtypes.
+    fn sample_message() -> Vec<u8> {
+        let a = Tensor::from_f64(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], DType::F32, vec![2, 3]).unwrap();
+        let b = Tensor::from_f64(&[7.0, 8.0], DType::BF16, vec![2]).unwrap();
+        let descs = [TensorDesc::of(&a), TensorDesc::of(&b)];
+        let op = Op::Split {
+            color: 1,
+            key: 2,
+            cached: 5,
+        };
+        encode(9, op, &descs, &[a, b]).unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+        /// Whatever arrives, decoding never panics: a damaged message is either still a
+        /// well-formed one (a flipped sequence number or value byte) whose tensors can be
+        /// built, or it is refused as a malformed luoshu message saying what is wrong.
+        #[test]
+        fn mutated_messages_never_panic_and_every_rejection_is_clear(
+            edits in prop::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 1..6)
+        ) {
+            let good = sample_message();
+            let damaged = luoshu_tensor::fuzz::mutate(&good, &edits);
+            match decode(&damaged) {
+                Ok(envelope) => {
+                    for tensor in envelope.payload {
+                        let desc = tensor.desc.clone();
+                        prop_assert!(
+                            tensor.into_tensor().is_ok(),
+                            "a decoded {} tensor could not be built", desc
+                        );
+                    }
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    prop_assert!(
+                        message.contains("malformed luoshu message: ") && message.len() > 40,
+                        "unclear rejection: {}", message
+                    );
+                }
+            }
+        }
     }
 }

@@ -19,13 +19,13 @@ pub(super) fn input_states(
     types: &[&TensorType],
     states: &[DState],
     outputs: &[TensorType],
-    devices: usize,
+    duplicated: &DState,
 ) -> Result<(Vec<DState>, Vec<DState>)> {
     let first_error = match try_deduce(op, types, states) {
         Ok(out) => return Ok((states.to_vec(), out)),
         Err(e) => e,
     };
-    for candidate in alternatives(op, types, states, outputs, devices) {
+    for candidate in alternatives(op, types, states, outputs, duplicated) {
         if candidate.as_slice() == states {
             continue;
         }
@@ -48,21 +48,24 @@ fn alternatives(
     types: &[&TensorType],
     states: &[DState],
     outputs: &[TensorType],
-    devices: usize,
+    duplicated: &DState,
 ) -> Vec<Vec<DState>> {
     let mut candidates = Vec::new();
     let elementwise = op.is_elementwise() || matches!(op, Op::Fused(_));
     if let (true, Some(output)) = (elementwise, outputs.first()) {
         candidates.extend(aligned_to_first_split(types, states, output));
     }
-    let reduced: Vec<DState> = states.iter().map(|s| without_partial(s, devices)).collect();
+    let reduced: Vec<DState> = states
+        .iter()
+        .map(|s| without_partial(s, duplicated))
+        .collect();
     candidates.push(reduced.clone());
     for i in 0..states.len() {
         let mut one_duplicated = reduced.clone();
-        one_duplicated[i] = DState::duplicated(devices);
+        one_duplicated[i] = duplicated.clone();
         candidates.push(one_duplicated);
     }
-    candidates.push(vec![DState::duplicated(devices); states.len()]);
+    candidates.push(vec![duplicated.clone(); states.len()]);
     candidates
 }
 
@@ -112,7 +115,7 @@ fn aligned_to_first_split(
 
 /// `state` with its partial axis made duplicated (neighbouring duplicated axes merge);
 /// when that is no state (two duplicated axes apart), fully duplicated.
-fn without_partial(state: &DState, devices: usize) -> DState {
+fn without_partial(state: &DState, duplicated: &DState) -> DState {
     if state.partial == 1 {
         return state.clone();
     }
@@ -124,7 +127,7 @@ fn without_partial(state: &DState, devices: usize) -> DState {
             other => (other, extent),
         })
         .collect();
-    DState::new(&merge_duplicates(axes)).unwrap_or_else(|_| DState::duplicated(devices))
+    DState::new(&merge_duplicates(axes)).unwrap_or_else(|_| duplicated.clone())
 }
 
 /// Neighbouring duplicated axes as one axis of their product extent.

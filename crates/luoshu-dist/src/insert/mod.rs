@@ -67,6 +67,7 @@ pub fn distribute(
     group: &str,
 ) -> Result<Distributed> {
     check_arguments(graph, leaf_states, devices, rank)?;
+    let duplicated = DState::duplicated(devices)?;
     let mut local = Graph::new();
     let mut lowering = Lowering::new(bindings, devices, rank, group);
     // Old value → (local value, state of the logical tensor).
@@ -80,7 +81,10 @@ pub fn distribute(
             )));
         }
         let (inputs, out_states) = if node.op.is_leaf() {
-            (Vec::new(), vec![leaf_state(&node.op, leaf_states, devices)])
+            (
+                Vec::new(),
+                vec![leaf_state(&node.op, leaf_states, &duplicated)],
+            )
         } else {
             let mut held = Vec::with_capacity(node.inputs.len());
             for v in &node.inputs {
@@ -92,7 +96,7 @@ pub fn distribute(
             let types: Vec<&TensorType> = held.iter().map(|h| h.1).collect();
             let states: Vec<DState> = held.iter().map(|h| h.2.clone()).collect();
             let (targets, out_states) =
-                choose::input_states(&node.op, &types, &states, &node.outputs, devices)?;
+                choose::input_states(&node.op, &types, &states, &node.outputs, &duplicated)?;
             let mut inputs = Vec::with_capacity(held.len());
             for ((value, full, state), target) in held.iter().zip(&targets) {
                 inputs.push(lowering.convert(&mut local, *value, full, state, target)?);
@@ -124,7 +128,6 @@ pub fn distribute(
             Error::Redistribution(format!("graph output {v} is not a value of the graph"))
         })?;
         let full = graph.value_type(*v);
-        let duplicated = DState::duplicated(devices);
         outputs.push(lowering.convert(&mut local, value, full, &state, &duplicated)?);
         states.push(state);
     }
@@ -173,10 +176,10 @@ fn check_arguments(
 }
 
 /// The given state of an `Input` or `Parameter`; duplicated otherwise.
-fn leaf_state(op: &Op, leaf_states: &HashMap<String, DState>, devices: usize) -> DState {
+fn leaf_state(op: &Op, leaf_states: &HashMap<String, DState>, duplicated: &DState) -> DState {
     match op {
         Op::Input { name, .. } | Op::Parameter { name, .. } => leaf_states.get(name).cloned(),
         _ => None,
     }
-    .unwrap_or_else(|| DState::duplicated(devices))
+    .unwrap_or_else(|| duplicated.clone())
 }

@@ -1,5 +1,6 @@
-//! Byte mutations for the fuzz tests of the readers of files luoshu did not necessarily
-//! write (cache entries, configs, checkpoints): one definition the crates' tests share.
+//! Byte mutations for the fuzz tests of the readers of bytes luoshu did not necessarily
+//! write (cache entries, configs, checkpoints, MPI messages): one definition the crates'
+//! tests share, in the lowest crate so every crate can use it.
 
 /// `seed` after `edits`: each `(position, byte, kind)` flips, inserts or deletes a byte, or
 /// (rarely) truncates there.
