@@ -11,7 +11,8 @@ pub struct BenchArgs {
     /// reported).
     #[arg(long, default_value_t = 1.0)]
     pub seconds: f64,
-    /// `train`, `hot`: the model preset (tiny, bench-5m, ...).
+    /// `train`, `hot`: the model preset (tiny, bench-5m, ...); `train` also takes a model
+    /// file (`*.toml`, as `luoshu train --model`), e.g. `bench/bench-30m.toml`.
     #[arg(long, default_value = "bench-5m")]
     pub config: String,
     /// `train`: sequences per step (each the preset's max_seq_len tokens long).
@@ -24,6 +25,10 @@ pub struct BenchArgs {
     /// `train`, `hot`: unmeasured steps before them (plan compilation, allocator warm-up).
     #[arg(long, default_value_t = 2)]
     pub warmup: usize,
+    /// `train`: time luoshu's kernels per op family and compare the step with the FP32
+    /// peak (our 1024³ GEMM, measured first for --seconds).
+    #[arg(long)]
+    pub profile: bool,
     /// `train`: measure luoshu only, without the PyTorch baseline.
     #[arg(long)]
     pub no_baseline: bool,

@@ -4,15 +4,19 @@
 
 use super::args::BenchArgs;
 use super::measurement::{median, TrainMeasurement, SEED};
+use super::profile::{self, StepTotals};
 use super::strategies;
 use super::torch_baseline::{self, TrainWorkload};
+use crate::train::config::ModelChoice;
 use luoshu_backend::cpu::CpuBackend;
+use luoshu_backend::profiled::Profiled;
+use luoshu_backend::Backend;
 use luoshu_data::{BucketBatch, GlobalBatch, MicroBatch};
-use luoshu_model::{ModelConfig, Precision};
+use luoshu_model::Precision;
 use luoshu_tensor::rng;
 use luoshu_train::{LrSchedule, TrainConfig, Trainer};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Random stream of the benchmark's tokens.
 const TOKEN_STREAM: u64 = 0x6265_6e63_6874_6f6b;
@@ -73,13 +77,25 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-fn measure_luoshu(work: &TrainWorkload, batch: &GlobalBatch) -> Result<TrainMeasurement, String> {
+/// luoshu's measurement and the summed time of its measured steps; `profiled`, when
+/// given, runs the kernels and is reset after the warm-up steps.
+fn measure_luoshu(
+    work: &TrainWorkload,
+    batch: &GlobalBatch,
+    profiled: Option<&Arc<Profiled>>,
+) -> Result<(TrainMeasurement, f64), String> {
     let startup_rss_mib = peak_rss_mib();
-    let backend = Arc::new(CpuBackend::new());
+    let backend: Arc<dyn Backend> = match profiled {
+        Some(p) => p.clone(),
+        None => Arc::new(CpuBackend::new()),
+    };
     let mut trainer = Trainer::new(work.model.clone(), work.train.clone(), backend, SEED)
         .map_err(|e| e.to_string())?;
     let (mut times, mut losses) = (Vec::new(), Vec::new());
     for step in 0..work.warmup + work.steps {
+        if let Some(p) = profiled.filter(|_| step == work.warmup) {
+            p.reset();
+        }
         let start = Instant::now();
         let stats = trainer.train_step(batch).map_err(|e| e.to_string())?;
         let elapsed = start.elapsed().as_secs_f64();
@@ -88,9 +104,10 @@ fn measure_luoshu(work: &TrainWorkload, batch: &GlobalBatch) -> Result<TrainMeas
             times.push(elapsed);
         }
     }
+    let measured_seconds = times.iter().sum();
     let step_seconds = median(&mut times);
     let best_step_seconds = times.iter().copied().fold(f64::INFINITY, f64::min);
-    Ok(TrainMeasurement {
+    let measurement = TrainMeasurement {
         system: "luoshu".into(),
         step_seconds,
         best_step_seconds,
@@ -99,7 +116,8 @@ fn measure_luoshu(work: &TrainWorkload, batch: &GlobalBatch) -> Result<TrainMeas
         startup_rss_mib,
         first_loss: losses.first().copied().unwrap_or(f64::NAN),
         last_loss: losses.last().copied().unwrap_or(f64::NAN),
-    })
+    };
+    Ok((measurement, measured_seconds))
 }
 
 fn print_row(m: &TrainMeasurement) {
@@ -152,7 +170,7 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
             args.batch, args.steps
         ));
     }
-    let model = ModelConfig::preset(&args.config).map_err(|e| e.to_string())?;
+    let model = ModelChoice::from_arg(&args.config)?.resolve()?;
     let work = TrainWorkload {
         seq: model.max_seq_len,
         model,
@@ -180,7 +198,13 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     );
     // Measured first and in-process: its peak RSS is read before Python runs, and the
     // child's memory never counts towards ours anyway.
-    let ours = measure_luoshu(&work, &batch)?;
+    let budget = Duration::from_secs_f64(args.seconds.max(0.0));
+    let peak = args
+        .profile
+        .then(|| profile::measure_peak(budget))
+        .transpose()?;
+    let profiled = peak.map(|_| Arc::new(Profiled::new(Arc::new(CpuBackend::new()))));
+    let (ours, measured_seconds) = measure_luoshu(&work, &batch, profiled.as_ref())?;
     let base = if args.no_baseline {
         None
     } else {
@@ -200,6 +224,15 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     if let Some(base) = &base {
         print_row(base);
         print_comparison(&ours, base);
+    }
+    if let (Some(p), Some(peak)) = (&profiled, peak) {
+        let totals = StepTotals {
+            seconds: measured_seconds,
+            steps: work.steps,
+            model_flops: work.model.flops_per_token_at(work.seq) * work.tokens_per_step() as f64,
+            peak,
+        };
+        profile::print(p, &totals);
     }
     if !args.strategies.is_empty() {
         compare_strategies(args, &work, &batch)?;
