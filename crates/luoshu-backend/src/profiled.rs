@@ -186,10 +186,14 @@ impl Backend for Profiled {
         self.timed(Family::Elementwise, 0, || self.inner.compare(op, a, b, out))
     }
     fn select(&self, cond: &Tensor, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> {
-        self.timed(Family::Elementwise, 0, || self.inner.select(cond, a, b, out))
+        self.timed(Family::Elementwise, 0, || {
+            self.inner.select(cond, a, b, out)
+        })
     }
     fn reduce(&self, op: ReduceOp, x: &Tensor, axes: &[usize], out: &Tensor) -> Result<()> {
-        self.timed(Family::ReduceIndex, 0, || self.inner.reduce(op, x, axes, out))
+        self.timed(Family::ReduceIndex, 0, || {
+            self.inner.reduce(op, x, axes, out)
+        })
     }
     fn argmax(&self, x: &Tensor, axis: usize, out: &Tensor) -> Result<()> {
         self.timed(Family::ReduceIndex, 0, || self.inner.argmax(x, axis, out))
@@ -222,7 +226,9 @@ impl Backend for Profiled {
         self.timed(Family::Copies, 0, || self.inner.concat(inputs, dim, out))
     }
     fn arange(&self, start: f64, step: f64, out: &Tensor) -> Result<()> {
-        self.timed(Family::ReduceIndex, 0, || self.inner.arange(start, step, out))
+        self.timed(Family::ReduceIndex, 0, || {
+            self.inner.arange(start, step, out)
+        })
     }
     fn random(&self, dist: RandomDist, seed: u64, stream: u64, out: &Tensor) -> Result<()> {
         self.timed(Family::ReduceIndex, 0, || {
@@ -439,7 +445,10 @@ mod tests {
         assert_eq!(out.to_f64_vec()[0], 4.0);
         let totals = profiled.totals();
         let matmul = totals.iter().find(|(f, _)| *f == Family::Matmul).unwrap().1;
-        assert_eq!((matmul.calls, matmul.flops), (1, 2.0 * 2.0 * 3.0 * 4.0 * 5.0));
+        assert_eq!(
+            (matmul.calls, matmul.flops),
+            (1, 2.0 * 2.0 * 3.0 * 4.0 * 5.0)
+        );
         let others: u64 = totals
             .iter()
             .filter(|(f, _)| !matches!(f, Family::Matmul | Family::Copies))

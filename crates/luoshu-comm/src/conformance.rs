@@ -372,7 +372,14 @@ fn check_in_place_all_reduce(comm: &dyn Communicator) -> Result<()> {
                 let mut expected = vec![7.0; before];
                 expected.extend(serial_reduce(size, n, dtype, op)?);
                 expected.extend([7.0; 2]);
-                expect_tensor(comm, &check, &buffer, dtype, &[before + n + after], &expected)?;
+                expect_tensor(
+                    comm,
+                    &check,
+                    &buffer,
+                    dtype,
+                    &[before + n + after],
+                    &expected,
+                )?;
             }
         }
     }

@@ -78,7 +78,12 @@ pub(crate) const GEMM_SHAPES: [GemmShape; 7] = [
 ];
 
 /// A `rows × cols` operand, stored as its transpose when asked.
-pub(crate) fn gemm_operand(rows: usize, cols: usize, transposed: bool, stream: u64) -> Result<Tensor, String> {
+pub(crate) fn gemm_operand(
+    rows: usize,
+    cols: usize,
+    transposed: bool,
+    stream: u64,
+) -> Result<Tensor, String> {
     if transposed {
         random_f32(&[cols, rows], stream)?
             .transpose(0, 1)

@@ -32,7 +32,10 @@ pub(super) unsafe fn bytes(t: &Tensor, range: Range<usize>) -> Result<&[u8]> {
 unsafe fn bytes_mut(t: &Tensor, range: Range<usize>) -> Result<&mut [u8]> {
     let start = t.layout().offset() * t.dtype().size_in_bytes() + range.start;
     // SAFETY: exclusive access to the region (the caller's promise); bounds checked.
-    Ok(unsafe { t.storage().region_mut::<u8>(DType::U8, start, range.len())? })
+    Ok(unsafe {
+        t.storage()
+            .region_mut::<u8>(DType::U8, start, range.len())?
+    })
 }
 
 /// Writes bytes `range` of the rank-order reduction of `inputs` (contiguous, one per rank,
