@@ -439,8 +439,8 @@ mod tests {
     fn matmul_time_and_flops_land_in_the_matmul_family_only() {
         let profiled = Arc::new(Profiled::new(Arc::new(CpuBackend)));
         let ops = Ops::new(profiled.as_ref());
-        let a = Tensor::from_vec(vec![1.0f32; 2 * 3 * 4], &[2, 3, 4]).unwrap();
-        let b = Tensor::from_vec(vec![1.0f32; 2 * 4 * 5], &[2, 4, 5]).unwrap();
+        let a = Tensor::from_vec(vec![1.0f32; 2 * 3 * 4], [2, 3, 4]).unwrap();
+        let b = Tensor::from_vec(vec![1.0f32; 2 * 4 * 5], [2, 4, 5]).unwrap();
         let out = ops.matmul(&a, &b).unwrap();
         assert_eq!(out.to_f64_vec()[0], 4.0);
         let totals = profiled.totals();

@@ -340,11 +340,7 @@ fn check_rank_order_bits(comm: &dyn Communicator) -> Result<()> {
             *acc += v;
         }
     }
-    let differing = got
-        .iter()
-        .zip(&fold)
-        .filter(|(a, b)| a.to_bits() != b.to_bits())
-        .count();
+    let differing = differing_bits(&got, &fold);
     ensure(
         comm,
         "all_reduce(Sum) of f32 in rank order",
@@ -391,17 +387,21 @@ fn check_in_place_all_reduce(comm: &dyn Communicator) -> Result<()> {
     let x = Tensor::from_vec(values, [n])?;
     comm.all_reduce_in_place(&x, ReduceOp::Sum)?;
     let in_place = x.to_vec::<f32>()?;
-    let differing = fresh
-        .iter()
-        .zip(&in_place)
-        .filter(|(a, b)| a.to_bits() != b.to_bits())
-        .count();
+    let differing = differing_bits(&fresh, &in_place);
     ensure(
         comm,
         "all_reduce_in_place(Sum) of order-sensitive f32",
         differing == 0,
         || format!("{differing} of {n} elements differ in their bits from all_reduce"),
     )
+}
+
+/// How many elements of `a` and `b` differ in their bits.
+fn differing_bits(a: &[f32], b: &[f32]) -> usize {
+    a.iter()
+        .zip(b)
+        .filter(|(x, y)| x.to_bits() != y.to_bits())
+        .count()
 }
 
 fn check_parts_of_one_buffer(comm: &dyn Communicator) -> Result<()> {

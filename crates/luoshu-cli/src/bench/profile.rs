@@ -60,7 +60,7 @@ pub fn print(profiled: &Profiled, step: &StepTotals) {
         );
     };
     for (family, t) in &totals {
-        let calls = format!("{}", t.calls / step.steps as u64);
+        let calls = (t.calls / step.steps as u64).to_string();
         row(family.name(), t.time.as_secs_f64(), calls, t.flops);
     }
     // The trainers' collectives run outside the backend; one device has none.
