@@ -10,6 +10,7 @@ pub mod conformance;
 pub mod cpu;
 mod error;
 pub mod ops;
+pub mod profiled;
 pub mod reference;
 
 pub use api::Ops;

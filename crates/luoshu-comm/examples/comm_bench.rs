@@ -91,7 +91,7 @@ fn sweep(comm: &dyn Communicator, args: &Args) -> luoshu_comm::Result<()> {
             comm.size()
         );
         println!(
-            "{:>9}  {:<14} {:>5} {:>12} {:>11} {:>11} {:>12} {:>11}",
+            "{:>9}  {:<19} {:>5} {:>12} {:>11} {:>11} {:>12} {:>11}",
             "size",
             "collective",
             "iters",
@@ -128,7 +128,7 @@ fn sweep(comm: &dyn Communicator, args: &Args) -> luoshu_comm::Result<()> {
 
 fn print_row(m: &Measurement, iters: usize, (memcpy_gbs, fresh_gbs): (f64, f64)) {
     println!(
-        "{:>9}  {:<14} {:>5} {:>12.1} {:>11.2} {:>11.2} {:>12.2} {:>11.2}",
+        "{:>9}  {:<19} {:>5} {:>12.1} {:>11.2} {:>11.2} {:>12.2} {:>11.2}",
         human_bytes(m.bytes),
         m.collective.name(),
         iters,

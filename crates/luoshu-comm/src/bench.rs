@@ -26,14 +26,17 @@ const ELEMENT_BYTES: usize = std::mem::size_of::<f32>();
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Collective {
     AllReduce,
+    /// `all_reduce_in_place`: the same reduction with no fresh output.
+    AllReduceInPlace,
     AllGather,
     ReduceScatter,
 }
 
 impl Collective {
     /// Every collective, in the order benchmarks report them.
-    pub const ALL: [Collective; 3] = [
+    pub const ALL: [Collective; 4] = [
         Collective::AllReduce,
+        Collective::AllReduceInPlace,
         Collective::AllGather,
         Collective::ReduceScatter,
     ];
@@ -42,6 +45,7 @@ impl Collective {
     pub fn name(self) -> &'static str {
         match self {
             Collective::AllReduce => "all_reduce",
+            Collective::AllReduceInPlace => "all_reduce_in_place",
             Collective::AllGather => "all_gather",
             Collective::ReduceScatter => "reduce_scatter",
         }
@@ -55,7 +59,7 @@ impl Collective {
         }
         let n = ranks as f64;
         match self {
-            Collective::AllReduce => 2.0 * (n - 1.0) / n,
+            Collective::AllReduce | Collective::AllReduceInPlace => 2.0 * (n - 1.0) / n,
             Collective::AllGather | Collective::ReduceScatter => (n - 1.0) / n,
         }
     }
@@ -93,7 +97,7 @@ pub struct Measurement {
 /// a barrier; an iteration's time is the slowest rank's (an all-reduce `Max` over the ranks'
 /// times, taken once at the end so it does not disturb the timing), and the result is the
 /// median over iterations. Output allocation is part of the timed operation, as it is of
-/// every call through [`Communicator`].
+/// every call through [`Communicator`] except `all_reduce_in_place`.
 ///
 /// Fails with [`Error::InvalidArgument`] if `iters` is 0 or the rounded size is 0, and with
 /// any error of the collectives themselves.
@@ -116,7 +120,7 @@ pub fn measure(
         ));
     }
     let elements_per_part = match collective {
-        Collective::AllReduce => bytes / ELEMENT_BYTES,
+        Collective::AllReduce | Collective::AllReduceInPlace => bytes / ELEMENT_BYTES,
         Collective::AllGather | Collective::ReduceScatter => bytes / ELEMENT_BYTES / ranks,
     };
     if elements_per_part == 0 {
@@ -141,7 +145,7 @@ pub fn measure(
         .to_vec::<f64>()?;
     let seconds = median(&mut slowest);
     let moved_bytes = match collective {
-        Collective::AllReduce => elements_per_part * ELEMENT_BYTES,
+        Collective::AllReduce | Collective::AllReduceInPlace => elements_per_part * ELEMENT_BYTES,
         Collective::AllGather | Collective::ReduceScatter => {
             elements_per_part * ranks * ELEMENT_BYTES
         }
@@ -175,6 +179,12 @@ fn collective_runner<'a>(
         Collective::AllReduce => {
             let x = part()?;
             Box::new(move || comm.all_reduce(&x, ReduceOp::Sum).map(drop))
+        }
+        Collective::AllReduceInPlace => {
+            // Each call multiplies the sums by the rank count; the default iteration
+            // counts stay far below f32's range, and infinities would not slow the loop.
+            let x = part()?;
+            Box::new(move || comm.all_reduce_in_place(&x, ReduceOp::Sum))
         }
         Collective::AllGather => {
             let x = part()?;

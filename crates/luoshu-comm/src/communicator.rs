@@ -42,6 +42,16 @@ pub trait Communicator: Send + Sync {
     /// rank gets the result.
     fn all_reduce(&self, x: &Tensor, op: ReduceOp) -> Result<Tensor>;
 
+    /// [`Communicator::all_reduce`] whose result overwrites `x` (contiguous, any offset;
+    /// the caller neither reads nor writes it until the call returns), so a buffer reduced
+    /// again and again (gradients) costs no fresh allocation. Same bits as `all_reduce`.
+    /// The default runs `all_reduce` and copies the result into `x`.
+    fn all_reduce_in_place(&self, x: &Tensor, op: ReduceOp) -> Result<()> {
+        check_in_place(x, self.rank())?;
+        let result = self.all_reduce(x, op)?;
+        overwrite(x, &result)
+    }
+
     /// Every rank's `x`, in rank order (uneven: shapes may differ, dtypes may not).
     fn all_gather(&self, x: &Tensor) -> Result<Vec<Tensor>>;
 
@@ -76,4 +86,45 @@ pub trait Communicator: Send + Sync {
 
     /// Returns once every rank has called it.
     fn barrier(&self) -> Result<()>;
+}
+
+/// Fails unless `x` can be overwritten in place by a collective: it must be contiguous.
+pub(crate) fn check_in_place(x: &Tensor, rank: usize) -> Result<()> {
+    if x.is_contiguous() {
+        return Ok(());
+    }
+    Err(crate::Error::InvalidArgument {
+        op: "all_reduce_in_place".into(),
+        rank,
+        message: format!(
+            "the tensor must be contiguous to be overwritten in place (dims {:?}, strides \
+             {:?}); pass a contiguous buffer, or use all_reduce",
+            x.dims(),
+            x.layout().strides()
+        ),
+    })
+}
+
+/// Copies the bytes of `from` (a collective's fresh contiguous result) over contiguous `x`
+/// of the same dtype and element count.
+fn overwrite(x: &Tensor, from: &Tensor) -> Result<()> {
+    let width = x.dtype().size_in_bytes();
+    let len = x.numel() * width;
+    // SAFETY: `from` is a fresh result nothing else refers to; `x` is not read or written
+    // by anyone else during `all_reduce_in_place` (its contract), and cannot overlap `from`.
+    let (src, dst) = unsafe {
+        let src = from.storage().region::<u8>(
+            luoshu_tensor::DType::U8,
+            from.layout().offset() * width,
+            len,
+        )?;
+        let dst = x.storage().region_mut::<u8>(
+            luoshu_tensor::DType::U8,
+            x.layout().offset() * width,
+            len,
+        )?;
+        (src, dst)
+    };
+    dst.copy_from_slice(src);
+    Ok(())
 }

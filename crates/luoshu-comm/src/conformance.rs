@@ -44,12 +44,14 @@ pub type Result<T> = std::result::Result<T, ConformanceError>;
 /// key, barrier, strided (transposed) inputs, and that every result owns its storage; then
 /// sizes at the edges of the chunking backends use (fewer elements than ranks, one more
 /// than a multiple, several reduction blocks), reduce-scatter parts that are views of one
-/// buffer, repeated splits, and that float sums have the bits of a left-to-right fold in
+/// buffer, repeated splits, `all_reduce_in_place` on a view inside a larger buffer (same
+/// values as `all_reduce`, the rest of the buffer untouched), and that float sums have the bits of a left-to-right fold in
 /// rank order, `((x0 + x1) + x2) + …`, on every rank.
 pub fn check_collectives(comm: &dyn Communicator) -> Result<()> {
     check_all_reduce(comm)?;
     check_chunk_edges(comm)?;
     check_rank_order_bits(comm)?;
+    check_in_place_all_reduce(comm)?;
     check_parts_of_one_buffer(comm)?;
     check_repeated_splits(comm)?;
     check_all_gather(comm)?;
@@ -68,7 +70,8 @@ pub fn check_collectives(comm: &dyn Communicator) -> Result<()> {
 
 /// Arguments that do not fit the group give [`Error::InvalidArgument`] on every rank, and
 /// the group stays usable afterwards: shapes and dtypes that differ across ranks, a wrong
-/// number of parts on one rank, a root out of range, a dtype reductions do not support.
+/// number of parts on one rank, a root out of range, a dtype reductions do not support, a
+/// strided tensor to `all_reduce_in_place`.
 pub fn check_argument_errors(comm: &dyn Communicator) -> Result<()> {
     let (rank, size) = (comm.rank(), comm.size());
     if size > 1 {
@@ -92,6 +95,13 @@ pub fn check_argument_errors(comm: &dyn Communicator) -> Result<()> {
             result,
         )?;
     }
+    let x = Tensor::zeros(DType::F32, [2, 3])?.transpose(0, 1)?;
+    expect_invalid(
+        comm,
+        "all_reduce_in_place of a transposed view",
+        comm.all_reduce_in_place(&x, ReduceOp::Sum),
+    )?;
+
     let x = Tensor::zeros(DType::F32, [2])?;
     expect_invalid(
         comm,
@@ -330,17 +340,68 @@ fn check_rank_order_bits(comm: &dyn Communicator) -> Result<()> {
             *acc += v;
         }
     }
-    let differing = got
-        .iter()
-        .zip(&fold)
-        .filter(|(a, b)| a.to_bits() != b.to_bits())
-        .count();
+    let differing = differing_bits(&got, &fold);
     ensure(
         comm,
         "all_reduce(Sum) of f32 in rank order",
         differing == 0,
         || format!("{differing} of {n} elements differ in their bits from the rank-order fold"),
     )
+}
+
+/// `all_reduce_in_place` on a contiguous view with elements before and after it: the view
+/// holds the reduction (the bits of `all_reduce`, order-sensitive f32 included), the
+/// elements around it keep their values.
+fn check_in_place_all_reduce(comm: &dyn Communicator) -> Result<()> {
+    let (rank, size) = (comm.rank(), comm.size());
+    let (before, after) = (3, 2);
+    for n in chunk_edge_sizes(size) {
+        for dtype in [DType::F32, DType::BF16, DType::I64] {
+            for op in [ReduceOp::Sum, ReduceOp::Max] {
+                let check = format!("all_reduce_in_place({op:?}) of {n} {dtype} elements");
+                let mut values = vec![7.0; before];
+                values.extend(reduce_input(rank, n));
+                values.extend([7.0; 2]);
+                let buffer = Tensor::from_f64(&values, dtype, [before + n + after])?;
+                let view = buffer.narrow(0, before, n)?;
+                comm.all_reduce_in_place(&view, op)?;
+                let mut expected = vec![7.0; before];
+                expected.extend(serial_reduce(size, n, dtype, op)?);
+                expected.extend([7.0; 2]);
+                expect_tensor(
+                    comm,
+                    &check,
+                    &buffer,
+                    dtype,
+                    &[before + n + after],
+                    &expected,
+                )?;
+            }
+        }
+    }
+    let n = 2048 * size + 3;
+    let values = order_sensitive_values(rank, n);
+    let fresh = comm
+        .all_reduce(&Tensor::from_slice(&values, [n])?, ReduceOp::Sum)?
+        .to_vec::<f32>()?;
+    let x = Tensor::from_vec(values, [n])?;
+    comm.all_reduce_in_place(&x, ReduceOp::Sum)?;
+    let in_place = x.to_vec::<f32>()?;
+    let differing = differing_bits(&fresh, &in_place);
+    ensure(
+        comm,
+        "all_reduce_in_place(Sum) of order-sensitive f32",
+        differing == 0,
+        || format!("{differing} of {n} elements differ in their bits from all_reduce"),
+    )
+}
+
+/// How many elements of `a` and `b` differ in their bits.
+fn differing_bits(a: &[f32], b: &[f32]) -> usize {
+    a.iter()
+        .zip(b)
+        .filter(|(x, y)| x.to_bits() != y.to_bits())
+        .count()
 }
 
 fn check_parts_of_one_buffer(comm: &dyn Communicator) -> Result<()> {

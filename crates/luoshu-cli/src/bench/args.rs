@@ -15,7 +15,8 @@ pub struct BenchArgs {
     /// --backend`); `gemm` and `attention` time the cpu backend's own kernels.
     #[arg(long, default_value = "cpu")]
     pub backend: String,
-    /// `train`, `hot`: the model preset (tiny, bench-5m, ...).
+    /// `train`, `hot`: the model preset (tiny, bench-5m, ...); `train` also takes a model
+    /// file (`*.toml`, as `luoshu train --model`), e.g. `bench/bench-30m.toml`.
     #[arg(long, default_value = "bench-5m")]
     pub config: String,
     /// `train`: sequences per step (each the preset's max_seq_len tokens long).
@@ -28,6 +29,10 @@ pub struct BenchArgs {
     /// `train`, `hot`: unmeasured steps before them (plan compilation, allocator warm-up).
     #[arg(long, default_value_t = 2)]
     pub warmup: usize,
+    /// `train`: time luoshu's kernels per op family and compare the step with the FP32
+    /// peak (our 1024³ GEMM, measured first for --seconds).
+    #[arg(long)]
+    pub profile: bool,
     /// `train`: measure luoshu only, without the PyTorch baseline.
     #[arg(long)]
     pub no_baseline: bool,

@@ -94,7 +94,7 @@ pub(crate) fn gemm_operand(
 }
 
 /// Our GFLOP/s on one shape.
-fn our_gemm(s: &GemmShape, budget: Duration) -> Result<f64, String> {
+pub(crate) fn our_gemm(s: &GemmShape, budget: Duration) -> Result<f64, String> {
     let ops = Ops::new(&CpuBackend);
     let a = gemm_operand(s.m, s.k, s.a_transposed, 1)?;
     let b = gemm_operand(s.k, s.n, s.b_transposed, 2)?;

@@ -13,6 +13,7 @@ mod args;
 mod hot;
 pub(crate) mod kernels;
 pub(crate) mod measurement;
+mod profile;
 mod strategies;
 mod torch_baseline;
 mod train;

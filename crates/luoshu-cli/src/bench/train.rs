@@ -4,15 +4,18 @@
 
 use super::args::BenchArgs;
 use super::measurement::{median, TrainMeasurement, SEED};
+use super::profile::{self, StepTotals};
 use super::strategies;
 use super::torch_baseline::{self, TrainWorkload};
+use crate::train::config::ModelChoice;
+use luoshu_backend::profiled::Profiled;
 use luoshu_backend::Backend;
 use luoshu_data::{BucketBatch, GlobalBatch, MicroBatch};
-use luoshu_model::{ModelConfig, Precision};
+use luoshu_model::Precision;
 use luoshu_tensor::rng;
 use luoshu_train::{LrSchedule, TrainConfig, Trainer};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Random stream of the benchmark's tokens.
 const TOKEN_STREAM: u64 = 0x6265_6e63_6874_6f6b;
@@ -73,16 +76,27 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// luoshu's measurement on `backend` and the summed time of its measured steps;
+/// `profiled`, when given, wraps `backend`, runs the kernels and is reset after the
+/// warm-up steps.
 fn measure_luoshu(
     work: &TrainWorkload,
     batch: &GlobalBatch,
     backend: Arc<dyn Backend>,
-) -> Result<TrainMeasurement, String> {
+    profiled: Option<&Arc<Profiled>>,
+) -> Result<(TrainMeasurement, f64), String> {
     let startup_rss_mib = peak_rss_mib();
+    let backend: Arc<dyn Backend> = match profiled {
+        Some(p) => p.clone(),
+        None => backend,
+    };
     let mut trainer = Trainer::new(work.model.clone(), work.train.clone(), backend, SEED)
         .map_err(|e| e.to_string())?;
     let (mut times, mut losses) = (Vec::new(), Vec::new());
     for step in 0..work.warmup + work.steps {
+        if let Some(p) = profiled.filter(|_| step == work.warmup) {
+            p.reset();
+        }
         let start = Instant::now();
         let stats = trainer.train_step(batch).map_err(|e| e.to_string())?;
         let elapsed = start.elapsed().as_secs_f64();
@@ -91,9 +105,10 @@ fn measure_luoshu(
             times.push(elapsed);
         }
     }
+    let measured_seconds = times.iter().sum();
     let step_seconds = median(&mut times);
     let best_step_seconds = times.iter().copied().fold(f64::INFINITY, f64::min);
-    Ok(TrainMeasurement {
+    let measurement = TrainMeasurement {
         system: "luoshu".into(),
         step_seconds,
         best_step_seconds,
@@ -102,7 +117,8 @@ fn measure_luoshu(
         startup_rss_mib,
         first_loss: losses.first().copied().unwrap_or(f64::NAN),
         last_loss: losses.last().copied().unwrap_or(f64::NAN),
-    })
+    };
+    Ok((measurement, measured_seconds))
 }
 
 fn print_row(m: &TrainMeasurement) {
@@ -155,7 +171,7 @@ pub fn run(args: &BenchArgs, backend: Arc<dyn Backend>) -> Result<(), String> {
             args.batch, args.steps
         ));
     }
-    let model = ModelConfig::preset(&args.config).map_err(|e| e.to_string())?;
+    let model = ModelChoice::from_arg(&args.config)?.resolve()?;
     let work = TrainWorkload {
         seq: model.max_seq_len,
         model,
@@ -184,7 +200,14 @@ pub fn run(args: &BenchArgs, backend: Arc<dyn Backend>) -> Result<(), String> {
     );
     // Measured first and in-process: its peak RSS is read before Python runs, and the
     // child's memory never counts towards ours anyway.
-    let ours = measure_luoshu(&work, &batch, backend.clone())?;
+    let budget = Duration::from_secs_f64(args.seconds.max(0.0));
+    let peak = args
+        .profile
+        .then(|| profile::measure_peak(budget))
+        .transpose()?;
+    let profiled = peak.map(|_| Arc::new(Profiled::new(backend.clone())));
+    let (ours, measured_seconds) =
+        measure_luoshu(&work, &batch, backend.clone(), profiled.as_ref())?;
     let base = if args.no_baseline {
         None
     } else {
@@ -204,6 +227,19 @@ pub fn run(args: &BenchArgs, backend: Arc<dyn Backend>) -> Result<(), String> {
     if let Some(base) = &base {
         print_row(base);
         print_comparison(&ours, base);
+    }
+    if let (Some(p), Some(before)) = (&profiled, peak) {
+        // Load from other processes moves the GEMM rate too: measured again right after the
+        // steps, and the step compared with the higher of the two.
+        let after = profile::measure_peak(budget)?;
+        let totals = StepTotals {
+            seconds: measured_seconds,
+            best_step_seconds: ours.best_step_seconds,
+            steps: work.steps,
+            model_flops: work.model.flops_per_token_at(work.seq) * work.tokens_per_step() as f64,
+            peaks: (before, after),
+        };
+        profile::print(p, &totals);
     }
     if !args.strategies.is_empty() {
         compare_strategies(args, &work, &batch, &backend)?;

@@ -1,20 +1,26 @@
 //! All-reduce in two phases, so every element is reduced once instead of once per rank:
-//! rank `r` reduces chunk `r` of the elements from every rank's input into its own output,
-//! then, after every rank has done so, copies the other chunks from their owners' outputs.
-//! Each element is still combined in rank order, so the result has the same bits as a
-//! whole-buffer reduction (and as the MPI backend's).
+//! rank `r` reduces chunk `r` of the elements, reading every rank's input in place, into
+//! its own output, then, after every rank has done so, copies the other chunks from their
+//! owners' outputs. Each element is still combined in rank order, so the result has the
+//! same bits as a whole-buffer reduction (and as the MPI backend's).
+//!
+//! The output is a fresh tensor ([`all_reduce`]) or the input itself
+//! ([`all_reduce_in_place`]): then nothing is allocated, and each rank reads `S` and
+//! writes `S` bytes of its own buffer plus reads `S (n-1)/n` of its peers'.
 
 use super::checks::{all_match, Source};
 use super::group::Group;
 use super::op::Op;
 use super::published::Published;
-use crate::reduce::{check_reducible, reduce_in_rank_order};
+use super::shared::{copy_region, reduce_region};
+use crate::communicator::check_in_place;
+use crate::reduce::check_reducible;
 use crate::{ReduceOp, Result};
-use luoshu_tensor::{DType, Tensor};
+use luoshu_tensor::Tensor;
 use std::ops::Range;
 
-/// A rank's all-reduce contribution: its input, and the fresh output it reduces its own
-/// chunk into and its peers copy that chunk from.
+/// A rank's all-reduce contribution: its input, and the output (fresh, or the input
+/// itself) it reduces its own chunk into and its peers copy that chunk from.
 struct Contribution {
     input: Published,
     output: Tensor,
@@ -29,12 +35,33 @@ fn chunk_bytes(numel: usize, width: usize, parts: usize, index: usize) -> Range<
     start * width..(start + len) * width
 }
 
-/// `all_reduce(x, op)` by rank `rank` of `group`.
+/// `all_reduce(x, op)` by rank `rank` of `group`, into a fresh tensor.
 pub(super) fn all_reduce(group: &Group, rank: usize, x: &Tensor, op: ReduceOp) -> Result<Tensor> {
+    let output = Tensor::zeros(x.dtype(), x.shape().clone())?;
     let contribution = Contribution {
         input: Published::new(x)?,
-        output: Tensor::zeros(x.dtype(), x.shape().clone())?,
+        output: output.clone(),
     };
+    two_phase(group, rank, op, contribution)?;
+    Ok(output)
+}
+
+/// `all_reduce_in_place(x, op)` by rank `rank` of `group`: the result overwrites `x`.
+pub(super) fn all_reduce_in_place(
+    group: &Group,
+    rank: usize,
+    x: &Tensor,
+    op: ReduceOp,
+) -> Result<()> {
+    check_in_place(x, rank)?;
+    let contribution = Contribution {
+        input: Published::new(x)?,
+        output: x.clone(),
+    };
+    two_phase(group, rank, op, contribution)
+}
+
+fn two_phase(group: &Group, rank: usize, op: ReduceOp, contribution: Contribution) -> Result<()> {
     let size = group.size();
     let name = Op::AllReduce(op).name();
     let chunk = |numel: usize, width: usize, index: usize| chunk_bytes(numel, width, size, index);
@@ -52,37 +79,22 @@ pub(super) fn all_reduce(group: &Group, rank: usize, x: &Tensor, op: ReduceOp) -
             let dtype = own.output.dtype();
             check_reducible(dtype).map_err(|err| err.at(name, rank))?;
             let mine = chunk(own.output.numel(), dtype.size_in_bytes(), rank);
-            let inputs = all
-                .iter()
-                .map(|c| Ok(&c.input.bytes()?[mine.clone()]))
-                .collect::<Result<Vec<_>>>()?;
-            // SAFETY: only this rank writes its output's chunk `rank`, and only now; peers
-            // read that chunk only after the halfway wait that follows.
-            let out = unsafe {
-                own.output
-                    .storage()
-                    .region_mut::<u8>(DType::U8, mine.start, mine.len())
-            }?;
-            reduce_in_rank_order(dtype, op, &inputs, out).map_err(|err| err.at(name, rank))
+            let inputs: Vec<&Tensor> = all.iter().map(|c| c.input.tensor()).collect();
+            // SAFETY: in this phase every rank `p` reads chunk `p` of the inputs and writes
+            // chunk `p` of its own output only; so chunk `rank` of every input and of this
+            // rank's output (which may be its input) is touched by this call alone.
+            unsafe { reduce_region(dtype, op, &inputs, &own.output, mine, (name, rank)) }
         },
         |all, ()| {
             let own = &all[rank];
             let (numel, width) = (own.output.numel(), own.output.dtype().size_in_bytes());
             for (peer, theirs) in all.iter().enumerate().filter(|&(peer, _)| peer != rank) {
-                let bytes = chunk(numel, width, peer);
-                // SAFETY: `peer` finished writing its chunk before the halfway wait and
-                // nobody writes it after; and no one but this rank touches the chunks of
-                // its own output other than its own chunk `rank`, which peers only read.
-                let (from, to) = unsafe {
-                    let storage = theirs.output.storage();
-                    let from = storage.region::<u8>(DType::U8, bytes.start, bytes.len())?;
-                    let storage = own.output.storage();
-                    let to = storage.region_mut::<u8>(DType::U8, bytes.start, bytes.len())?;
-                    (from, to)
-                };
-                to.copy_from_slice(from);
+                // SAFETY: `peer` wrote chunk `peer` of its output before the halfway wait
+                // and nobody writes it after; in this phase each rank writes only the
+                // other ranks' chunks of its own output, which no one else reads.
+                unsafe { copy_region(&theirs.output, &own.output, chunk(numel, width, peer))? };
             }
-            Ok(own.output.clone())
+            Ok(())
         },
     )
 }

@@ -1,4 +1,4 @@
-use super::all_reduce::all_reduce;
+use super::all_reduce::{all_reduce, all_reduce_in_place};
 use super::checks::{all_match, part_counts, Source};
 use super::group::Group;
 use super::op::Op;
@@ -103,6 +103,10 @@ impl Communicator for ThreadComm {
 
     fn all_reduce(&self, x: &Tensor, op: ReduceOp) -> Result<Tensor> {
         all_reduce(&self.group, self.rank, x, op)
+    }
+
+    fn all_reduce_in_place(&self, x: &Tensor, op: ReduceOp) -> Result<()> {
+        all_reduce_in_place(&self.group, self.rank, x, op)
     }
 
     fn all_gather(&self, x: &Tensor) -> Result<Vec<Tensor>> {

@@ -8,7 +8,8 @@
 //! waits until every rank has finished reading, so no input is modified while a peer still
 //! reads it. All-reduce splits its work in two phases with a wait in between: each rank
 //! reduces one chunk of the elements, then copies the other chunks from the ranks that
-//! reduced them (see `all_reduce.rs`). Ranks check the operation and arguments of every peer, so a mismatch is the
+//! reduced them (see `all_reduce.rs`); `all_reduce_in_place` does the same with every rank's
+//! input as its output, allocating nothing. All `unsafe` is in `shared.rs`. Ranks check the operation and arguments of every peer, so a mismatch is the
 //! same [`crate::Error::InvalidArgument`] on every rank.
 //!
 //! Point-to-point messages go through per-`(src, dst, tag)` mailboxes: `send` queues a copy
@@ -26,6 +27,7 @@ mod comm;
 mod group;
 mod op;
 mod published;
+mod shared;
 
 use crate::{Communicator, Error, Result, DEFAULT_TIMEOUT};
 use comm::ThreadComm;

@@ -1,8 +1,9 @@
 //! Tensors as ranks publish them to their peers, and the one copy each peer makes.
 
-use crate::reduce::{check_reducible, reduce_in_rank_order};
+use super::shared;
+use crate::reduce::check_reducible;
 use crate::{ReduceOp, Result};
-use luoshu_tensor::{DType, Layout, Storage, Tensor};
+use luoshu_tensor::{Layout, Storage, Tensor};
 use std::sync::Arc;
 
 /// A rank's input as its peers read it: always contiguous (strided views are copied once
@@ -24,23 +25,14 @@ impl Published {
         &self.0
     }
 
-    /// The tensor's bytes, for peers to read while it is published.
-    pub(super) fn bytes(&self) -> Result<&[u8]> {
+    /// A fresh contiguous copy that owns its storage, made while the tensor is published.
+    pub(super) fn copy(&self) -> Result<Tensor> {
         let x = &self.0;
-        let width = x.dtype().size_in_bytes();
         // SAFETY: published inputs are only read while published: the owning rank is blocked
         // in the collective until every peer has finished reading (the completion wait), so
         // by the `Communicator` contract nothing writes them meanwhile.
-        let bytes = unsafe {
-            x.storage()
-                .region::<u8>(DType::U8, x.layout().offset() * width, x.numel() * width)?
-        };
-        Ok(bytes)
-    }
-
-    /// A fresh contiguous copy that owns its storage.
-    pub(super) fn copy(&self) -> Result<Tensor> {
-        let storage = Arc::new(Storage::from_slice(self.bytes()?));
+        let bytes = unsafe { shared::bytes(x, 0..x.numel() * x.dtype().size_in_bytes())? };
+        let storage = Arc::new(Storage::from_slice(bytes));
         let layout = Layout::contiguous(self.0.shape().clone())?;
         Ok(Tensor::from_storage(storage, layout, self.0.dtype())?)
     }
@@ -58,12 +50,10 @@ pub(super) fn reduce_published(
     let dtype = like.dtype();
     check_reducible(dtype).map_err(|err| err.at(name, rank))?;
     let out = Tensor::zeros(dtype, like.shape().clone())?;
-    let bytes = inputs
-        .iter()
-        .map(|input| input.bytes())
-        .collect::<Result<Vec<_>>>()?;
-    // SAFETY: `out` was just created and nothing else refers to its storage.
-    let out_bytes = unsafe { out.storage().slice_mut::<u8>() };
-    reduce_in_rank_order(dtype, op, &bytes, out_bytes).map_err(|err| err.at(name, rank))?;
+    let tensors: Vec<&Tensor> = inputs.iter().map(|input| input.tensor()).collect();
+    let all = 0..out.numel() * dtype.size_in_bytes();
+    // SAFETY: `out` was just created and nothing else refers to its storage; the inputs are
+    // published, so nothing writes them (see `Published::copy`).
+    unsafe { shared::reduce_region(dtype, op, &tensors, &out, all, (name, rank))? };
     Ok(out)
 }

@@ -95,8 +95,9 @@ impl ShardedOptimizer {
         }))
     }
 
-    /// This rank's share of the summed gradient: the whole flat gradient (replicated) or
-    /// its piece (ZeRO-1), after reducing `grads` over `dp`.
+    /// This rank's share of the summed gradient: the whole flat gradient (replicated; the
+    /// sum overwrites `grads`, which is returned) or its piece (ZeRO-1), after reducing
+    /// `grads` over `dp`.
     pub fn reduce_gradients(
         &self,
         dp: &dyn Communicator,
@@ -105,7 +106,10 @@ impl ShardedOptimizer {
     ) -> Result<Tensor> {
         Ok(match self {
             ShardedOptimizer::Replicated(_) if dp.size() == 1 => grads.clone(),
-            ShardedOptimizer::Replicated(_) => dp.all_reduce(grads, ReduceOp::Sum)?,
+            ShardedOptimizer::Replicated(_) => {
+                dp.all_reduce_in_place(grads, ReduceOp::Sum)?;
+                grads.clone()
+            }
             ShardedOptimizer::Zero1(_) => {
                 dp.reduce_scatter(&layout.pieces(grads, dp.size())?, ReduceOp::Sum)?
             }

@@ -272,9 +272,9 @@ impl ParallelTrainer {
     pub fn reduce_gradients(&self, grads: &Tensor) -> Result<()> {
         self.sync_replicated_grads(grads)?;
         if self.mesh.strategy.replicas() > 1 {
-            let ops = Ops::new(self.backend.as_ref());
-            let sum = self.mesh.replicas.all_reduce(grads, ReduceOp::Sum)?;
-            ops.copy_into(&sum, grads)?;
+            self.mesh
+                .replicas
+                .all_reduce_in_place(grads, ReduceOp::Sum)?;
         }
         Ok(())
     }
