@@ -66,8 +66,9 @@ pub struct TrainArgs {
     /// means `--strategy dpN`.
     #[arg(long)]
     pub devices: Option<usize>,
-    /// Parallel strategy: `single`, or a product of `dpN`, `tpN`, `ppN` and `zero1`, e.g.
-    /// `dp2tp2`, `tp4`, `dp2pp2`, `dp4zero1`; or `auto` (the default): each length
+    /// Parallel strategy: `single`, or a product of `dpN`, `cpN` (context parallelism:
+    /// sequences split along their length; with dp and tp only), `tpN`, `ppN` and `zero1`,
+    /// e.g. `dp2tp2`, `tp4`, `dp2pp2`, `dp4zero1`, `dp2cp2`; or `auto` (the default): each length
     /// bucket's strategy chosen by a measured probe at start-up. A run may resume under
     /// another strategy.
     #[arg(long)]
