@@ -283,12 +283,24 @@ fn rank_errors_for_matmul_attention_and_friends() {
         // query are refused, and so is a query longer than the keys.
         let short_q = f32s(&[1, 2, 3, 4]);
         assert_err(
-            ops.attention(&short_q, &kv, &kv, Some(&Tensor::from_slice(&[0i64, 0, 1], [1, 3]).unwrap()), opts),
+            ops.attention(
+                &short_q,
+                &kv,
+                &kv,
+                Some(&Tensor::from_slice(&[0i64, 0, 1], [1, 3]).unwrap()),
+                opts,
+            ),
             &["attention", "sq <= sk", "[b, sk]"],
         );
         let long_q = f32s(&[1, 2, 5, 4]);
         assert_err(
-            ops.attention(&long_q, &kv, &kv, Some(&flat_ids.reshape([1, 4]).unwrap()), opts),
+            ops.attention(
+                &long_q,
+                &kv,
+                &kv,
+                Some(&flat_ids.reshape([1, 4]).unwrap()),
+                opts,
+            ),
             &["attention", "sq <= sk"],
         );
         assert_err(

@@ -599,7 +599,11 @@ fn end_aligned_query_chunk_equals_the_rows_of_the_whole_row() {
         let rows = |t: &Tensor| t.narrow(2, lo, hi - lo).unwrap();
         let pairs = [
             ("out", rows(&out), c_out),
-            ("lse", rows(&lse.unsqueeze(3).unwrap()), c_lse.unsqueeze(3).unwrap()),
+            (
+                "lse",
+                rows(&lse.unsqueeze(3).unwrap()),
+                c_lse.unsqueeze(3).unwrap(),
+            ),
             ("grad q", rows(&whole.0), chunk.0),
             ("grad k", keys(&whole.1), chunk.1),
             ("grad v", keys(&whole.2), chunk.2),

@@ -51,7 +51,12 @@ impl Default for Strategy {
 impl fmt::Display for Strategy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut any = false;
-        let degrees = [("dp", self.dp), ("cp", self.cp), ("tp", self.tp), ("pp", self.pp)];
+        let degrees = [
+            ("dp", self.dp),
+            ("cp", self.cp),
+            ("tp", self.tp),
+            ("pp", self.pp),
+        ];
         for (name, degree) in degrees {
             if degree > 1 {
                 write!(f, "{name}{degree}")?;

@@ -28,7 +28,10 @@ fn context_parallel_names_parse_and_print_back() {
 fn context_parallelism_with_pipelines_or_zero1_is_refused() {
     for text in ["cp2pp2", "dp2cp2zero1"] {
         let err = text.parse::<Strategy>().unwrap_err().to_string();
-        assert!(err.contains("does not combine with `pp` or `zero1`"), "{err}");
+        assert!(
+            err.contains("does not combine with `pp` or `zero1`"),
+            "{err}"
+        );
     }
     let err = "cp0".parse::<Strategy>().unwrap_err().to_string();
     assert!(err.contains("degree 0"), "{err}");

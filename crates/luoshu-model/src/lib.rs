@@ -3,13 +3,13 @@
 //! ([`ModelShard`]), seeded initialization, and generation.
 
 mod config;
+mod context;
 mod error;
 pub mod generate;
 mod init;
 pub mod llama;
 mod params;
 pub mod sampling;
-mod context;
 mod shard;
 mod spec;
 

@@ -67,8 +67,9 @@ fn main() {
     let strategy: Strategy = "cp2".parse().expect("strategy");
     let ranks = threads::run(strategy.devices(), |comm| {
         let mesh = Mesh::new(strategy, comm).expect("mesh");
-        let mut trainer = ParallelTrainer::new(model.clone(), config.clone(), backend(), mesh, SEED)
-            .expect("trainer");
+        let mut trainer =
+            ParallelTrainer::new(model.clone(), config.clone(), backend(), mesh, SEED)
+                .expect("trainer");
         measure(steps, || trainer.train_step(&data).expect("step"))
     });
     let (cp_s, cp_loss) = ranks[0];

@@ -147,7 +147,10 @@ fn group_minus_whole(cp: usize, packed: bool, order: impl Fn(usize) -> Vec<usize
     )
     .unwrap();
     let per_rank = threads::run(cp, |comm| {
-        let shard = whole.clone().with_context_parallel(cp, comm.rank()).unwrap();
+        let shard = whole
+            .clone()
+            .with_context_parallel(cp, comm.rank())
+            .unwrap();
         let graph = build_stage_train_graph(&cfg, Precision::F32, &shard, layout).unwrap();
         let groups = HashMap::from([(CP_GROUP.to_string(), comm.clone())]);
         let collectives = CommCollectives::new(groups, backend.clone());
