@@ -504,6 +504,24 @@ fn segmented_attention_over_packed_rows() {
     }
 }
 
+/// A context-parallel chunk: fewer queries than keys, the ids one per key and the queries at
+/// the last key positions (a document crosses the chunk's start, another starts inside it).
+#[test]
+fn segmented_attention_of_an_end_aligned_query_chunk() {
+    let mut c = Check::new();
+    let (q, k, v) = (
+        c.var("q", &[2, 4, 3, 3]),
+        c.var("k", &[2, 2, 5, 3]),
+        c.var("v", &[2, 2, 5, 2]),
+    );
+    let ids = [0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 2.0, 2.0];
+    let segments = c.data("segments", &[2, 5], DType::I64, &ids);
+    let (out, _) =
+        c.g.segmented_attention((q, k, v), segments, 0.6, true)
+            .unwrap();
+    c.check(out, F64_STATS);
+}
+
 // ----- composite subgraphs -----
 
 #[test]

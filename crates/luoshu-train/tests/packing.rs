@@ -180,47 +180,17 @@ proptest! {
 /// pp2 (which updates), fed packed rows, equal one device fed one document per row.
 #[test]
 fn hot_switching_over_packed_buckets_agrees_with_one_device_unpacked() {
-    let want = unpacked_reference();
-    let buckets: BucketStrategies = "9:dp2,16:pp2".parse().unwrap();
-    let mut results = threads::run(2, |world| {
-        let backend = Arc::new(CpuBackend::new());
-        let mut trainer = HotSwitchTrainer::new(
-            model(),
-            train_config(),
-            backend,
-            world,
-            buckets.clone(),
-            "pp2".parse().unwrap(),
-            SEED,
-        )
-        .unwrap();
-        let mut batches = loader(true);
-        let stats: Vec<StepStats> = (0..STEPS)
-            .map(|_| trainer.train_step(&batches.next_batch()).unwrap().step)
-            .collect();
-        (stats, trainer.gather_state().unwrap())
-    });
-    let (stats, state) = results.remove(0);
-    let got = (stats, state.expect("rank 0 holds the gathered state"));
-    compare_runs("hot 9:dp2,16:pp2 packed", &got, &want);
+    let got = hot_packed_run("9:dp2,16:pp2", "pp2");
+    compare_runs("hot 9:dp2,16:pp2 packed", &got, &unpacked_reference());
 }
 
-/// Context parallelism over packed rows: every row is cut into 2·cp chunks, documents
-/// cross the chunk borders, and each rank feeds the rope rows of its tokens and the whole
-/// rows' segment ids; alone, with data and tensor parallelism, and as the longest bucket's
-/// strategy under hot switching (updates under dp2).
-#[test]
-fn packed_training_under_context_parallelism_agrees_with_one_device_unpacked() {
-    let want = unpacked_reference();
-    for strategy in ["cp2", "dp2cp2", "tp2cp2"] {
-        let strategy: Strategy = strategy.parse().unwrap();
-        let got = packed_run(&documents(), strategy, STEPS);
-        compare_runs(&format!("{strategy} packed"), &got, &want);
-    }
-    let buckets: BucketStrategies = "9:dp2,16:cp2".parse().unwrap();
+/// Rank 0's stats and gathered state after packed steps hot-switching over the bucket
+/// strategies `buckets` on 2 ranks, updating under `update`.
+fn hot_packed_run(buckets: &str, update: &str) -> (Vec<StepStats>, TrainerState) {
+    let buckets: BucketStrategies = buckets.parse().unwrap();
+    let update: Strategy = update.parse().unwrap();
     let mut results = threads::run(2, |world| {
         let backend = Arc::new(CpuBackend::new());
-        let update = "dp2".parse().unwrap();
         let mut trainer = HotSwitchTrainer::new(
             model(),
             train_config(),
@@ -238,6 +208,21 @@ fn packed_training_under_context_parallelism_agrees_with_one_device_unpacked() {
         (stats, trainer.gather_state().unwrap())
     });
     let (stats, state) = results.remove(0);
-    let got = (stats, state.expect("rank 0 holds the gathered state"));
+    (stats, state.expect("rank 0 holds the gathered state"))
+}
+
+/// Context parallelism over packed rows: every row is cut into 2·cp chunks, documents
+/// cross the chunk borders, and each rank feeds the rope rows of its tokens and the whole
+/// rows' segment ids; alone, with data and tensor parallelism, and as the longest bucket's
+/// strategy under hot switching (updates under dp2).
+#[test]
+fn packed_training_under_context_parallelism_agrees_with_one_device_unpacked() {
+    let want = unpacked_reference();
+    for strategy in ["cp2", "dp2cp2", "tp2cp2"] {
+        let strategy: Strategy = strategy.parse().unwrap();
+        let got = packed_run(&documents(), strategy, STEPS);
+        compare_runs(&format!("{strategy} packed"), &got, &want);
+    }
+    let got = hot_packed_run("9:dp2,16:cp2", "dp2");
     compare_runs("hot 9:dp2,16:cp2 packed", &got, &want);
 }

@@ -70,12 +70,13 @@ pub struct TrainArgs {
     /// means `--strategy dpN`.
     #[arg(long)]
     pub devices: Option<usize>,
-    /// Parallel strategy: `single`, or a product of `dpN`, `tpN`, `ppN` and `zero1`, e.g.
-    /// `dp2tp2`, `tp4`, `dp2pp2`, `dp4zero1`; or `auto` (the default): each length
-    /// bucket's strategy chosen at start-up by the cost model calibrated on this machine
-    /// (`hardware/local.toml` from `luoshu sim calibrate`, else measured then); or `probe`:
-    /// chosen by running each bucket under every strategy. A run may resume under another
-    /// strategy.
+    /// Parallel strategy: `single`, or a product of `dpN`, `cpN` (context parallelism:
+    /// sequences split along their length; with dp and tp only), `tpN`, `ppN` and `zero1`,
+    /// e.g. `dp2tp2`, `tp4`, `dp2pp2`, `dp4zero1`, `dp2cp2`; or `auto` (the default): each
+    /// length bucket's strategy chosen at start-up by the cost model calibrated on this
+    /// machine (`hardware/local.toml` from `luoshu sim calibrate`, else measured then); or
+    /// `probe`: chosen by running each bucket under every strategy. A run may resume under
+    /// another strategy.
     #[arg(long)]
     pub strategy: Option<String>,
     /// Hot switching: `EDGE:STRATEGY,...` ascending, e.g. `256:dp2,1024:tp2` — buckets of
