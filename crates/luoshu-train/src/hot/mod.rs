@@ -184,15 +184,15 @@ impl HotSwitchTrainer {
         }
         let runtimes = strategies
             .into_iter()
-            .map(|strategy| {
+            .enumerate()
+            .map(|(i, strategy)| {
                 let mesh = Mesh::new(strategy, world.clone())?;
-                let trainer = ParallelTrainer::new(
-                    model.clone(),
-                    config.clone(),
-                    backend.clone(),
-                    mesh,
-                    seed,
-                )?;
+                // Only the update strategy's runtime (the first) keeps optimizer state.
+                let build = match i {
+                    0 => ParallelTrainer::new,
+                    _ => ParallelTrainer::for_phases,
+                };
+                let trainer = build(model.clone(), config.clone(), backend.clone(), mesh, seed)?;
                 let placements = strategy_placements(&model, strategy)?;
                 let landing = placements.params.iter().map(one_holder).collect();
                 Ok(Runtime {

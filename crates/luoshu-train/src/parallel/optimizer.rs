@@ -3,7 +3,7 @@
 //! parameters with the moments of that piece only, followed by an all-gather of the updated
 //! pieces.
 
-use crate::{AdamW, AdamWConfig, AdamWState, Result};
+use crate::{AdamW, AdamWConfig, AdamWState, Error, Result};
 use luoshu_backend::ops::AdamW as AdamWStep;
 use luoshu_backend::Ops;
 use luoshu_comm::{Communicator, ReduceOp};
@@ -66,6 +66,18 @@ pub(crate) struct Zero1 {
 pub(crate) enum ShardedOptimizer {
     Replicated(AdamW),
     Zero1(Zero1),
+    /// A hot-switching phase runtime's: it sums gradients like [`Self::Replicated`] but
+    /// keeps no optimizer state and never updates (the update strategy's runtime does).
+    PhaseOnly,
+}
+
+/// The refusal of every optimizer-state call on a phase runtime.
+fn no_state() -> Error {
+    Error::State(
+        "this strategy's runtime only runs hot-switching phases and keeps no optimizer state; \
+         the update strategy's runtime updates and holds the moments"
+            .into(),
+    )
 }
 
 impl ShardedOptimizer {
@@ -105,8 +117,10 @@ impl ShardedOptimizer {
         layout: &FlatLayout,
     ) -> Result<Tensor> {
         Ok(match self {
-            ShardedOptimizer::Replicated(_) if dp.size() == 1 => grads.clone(),
-            ShardedOptimizer::Replicated(_) => {
+            ShardedOptimizer::Replicated(_) | ShardedOptimizer::PhaseOnly if dp.size() == 1 => {
+                grads.clone()
+            }
+            ShardedOptimizer::Replicated(_) | ShardedOptimizer::PhaseOnly => {
                 dp.all_reduce_in_place(grads, ReduceOp::Sum)?;
                 grads.clone()
             }
@@ -119,7 +133,7 @@ impl ShardedOptimizer {
     /// The flat range of the gradient [`Self::reduce_gradients`] returns.
     pub fn grad_range(&self, layout: &FlatLayout) -> Range<usize> {
         match self {
-            ShardedOptimizer::Replicated(_) => 0..layout.len,
+            ShardedOptimizer::Replicated(_) | ShardedOptimizer::PhaseOnly => 0..layout.len,
             ShardedOptimizer::Zero1(z) => z.range.clone(),
         }
     }
@@ -142,6 +156,7 @@ impl ShardedOptimizer {
                 adam.step(ops, params, &grads, lr)
             }
             ShardedOptimizer::Zero1(z) => z.step(ops, dp, params, layout, grad, lr),
+            ShardedOptimizer::PhaseOnly => Err(no_state()),
         }
     }
 
@@ -155,6 +170,7 @@ impl ShardedOptimizer {
     ) -> Result<AdamWState> {
         match self {
             ShardedOptimizer::Replicated(adam) => Ok(adam.state().clone()),
+            ShardedOptimizer::PhaseOnly => Err(no_state()),
             ShardedOptimizer::Zero1(z) => {
                 let gather = |piece: &Tensor| -> Result<Tensor> {
                     let parts = dp.all_gather(piece)?;
@@ -180,9 +196,10 @@ impl ShardedOptimizer {
 
     /// The AdamW moments `(m, v)` this rank keeps of local parameter `i`: the whole
     /// parameter's (replicated), or the part of its flat range in this rank's ZeRO-1 piece
-    /// (`None` when the piece does not reach it).
+    /// (`None` when the piece does not reach it, or on a phase runtime, which keeps none).
     pub fn moments_of(&self, layout: &FlatLayout, i: usize) -> Result<Option<(Tensor, Tensor)>> {
         match self {
+            ShardedOptimizer::PhaseOnly => Ok(None),
             ShardedOptimizer::Replicated(adam) => {
                 let state = adam.state();
                 Ok(Some((
@@ -215,6 +232,7 @@ impl ShardedOptimizer {
     ) -> Result<()> {
         match self {
             ShardedOptimizer::Replicated(adam) => adam.restore(state, params),
+            ShardedOptimizer::PhaseOnly => Err(no_state()),
             ShardedOptimizer::Zero1(z) => {
                 state.m.check_matches(params, "optimizer first moment")?;
                 state.v.check_matches(params, "optimizer second moment")?;

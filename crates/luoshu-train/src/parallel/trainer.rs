@@ -88,6 +88,29 @@ impl ParallelTrainer {
         mesh: Mesh,
         seed: u64,
     ) -> Result<Self> {
+        Self::build(model, config, backend, mesh, seed, true)
+    }
+
+    /// [`Self::new`] for a runtime that only runs hot-switching phases: it computes and
+    /// sums gradients but never updates, so it allocates no optimizer state.
+    pub fn for_phases(
+        model: ModelConfig,
+        config: TrainConfig,
+        backend: Arc<dyn Backend>,
+        mesh: Mesh,
+        seed: u64,
+    ) -> Result<Self> {
+        Self::build(model, config, backend, mesh, seed, false)
+    }
+
+    fn build(
+        model: ModelConfig,
+        config: TrainConfig,
+        backend: Arc<dyn Backend>,
+        mesh: Mesh,
+        seed: u64,
+        updates: bool,
+    ) -> Result<Self> {
         model.validate()?;
         config.validate()?;
         let strategy = mesh.strategy;
@@ -110,8 +133,10 @@ impl ParallelTrainer {
         }
         let layout = FlatLayout::of(&store);
         let zero1 = strategy.zero1.then_some(mesh.dp.as_ref());
-        let optimizer =
-            ShardedOptimizer::new(&ops, config.optimizer.clone(), &store, &layout, zero1)?;
+        let optimizer = match updates {
+            true => ShardedOptimizer::new(&ops, config.optimizer.clone(), &store, &layout, zero1)?,
+            false => ShardedOptimizer::PhaseOnly,
+        };
         let tied_embedding = if model.tie_embeddings && strategy.pp > 1 {
             let ends = shard.is_first_stage() || shard.is_last_stage();
             Some(mesh.pp.split(usize::from(!ends), mesh.pp_rank)?)
