@@ -6,9 +6,11 @@
 //! which places the chunk's queries at their global positions. Packed rows pass the whole
 //! rows' segment ids, of which a chunk uses those of its keys.
 
-use crate::llama::CP_GROUP;
 use crate::{context_chunks, Result};
 use luoshu_graph::{Dim, Graph, Value};
+
+/// The context-parallel group named by collective nodes.
+pub const CP_GROUP: &str = "cp";
 
 /// How this rank's rows split a sequence: `cp` ranks, this one `rank`, chunks of `chunk`
 /// positions.

@@ -20,8 +20,7 @@ pub const SEQ: &str = "seq";
 pub const SEQ_CHUNK: &str = "seq_chunk";
 /// The tensor-parallel group named by collective nodes.
 pub const TP_GROUP: &str = "tp";
-/// The context-parallel group named by collective nodes.
-pub const CP_GROUP: &str = "cp";
+pub use crate::context::CP_GROUP;
 /// Input of a pipeline stage after the first: the previous stage's hidden rows.
 pub const HIDDEN_IN: &str = "hidden_in";
 /// Input of a stage's training graph before the last: the gradient of its output rows.

@@ -8,7 +8,6 @@
 
 use super::config::{Chooser, RunConfig};
 use super::memory::{self, Ranks};
-use super::Setup;
 use luoshu_backend::Backend;
 use luoshu_comm::{Communicator, ReduceOp};
 use luoshu_data::{GlobalBatch, LengthBucketLoader};
@@ -33,6 +32,16 @@ pub const LOCAL_HARDWARE: &str = "hardware/local.toml";
 
 /// Seconds each kernel is timed for when `auto` calibrates at start-up.
 const STARTUP_CALIBRATION_SECONDS: f64 = 0.25;
+
+/// What a choice is made for and from: the run, its model, the strategies that fit, the
+/// backend the probe runs on and the run directory that keeps the choice.
+pub struct ChoiceSetup<'a> {
+    pub config: &'a RunConfig,
+    pub model: &'a ModelConfig,
+    pub candidates: &'a [Strategy],
+    pub backend: Arc<dyn Backend>,
+    pub run_dir: &'a Path,
+}
 
 /// `strategy.toml`: the choice, what it was made for (another model, rank count,
 /// bucketing, packing or chooser chooses again), and the table it was made from.
@@ -70,14 +79,14 @@ fn text<E: std::fmt::Display>(e: E) -> String {
 /// `strategy.toml` in `run_dir` when it was made for this run, else chosen among
 /// the setup's candidates by `chooser` on the first batches of `loader` (the probe runs
 /// them on the setup's backend). The reporting rank prints the table and writes the file.
-pub(super) fn choose(
+pub fn choose(
     world: Arc<dyn Communicator>,
-    setup: &Setup,
+    setup: &ChoiceSetup,
     chooser: Chooser,
     loader: &LengthBucketLoader,
     reports: bool,
 ) -> Result<(BucketStrategies, Strategy), String> {
-    let (config, model, candidates) = (&setup.config, &setup.model, &setup.candidates[..]);
+    let (config, model, candidates) = (setup.config, setup.model, setup.candidates);
     let path = setup.run_dir.join("strategy.toml");
     let update = config.update_strategy()?;
     let saved = read_saved(&path)

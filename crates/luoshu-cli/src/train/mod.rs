@@ -547,7 +547,14 @@ fn train_rank(
         Some(_) => config.hot_switch_plan()?,
         None => {
             let chooser = config.chooser().ok_or("no strategy to train under")?;
-            let (buckets, update) = auto::choose(comm.clone(), setup, chooser, &loader, reports)?;
+            let choice = auto::ChoiceSetup {
+                config,
+                model: &setup.model,
+                candidates: &setup.candidates,
+                backend: setup.backend.clone(),
+                run_dir: &setup.run_dir,
+            };
+            let (buckets, update) = auto::choose(comm.clone(), &choice, chooser, &loader, reports)?;
             // Each candidate fits alone; the chosen strategies must fit together.
             memory::check_plan(
                 config,
