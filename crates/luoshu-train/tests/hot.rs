@@ -237,3 +237,24 @@ fn bad_hot_switch_specs_say_what_to_do() {
     let e = buckets.strategy_for(300).unwrap_err().to_string();
     assert!(e.contains("300:dp2"), "{e}");
 }
+
+#[test]
+fn a_phase_runtime_keeps_no_optimizer_state_and_refuses_to_update() {
+    use luoshu_dist::Mesh;
+    use luoshu_train::parallel::ParallelTrainer;
+    let outcomes = threads::run(2, |world| {
+        let mesh = Mesh::new("dp2".parse().unwrap(), world).unwrap();
+        let mut phase =
+            ParallelTrainer::for_phases(model(), train_config(), backend(), mesh, SEED).unwrap();
+        let pieces = phase.state_pieces().unwrap();
+        let held: usize = pieces.params.iter().map(Vec::len).sum();
+        let moments: usize = pieces.adam_m.iter().chain(&pieces.adam_v).map(Vec::len).sum();
+        let refusal = phase.train_step(&batch(0)).unwrap_err().to_string();
+        (held, moments, refusal)
+    });
+    for (held, moments, refusal) in outcomes {
+        assert!(held > 0);
+        assert_eq!(moments, 0);
+        assert!(refusal.contains("keeps no optimizer state"), "{refusal}");
+    }
+}
