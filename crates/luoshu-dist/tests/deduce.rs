@@ -318,10 +318,47 @@ fn attention_splits_heads_and_batch() {
         &[
             (q.clone(), seq.clone()),
             (kv.clone(), seq.clone()),
-            (kv.clone(), seq),
+            (kv.clone(), seq.clone()),
         ],
-        "sequence split",
+        "split the queries only",
     );
+    // Queries split along the sequence against whole keys and values: exact without a
+    // causal mask (every query sees every key); a causal one needs global positions.
+    let whole = st(&[(D, 2)]);
+    let query_split = [
+        (q.clone(), seq.clone()),
+        (kv.clone(), whole.clone()),
+        (kv.clone(), whole.clone()),
+    ];
+    fails(
+        &attention,
+        &query_split,
+        "context parallelism builds it per chunk",
+    );
+    let full = Op::Attention {
+        scale: Float::new(0.25),
+        causal: false,
+        segmented: false,
+    };
+    assert_eq!(ok(&full, &query_split), [seq.clone(), seq.clone()]);
+    let (out, lse) = (t(&[2, 4, 8, 16]), t(&[2, 4, 8]));
+    let backward = Op::AttentionBackward {
+        scale: Float::new(0.25),
+        causal: false,
+        segmented: false,
+    };
+    let grads = ok(
+        &backward,
+        &[
+            (q.clone(), seq.clone()),
+            (kv.clone(), whole.clone()),
+            (kv.clone(), whole),
+            (out.clone(), seq.clone()),
+            (lse, seq.clone()),
+            (out, seq.clone()),
+        ],
+    );
+    assert_eq!(grads, [seq, st(&[(P, 2)]), st(&[(P, 2)])]);
     fails(
         &attention,
         &[(q, heads), (kv.clone(), st(&[(D, 2)])), (kv, st(&[(D, 2)]))],

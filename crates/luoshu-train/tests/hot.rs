@@ -248,7 +248,12 @@ fn a_phase_runtime_keeps_no_optimizer_state_and_refuses_to_update() {
             ParallelTrainer::for_phases(model(), train_config(), backend(), mesh, SEED).unwrap();
         let pieces = phase.state_pieces().unwrap();
         let held: usize = pieces.params.iter().map(Vec::len).sum();
-        let moments: usize = pieces.adam_m.iter().chain(&pieces.adam_v).map(Vec::len).sum();
+        let moments: usize = pieces
+            .adam_m
+            .iter()
+            .chain(&pieces.adam_v)
+            .map(Vec::len)
+            .sum();
         let refusal = phase.train_step(&batch(0)).unwrap_err().to_string();
         (held, moments, refusal)
     });

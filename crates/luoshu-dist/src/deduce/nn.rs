@@ -1,5 +1,6 @@
 //! Composite nn ops and their backwards: row-wise ops keep splits of their row dims but
-//! not of the normalized (last) dim; attention keeps batch and head splits. A backward
+//! not of the normalized (last) dim; attention keeps batch and head splits, and a sequence
+//! split of the queries against whole keys and values when no mask needs positions. A backward
 //! mirrors its forward, with weight gradients summed over the rows (partial when the rows
 //! are split) and outputs linear in an upstream partial gradient.
 
@@ -73,8 +74,12 @@ pub(super) fn deduce(op: &Op, inputs: &[(&TensorType, &DState)]) -> RuleResult {
             [gate, up, grad] if gate == up && up == grad => Ok(vec![*gate; 2]),
             _ => Err("gate, up and grad_out must have the same state".into()),
         }),
-        Op::Attention { segmented, .. } => attention(inputs, 2, *segmented),
-        Op::AttentionBackward { segmented, .. } => attention(inputs, 3, *segmented),
+        Op::Attention {
+            segmented, causal, ..
+        } => attention(inputs, 2, *segmented, *causal),
+        Op::AttentionBackward {
+            segmented, causal, ..
+        } => attention(inputs, 3, *segmented, *causal),
         other => Err(format!("{} is not a composite nn op", other.name())),
     }
 }
@@ -144,11 +149,19 @@ fn reject_vocab_split(states: &[&DState]) -> Result<(), String> {
 /// all split the batch, or all split the heads evenly by groups, or are all duplicated.
 /// Segment ids `[b, s]` (the last input when `segmented`) follow the batch like tokens:
 /// split where the batch is, duplicated over head splits and replicas.
-fn attention(inputs: &[(&TensorType, &DState)], outputs: usize, segmented: bool) -> RuleResult {
+fn attention(
+    inputs: &[(&TensorType, &DState)],
+    outputs: usize,
+    segmented: bool,
+    causal: bool,
+) -> RuleResult {
     let states: Vec<&DState> = inputs.iter().map(|&(_, s)| s).collect();
     let (q_heads, kv_heads) = (&inputs[0].0.shape[1], &inputs[1].0.shape[1]);
     per_axis(&states, outputs, |extent, all_roles| {
         let (roles, segments) = all_roles.split_at(all_roles.len() - usize::from(segmented));
+        if let Some(split) = query_sequence_split(roles, outputs, causal || segmented) {
+            return split;
+        }
         let first = roles[0];
         if roles.iter().any(|&r| r != first) {
             return Err("q, k, v (and the gradients' inputs) must have the same state".into());
@@ -170,10 +183,43 @@ fn attention(inputs: &[(&TensorType, &DState)], outputs: usize, segmented: bool)
                 "{kv_heads} key/value heads do not split evenly into {extent} pieces of whole query groups"
             )),
             Axis::Split(2) => Err(
-                "a sequence split of attention (context parallelism) is not modelled".into(),
+                "a sequence split of attention needs the whole keys and values: split the \
+                 queries only (k, v duplicated)"
+                    .into(),
             ),
             Axis::Split(d) => Err(format!("attention contracts or mixes the split dim {d}")),
             Axis::Partial => Err("attention is not linear: all-reduce its inputs first".into()),
         }
     })
+}
+
+/// A sequence split of the queries against whole (duplicated) keys and values: every query
+/// sees every key, so each piece of the queries' rows is exact on its own; the backward's
+/// key and value gradients are each piece's summand (partial). Causal or segmented
+/// attention needs each piece's global query positions, which a state does not carry:
+/// context parallelism builds that per chunk (`luoshu-model`'s `context.rs`).
+fn query_sequence_split(
+    roles: &[Axis],
+    outputs: usize,
+    positional: bool,
+) -> Option<Result<Vec<Axis>, String>> {
+    // Forward: q, k, v. Backward: q, k, v, out, lse, grad_out.
+    let keys_whole = roles[1] == Axis::Duplicate && roles[2] == Axis::Duplicate;
+    let rows_split = roles[0] == Axis::Split(2) && roles[3..].iter().all(|&r| r == Axis::Split(2));
+    if !(keys_whole && rows_split) {
+        return None;
+    }
+    if positional {
+        return Some(Err(
+            "causal or segmented attention cannot split its queries' sequence by state alone \
+             (each piece needs its global positions): context parallelism builds it per chunk"
+                .into(),
+        ));
+    }
+    Some(Ok(match outputs {
+        // out, lse.
+        2 => vec![Axis::Split(2); 2],
+        // grad_q, grad_k, grad_v.
+        _ => vec![Axis::Split(2), Axis::Partial, Axis::Partial],
+    }))
 }
