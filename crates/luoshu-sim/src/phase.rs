@@ -98,8 +98,8 @@ pub fn phase(
         .map(|s| s.forward.iter().chain(&s.backward).sum())
         .collect();
     let replicas = deal(&totals, strategy.dp);
-    // Ranks sharing one processor: the phase's rank-seconds of work (every tensor-parallel
-    // rank of a stage busy for its `totals`) at the node's rate, all ranks at once.
+    // Ranks sharing one processor: the phase's rank-seconds of work (every tensor- and
+    // context-parallel rank of a stage busy for its `totals`) at the node's rate.
     let shared_work = match sim.hardware.shared_compute {
         true => {
             let ranks_per_stage = (strategy.tp * strategy.cp) as f64;
