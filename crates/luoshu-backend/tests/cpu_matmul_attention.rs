@@ -488,12 +488,7 @@ fn packed_rows_equal_each_document_alone() {
     let k = random(DType::F32, &[1, hkv, seq, d], 32);
     let v = random(DType::F32, &[1, hkv, seq, d], 33);
     let g = random(DType::F32, &[1, hq, seq, d], 34);
-    let ids: Vec<i64> = documents
-        .iter()
-        .enumerate()
-        .flat_map(|(doc, &len)| std::iter::repeat_n(doc as i64, len))
-        .collect();
-    let segments = Tensor::from_slice(&ids, [1, seq]).unwrap();
+    let segments = segment_ids(&documents);
     let opts = AttentionOpts {
         scale: 0.35,
         causal: true,
@@ -558,12 +553,7 @@ fn end_aligned_query_chunk_equals_the_rows_of_the_whole_row() {
     let k = random(DType::F32, &[1, hkv, seq, d], 42);
     let v = random(DType::F32, &[1, hkv, seq, d], 43);
     let g = random(DType::F32, &[1, hq, hi - lo, d], 44);
-    let ids: Vec<i64> = documents
-        .iter()
-        .enumerate()
-        .flat_map(|(doc, &len)| std::iter::repeat_n(doc as i64, len))
-        .collect();
-    let segments = Tensor::from_slice(&ids, [1, seq]).unwrap();
+    let segments = segment_ids(&documents);
     let opts = AttentionOpts {
         scale: 0.35,
         causal: true,
@@ -659,4 +649,14 @@ proptest::proptest! {
             assert_close(name, got, want, 2e-4);
         }
     }
+}
+
+/// One row's segment ids, `[1, Σ documents]`: document i's tokens carry id i.
+fn segment_ids(documents: &[usize]) -> Tensor {
+    let ids: Vec<i64> = documents
+        .iter()
+        .enumerate()
+        .flat_map(|(doc, &len)| std::iter::repeat_n(doc as i64, len))
+        .collect();
+    Tensor::from_slice(&ids, [1, ids.len()]).unwrap()
 }
