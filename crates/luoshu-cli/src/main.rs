@@ -1,6 +1,7 @@
 //! `luoshu`: the command-line entry point of the luoshu training system.
 
 mod bench;
+mod error_text;
 mod export;
 mod generate;
 mod import;

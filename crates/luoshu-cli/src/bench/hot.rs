@@ -7,6 +7,7 @@
 
 use super::args::BenchArgs;
 use super::measurement::SEED;
+use crate::error_text::text;
 use crate::train::config::{HotSwitchConfig, RunConfig};
 use crate::train::data;
 use luoshu_comm::{threads, Communicator};
@@ -37,10 +38,6 @@ struct Totals {
 enum System {
     Hot(Box<HotSwitchTrainer>),
     Static(Box<ParallelTrainer>),
-}
-
-fn text<E: std::fmt::Display>(e: E) -> String {
-    e.to_string()
 }
 
 impl System {

@@ -8,6 +8,7 @@
 
 use crate::bench::kernels::{gemm_operand, random_f32, GEMM_SHAPES};
 use crate::bench::measurement::median;
+use crate::error_text::text;
 use luoshu_backend::cpu::CpuBackend;
 use luoshu_backend::ops::AttentionOpts;
 use luoshu_backend::{DType, Ops, Tensor};
@@ -31,10 +32,6 @@ pub struct CalibrateArgs {
     /// Seconds each kernel is timed for.
     #[arg(long, default_value_t = 1.0)]
     pub seconds: f64,
-}
-
-fn text<E: std::fmt::Display>(e: E) -> String {
-    e.to_string()
 }
 
 /// Median seconds of `f` on this rank over `budget` (at least 3 runs after a warm-up run),

@@ -8,6 +8,7 @@
 
 use super::calibrate::{budget, calibrate};
 use crate::bench::measurement::median;
+use crate::error_text::text;
 use crate::train::auto::{cost_model_table, describe_table, probe_table};
 use crate::train::config::{HotSwitchConfig, ModelChoice, RunConfig};
 use crate::train::data;
@@ -61,10 +62,6 @@ pub struct ValidateArgs {
     pub child: Option<String>,
 }
 
-fn text<E: std::fmt::Display>(e: E) -> String {
-    e.to_string()
-}
-
 /// A system validated: a static strategy, or the hot-switching table.
 #[derive(Debug, Clone, PartialEq)]
 enum System {
@@ -73,10 +70,10 @@ enum System {
 }
 
 impl System {
-    fn parse(text: &str) -> Result<Self, String> {
-        match text.strip_prefix("hot:") {
+    fn parse(spec: &str) -> Result<Self, String> {
+        match spec.strip_prefix("hot:") {
             Some(table) => Ok(System::Hot(table.to_string())),
-            None => text.parse().map(System::Static).map_err(text_of),
+            None => spec.parse().map(System::Static).map_err(text),
         }
     }
 
@@ -86,10 +83,6 @@ impl System {
             System::Hot(table) => format!("hot:{table}"),
         }
     }
-}
-
-fn text_of(e: luoshu_dist::Error) -> String {
-    e.to_string()
 }
 
 /// The run configuration of `model` under `system` on `data`.
@@ -324,9 +317,9 @@ pub fn run(args: &ValidateArgs) -> Result<ExitCode, String> {
     }
     let systems = [
         System::Static(Strategy::SINGLE),
-        System::Static("dp2".parse().map_err(text_of)?),
-        System::Static("tp2".parse().map_err(text_of)?),
-        System::Static("pp2".parse().map_err(text_of)?),
+        System::Static("dp2".parse().map_err(text)?),
+        System::Static("tp2".parse().map_err(text)?),
+        System::Static("pp2".parse().map_err(text)?),
         System::Hot(args.hot_switch.clone()),
     ];
     println!(

@@ -8,6 +8,7 @@
 
 use super::config::{Chooser, RunConfig};
 use super::memory::{self, Ranks};
+use crate::error_text::text;
 use luoshu_backend::Backend;
 use luoshu_comm::{Communicator, ReduceOp};
 use luoshu_data::{GlobalBatch, LengthBucketLoader};
@@ -69,10 +70,6 @@ struct BucketTimings {
     /// Seconds of the bucket's sample per strategy, predicted or measured (absent: no
     /// sample of the bucket).
     seconds: BTreeMap<String, f64>,
-}
-
-fn text<E: std::fmt::Display>(e: E) -> String {
-    e.to_string()
 }
 
 /// Collective over `world`: the buckets' strategies and the update strategy, reused from

@@ -3,6 +3,7 @@
 //! checkpoints canonical, so a run may resume under either.
 
 use super::config::RunConfig;
+use crate::error_text::text;
 use luoshu_backend::Backend;
 use luoshu_comm::Communicator;
 use luoshu_data::GlobalBatch;
@@ -24,10 +25,6 @@ pub struct RunnerStep {
     pub phases: Vec<PhaseStats>,
     pub switch_seconds: f64,
     pub switch_bytes: usize,
-}
-
-fn text<E: std::fmt::Display>(e: E) -> String {
-    e.to_string()
 }
 
 impl Runner {
