@@ -48,6 +48,9 @@ pub struct Measured {
     /// Bytes of a small and a large all-reduce over the `devices` ranks.
     pub all_reduce_small: Timed,
     pub all_reduce_large: Timed,
+    /// Kernels of a few elements each, dispatched one after another through a compiled
+    /// plan: their seconds per kernel are the kernel overhead.
+    pub dispatch: Timed,
 }
 
 /// Fused attention's forward and backward FLOPs as the cost model counts them (the forward
@@ -127,6 +130,7 @@ impl Measured {
             ("copy", self.copy),
             ("all_reduce_small", self.all_reduce_small),
             ("all_reduce_large", self.all_reduce_large),
+            ("dispatch", self.dispatch),
         ];
         for (what, t) in timings {
             if !(t.amount > 0.0 && t.seconds > 0.0 && t.rate().is_finite()) {
@@ -166,6 +170,9 @@ impl Measured {
                     elementwise: fraction(self.elementwise.rate(), bandwidth),
                     memory_bound: 1.0,
                 },
+                // The dispatched kernels' work is a few hundred bytes: their time is the
+                // overhead.
+                kernel_overhead: 1.0 / self.dispatch.rate(),
             },
             intra_node: link,
             // One node: the inter-node link is never used; it repeats the node's.
@@ -215,6 +222,10 @@ mod tests {
                 amount: 16e6,
                 seconds: 20e-6 + 16e-3,
             },
+            dispatch: Timed {
+                amount: 100.0,
+                seconds: 1e-3,
+            },
         }
     }
 
@@ -250,6 +261,7 @@ mod tests {
             alpha: hardware.intra_node.alpha,
             bandwidth: hardware.intra_node.bandwidth,
         };
+        assert!(close(hardware.device.kernel_overhead, 10e-6));
         assert!(close(hardware.intra_node.alpha, 10e-6));
         assert!(close(hardware.intra_node.bandwidth, 1e9));
         for t in [m.all_reduce_small, m.all_reduce_large] {

@@ -43,6 +43,17 @@ pub struct Device {
     /// Dense FLOP/s by dtype name (`f32`, `tf32`, `bf16`, `f16`).
     pub peak_flops: BTreeMap<String, f64>,
     pub efficiency: Efficiency,
+    /// Seconds every kernel costs beyond its roofline time: dispatching it (the executor's
+    /// step and the backend's checks on a CPU, a launch on an accelerator), counted per
+    /// kernel of the compiled graphs ([`crate::kernels`]). Measured by `luoshu sim
+    /// calibrate`; absent (0, not modelled) in the accelerator presets, whose launches are
+    /// asynchronous and hide behind the kernels of models worth a cluster.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub kernel_overhead: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 /// α (seconds per message) and bandwidth (bytes per second per device and direction).
@@ -138,13 +149,14 @@ impl Hardware {
         if let Some((field, value)) = positive.iter().find(|(_, v)| !(v.is_finite() && *v > 0.0)) {
             return Err(format!("{field} must be a positive number, got {value}"));
         }
-        for (field, alpha) in [
+        for (field, value) in [
             ("intra_node.alpha", self.intra_node.alpha),
             ("inter_node.alpha", self.inter_node.alpha),
+            ("device.kernel_overhead", self.device.kernel_overhead),
         ] {
-            if !(alpha.is_finite() && alpha >= 0.0) {
+            if !(value.is_finite() && value >= 0.0) {
                 return Err(format!(
-                    "{field} must be a non-negative number, got {alpha}"
+                    "{field} must be a non-negative number, got {value}"
                 ));
             }
         }

@@ -10,6 +10,7 @@ pub mod compiled;
 mod error;
 pub mod evaluate;
 pub mod hardware;
+pub mod kernels;
 pub mod layout;
 pub mod lengths;
 pub mod memory;

@@ -3,9 +3,11 @@
 //! sends between stages.
 
 use crate::collective::{group_link, Collective};
+use crate::kernels::Position;
 use crate::layout::Layout;
 use crate::ops::{backward, embedding_forward, head_forward, layer_forward, OpCost, Work};
 use crate::simulator::Simulator;
+use crate::Result;
 
 /// Seconds of one micro-batch's forward and backward on each stage, sends included.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,8 +30,9 @@ fn backward_of(ops: &[OpCost]) -> Vec<OpCost> {
 /// and each stage but the first sends the gradient back. Context parallelism gives each of
 /// its `cp` ranks `1/cp` of the tokens and (balanced chunks) of the attention pairs, and
 /// per layer all-gathers the keys and values (`2·tokens·kv/tp` values) forward and
-/// reduce-scatters their gradients backward.
-pub fn stage_seconds(sim: &Simulator, layout: &Layout, work: Work) -> StageSeconds {
+/// reduce-scatters their gradients backward. Every kernel the stage's graphs launch adds the
+/// hardware's kernel overhead (none when the hardware leaves it at 0).
+pub fn stage_seconds(sim: &Simulator, layout: &Layout, work: Work) -> Result<StageSeconds> {
     let (model, e) = (&sim.model, sim.bytes.compute);
     let strategy = layout.strategy();
     let (tp, cp) = (strategy.tp, strategy.cp);
@@ -65,6 +68,12 @@ pub fn stage_seconds(sim: &Simulator, layout: &Layout, work: Work) -> StageSecon
         0.0
     };
 
+    let overhead = sim.hardware.device.kernel_overhead;
+    let kernels = match overhead > 0.0 {
+        true => Some(sim.kernel_counts(tp, cp)?),
+        false => None,
+    };
+
     let stages = layout.stages.len();
     let send = |from: usize, to: usize| {
         let link = sim.topology.cost(
@@ -76,9 +85,9 @@ pub fn stage_seconds(sim: &Simulator, layout: &Layout, work: Work) -> StageSecon
     let mut forward = Vec::with_capacity(stages);
     let mut backward = Vec::with_capacity(stages);
     for (stage, layers) in layout.stages.iter().enumerate() {
-        let layers = layers.len() as f64;
-        let mut f = layers * (layer_fwd + layer_comm_fwd);
-        let mut b = layers * (layer_bwd + layer_comm_bwd + recompute);
+        let n = layers.len() as f64;
+        let mut f = n * (layer_fwd + layer_comm_fwd);
+        let mut b = n * (layer_bwd + layer_comm_bwd + recompute);
         if stage == 0 {
             f += embed_fwd + scatter;
             b += embed_bwd + gather;
@@ -92,10 +101,18 @@ pub fn stage_seconds(sim: &Simulator, layout: &Layout, work: Work) -> StageSecon
         if stage > 0 {
             b += send(stage, stage - 1);
         }
+        if let Some(kernels) = &kernels {
+            let launches = kernels.stage(layers.len(), Position::of(stage, stages));
+            f += overhead * launches.forward;
+            b += overhead * launches.backward;
+            if layout.candidate.recompute {
+                b += overhead * layers.len() as f64 * kernels.layer_forward();
+            }
+        }
         forward.push(f);
         backward.push(b);
     }
-    StageSeconds { forward, backward }
+    Ok(StageSeconds { forward, backward })
 }
 
 #[cfg(test)]
@@ -123,7 +140,7 @@ mod tests {
     fn one_device_is_the_sum_of_its_ops() {
         let sim = sim(1);
         let work = Work::packed(4096, &[4096]);
-        let single = stage_seconds(&sim, &layout(&sim, "single", false), work);
+        let single = stage_seconds(&sim, &layout(&sim, "single", false), work).unwrap();
         let r = &sim.roofline;
         let (m, e) = (&sim.model, 2.0);
         let layer = layer_forward(m, work, 1, e);
@@ -134,7 +151,7 @@ mod tests {
         // The backward of matmuls is twice their forward, so backward ≈ 2× forward.
         let ratio = single.backward[0] / single.forward[0];
         assert!(ratio > 1.9 && ratio < 2.6, "{ratio}");
-        let recompute = stage_seconds(&sim, &layout(&sim, "single", true), work);
+        let recompute = stage_seconds(&sim, &layout(&sim, "single", true), work).unwrap();
         assert_eq!(recompute.forward, single.forward);
         assert!(recompute.backward[0] > single.backward[0]);
     }
@@ -143,7 +160,7 @@ mod tests {
     fn tensor_parallelism_pays_its_collectives() {
         let sim = sim(8);
         let work = Work::packed(4096, &[4096]);
-        let tp8 = stage_seconds(&sim, &layout(&sim, "tp8", false), work);
+        let tp8 = stage_seconds(&sim, &layout(&sim, "tp8", false), work).unwrap();
         // Per layer: 2 all-gathers and 2 reduce-scatters of 4096·4096·2 bytes over 8
         // NVLink ranks: 4·(7·5 µs + 7/8 · 33554432 / 200e9 s).
         let n = 4096.0 * 4096.0 * 2.0;
@@ -161,7 +178,7 @@ mod tests {
     fn context_parallelism_splits_the_work_and_gathers_keys_and_values() {
         let sim = sim(2);
         let work = Work::packed(8192, &[8192]);
-        let cp2 = stage_seconds(&sim, &layout(&sim, "cp2", false), work);
+        let cp2 = stage_seconds(&sim, &layout(&sim, "cp2", false), work).unwrap();
         let half = Work {
             tokens: 4096.0,
             pairs: work.pairs / 2.0,
@@ -179,11 +196,46 @@ mod tests {
     }
 
     #[test]
+    fn every_kernel_of_the_stage_graphs_adds_the_kernel_overhead() {
+        let model = ModelConfig::preset("tiny").unwrap();
+        let hardware = Hardware::preset("a800-node").unwrap();
+        let mut slow = hardware.clone();
+        slow.device.kernel_overhead = 1e-3;
+        let without = Simulator::new(model.clone(), hardware, 2, Precision::F32).unwrap();
+        let with = Simulator::new(model, slow, 2, Precision::F32).unwrap();
+        let work = Work::packed(64, &[64]);
+        for (strategy, recompute) in [("tp2", false), ("pp2", true)] {
+            let layout = layout(&with, strategy, recompute);
+            let base = stage_seconds(&without, &layout, work).unwrap();
+            let slowed = stage_seconds(&with, &layout, work).unwrap();
+            let s: luoshu_dist::Strategy = strategy.parse().unwrap();
+            let counts = with.kernel_counts(s.tp, s.cp).unwrap();
+            for (stage, layers) in layout.stages.iter().enumerate() {
+                let position = crate::kernels::Position::of(stage, layout.stages.len());
+                let launches = counts.stage(layers.len(), position);
+                let recomputed = match recompute {
+                    true => layers.len() as f64 * counts.layer_forward(),
+                    false => 0.0,
+                };
+                let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+                assert!(close(
+                    slowed.forward[stage] - base.forward[stage],
+                    1e-3 * launches.forward
+                ));
+                assert!(close(
+                    slowed.backward[stage] - base.backward[stage],
+                    1e-3 * (launches.backward + recomputed)
+                ));
+            }
+        }
+    }
+
+    #[test]
     fn pipeline_stages_send_their_activations() {
         let sim = sim(16);
         let work = Work::packed(2048, &[2048]);
         let layout = layout(&sim, "tp8pp2", false);
-        let pp2 = stage_seconds(&sim, &layout, work);
+        let pp2 = stage_seconds(&sim, &layout, work).unwrap();
         // Stage 0 is ranks 0..8, stage 1 ranks 8..16: one message of 2048·4096·2 / 8
         // bytes over the network, forward from stage 0 and backward from stage 1.
         let send = 10e-6 + 2048.0 * 4096.0 * 2.0 / 8.0 / 12.5e9;

@@ -92,7 +92,7 @@ pub fn phase(
     let seconds: Vec<StageSeconds> = rows
         .iter()
         .map(|&w| stage_seconds(sim, layout, w))
-        .collect();
+        .collect::<Result<_>>()?;
     let totals: Vec<f64> = seconds
         .iter()
         .map(|s| s.forward.iter().chain(&s.backward).sum())
@@ -229,7 +229,7 @@ mod tests {
         let expected = 7.0 * 4.0 * n / 8.0 / bandwidth + 6.0 * n / bandwidth + scatter;
         assert!((update_seconds(&sim, &layout) - expected).abs() < 1e-12);
         // Eight equal rows over eight replicas: one micro-batch each.
-        let one = stage_seconds(&sim, &layout, rows[0]);
+        let one = stage_seconds(&sim, &layout, rows[0]).unwrap();
         assert_eq!(cost.pipeline_seconds, one.forward[0] + one.backward[0]);
         assert_eq!(cost.memory.optimizer, 0.0);
         assert_eq!(cost.memory.gradients, 4.0 * n);
@@ -249,7 +249,7 @@ mod tests {
             let layout = Layout::new(&model, candidate).unwrap();
             let per_row: Vec<StageSeconds> = rows
                 .iter()
-                .map(|&w| stage_seconds(&sim, &layout, w))
+                .map(|&w| stage_seconds(&sim, &layout, w).unwrap())
                 .collect();
             let cost = phase(&sim, &layout, rows, 0.0).unwrap();
             (cost.pipeline_seconds, per_row)

@@ -2,11 +2,14 @@
 //! with the rates every cost is computed from.
 
 use crate::hardware::Hardware;
+use crate::kernels::KernelCounts;
 use crate::memory::Bytes;
 use crate::roofline::Roofline;
 use crate::{Error, Result};
 use luoshu_dist::Topology;
 use luoshu_model::{ModelConfig, Precision};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 #[derive(Debug, Clone)]
 pub struct Simulator {
@@ -17,6 +20,9 @@ pub struct Simulator {
     pub roofline: Roofline,
     pub topology: Topology,
     pub bytes: Bytes,
+    /// Kernel counts by (tp, cp), counted on first use: only hardware with a kernel
+    /// overhead needs them, and a search asks for the same few degrees many times.
+    kernel_counts: Arc<Mutex<BTreeMap<(usize, usize), Arc<KernelCounts>>>>,
 }
 
 impl Simulator {
@@ -47,7 +53,22 @@ impl Simulator {
             roofline,
             topology,
             bytes: Bytes::of(precision),
+            kernel_counts: Arc::default(),
         })
+    }
+
+    /// The model's kernel counts under `tp`-way tensor and `cp`-way context parallelism.
+    pub fn kernel_counts(&self, tp: usize, cp: usize) -> Result<Arc<KernelCounts>> {
+        let mut cache = self
+            .kernel_counts
+            .lock()
+            .map_err(|_| Error::Input("a kernel count panicked on another thread".into()))?;
+        if let Some(counts) = cache.get(&(tp, cp)) {
+            return Ok(counts.clone());
+        }
+        let counts = Arc::new(KernelCounts::of(&self.model, self.precision, tp, cp)?);
+        cache.insert((tp, cp), counts.clone());
+        Ok(counts)
     }
 
     /// Devices that share a node (and may share a tensor-parallel group).

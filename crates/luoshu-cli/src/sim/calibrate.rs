@@ -3,21 +3,25 @@
 //! so each rank's rates are its share of the machine: a GEMM mix at the shapes of a small
 //! LLaMA's projections and their backward products, fused causal attention forward and
 //! backward, elementwise kernels (RMSNorm, SwiGLU, add), a large copy, and all-reduces of
-//! 4 KiB and 16 MiB over the ranks. `luoshu_sim::calibration` turns the slowest rank's
+//! 4 KiB and 16 MiB over the ranks, and a plan of tiny kernels (the fixed cost of a
+//! kernel). `luoshu_sim::calibration` turns the slowest rank's
 //! times into a description that reproduces them.
 
 use crate::bench::kernels::{gemm_operand, random_f32, GEMM_SHAPES};
 use crate::bench::measurement::median;
 use crate::error_text::text;
 use luoshu_backend::cpu::CpuBackend;
-use luoshu_backend::ops::AttentionOpts;
-use luoshu_backend::{DType, Ops, Tensor};
+use luoshu_backend::ops::{AttentionOpts, UnaryOp};
+use luoshu_backend::{Backend, DType, Ops, Tensor};
 use luoshu_comm::{threads, Communicator, ReduceOp};
+use luoshu_graph::{compile, Bindings, CompileOptions, Dim, Graph};
 use luoshu_sim::calibration::{attention_flops, Measured, Timed};
 use luoshu_sim::ops::{attention, causal_pairs, Work};
 use luoshu_sim::Hardware;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(clap::Args)]
@@ -163,6 +167,35 @@ fn all_reduce(comm: &dyn Communicator, values: usize, runs: usize) -> Result<Tim
     })
 }
 
+/// Kernels of 64 elements, each negating the previous one's output, run as one compiled
+/// plan: the fixed cost of every kernel the trainer's plans launch (the executor's step,
+/// the backend's checks), which the roofline of their work does not see.
+fn dispatch(comm: &dyn Communicator, budget: Duration) -> Result<Timed, String> {
+    const KERNELS: usize = 256;
+    let mut g = Graph::new();
+    let x = g.input("x", &[Dim::fixed(64)], DType::F32).map_err(text)?;
+    let mut y = x;
+    for _ in 0..KERNELS {
+        y = g.unary(UnaryOp::Neg, y).map_err(text)?;
+    }
+    g.set_outputs(vec![y]).map_err(text)?;
+    let backend: Arc<dyn Backend> = Arc::new(CpuBackend);
+    let mut plan =
+        compile(&g, &Bindings::new(), backend, CompileOptions::default()).map_err(text)?;
+    if plan.kernel_count() != KERNELS {
+        return Err(format!(
+            "the dispatch plan launches {} kernels, not {KERNELS}",
+            plan.kernel_count()
+        ));
+    }
+    let feeds = HashMap::from([("x".to_string(), random_f32(&[64], 11)?)]);
+    let seconds = timed(comm, budget, || plan.run(&feeds).map(drop).map_err(text))?;
+    Ok(Timed {
+        amount: KERNELS as f64,
+        seconds,
+    })
+}
+
 /// Collective over `world`: every rank times the kernels at once, each for `budget`; every
 /// kernel counts at its slowest rank's time (all ranks get the same result). Each rank's
 /// memory is `MemAvailable` shared by the ranks.
@@ -174,13 +207,14 @@ pub fn measure_collective(world: &dyn Communicator, budget: Duration) -> Result<
         copy(world, budget)?,
         all_reduce(world, 1024, 50)?,
         all_reduce(world, 4 << 20, 5)?,
+        dispatch(world, budget)?,
     ];
     let seconds = Tensor::from_vec(mine.map(|t| t.seconds).to_vec(), [mine.len()]).map_err(text)?;
     let slowest = world
         .all_reduce(&seconds, ReduceOp::Max)
         .map_err(text)?
         .to_f64_vec();
-    let [matmul, attention, elementwise, copy, all_reduce_small, all_reduce_large] =
+    let [matmul, attention, elementwise, copy, all_reduce_small, all_reduce_large, dispatch] =
         std::array::from_fn(|i| Timed {
             amount: mine[i].amount,
             seconds: slowest[i],
@@ -200,6 +234,7 @@ pub fn measure_collective(world: &dyn Communicator, budget: Duration) -> Result<
         copy,
         all_reduce_small,
         all_reduce_large,
+        dispatch,
     })
 }
 
@@ -224,6 +259,7 @@ pub fn describe(measured: &Measured, hardware: &Hardware, command: &str) -> Resu
          #   elementwise       {:>8.2} GB/s     -> efficiency.elementwise (of the copy)\n\
          #   64 MiB copy       {:>8.2} GB/s     -> memory_bandwidth (read + write)\n\
          #   all-reduce 4 KiB  {:>8.1} µs, 16 MiB {:.1} ms -> the α-β link\n\
+         #   tiny kernels      {:>8.2} µs each  -> kernel_overhead\n\
          # memory_bytes is MemAvailable divided by the ranks.\n{body}",
         measured.devices,
         rate(&measured.matmul, 1e9),
@@ -232,6 +268,7 @@ pub fn describe(measured: &Measured, hardware: &Hardware, command: &str) -> Resu
         rate(&measured.copy, 1e9),
         measured.all_reduce_small.seconds * 1e6,
         measured.all_reduce_large.seconds * 1e3,
+        hardware.device.kernel_overhead * 1e6,
     ))
 }
 

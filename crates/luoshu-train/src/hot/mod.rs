@@ -188,11 +188,11 @@ impl HotSwitchTrainer {
             .map(|(i, strategy)| {
                 let mesh = Mesh::new(strategy, world.clone())?;
                 // Only the update strategy's runtime (the first) keeps optimizer state.
-                let build = match i {
-                    0 => ParallelTrainer::new,
-                    _ => ParallelTrainer::for_phases,
+                let (m, c, b) = (model.clone(), config.clone(), backend.clone());
+                let trainer = match i {
+                    0 => ParallelTrainer::new(m, c, b, mesh, seed)?,
+                    _ => ParallelTrainer::for_phases(m, c, b, mesh)?,
                 };
-                let trainer = build(model.clone(), config.clone(), backend.clone(), mesh, seed)?;
                 let placements = strategy_placements(&model, strategy)?;
                 let landing = placements.params.iter().map(one_holder).collect();
                 Ok(Runtime {

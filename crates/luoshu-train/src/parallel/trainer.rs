@@ -88,19 +88,19 @@ impl ParallelTrainer {
         mesh: Mesh,
         seed: u64,
     ) -> Result<Self> {
-        Self::build(model, config, backend, mesh, seed, true)
+        Self::build(model, config, backend, mesh, Some(seed))
     }
 
     /// [`Self::new`] for a runtime that only runs hot-switching phases: it computes and
-    /// sums gradients but never updates, so it allocates no optimizer state.
+    /// sums gradients but never updates, so it allocates no optimizer state, and its
+    /// parameters are zeros until the update runtime's are switched in.
     pub fn for_phases(
         model: ModelConfig,
         config: TrainConfig,
         backend: Arc<dyn Backend>,
         mesh: Mesh,
-        seed: u64,
     ) -> Result<Self> {
-        Self::build(model, config, backend, mesh, seed, false)
+        Self::build(model, config, backend, mesh, None)
     }
 
     fn build(
@@ -108,8 +108,8 @@ impl ParallelTrainer {
         config: TrainConfig,
         backend: Arc<dyn Backend>,
         mesh: Mesh,
-        seed: u64,
-        updates: bool,
+        // The seed of an updating trainer's parameters; `None` for a phase runtime.
+        seed: Option<u64>,
     ) -> Result<Self> {
         model.validate()?;
         config.validate()?;
@@ -125,17 +125,27 @@ impl ParallelTrainer {
         )?
         .with_context_parallel(strategy.cp, mesh.cp_rank)?;
         let params = shard.params(&model);
-        let full = init_params(&model, seed)?;
         let ops = Ops::new(backend.as_ref());
         let mut store = ParamStore::new();
-        for p in &params {
-            store.insert(&p.local.name, local_piece(&ops, &shard, p, &full)?)?;
+        if let Some(seed) = seed {
+            let full = init_params(&model, seed)?;
+            for p in &params {
+                store.insert(&p.local.name, local_piece(&ops, &shard, p, &full)?)?;
+            }
+        } else {
+            // The update runtime's parameters are switched in before every phase, so a
+            // phase runtime only allocates its pieces: no transient whole model per rank.
+            for p in &params {
+                store.insert(&p.local.name, ops.full(0.0, DType::F32, &p.local.shape)?)?;
+            }
         }
         let layout = FlatLayout::of(&store);
         let zero1 = strategy.zero1.then_some(mesh.dp.as_ref());
-        let optimizer = match updates {
-            true => ShardedOptimizer::new(&ops, config.optimizer.clone(), &store, &layout, zero1)?,
-            false => ShardedOptimizer::PhaseOnly,
+        let optimizer = match seed {
+            Some(_) => {
+                ShardedOptimizer::new(&ops, config.optimizer.clone(), &store, &layout, zero1)?
+            }
+            None => ShardedOptimizer::PhaseOnly,
         };
         let tied_embedding = if model.tie_embeddings && strategy.pp > 1 {
             let ends = shard.is_first_stage() || shard.is_last_stage();
