@@ -95,7 +95,7 @@ impl Collectives for CommCollectives {
         let comm = self.group(group)?;
         let (rank, size) = (comm.rank(), comm.size());
         let ops = Ops::new(self.backend.as_ref());
-        if offset % size == 0 {
+        if offset.is_multiple_of(size) {
             return Ok(ops.copy_into(x, out)?);
         }
         let to = (rank + offset) % size;

@@ -86,9 +86,23 @@ impl ContextSplit {
                     running = merge(g, running, partial)?;
                 }
             }
-            outs.push(running.0);
+            // `[b, hq, 1, chunk, dv]`: chunks join along a fixed dim (a symbolic one
+            // cannot be concatenated).
+            let shape = g.shape_of(running.0);
+            let one = [
+                shape[0].clone(),
+                shape[1].clone(),
+                Dim::fixed(1),
+                shape[2].clone(),
+                shape[3].clone(),
+            ];
+            outs.push(g.reshape(running.0, &one)?);
         }
-        Ok(g.concat(&outs, 2)?)
+        let both = g.concat(&outs, 2)?;
+        let shape = g.shape_of(both);
+        let len = shape[2].mul(&shape[3]);
+        let rows = [shape[0].clone(), shape[1].clone(), len, shape[4].clone()];
+        Ok(g.reshape(both, &rows)?)
     }
 
     /// The block of every step: step `s` holds rank `(rank − s) mod cp`'s, shifted on from
