@@ -55,7 +55,7 @@ impl AttentionCase {
         };
         let (q, k, v) = (&self.q, &self.k, &self.v);
         let (out, lse) = ops.attention(q, k, v, segments, opts).unwrap();
-        ops.attention_backward(q, k, v, segments, &out, &lse, &self.grad_out, opts)
+        ops.attention_backward(q, k, v, segments, &out, &lse, &self.grad_out, None, opts)
             .unwrap();
     }
 }

@@ -257,12 +257,14 @@ pub trait Backend: Send + Sync {
     /// of each score row, kept for backward. Inputs may be any strided views whose last
     /// dimension is contiguous. A fully masked row gives zeros and `lse = -inf`.
     ///
-    /// `segments` (packed rows): contiguous `i64 [b, sk]` document ids of the keys,
-    /// non-decreasing along each row; queries sit at the last `sq` key positions (aligned at
-    /// the end like the causal mask, so `sq < sk` is a context-parallel chunk of queries
-    /// against every earlier key) and see only keys of their own document (block-diagonal,
-    /// and causal within the document when `opts.causal`). A kernel returns an error for ids
-    /// that decrease.
+    /// `segments` (packed rows): contiguous `i64` document ids, non-decreasing along each
+    /// row, either `[b, sk]`, the keys' ids, with the queries at the last `sq` key positions
+    /// (aligned at the end like the causal mask, so `sq < sk` is a chunk of queries against
+    /// every earlier key), or `[b, sk + sq]`, the keys' ids followed by the queries' ids (a
+    /// context-parallel ring pairs a chunk of queries with an earlier, non-adjacent chunk
+    /// of keys). Queries see only keys of their own document (block-diagonal, and causal
+    /// within the document when `opts.causal`, the mask still aligned at the end of the
+    /// keys). A kernel returns an error for ids that decrease.
     #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
@@ -276,7 +278,9 @@ pub trait Backend: Send + Sync {
     ) -> Result<()> {
         composite::attention(self.as_dyn(), q, k, v, segments, opts, out, lse)
     }
-    /// Gradients of [`Backend::attention`] for `q`, `k` and `v` (outputs with their shapes).
+    /// Gradients of [`Backend::attention`] for `q`, `k` and `v` (outputs with their shapes)
+    /// from the gradient of `out` and, when the loss also depends on `lse` (the
+    /// log-sum-exp merge of partial attentions), `grad_lse` (contiguous f32, `lse`'s dims).
     #[allow(clippy::too_many_arguments)]
     fn attention_backward(
         &self,
@@ -287,6 +291,7 @@ pub trait Backend: Send + Sync {
         out: &Tensor,
         lse: &Tensor,
         grad_out: &Tensor,
+        grad_lse: Option<&Tensor>,
         opts: AttentionOpts,
         grad_q: &Tensor,
         grad_k: &Tensor,
@@ -301,6 +306,7 @@ pub trait Backend: Send + Sync {
             out,
             lse,
             grad_out,
+            grad_lse,
             opts,
             grad_q,
             grad_k,

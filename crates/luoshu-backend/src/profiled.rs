@@ -390,6 +390,7 @@ impl Backend for Profiled {
         out: &Tensor,
         lse: &Tensor,
         grad_out: &Tensor,
+        grad_lse: Option<&Tensor>,
         opts: AttentionOpts,
         grad_q: &Tensor,
         grad_k: &Tensor,
@@ -398,7 +399,7 @@ impl Backend for Profiled {
         let flops = attention_flops(q, v, k, opts.causal, true);
         self.timed(Family::Attention, flops, || {
             self.inner.attention_backward(
-                q, k, v, segments, out, lse, grad_out, opts, grad_q, grad_k, grad_v,
+                q, k, v, segments, out, lse, grad_out, grad_lse, opts, grad_q, grad_k, grad_v,
             )
         })
     }

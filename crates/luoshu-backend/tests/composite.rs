@@ -615,7 +615,7 @@ fn attention_forward_and_backward_match_loops() {
                 zeros(dtype, &a.v_dims()),
             );
             composite::attention_backward(
-                BACKEND, &q, &k, &v, None, &out, &lse, &grad_out, opts, &gq, &gk, &gv,
+                BACKEND, &q, &k, &v, None, &out, &lse, &grad_out, None, opts, &gq, &gk, &gv,
             )
             .unwrap();
             let loss = |q: &[f64], k: &[f64], v: &[f64]| dot(&naive_attention(&a, q, k, v).0, &dov);

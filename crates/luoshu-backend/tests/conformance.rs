@@ -302,13 +302,14 @@ impl Backend for WrongBackend {
         out: &Tensor,
         lse: &Tensor,
         g: &Tensor,
+        g_lse: Option<&Tensor>,
         opts: AttentionOpts,
         gq: &Tensor,
         gk: &Tensor,
         gv: &Tensor,
     ) -> Result<()> {
         self.cpu
-            .attention_backward(q, k, v, segments, out, lse, g, opts, gq, gk, gv)
+            .attention_backward(q, k, v, segments, out, lse, g, g_lse, opts, gq, gk, gv)
     }
     fn adamw(
         &self,

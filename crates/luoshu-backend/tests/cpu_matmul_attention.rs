@@ -409,7 +409,7 @@ fn attention_backward_matches_finite_differences() {
         let (out, lse) = ops.attention(&q, &k, &v, None, opts).unwrap();
         let grad_out = random(case.dtype, &case.dims.out(), 14);
         let grads = ops
-            .attention_backward(&q, &k, &v, None, &out, &lse, &grad_out, opts)
+            .attention_backward(&q, &k, &v, None, &out, &lse, &grad_out, None, opts)
             .unwrap();
         let values = [q.to_f64_vec(), k.to_f64_vec(), v.to_f64_vec()];
         let w = grad_out.to_f64_vec();
@@ -467,7 +467,7 @@ fn attention_rows_that_see_no_key_are_zero() {
     assert!(out.to_f64_vec()[..6].iter().all(|&x| x == 0.0));
     let grad_out = random(DType::F32, &dims.out(), 5);
     let (gq, _, _) = ops
-        .attention_backward(&q, &k, &v, None, &out, &lse, &grad_out, opts)
+        .attention_backward(&q, &k, &v, None, &out, &lse, &grad_out, None, opts)
         .unwrap();
     let gq = gq.to_f64_vec();
     assert!(gq[..9].iter().all(|&x| x == 0.0), "{gq:?}");
@@ -498,7 +498,7 @@ fn packed_rows_equal_each_document_alone() {
         let ops = Ops::new(backend);
         let (out, lse) = ops.attention(&q, &k, &v, Some(&segments), opts).unwrap();
         let grads = ops
-            .attention_backward(&q, &k, &v, Some(&segments), &out, &lse, &g, opts)
+            .attention_backward(&q, &k, &v, Some(&segments), &out, &lse, &g, None, opts)
             .unwrap();
         let mut start = 0;
         for len in documents {
@@ -515,6 +515,7 @@ fn packed_rows_equal_each_document_alone() {
                     &alone_out,
                     &alone_lse,
                     &doc(&g),
+                    None,
                     opts,
                 )
                 .unwrap();
@@ -566,7 +567,17 @@ fn end_aligned_query_chunk_equals_the_rows_of_the_whole_row() {
         let g_whole = ops.concat(&[&zeros(lo), &g, &zeros(seq - hi)], 2).unwrap();
         let (out, lse) = ops.attention(&q, &k, &v, Some(&segments), opts).unwrap();
         let whole = ops
-            .attention_backward(&q, &k, &v, Some(&segments), &out, &lse, &g_whole, opts)
+            .attention_backward(
+                &q,
+                &k,
+                &v,
+                Some(&segments),
+                &out,
+                &lse,
+                &g_whole,
+                None,
+                opts,
+            )
             .unwrap();
         let keys = |t: &Tensor| t.narrow(2, 0, hi).unwrap();
         let chunk_q = q.narrow(2, lo, hi - lo).unwrap();
@@ -583,6 +594,7 @@ fn end_aligned_query_chunk_equals_the_rows_of_the_whole_row() {
                 &c_out,
                 &c_lse,
                 &g,
+                None,
                 opts,
             )
             .unwrap();
@@ -640,7 +652,7 @@ proptest::proptest! {
             let ops = Ops::new(backend);
             let (out, lse) = ops.attention(&q, &k, &v, Some(&segments), opts).unwrap();
             let (gq, gk, gv) = ops
-                .attention_backward(&q, &k, &v, Some(&segments), &out, &lse, &g, opts)
+                .attention_backward(&q, &k, &v, Some(&segments), &out, &lse, &g, None, opts)
                 .unwrap();
             [out, lse, gq, gk, gv].map(|t| t.to_f64_vec())
         };

@@ -40,6 +40,15 @@ impl Strategy {
     pub fn replicas(&self) -> usize {
         self.dp * self.cp
     }
+
+    /// Why these degrees cannot run together, if they cannot: context parallelism does not
+    /// combine with pipelines or ZeRO-1 yet.
+    pub fn unsupported_combination(&self) -> Option<&'static str> {
+        (self.cp > 1 && (self.pp > 1 || self.zero1)).then_some(
+            "context parallelism (`cp`) does not combine with `pp` or `zero1` yet; use `cp` \
+             with `dp` and `tp` only",
+        )
+    }
 }
 
 impl Default for Strategy {
@@ -124,12 +133,8 @@ impl FromStr for Strategy {
         if text.is_empty() {
             return Err(bad("empty strategy".into()));
         }
-        if strategy.cp > 1 && (strategy.pp > 1 || strategy.zero1) {
-            return Err(bad(
-                "context parallelism (`cp`) does not combine with `pp` or `zero1` yet; use \
-                 `cp` with `dp` and `tp` only"
-                    .into(),
-            ));
+        if let Some(why) = strategy.unsupported_combination() {
+            return Err(bad(why.into()));
         }
         Ok(strategy)
     }

@@ -346,6 +346,7 @@ fn attention_splits_heads_and_batch() {
         scale: Float::new(0.25),
         causal: false,
         segmented: false,
+        lse_grad: false,
     };
     let grads = ok(
         &backward,
@@ -423,6 +424,16 @@ fn collectives_resolve_partial_and_split_axes() {
         ok(&reduce_scatter, &[(x.clone(), st(&[(P, 2)]))]),
         [st(&[(S(0), 2)])]
     );
+    // A ring shift keeps whatever state it is given: a split stays split, partial stays
+    // partial.
+    let ring_shift = Op::RingShift {
+        group: "cp".into(),
+        parts: 2,
+        offset: 1,
+    };
+    for state in [st(&[(D, 2), (S(1), 2)]), st(&[(P, 2), (S(0), 2)])] {
+        assert_eq!(ok(&ring_shift, &[(x.clone(), state.clone())]), [state]);
+    }
     fails(&all_reduce, &[(x, st(&[(P, 4)]))], "extent 4");
 }
 

@@ -439,9 +439,9 @@ impl Graph {
     }
 
     /// Attention over packed rows: `segments` (`i64 [b, sk]`, one per key, non-decreasing
-    /// along a row; queries are the last `sq` positions)
-    /// gives each token's document, and a token sees only (earlier, when `causal`) tokens
-    /// of its own document: `(out, lse)`.
+    /// along a row, the queries at the last `sq` positions; or `[b, sk + sq]`, the keys'
+    /// ids then the queries' own) gives each token's document, and a token sees only
+    /// (earlier, when `causal`) tokens of its own document: `(out, lse)`.
     pub fn segmented_attention(
         &mut self,
         (q, k, v): (Value, Value, Value),
@@ -477,6 +477,26 @@ impl Graph {
     ) -> Result<Value> {
         let group = group.to_string();
         self.add1(Op::AllReduce { group, parts, op }, &[x])
+    }
+
+    /// `x` of the rank `offset` places before this one in the ring of `group`'s `parts`
+    /// ranks (this rank's `x` goes `offset` places on).
+    pub fn ring_shift(
+        &mut self,
+        x: Value,
+        group: &str,
+        parts: usize,
+        offset: usize,
+    ) -> Result<Value> {
+        let group = group.to_string();
+        self.add1(
+            Op::RingShift {
+                group,
+                parts,
+                offset,
+            },
+            &[x],
+        )
     }
 
     /// Every rank's `x` concatenated along `dim` in rank order.

@@ -117,6 +117,7 @@ pub fn node_flops(graph: &Graph, id: crate::NodeId, bindings: &Bindings) -> Resu
         | Op::AllReduce { .. }
         | Op::AllGather { .. }
         | Op::ReduceScatter { .. }
+        | Op::RingShift { .. }
         | Op::Fused(_) => zero,
     })
 }

@@ -57,6 +57,24 @@ impl Dim {
         Dim { coeff, syms }
     }
 
+    /// `self + other` when it is a monomial: both have the same symbols (`seq + 2·seq =
+    /// 3·seq`), or one of them is zero.
+    pub fn add(&self, other: &Dim) -> Option<Dim> {
+        if other.coeff == 0 {
+            return Some(self.clone());
+        }
+        if self.coeff == 0 {
+            return Some(other.clone());
+        }
+        if self.syms != other.syms {
+            return None;
+        }
+        Some(Dim {
+            coeff: self.coeff.checked_add(other.coeff)?,
+            syms: self.syms.clone(),
+        })
+    }
+
     /// `self / other` when it is exact as monomials (`4·seq / 2 = 2·seq`).
     pub fn div_exact(&self, other: &Dim) -> Option<Dim> {
         if other.coeff == 0 || !self.coeff.is_multiple_of(other.coeff) {

@@ -181,9 +181,10 @@ pub enum Op {
     Swiglu,
     /// Inputs gate, up, grad_out; outputs (grad_gate, grad_up).
     SwigluBackward,
-    /// Inputs q, k, v, and with `segmented` the segment ids of the keys (`[b, sk]`; the
-    /// queries are end-aligned, at the last `sq` key positions, like the causal mask);
-    /// outputs (out, lse).
+    /// Inputs q, k, v, and with `segmented` segment ids: the keys' (`[b, sk]`; the queries
+    /// are end-aligned, at the last `sq` key positions, like the causal mask) or the keys'
+    /// followed by the queries' own (`[b, sk + sq]`, for a chunk of queries paired with an
+    /// earlier, non-adjacent chunk of keys); outputs (out, lse).
     ///
     /// Packed rows carry one `i64` document id per token (`[b, s]`, non-decreasing along a
     /// row) rather than cumulative lengths: ids have the shape of the tokens, so they are
@@ -195,12 +196,14 @@ pub enum Op {
         causal: bool,
         segmented: bool,
     },
-    /// Inputs q, k, v, out, lse, grad_out, and with `segmented` the segment ids; outputs
-    /// (grad_q, grad_k, grad_v).
+    /// Inputs q, k, v, out, lse, grad_out, with `segmented` the segment ids, and with
+    /// `lse_grad` the gradient of lse (when the loss depends on it, as log-sum-exp merges of
+    /// partial attentions do); outputs (grad_q, grad_k, grad_v).
     AttentionBackward {
         scale: Float,
         causal: bool,
         segmented: bool,
+        lse_grad: bool,
     },
 
     // ----- collectives over a named device group (run by the plan's `Collectives`) -----
@@ -224,6 +227,14 @@ pub enum Op {
         group: String,
         parts: usize,
         dim: usize,
+    },
+    /// Point-to-point around a ring: rank `i` of the `parts` ranks of `group` sends its input
+    /// to rank `(i + offset) mod parts` and returns what rank `(i − offset) mod parts` sent
+    /// (same type). Gradient: the opposite shift.
+    RingShift {
+        group: String,
+        parts: usize,
+        offset: usize,
     },
 
     // ----- compiler-made -----
@@ -267,7 +278,10 @@ impl Op {
     pub fn is_collective(&self) -> bool {
         matches!(
             self,
-            Op::AllReduce { .. } | Op::AllGather { .. } | Op::ReduceScatter { .. }
+            Op::AllReduce { .. }
+                | Op::AllGather { .. }
+                | Op::ReduceScatter { .. }
+                | Op::RingShift { .. }
         )
     }
 
@@ -319,6 +333,7 @@ impl Op {
             Op::AllReduce { group, op, .. } => format!("all_reduce:{op:?}@{group}"),
             Op::AllGather { group, dim, .. } => format!("all_gather[{dim}]@{group}"),
             Op::ReduceScatter { group, dim, .. } => format!("reduce_scatter[{dim}]@{group}"),
+            Op::RingShift { group, offset, .. } => format!("ring_shift[+{offset}]@{group}"),
             Op::Fused(p) => format!("fused[{}]", p.instrs.len()),
         }
     }

@@ -522,6 +522,70 @@ fn segmented_attention_of_an_end_aligned_query_chunk() {
     c.check(out, F64_STATS);
 }
 
+/// The log-sum-exp output is differentiable (a ring's merge of partial attentions depends
+/// on it; lse is f32 by contract, hence the f32 tolerance): alone (the output's gradient is zero) and together with the output, causal and
+/// not, grouped-query and packed.
+#[test]
+fn attention_log_sum_exp_carries_a_gradient() {
+    for causal in [false, true] {
+        for lse_only in [true, false] {
+            let mut c = Check::new();
+            let (q, k, v) = (
+                c.var("q", &[2, 4, 3, 2]),
+                c.var("k", &[2, 2, 3, 2]),
+                c.var("v", &[2, 2, 3, 3]),
+            );
+            let (out, lse) = c.g.attention(q, k, v, 0.6, causal).unwrap();
+            let lse = c.g.cast(lse, DType::F64).unwrap();
+            let column = c.g.reshape(lse, &fixed_shape(&[2, 4, 3, 1])).unwrap();
+            let y = match lse_only {
+                true => column,
+                false => c.g.mul(out, column).unwrap(),
+            };
+            c.check(y, THROUGH_F32);
+        }
+    }
+    let mut c = Check::new();
+    let (q, k, v) = (
+        c.var("q", &[2, 4, 5, 3]),
+        c.var("k", &[2, 2, 5, 3]),
+        c.var("v", &[2, 2, 5, 2]),
+    );
+    let ids = [0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 2.0, 2.0];
+    let segments = c.data("segments", &[2, 5], DType::I64, &ids);
+    let (out, lse) =
+        c.g.segmented_attention((q, k, v), segments, 0.6, true)
+            .unwrap();
+    let lse = c.g.cast(lse, DType::F64).unwrap();
+    let column = c.g.reshape(lse, &fixed_shape(&[2, 4, 5, 1])).unwrap();
+    let y = c.g.plus(out, column).unwrap();
+    c.check(y, THROUGH_F32);
+}
+
+/// A chunk of queries against an earlier, non-adjacent chunk of keys: the keys' ids then
+/// the queries' own (`[b, sk + sq]`), every query seeing at least one key, out and lse.
+#[test]
+fn segmented_attention_with_the_queries_own_ids() {
+    let mut c = Check::new();
+    let (q, k, v) = (
+        c.var("q", &[2, 4, 3, 3]),
+        c.var("k", &[2, 2, 4, 3]),
+        c.var("v", &[2, 2, 4, 2]),
+    );
+    let ids = [
+        0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, //
+        0.0, 0.0, 2.0, 2.0, 2.0, 2.0, 2.0,
+    ];
+    let segments = c.data("segments", &[2, 7], DType::I64, &ids);
+    let (out, lse) =
+        c.g.segmented_attention((q, k, v), segments, 0.6, false)
+            .unwrap();
+    let lse = c.g.cast(lse, DType::F64).unwrap();
+    let column = c.g.reshape(lse, &fixed_shape(&[2, 4, 3, 1])).unwrap();
+    let y = c.g.mul(out, column).unwrap();
+    c.check(y, THROUGH_F32);
+}
+
 // ----- composite subgraphs -----
 
 #[test]

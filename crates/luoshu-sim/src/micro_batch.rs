@@ -29,14 +29,16 @@ fn backward_of(ops: &[OpCost]) -> Vec<OpCost> {
 /// output. Each stage but the last sends `tokens·d/tp` values to the next one forward
 /// and each stage but the first sends the gradient back. Context parallelism gives each of
 /// its `cp` ranks `1/cp` of the tokens and (balanced chunks) of the attention pairs, and
-/// per layer all-gathers the keys and values (`2·tokens·kv/tp` values) forward and
-/// reduce-scatters their gradients backward. Every kernel the stage's graphs launch adds the
+/// per layer passes the keys and the values of each rank's chunks (`tokens·kv/(cp·tp)`
+/// values each) `cp − 1` places around the ring forward, one shift per message to the
+/// next rank (links are full duplex: a shift costs one message), and their gradients
+/// back the other way backward. Every kernel the stage's graphs launch adds the
 /// hardware's kernel overhead (none when the hardware leaves it at 0).
 pub fn stage_seconds(sim: &Simulator, layout: &Layout, work: Work) -> Result<StageSeconds> {
     let (model, e) = (&sim.model, sim.bytes.compute);
     let strategy = layout.strategy();
     let (tp, cp) = (strategy.tp, strategy.cp);
-    let keys_and_values = 2.0 * work.tokens * model.kv_dim() as f64 / tp as f64 * e;
+    let block = work.tokens * model.kv_dim() as f64 / (cp * tp) as f64 * e;
     let work = Work {
         tokens: work.tokens / cp as f64,
         pairs: work.pairs / cp as f64,
@@ -58,10 +60,10 @@ pub fn stage_seconds(sim: &Simulator, layout: &Layout, work: Work) -> Result<Sta
     let gather = Collective::AllGather.seconds(tp, activation, tp_link);
     let scatter = Collective::ReduceScatter.seconds(tp, activation, tp_link);
     let cp_link = group_link(&sim.topology, &layout.cp_group());
-    let cp_gather = Collective::AllGather.seconds(cp, keys_and_values, cp_link);
-    let cp_scatter = Collective::ReduceScatter.seconds(cp, keys_and_values, cp_link);
-    let layer_comm_fwd = 2.0 * gather + 2.0 * scatter + cp_gather;
-    let layer_comm_bwd = 2.0 * gather + 2.0 * scatter + cp_scatter;
+    // Keys and values: two shifts per ring step, cp − 1 steps, each way.
+    let cp_ring = 2.0 * (cp - 1) as f64 * Collective::PointToPoint.seconds(2, block, cp_link);
+    let layer_comm_fwd = 2.0 * gather + 2.0 * scatter + cp_ring;
+    let layer_comm_bwd = 2.0 * gather + 2.0 * scatter + cp_ring;
     let recompute = if layout.candidate.recompute {
         layer_fwd + layer_comm_fwd
     } else {
@@ -175,7 +177,7 @@ mod tests {
     }
 
     #[test]
-    fn context_parallelism_splits_the_work_and_gathers_keys_and_values() {
+    fn context_parallelism_splits_the_work_and_passes_keys_and_values_around_the_ring() {
         let sim = sim(2);
         let work = Work::packed(8192, &[8192]);
         let cp2 = stage_seconds(&sim, &layout(&sim, "cp2", false), work).unwrap();
@@ -183,10 +185,11 @@ mod tests {
             tokens: 4096.0,
             pairs: work.pairs / 2.0,
         };
-        // Per layer: the keys and values of all 8192 tokens (2·8192·4096 values: llama-7b
-        // has 32 KV heads of 128; bf16) all-gathered over 2 NVLink ranks: 5 µs + ½·n / 200e9.
-        let n = 2.0 * 8192.0 * 4096.0 * 2.0;
-        let gather = 5e-6 + 0.5 * n / 200e9;
+        // Per layer: one ring step (cp − 1 = 1) shifts this rank's keys and its values
+        // (4096·4096 values each: llama-7b has 32 KV heads of 128; bf16) to the other
+        // NVLink rank, one message each: 2·(5 µs + n / 200e9).
+        let n = 4096.0 * 4096.0 * 2.0;
+        let gather = 2.0 * (5e-6 + n / 200e9);
         let r = &sim.roofline;
         let layer = r.total(&layer_forward(&sim.model, half, 1, 2.0));
         let head = r.total(&head_forward(&sim.model, half, 1, 2.0));

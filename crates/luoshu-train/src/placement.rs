@@ -84,6 +84,9 @@ pub fn check_strategy(model: &ModelConfig, strategy: Strategy, devices: usize) -
             strategy.devices()
         )));
     }
+    if let Some(why) = strategy.unsupported_combination() {
+        return Err(Error::Strategy(format!("strategy {strategy}: {why}")));
+    }
     stage_layers(model, strategy.pp)?;
     ModelShard::new(model, strategy.tp, 0, 1, 0, 0..model.n_layers)?;
     Ok(())

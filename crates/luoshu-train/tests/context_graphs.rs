@@ -3,12 +3,14 @@
 //! documents cross the chunk borders (length-1 documents included) and on one document per
 //! row; feeding the ranks the chunks in another order than the graphs expect breaks it.
 //! The chunk split covers every position once and gives every rank equal causal work.
+//! Keys and values travel as a ring: no value of a rank's graph holds more of them than the
+//! rank's own two chunks.
 
 use luoshu_backend::cpu::CpuBackend;
 use luoshu_backend::Backend;
 use luoshu_comm::threads;
 use luoshu_dist::CommCollectives;
-use luoshu_graph::{evaluate, evaluate_with, Collectives};
+use luoshu_graph::{eval_shape, evaluate, evaluate_with, Collectives, Op};
 use luoshu_model::llama::{
     RowLayout, CP_GROUP, LOSS_SCALE, ROPE_COS, ROPE_SIN, SEGMENTS, TARGETS, TOKENS,
 };
@@ -202,6 +204,44 @@ fn chunks_fed_in_another_order_than_the_graphs_expect_break_it() {
     for packed in [true, false] {
         let worst = group_minus_whole(2, packed, contiguous);
         assert!(worst > 1e-2, "packed {packed}: only off by {worst:e}");
+    }
+}
+
+#[test]
+fn no_value_of_a_ring_holds_more_keys_or_values_than_one_block() {
+    let (cp, seq) = (4, 512);
+    let cfg = ModelConfig {
+        max_seq_len: seq,
+        ..model()
+    };
+    let head_dim = cfg.d_model / cfg.n_heads;
+    let bindings = context_bindings(ROWS, seq, 1, cp);
+    for packed in [true, false] {
+        let layout = if packed {
+            RowLayout::Packed
+        } else {
+            RowLayout::OneDocument
+        };
+        let shard = ModelShard::whole(&cfg)
+            .with_context_parallel(cp, 1)
+            .unwrap();
+        let graph = build_stage_train_graph(&cfg, Precision::F32, &shard, layout).unwrap();
+        let (mut shifts, mut largest) = (0, 0);
+        for node in graph.graph.nodes() {
+            shifts += usize::from(matches!(node.op, Op::RingShift { .. }));
+            for output in &node.outputs {
+                let dims = eval_shape(&output.shape, &bindings).unwrap();
+                // Keys, values and their gradients: [rows, kv heads, positions, head dim].
+                if dims.len() == 4 && dims[1] == cfg.n_kv_heads && dims[3] == head_dim {
+                    largest = largest.max(dims[2]);
+                }
+            }
+        }
+        // One block is this rank's two chunks: seq / cp positions (an all-gather would
+        // hold all seq of them).
+        assert_eq!(largest, seq / cp, "packed {packed}");
+        // Keys and values shifted cp − 1 times per layer forward, their gradients back.
+        assert_eq!(shifts, 2 * 2 * (cp - 1) * cfg.n_layers, "packed {packed}");
     }
 }
 

@@ -527,11 +527,12 @@ impl Ops<'_> {
         }
         if let Some(segments) = segments {
             check_dtype("attention", segments, DType::I64)?;
-            if qd[2] > kd[2] || segments.dims() != [qd[0], kd[2]] {
+            let keys_only = qd[2] <= kd[2] && segments.dims() == [qd[0], kd[2]];
+            if !keys_only && segments.dims() != [qd[0], kd[2] + qd[2]] {
                 return Err(Error::invalid(
                     "attention",
                     format!(
-                        "segments need sq <= sk and dims [b, sk]; got segments {:?} for q {:?}, k {:?}",
+                        "segments need dims [b, sk] (with sq <= sk) or [b, sk + sq]; got segments {:?} for q {:?}, k {:?}",
                         segments.dims(),
                         qd,
                         kd
@@ -600,7 +601,8 @@ impl Ops<'_> {
         Ok((out, lse))
     }
 
-    /// Writes `grad_q`, `grad_k` and `grad_v` (each with its input's shape).
+    /// Writes `grad_q`, `grad_k` and `grad_v` (each with its input's shape) from the
+    /// gradients of `out` and, when the loss depends on it, of `lse`.
     #[allow(clippy::too_many_arguments)]
     pub fn attention_backward_into(
         &self,
@@ -611,6 +613,7 @@ impl Ops<'_> {
         out: &Tensor,
         lse: &Tensor,
         grad_out: &Tensor,
+        grad_lse: Option<&Tensor>,
         opts: AttentionOpts,
         grad_q: &Tensor,
         grad_k: &Tensor,
@@ -622,12 +625,19 @@ impl Ops<'_> {
             check_dtype(OP, t, q.dtype())?;
             check_dims(OP, t, &out_dims)?;
         }
-        check_dtype(OP, lse, DType::F32)?;
-        check_dims(OP, lse, &lse_dims)?;
+        for t in [lse].into_iter().chain(grad_lse) {
+            check_dtype(OP, t, DType::F32)?;
+            check_dims(OP, t, &lse_dims)?;
+        }
         check_out(OP, "grad_q", grad_q, q.dtype(), q.dims())?;
         check_out(OP, "grad_k", grad_k, k.dtype(), k.dims())?;
         check_out(OP, "grad_v", grad_v, v.dtype(), v.dims())?;
-        let inputs = [&[q, k, v, out, lse, grad_out][..], segments.as_slice()].concat();
+        let inputs = [
+            &[q, k, v, out, lse, grad_out][..],
+            segments.as_slice(),
+            grad_lse.as_slice(),
+        ]
+        .concat();
         check_no_overlap(
             OP,
             "grad_q",
@@ -644,6 +654,7 @@ impl Ops<'_> {
             &self.rows_contiguous(out)?,
             &self.contiguous(lse)?,
             &self.rows_contiguous(grad_out)?,
+            grad_lse.map(|g| self.contiguous(g)).transpose()?.as_ref(),
             opts,
             grad_q,
             grad_k,
@@ -662,13 +673,16 @@ impl Ops<'_> {
         out: &Tensor,
         lse: &Tensor,
         grad_out: &Tensor,
+        grad_lse: Option<&Tensor>,
         opts: AttentionOpts,
     ) -> Result<(Tensor, Tensor, Tensor)> {
         self.check_attention(q, k, v, segments)?;
         let gq = self.alloc(q.dtype(), q.dims())?;
         let gk = self.alloc(k.dtype(), k.dims())?;
         let gv = self.alloc(v.dtype(), v.dims())?;
-        self.attention_backward_into(q, k, v, segments, out, lse, grad_out, opts, &gq, &gk, &gv)?;
+        self.attention_backward_into(
+            q, k, v, segments, out, lse, grad_out, grad_lse, opts, &gq, &gk, &gv,
+        )?;
         Ok((gq, gk, gv))
     }
 

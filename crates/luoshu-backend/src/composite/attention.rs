@@ -34,12 +34,13 @@ fn causal_mask(ops: &Ops, sq: usize, sk: usize) -> Result<Tensor> {
     ops.compare(CompareOp::Le, &keys, &last_visible.reshape([sq, 1])?)
 }
 
-/// `Bool [b, 1, sq, sk]`, true where query `i` (at key position `i + sk - sq`) and key `j`
-/// of a row share a segment id.
-fn same_segment(ops: &Ops, segments: &Tensor, sq: usize) -> Result<Tensor> {
-    let (b, sk) = (segments.dims()[0], segments.dims()[1]);
-    let queries = ops.reshape(&segments.narrow(1, sk - sq, sq)?, &[b, 1, sq, 1])?;
-    let keys = segments.reshape([b, 1, 1, sk])?;
+/// `Bool [b, 1, sq, sk]`, true where query `i` and key `j` of a row share a segment id:
+/// the keys' ids are the first `sk` of `segments [b, n]`, the queries' the last `sq`
+/// (`n = sk`: the queries sit at the last key positions; `n = sk + sq`: their own ids).
+fn same_segment(ops: &Ops, segments: &Tensor, (sq, sk): (usize, usize)) -> Result<Tensor> {
+    let (b, n) = (segments.dims()[0], segments.dims()[1]);
+    let queries = ops.reshape(&segments.narrow(1, n - sq, sq)?, &[b, 1, sq, 1])?;
+    let keys = ops.reshape(&segments.narrow(1, 0, sk)?, &[b, 1, 1, sk])?;
     ops.compare(CompareOp::Eq, &queries, &keys)
 }
 
@@ -52,7 +53,9 @@ fn visibility(
     causal: bool,
 ) -> Result<Option<Tensor>> {
     let causal = causal.then(|| causal_mask(ops, sq, sk)).transpose()?;
-    let same = segments.map(|s| same_segment(ops, s, sq)).transpose()?;
+    let same = segments
+        .map(|s| same_segment(ops, s, (sq, sk)))
+        .transpose()?;
     match (causal, same) {
         (Some(causal), Some(same)) => {
             let hidden = scalar(ops, 0.0, DType::Bool)?;
@@ -134,7 +137,8 @@ pub fn attention(
     write(&ops, &ops.matmul(&probs, &x.v)?, out)
 }
 
-/// `P = exp(S - lse)` (0 where masked), `dV = Pᵀ·dO`, `dP = dO·vᵀ`, `D = rowsum(dO ∘ O)`,
+/// `P = exp(S - lse)` (0 where masked), `dV = Pᵀ·dO`, `dP = dO·vᵀ`,
+/// `D = rowsum(dO ∘ O) − dlse` (`∂lse/∂S = P`, so a gradient of `lse` only shifts `D`),
 /// `dS = P ∘ (dP - D)`, `dQ = dS·k·scale`, `dK = dSᵀ·q·scale`; kv gradients are summed
 /// over the query heads of each group.
 #[allow(clippy::too_many_arguments)]
@@ -147,6 +151,7 @@ pub fn attention_backward(
     out: &Tensor,
     lse: &Tensor,
     grad_out: &Tensor,
+    grad_lse: Option<&Tensor>,
     opts: AttentionOpts,
     grad_q: &Tensor,
     grad_k: &Tensor,
@@ -165,7 +170,10 @@ pub fn attention_backward(
     let dv = ops.matmul(&probs.transpose(2, 3)?, &d_o)?;
     write(&ops, &sum_groups(&ops, &dv, x.group)?, grad_v)?;
     let dp = ops.matmul(&d_o, &x.v.transpose(2, 3)?)?;
-    let row_dot = ops.reduce(ReduceOp::Sum, &ops.mul(&d_o, &o)?, &[3], true)?;
+    let mut row_dot = ops.reduce(ReduceOp::Sum, &ops.mul(&d_o, &o)?, &[3], true)?;
+    if let Some(grad_lse) = grad_lse {
+        row_dot = ops.sub(&row_dot, &stat_column(&ops, grad_lse, &scores)?)?;
+    }
     let ds = ops.mul(&ops.mul(&probs, &ops.sub(&dp, &row_dot)?)?, &x.scale)?;
     write(&ops, &ops.matmul(&ds, &x.k)?, grad_q)?;
     let dk = ops.matmul(&ds.transpose(2, 3)?, &x.q)?;

@@ -17,7 +17,10 @@ pub fn check_all(c: &mut Checker<'_>) {
 }
 
 /// One attention problem: `q [b, hq, sq, d]`, `k [b, hkv, sk, d]`, `v [b, hkv, sk, dv]`,
-/// and for packed rows the document lengths of each row (`sq == sk`; empty: unpacked).
+/// and for packed rows the document lengths of each row (empty: unpacked), summing to
+/// `sk` (the queries sit at the last key positions) or to `sk + sq` (the keys are the
+/// first `sk` positions of the row and the queries its last `sq`, with ids of their own,
+/// as a context-parallel ring pairs a chunk of queries with an earlier chunk of keys).
 #[derive(Debug, Clone, Copy)]
 struct Shape {
     b: usize,
@@ -36,7 +39,8 @@ const fn shape(dims: [usize; 7], causal: bool) -> Shape {
     packed(dims, causal, &[])
 }
 
-/// [`shape`] with rows packed from documents of these lengths (summing to `sq == sk`).
+/// [`shape`] with rows packed from documents of these lengths (summing to `sk` or
+/// `sk + sq`).
 const fn packed(dims: [usize; 7], causal: bool, documents: &'static [usize]) -> Shape {
     let [b, hq, hkv, sq, sk, d, dv] = dims;
     Shape {
@@ -67,6 +71,8 @@ const SHAPES: &[Shape] = &[
     packed([2, 2, 1, 7, 7, 8, 6], true, &[3, 4]),
     packed([1, 2, 2, 9, 9, 4, 4], true, &[1, 2, 1, 1, 3, 1]),
     packed([2, 2, 2, 6, 6, 16, 16], false, &[1, 5]),
+    packed([2, 2, 1, 4, 5, 8, 8], false, &[3, 4, 2]),
+    packed([1, 2, 2, 4, 4, 4, 6], true, &[2, 3, 3]),
 ];
 /// Packed rows whose documents start and end inside and across 128-wide tiles.
 const LARGE_SHAPES: &[Shape] = &[
@@ -105,13 +111,15 @@ impl Shape {
         )
     }
 
-    /// Segment ids `i64 [b, sq]` of packed rows (`None` unpacked): batch row `r` takes the
-    /// document lengths rotated by `r`, ids increase by two per document and start at `r`.
+    /// Segment ids `i64 [b, Σ documents]` of packed rows (`None` unpacked): batch row `r`
+    /// takes the document lengths rotated by `r`, ids increase by two per document and
+    /// start at `r`.
     fn segments(&self) -> Result<Option<Tensor>> {
         if self.documents.is_empty() {
             return Ok(None);
         }
-        let mut ids = Vec::with_capacity(self.b * self.sq);
+        let row: usize = self.documents.iter().sum();
+        let mut ids = Vec::with_capacity(self.b * row);
         for r in 0..self.b {
             let n = self.documents.len();
             for doc in 0..n {
@@ -119,7 +127,7 @@ impl Shape {
                 ids.extend(std::iter::repeat_n((2 * doc + r) as i64, len));
             }
         }
-        Ok(Some(Tensor::from_vec(ids, [self.b, self.sq].as_slice())?))
+        Ok(Some(Tensor::from_vec(ids, [self.b, row].as_slice())?))
     }
 
     /// `q` (a head-major view of a `[b, sq, hq, d]` buffer, as a model produces it), `k`
@@ -176,7 +184,33 @@ fn attention_backward(c: &mut Checker<'_>) -> Result<()> {
             let inputs = [&[&q, &k, &v, &out, &lse, &g][..], seg.as_slice()].concat();
             c.case(&s.name(dtype), dtype, Class::Attention, &inputs, |ops| {
                 let (gq, gk, gv) =
-                    ops.attention_backward(&q, &k, &v, seg, &out, &lse, &g, s.opts())?;
+                    ops.attention_backward(&q, &k, &v, seg, &out, &lse, &g, None, s.opts())?;
+                Ok(vec![gq, gk, gv])
+            });
+        }
+        // With a gradient of the log-sum-exp too (the ring's merge of partial attentions).
+        for s in SHAPES {
+            let [q, k, v, g] = s.inputs(c, dtype)?;
+            let segments = s.segments()?;
+            let seg = segments.as_ref();
+            let (out, lse) = c.oracle.attention(&q, &k, &v, seg, s.opts())?;
+            let g_lse = c
+                .gen
+                .tensor(DType::F32, lse.dims(), Dist::Uniform(-1.0, 1.0))?;
+            let inputs = [&[&q, &k, &v, &out, &lse, &g, &g_lse][..], seg.as_slice()].concat();
+            let name = format!("{} with lse gradient", s.name(dtype));
+            c.case(&name, dtype, Class::Attention, &inputs, |ops| {
+                let (gq, gk, gv) = ops.attention_backward(
+                    &q,
+                    &k,
+                    &v,
+                    seg,
+                    &out,
+                    &lse,
+                    &g,
+                    Some(&g_lse),
+                    s.opts(),
+                )?;
                 Ok(vec![gq, gk, gv])
             });
         }
@@ -194,27 +228,42 @@ fn attention_backward(c: &mut Checker<'_>) -> Result<()> {
             "many documents",
             packed([1, 2, 2, 6, 6, 3, 2], true, &[1, 2, 1, 1, 1]),
         ),
+        (
+            "queries with their own ids",
+            packed([1, 2, 1, 3, 4, 3, 2], false, &[3, 4]),
+        ),
     ];
     for (what, s) in gradient_cases {
         let [q, k, v, g] = s.inputs(c, DType::F64)?;
         let (opts, oracle, segments) = (s.opts(), c.oracle, s.segments()?);
         let seg = segments.as_ref();
-        let verdict = (|| {
-            let (out, lse) = oracle.attention(&q, &k, &v, seg, opts)?;
-            let (gq, gk, gv) = oracle.attention_backward(&q, &k, &v, seg, &out, &lse, &g, opts)?;
-            let inputs = [q.clone(), k.clone(), v.clone()];
-            Ok(check_vjp(&inputs, &[0, 1, 2], &[gq, gk, gv], |x| {
-                Ok(dot(
-                    &oracle.attention(&x[0], &x[1], &x[2], seg, opts)?.0,
-                    &g,
-                ))
-            }))
-        })();
-        c.verdict(
-            &format!("reference gradient vs finite differences (f64, {what})"),
-            DType::F64,
-            oracle_verdict(verdict),
-        );
+        // Without and with a gradient of lse: loss = <out, g> (+ <lse, g_lse>). No row of
+        // these cases is fully masked, so lse is finite everywhere.
+        let g_lse = c
+            .gen
+            .tensor(DType::F32, &[s.b, s.hq, s.sq], Dist::Uniform(-1.0, 1.0))?;
+        for g_lse in [None, Some(&g_lse)] {
+            let verdict = (|| {
+                let (out, lse) = oracle.attention(&q, &k, &v, seg, opts)?;
+                let (gq, gk, gv) =
+                    oracle.attention_backward(&q, &k, &v, seg, &out, &lse, &g, g_lse, opts)?;
+                let inputs = [q.clone(), k.clone(), v.clone()];
+                Ok(check_vjp(&inputs, &[0, 1, 2], &[gq, gk, gv], |x| {
+                    let (out, lse) = oracle.attention(&x[0], &x[1], &x[2], seg, opts)?;
+                    Ok(dot(&out, &g) + g_lse.map_or(0.0, |g_lse| dot(&lse, g_lse)))
+                }))
+            })();
+            let with = if g_lse.is_some() {
+                ", lse gradient"
+            } else {
+                ""
+            };
+            c.verdict(
+                &format!("reference gradient vs finite differences (f64, {what}{with})"),
+                DType::F64,
+                oracle_verdict(verdict),
+            );
+        }
     }
     Ok(())
 }

@@ -125,13 +125,22 @@ impl Backend for CpuBackend {
         out: &Tensor,
         lse: &Tensor,
         grad_out: &Tensor,
+        grad_lse: Option<&Tensor>,
         opts: AttentionOpts,
         grad_q: &Tensor,
         grad_k: &Tensor,
         grad_v: &Tensor,
     ) -> Result<()> {
         attention::attention_backward(
-            q, k, v, segments, out, lse, grad_out, opts, grad_q, grad_k, grad_v,
+            q,
+            k,
+            v,
+            segments,
+            out,
+            lse,
+            (grad_out, grad_lse),
+            opts,
+            (grad_q, grad_k, grad_v),
         )
     }
     fn softmax(&self, x: &Tensor, out: &Tensor) -> Result<()> {

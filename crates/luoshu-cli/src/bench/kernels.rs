@@ -191,7 +191,7 @@ pub fn attention(budget: Duration) -> Result<(), String> {
             .map_err(err)
     })?;
     let backward = best_time(budget, || {
-        ops.attention_backward(&q, &k, &v, None, &out, &lse, &grad_out, opts)
+        ops.attention_backward(&q, &k, &v, None, &out, &lse, &grad_out, None, opts)
             .map(drop)
             .map_err(err)
     })?;

@@ -99,7 +99,7 @@ fn fused_attention(comm: &dyn Communicator, budget: Duration) -> Result<Timed, S
     };
     let seconds = timed(comm, budget, || {
         let (out, lse) = ops.attention(&q, &k, &v, None, opts).map_err(text)?;
-        ops.attention_backward(&q, &k, &v, None, &out, &lse, &grad_out, opts)
+        ops.attention_backward(&q, &k, &v, None, &out, &lse, &grad_out, None, opts)
             .map(drop)
             .map_err(text)
     })?;

@@ -1,6 +1,10 @@
 //! Collectives over the devices of one axis of the state: all-reduce sums the partial
 //! axis into copies, all-gather joins a split axis into copies, reduce-scatter sums the
-//! partial axis into pieces of a dim.
+//! partial axis into pieces of a dim. A ring shift keeps its input's state: every rank
+//! receives a tensor of the same type, in the same role of the same state, from a peer of
+//! the same group (context parallelism passes key/value blocks between ranks that hold
+//! different chunks in the same sequence split; which chunk a rank holds at which step
+//! is the builder's bookkeeping, as the chunk order itself is).
 
 use super::rule::{per_axis, RuleResult};
 use crate::{Axis, DState};
@@ -49,6 +53,7 @@ pub(super) fn deduce(op: &Op, state: &DState) -> RuleResult {
             }
             replace(Axis::Partial, Axis::Split(*dim))
         }
+        Op::RingShift { .. } => per_axis(&[state], 1, |_, roles| Ok(vec![roles[0]])),
         other => Err(format!("{} is not a collective", other.name())),
     }
 }

@@ -85,9 +85,10 @@ pub fn deduce(op: &Op, inputs: &[(&TensorType, &DState)]) -> Result<Vec<DState>>
         | Op::SwigluBackward
         | Op::Attention { .. }
         | Op::AttentionBackward { .. } => nn::deduce(op, inputs),
-        Op::AllReduce { .. } | Op::AllGather { .. } | Op::ReduceScatter { .. } => {
-            comm::deduce(op, inputs[0].1)
-        }
+        Op::AllReduce { .. }
+        | Op::AllGather { .. }
+        | Op::ReduceScatter { .. }
+        | Op::RingShift { .. } => comm::deduce(op, inputs[0].1),
     }
     .map_err(fail)
 }

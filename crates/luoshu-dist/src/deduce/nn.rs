@@ -157,8 +157,18 @@ fn attention(
 ) -> RuleResult {
     let states: Vec<&DState> = inputs.iter().map(|&(_, s)| s).collect();
     let (q_heads, kv_heads) = (&inputs[0].0.shape[1], &inputs[1].0.shape[1]);
+    // The segment ids follow q, k, v (forward) or q, k, v, out, lse, grad_out (backward);
+    // a backward's lse gradient, after them, is a row input like lse.
+    let segment_at = segmented.then_some(if outputs == 2 { 3 } else { 6 });
     per_axis(&states, outputs, |extent, all_roles| {
-        let (roles, segments) = all_roles.split_at(all_roles.len() - usize::from(segmented));
+        let (mut roles, mut segments) = (Vec::new(), Vec::new());
+        for (i, &role) in all_roles.iter().enumerate() {
+            match Some(i) == segment_at {
+                true => segments.push(role),
+                false => roles.push(role),
+            }
+        }
+        let roles = roles.as_slice();
         if let Some(split) = query_sequence_split(roles, outputs, causal || segmented) {
             return split;
         }

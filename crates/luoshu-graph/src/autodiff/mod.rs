@@ -38,7 +38,7 @@ pub fn grad(graph: &Graph, loss: Value, wrt: &[Value]) -> Result<(Graph, Vec<Val
         if node.op.is_leaf() || !depends[id.index()] {
             continue;
         }
-        let Some(dy) = output_grad(&grads, id, node)? else {
+        let Some((dy, d_lse)) = output_grads(&mut g, &grads, id, node)? else {
             continue;
         };
         let needs: Vec<bool> = node
@@ -53,6 +53,7 @@ pub fn grad(graph: &Graph, loss: Value, wrt: &[Value]) -> Result<(Graph, Vec<Val
             id,
             node,
             dy,
+            d_lse,
             needs,
         };
         let input_grads = rule(&mut g, &step)?;
@@ -120,9 +121,20 @@ fn depends_on(graph: &Graph, wrt: &[Value]) -> Vec<bool> {
     depends
 }
 
-/// The gradient of output 0, or an error when one reached a statistic output.
-fn output_grad(grads: &HashMap<Value, Value>, id: NodeId, node: &Node) -> Result<Option<Value>> {
-    for output in 1..node.outputs.len() as u32 {
+/// The gradients of output 0 and of attention's lse (`None`: no gradient reached the node),
+/// or an error when one reached a statistic output.
+fn output_grads(
+    g: &mut Graph,
+    grads: &HashMap<Value, Value>,
+    id: NodeId,
+    node: &Node,
+) -> Result<Option<(Value, Option<Value>)>> {
+    let lse_differentiable = matches!(node.op, Op::Attention { .. });
+    let d_lse = lse_differentiable
+        .then(|| grads.get(&Value::new(id, 1)).copied())
+        .flatten();
+    let first_statistic = 1 + u32::from(lse_differentiable);
+    for output in first_statistic..node.outputs.len() as u32 {
         if grads.contains_key(&Value::new(id, output)) {
             return Err(node_error(
                 id,
@@ -134,7 +146,12 @@ fn output_grad(grads: &HashMap<Value, Value>, id: NodeId, node: &Node) -> Result
             ));
         }
     }
-    Ok(grads.get(&Value::new(id, 0)).copied())
+    let dy = match (grads.get(&Value::new(id, 0)), d_lse) {
+        (Some(&dy), _) => dy,
+        (None, Some(_)) => g.zeros_like(Value::new(id, 0))?,
+        (None, None) => return Ok(None),
+    };
+    Ok(Some((dy, d_lse)))
 }
 
 fn node_error(id: NodeId, node: &Node, detail: String) -> Error {
@@ -188,9 +205,10 @@ fn rule(g: &mut Graph, step: &Step) -> Result<Grads> {
         | Op::Constant(_)
         | Op::Arange { .. }
         | Op::Random { .. } => Ok(vec![]),
-        Op::AllReduce { .. } | Op::AllGather { .. } | Op::ReduceScatter { .. } => {
-            comm::backward(g, step)
-        }
+        Op::AllReduce { .. }
+        | Op::AllGather { .. }
+        | Op::ReduceScatter { .. }
+        | Op::RingShift { .. } => comm::backward(g, step),
         Op::Fused(_) => Err(node_error(
             step.id,
             step.node,

@@ -54,11 +54,13 @@ pub(super) fn backward(g: &mut Graph, s: &Step) -> Result<Grads> {
                     scale: *scale,
                     causal: *causal,
                     segmented: *segmented,
+                    lse_grad: s.d_lse.is_some(),
                 };
                 let mut inputs = vec![x(0), x(1), x(2), y(0), y(1), dy];
                 if *segmented {
                     inputs.push(x(3));
                 }
+                inputs.extend(s.d_lse);
                 output_i(g, backward, &inputs)?
             }
             // Targets, rotation tables and segment ids get no gradient.

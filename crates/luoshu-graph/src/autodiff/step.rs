@@ -9,9 +9,12 @@ pub(super) type Grads = Vec<Option<Value>>;
 pub(super) struct Step<'a> {
     pub(super) id: NodeId,
     pub(super) node: &'a Node,
-    /// Gradient of output 0. Every op's further outputs are saved statistics (lse, rstd,
-    /// mean) that carry none.
+    /// Gradient of output 0 (zeros when only `d_lse` reached the node).
     pub(super) dy: Value,
+    /// Gradient of attention's lse (output 1), when the loss depends on it (log-sum-exp
+    /// merges of partial attentions). Every other further output is a saved statistic
+    /// (rstd, mean, a cross-entropy's lse) that carries none.
+    pub(super) d_lse: Option<Value>,
     /// Whether each input's gradient is wanted (it depends on a `wrt` and is a float).
     pub(super) needs: Vec<bool>,
 }

@@ -14,4 +14,8 @@ pub trait Collectives: Send + Sync {
     fn all_gather(&self, group: &str, dim: usize, x: &Tensor, out: &Tensor) -> Result<()>;
 
     fn reduce_scatter(&self, group: &str, dim: usize, x: &Tensor, out: &Tensor) -> Result<()>;
+
+    /// Sends `x` to the rank `offset` places after this one in the group's ring and writes
+    /// what the rank `offset` places before sent into `out`.
+    fn ring_shift(&self, group: &str, offset: usize, x: &Tensor, out: &Tensor) -> Result<()>;
 }

@@ -17,6 +17,15 @@ pub(super) fn infer(op: &Op, x: &TensorType) -> InferResult {
             shape[*dim] = shape[*dim].mul(&Dim::fixed(*parts));
             one(shape, x.dtype)
         }
+        Op::RingShift { parts, offset, .. } => {
+            require_parts(*parts)?;
+            if *offset >= *parts {
+                return Err(format!(
+                    "a ring shift by {offset} needs an offset below the {parts} ranks"
+                ));
+            }
+            one(x.shape.clone(), x.dtype)
+        }
         Op::ReduceScatter { parts, dim, .. } => {
             require_parts(*parts)?;
             require_dim(*dim, x.rank())?;

@@ -58,9 +58,10 @@ pub fn infer(op: &Op, inputs: &[&TensorType]) -> InferResult {
         | Op::SwigluBackward
         | Op::Attention { .. }
         | Op::AttentionBackward { .. } => nn::infer(op, inputs),
-        Op::AllReduce { .. } | Op::AllGather { .. } | Op::ReduceScatter { .. } => {
-            comm::infer(op, inputs[0])
-        }
+        Op::AllReduce { .. }
+        | Op::AllGather { .. }
+        | Op::ReduceScatter { .. }
+        | Op::RingShift { .. } => comm::infer(op, inputs[0]),
         Op::Fused(program) => fused::infer(program, inputs),
     }
 }
@@ -88,7 +89,8 @@ pub fn expected_arity(op: &Op) -> Option<usize> {
         | Op::LogSoftmax
         | Op::AllReduce { .. }
         | Op::AllGather { .. }
-        | Op::ReduceScatter { .. } => 1,
+        | Op::ReduceScatter { .. }
+        | Op::RingShift { .. } => 1,
         Op::Binary(_)
         | Op::Compare(_)
         | Op::MatMul
@@ -106,6 +108,10 @@ pub fn expected_arity(op: &Op) -> Option<usize> {
         Op::Attention { segmented, .. } => 3 + usize::from(*segmented),
         Op::CrossEntropyBackward { .. } | Op::RmsNormBackward => 4,
         Op::LayerNormBackward => 5,
-        Op::AttentionBackward { segmented, .. } => 6 + usize::from(*segmented),
+        Op::AttentionBackward {
+            segmented,
+            lse_grad,
+            ..
+        } => 6 + usize::from(*segmented) + usize::from(*lse_grad),
     })
 }

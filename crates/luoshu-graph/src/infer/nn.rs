@@ -127,7 +127,11 @@ pub(super) fn infer(op: &Op, i: &[&TensorType]) -> InferResult {
             }
             Ok(vec![out, lse])
         }
-        Op::AttentionBackward { segmented, .. } => {
+        Op::AttentionBackward {
+            segmented,
+            lse_grad,
+            ..
+        } => {
             let (out, lse) = attention_types(i[0], i[1], i[2])?;
             if *segmented {
                 segment_types(i[0], i[1], i[6])?;
@@ -135,20 +139,26 @@ pub(super) fn infer(op: &Op, i: &[&TensorType]) -> InferResult {
             same(&out, i[3], "out")?;
             same(&lse, i[4], "lse")?;
             same(&out, i[5], "grad_out")?;
+            if *lse_grad {
+                same(&lse, i[6 + usize::from(*segmented)], "grad_lse")?;
+            }
             Ok(vec![i[0].clone(), i[1].clone(), i[2].clone()])
         }
         _ => Err(format!("{} has no inference rule", op.name())),
     }
 }
 
-/// Segment ids of packed rows: `i64 [b, sk]`, one per key; the queries are the last `sq`
-/// keys' positions (end-aligned, as a context-parallel chunk of queries sees every earlier
-/// key).
+/// Segment ids of packed rows: `i64 [b, sk]`, one per key, the queries at the last `sq`
+/// keys' positions (end-aligned, as a chunk of queries sees every earlier key), or
+/// `i64 [b, sk + sq]`, the keys' ids followed by the queries' own.
 fn segment_types(q: &TensorType, k: &TensorType, segments: &TensorType) -> Result<(), String> {
     let (b, sq, sk) = (&q.shape[0], &q.shape[2], &k.shape[2]);
-    if segments.dtype != DType::I64 || segments.shape != [b.clone(), sk.clone()] {
+    let fits = |n: &Dim| segments.shape == [b.clone(), n.clone()];
+    let keys_then_queries = sk.add(sq);
+    if segments.dtype != DType::I64 || !(fits(sk) || keys_then_queries.as_ref().is_some_and(fits)) {
         return Err(format!(
-            "segment ids must be i64 [{b}, {sk}] (one per key; queries {sq}), got {segments}"
+            "segment ids must be i64 [{b}, {sk}] (one per key; queries {sq}) or [{b}, {sk} + \
+             {sq}] (the keys' then the queries'), got {segments}"
         ));
     }
     Ok(())

@@ -80,7 +80,10 @@ fn try_evaluate(
         Op::Full { .. } | Op::Constant(_) | Op::Arange { .. } => true,
         Op::Input { .. } | Op::Parameter { .. } | Op::Random { .. } => false,
         // A rank cannot know its peers' values at compile time.
-        Op::AllReduce { .. } | Op::AllGather { .. } | Op::ReduceScatter { .. } => false,
+        Op::AllReduce { .. }
+        | Op::AllGather { .. }
+        | Op::ReduceScatter { .. }
+        | Op::RingShift { .. } => false,
         Op::Unary(_)
         | Op::Binary(_)
         | Op::Compare(_)

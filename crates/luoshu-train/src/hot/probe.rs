@@ -40,23 +40,26 @@ pub struct ProbeTable {
     pub seconds: Vec<Vec<Option<f64>>>,
 }
 
-/// Every data × tensor × pipeline product on `devices` ranks that can run `model`
-/// (tensor parallelism divides its heads, kv heads, vocabulary and FFN; every stage gets a
-/// layer), in a fixed order: data parallelism first.
+/// Every data × context × tensor × pipeline product on `devices` ranks that can run
+/// `model` (tensor parallelism divides its heads, kv heads, vocabulary and FFN; every stage
+/// gets a layer; context parallelism without pipelines), in a fixed order: data
+/// parallelism first, then context parallelism.
 pub fn candidate_strategies(model: &ModelConfig, devices: usize) -> Vec<Strategy> {
     let divisors = |n: usize| (1..=n).filter(move |d| n.is_multiple_of(*d));
     let mut out = Vec::new();
     for dp in divisors(devices).rev() {
-        for tp in divisors(devices / dp).rev() {
-            let strategy = Strategy {
-                dp,
-                tp,
-                pp: devices / dp / tp,
-                zero1: false,
-                cp: 1,
-            };
-            if check_strategy(model, strategy, devices).is_ok() {
-                out.push(strategy);
+        for cp in divisors(devices / dp).rev() {
+            for tp in divisors(devices / dp / cp).rev() {
+                let strategy = Strategy {
+                    dp,
+                    tp,
+                    pp: devices / dp / cp / tp,
+                    zero1: false,
+                    cp,
+                };
+                if check_strategy(model, strategy, devices).is_ok() {
+                    out.push(strategy);
+                }
             }
         }
     }
@@ -260,7 +263,7 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            ["dp4", "dp2tp2", "dp2pp2", "tp4", "tp2pp2", "pp4"],
+            ["dp4", "dp2cp2", "dp2tp2", "dp2pp2", "cp4", "cp2tp2", "tp4", "tp2pp2", "pp4"],
             "{names:?}"
         );
         let one_layer = ModelConfig {
@@ -270,5 +273,9 @@ mod tests {
         assert!(candidate_strategies(&one_layer, 2)
             .iter()
             .all(|s| s.pp == 1));
+        // Context parallelism never comes with a pipeline (the runtime refuses it).
+        assert!(candidate_strategies(&model, 8)
+            .iter()
+            .all(|s| s.cp == 1 || s.pp == 1));
     }
 }

@@ -2,7 +2,9 @@
 //! `dK`/`dV` rows and the `dQ` rows of its query heads. For each key tile it walks every
 //! query tile of the group, recomputes the probabilities from `q`, `k` and `lse`, and
 //! accumulates `dV += Pᵀ·dO`, `dK += scale·dSᵀ·Q` and `dQ += scale·dS·K` with
-//! `dS = P ∘ (dO·Vᵀ − D)`, `D = rowsum(dO ∘ O)`.
+//! `dS = P ∘ (dO·Vᵀ − D)`, `D = rowsum(dO ∘ O) − dlse` (`dlse`, the gradient of the
+//! log-sum-exp output, is zero unless given: since `∂lse_i/∂S_ij = P_ij`, it only shifts
+//! `D`).
 
 use super::tiles::{input, load_rows, row_major, vectorized, Compute, Heads, BLOCK_K, BLOCK_Q};
 use super::visibility::{mask_outside, Visibility};
@@ -23,6 +25,7 @@ struct Inputs<'a, T> {
     out: (&'a [T], Heads),
     grad_out: (&'a [T], Heads),
     lse: (&'a [f32], Heads),
+    grad_lse: Option<(&'a [f32], Heads)>,
     group: usize,
     scale: f32,
     visibility: Visibility,
@@ -37,19 +40,13 @@ struct Task<'a, T> {
     grad_v: &'a mut [T],
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(super) fn run<T: Float>(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
+    (q, k, v): (&Tensor, &Tensor, &Tensor),
     segments: Option<&Tensor>,
-    out: &Tensor,
-    lse: &Tensor,
-    grad_out: &Tensor,
+    (out, lse): (&Tensor, &Tensor),
+    (grad_out, grad_lse): (&Tensor, Option<&Tensor>),
     opts: AttentionOpts,
-    grad_q: &Tensor,
-    grad_k: &Tensor,
-    grad_v: &Tensor,
+    (grad_q, grad_k, grad_v): (&Tensor, &Tensor, &Tensor),
 ) -> Result<()>
 where
     T::Acc: Compute,
@@ -57,6 +54,7 @@ where
     let op = "attention_backward";
     let view = |arg, t| Heads::of(op, arg, t);
     let lse4 = lse.unsqueeze(3)?;
+    let grad_lse4 = grad_lse.map(|g| g.unsqueeze(3)).transpose()?;
     let inp = Inputs {
         q: (input::<T>(q)?, view("q", q)?),
         k: (input::<T>(k)?, view("k", k)?),
@@ -64,6 +62,10 @@ where
         out: (input::<T>(out)?, view("out", out)?),
         grad_out: (input::<T>(grad_out)?, view("grad_out", grad_out)?),
         lse: (input::<f32>(lse)?, view("lse", &lse4)?),
+        grad_lse: match (grad_lse, &grad_lse4) {
+            (Some(g), Some(g4)) => Some((input::<f32>(g)?, view("grad_lse", g4)?)),
+            _ => None,
+        },
         group: q.dims()[1] / k.dims()[1].max(1),
         scale: opts.scale,
         visibility: Visibility::new(op, opts.causal, (q.dims()[2], k.dims()[2]), segments)?,
@@ -148,7 +150,7 @@ where
     let heads = |g: usize| (task.b, task.kv_head * inp.group + g);
     let zero = T::Acc::ZERO;
 
-    // D = rowsum(dO ∘ O) and lse for every query row of the group.
+    // D = rowsum(dO ∘ O) − dlse and lse for every query row of the group.
     s.delta.clear();
     s.lse.clear();
     for g in 0..inp.group {
@@ -165,8 +167,13 @@ where
             );
             for i in 0..rows {
                 let (o, go) = (&s.out[i * dv..], &s.dout[i * dv..]);
-                s.delta.push(lane_sum(dv, |c| o[c] * go[c]));
                 let at = inp.lse.1.row(heads(g).0, heads(g).1, row0 + i);
+                let mut delta = lane_sum(dv, |c| o[c] * go[c]);
+                if let Some((grad_lse, view)) = &inp.grad_lse {
+                    let grad_at = view.row(heads(g).0, heads(g).1, row0 + i);
+                    delta = delta - T::Acc::from_f32(grad_lse[grad_at]);
+                }
+                s.delta.push(delta);
                 s.lse.push(T::Acc::from_f32(inp.lse.0[at]));
             }
         }

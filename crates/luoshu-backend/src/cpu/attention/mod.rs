@@ -28,6 +28,8 @@ pub(crate) fn attention(
     ))
 }
 
+/// `grads` are the gradients of `out` and, when given, of `lse`; `into` receives those of
+/// `q`, `k` and `v`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn attention_backward(
     q: &Tensor,
@@ -36,13 +38,16 @@ pub(crate) fn attention_backward(
     segments: Option<&Tensor>,
     out: &Tensor,
     lse: &Tensor,
-    grad_out: &Tensor,
+    grads: (&Tensor, Option<&Tensor>),
     opts: AttentionOpts,
-    grad_q: &Tensor,
-    grad_k: &Tensor,
-    grad_v: &Tensor,
+    into: (&Tensor, &Tensor, &Tensor),
 ) -> Result<()> {
     with_float!("attention_backward", q.dtype(), |T| backward::run::<T>(
-        q, k, v, segments, out, lse, grad_out, opts, grad_q, grad_k, grad_v
+        (q, k, v),
+        segments,
+        (out, lse),
+        grads,
+        opts,
+        into
     ))
 }

@@ -1,7 +1,8 @@
 //! Which keys each query row sees: a window `lo..hi` of key positions per (batch, query).
 //! The causal mask ends a window at the query (aligned at the end); packed segments start
 //! it at the query's document start and end it at the document's end (queries sit at the
-//! last `seq_q` key positions). Along a row both
+//! last `seq_q` positions of the ids: the keys' own when there are `seq_k` ids, their own
+//! after the keys' when there are `seq_k + seq_q`). Along a row both
 //! bounds only grow, so the keys a tile of queries sees, and the queries a tile of keys is
 //! seen by, are contiguous ranges found from the tile's corners: every tile outside them is
 //! skipped, which makes packed attention cost Σ len² instead of row_len².
@@ -15,14 +16,17 @@ pub(super) struct Visibility {
     causal: bool,
     seq_q: usize,
     seq_k: usize,
-    /// Packed rows: `[b · seq_k]` first key position and one past the last key position of
-    /// each key's document (a query sits at key position `row + seq_k - seq_q`).
+    /// Ids per batch row: `seq_k`, or `seq_k + seq_q` when the queries have their own.
+    ids_per_row: usize,
+    /// Packed rows: `[b · ids_per_row]` first position and one past the last position of
+    /// each id's document (a query sits at position `row + ids_per_row - seq_q`).
     documents: Option<(Vec<usize>, Vec<usize>)>,
 }
 
 impl Visibility {
-    /// `segments` (contiguous `i64 [b, seq_k]`, `seq_q <= seq_k`) must be non-decreasing
-    /// along each row; a decrease is an error, since windows could not express it.
+    /// `segments` (contiguous `i64 [b, seq_k]` with `seq_q <= seq_k`, or `[b, seq_k +
+    /// seq_q]`) must be non-decreasing along each row; a decrease is an error, since windows
+    /// could not express it.
     pub fn new(
         op: &'static str,
         causal: bool,
@@ -34,6 +38,7 @@ impl Visibility {
             causal,
             seq_q,
             seq_k,
+            ids_per_row: segments.map_or(seq_k, |t| t.dims()[1]),
             documents,
         })
     }
@@ -42,8 +47,10 @@ impl Visibility {
     pub fn window(&self, b: usize, row: usize) -> Range<usize> {
         let (mut lo, mut hi) = (0, self.seq_k);
         if let Some((starts, ends)) = &self.documents {
-            let at = b * self.seq_k + row + (self.seq_k - self.seq_q);
-            (lo, hi) = (starts[at], ends[at]);
+            let n = self.ids_per_row;
+            let at = b * n + row + (n - self.seq_q);
+            // Positions past the keys are the queries' own ids: no key sits there.
+            (lo, hi) = (starts[at].min(self.seq_k), ends[at].min(self.seq_k));
         }
         if self.causal {
             hi = hi.min((row + 1 + self.seq_k).saturating_sub(self.seq_q));

@@ -64,9 +64,10 @@ pub(crate) fn run_node(
         | Op::SwigluBackward
         | Op::Attention { .. }
         | Op::AttentionBackward { .. } => nn::run(ops, op, inputs, outputs),
-        Op::AllReduce { .. } | Op::AllGather { .. } | Op::ReduceScatter { .. } => {
-            comm::run(ctx, op, inputs[0], &outputs[0])
-        }
+        Op::AllReduce { .. }
+        | Op::AllGather { .. }
+        | Op::ReduceScatter { .. }
+        | Op::RingShift { .. } => comm::run(ctx, op, inputs[0], &outputs[0]),
         Op::Fused(program) => fused::run(ops, program, inputs, &outputs[0]),
     }
 }

@@ -39,6 +39,7 @@ pub(super) fn run(ops: &Ops, op: &Op, i: &[&Tensor], outputs: &[Tensor]) -> Resu
             scale,
             causal,
             segmented,
+            lse_grad,
         } => ops.attention_backward_into(
             i[0],
             i[1],
@@ -47,6 +48,7 @@ pub(super) fn run(ops: &Ops, op: &Op, i: &[&Tensor], outputs: &[Tensor]) -> Resu
             i[3],
             i[4],
             i[5],
+            lse_grad.then(|| i[6 + usize::from(*segmented)]),
             opts(*scale, *causal),
             &o[0],
             &o[1],
