@@ -1,7 +1,7 @@
 use crate::composite;
 use crate::ops::{
-    AdamW, AttentionOpts, BinaryOp, CompareOp, CompositeOp, ElementwiseProgram, RandomDist,
-    ReduceOp, UnaryOp,
+    AdamW, AttentionOpts, BinaryOp, CompareOp, CompositeOp, ElementwiseProgram, LayerNormGrads,
+    NormStats, RandomDist, ReduceOp, UnaryOp,
 };
 use crate::Result;
 use luoshu_tensor::{DType, Shape, Tensor};
@@ -129,7 +129,6 @@ pub trait Backend: Send + Sync {
     }
     /// `grad_logits[i] = (softmax(logits[i]) - onehot(targets[i])) * grad_losses[i]`, zero
     /// rows where ignored; `grad_logits` has `logits`' shape and dtype.
-    #[allow(clippy::too_many_arguments)]
     fn cross_entropy_backward(
         &self,
         logits: &Tensor,
@@ -162,7 +161,6 @@ pub trait Backend: Send + Sync {
         composite::rms_norm(self.as_dyn(), x, weight, eps, out, rstd)
     }
     /// Gradients of [`Backend::rms_norm`] for `x` and `weight`.
-    #[allow(clippy::too_many_arguments)]
     fn rms_norm_backward(
         &self,
         x: &Tensor,
@@ -184,7 +182,6 @@ pub trait Backend: Send + Sync {
     }
     /// `out = (x - mean) * rstd * weight + bias` over the last dim; `mean` and `rstd` (f32)
     /// are kept for backward.
-    #[allow(clippy::too_many_arguments)]
     fn layer_norm(
         &self,
         x: &Tensor,
@@ -192,35 +189,20 @@ pub trait Backend: Send + Sync {
         bias: &Tensor,
         eps: f32,
         out: &Tensor,
-        mean: &Tensor,
-        rstd: &Tensor,
+        stats: NormStats<'_>,
     ) -> Result<()> {
-        composite::layer_norm(self.as_dyn(), x, weight, bias, eps, out, mean, rstd)
+        composite::layer_norm(self.as_dyn(), x, weight, bias, eps, out, stats)
     }
     /// Gradients of [`Backend::layer_norm`] for `x`, `weight` and `bias`.
-    #[allow(clippy::too_many_arguments)]
     fn layer_norm_backward(
         &self,
         x: &Tensor,
         weight: &Tensor,
-        mean: &Tensor,
-        rstd: &Tensor,
+        stats: NormStats<'_>,
         grad_out: &Tensor,
-        grad_x: &Tensor,
-        grad_weight: &Tensor,
-        grad_bias: &Tensor,
+        grads: LayerNormGrads<'_>,
     ) -> Result<()> {
-        composite::layer_norm_backward(
-            self.as_dyn(),
-            x,
-            weight,
-            mean,
-            rstd,
-            grad_out,
-            grad_x,
-            grad_weight,
-            grad_bias,
-        )
+        composite::layer_norm_backward(self.as_dyn(), x, weight, stats, grad_out, grads)
     }
     /// Rotary embedding of `x [batch, seq, heads, head_dim]` in the rotate-half convention:
     /// for `i < d/2`, `out[i] = x[i]·cos - x[i+d/2]·sin` and

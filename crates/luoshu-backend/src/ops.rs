@@ -1,6 +1,6 @@
 //! Plain-data descriptions of the operator interface's ops and their parameters.
 
-use luoshu_tensor::DType;
+use luoshu_tensor::{DType, Tensor};
 
 /// Elementwise functions of one tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -185,6 +185,23 @@ pub struct AdamW {
     pub weight_decay: f32,
     /// 1-based step number, used for bias correction.
     pub step: u64,
+}
+
+/// The per-row statistics a layer norm keeps for its backward: f32 tensors of `x`'s shape
+/// without its last dimension.
+#[derive(Debug, Clone, Copy)]
+pub struct NormStats<'a> {
+    pub mean: &'a Tensor,
+    /// Reciprocal standard deviation.
+    pub rstd: &'a Tensor,
+}
+
+/// The gradient outputs of a layer norm: one for each of `x`, `weight` and `bias`.
+#[derive(Debug, Clone, Copy)]
+pub struct LayerNormGrads<'a> {
+    pub x: &'a Tensor,
+    pub weight: &'a Tensor,
+    pub bias: &'a Tensor,
 }
 
 /// Options of causal/non-causal scaled dot-product attention.

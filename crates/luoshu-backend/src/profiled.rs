@@ -4,8 +4,8 @@
 //! decomposition is timed as a whole, never twice).
 
 use crate::ops::{
-    AdamW, AttentionOpts, BinaryOp, CompareOp, CompositeOp, ElementwiseProgram, RandomDist,
-    ReduceOp, UnaryOp,
+    AdamW, AttentionOpts, BinaryOp, CompareOp, CompositeOp, ElementwiseProgram, LayerNormGrads,
+    NormStats, RandomDist, ReduceOp, UnaryOp,
 };
 use crate::{Backend, Result};
 use luoshu_tensor::{DType, Shape, Tensor};
@@ -307,35 +307,23 @@ impl Backend for Profiled {
         bias: &Tensor,
         eps: f32,
         out: &Tensor,
-        mean: &Tensor,
-        rstd: &Tensor,
+        stats: NormStats<'_>,
     ) -> Result<()> {
         self.timed(Family::Norms, 0, || {
-            self.inner.layer_norm(x, weight, bias, eps, out, mean, rstd)
+            self.inner.layer_norm(x, weight, bias, eps, out, stats)
         })
     }
     fn layer_norm_backward(
         &self,
         x: &Tensor,
         weight: &Tensor,
-        mean: &Tensor,
-        rstd: &Tensor,
+        stats: NormStats<'_>,
         grad_out: &Tensor,
-        grad_x: &Tensor,
-        grad_weight: &Tensor,
-        grad_bias: &Tensor,
+        grads: LayerNormGrads<'_>,
     ) -> Result<()> {
         self.timed(Family::Norms, 0, || {
-            self.inner.layer_norm_backward(
-                x,
-                weight,
-                mean,
-                rstd,
-                grad_out,
-                grad_x,
-                grad_weight,
-                grad_bias,
-            )
+            self.inner
+                .layer_norm_backward(x, weight, stats, grad_out, grads)
         })
     }
     fn rope(

@@ -2,7 +2,7 @@
 //! compared with plain scalar loops written here (forward ops) and with central finite
 //! differences of those loops (backward ops).
 use luoshu_backend::composite;
-use luoshu_backend::ops::{AdamW, AttentionOpts};
+use luoshu_backend::ops::{AdamW, AttentionOpts, LayerNormGrads, NormStats};
 use luoshu_backend::reference::ReferenceBackend;
 use luoshu_backend::{Backend, DType, Tensor};
 use luoshu_tensor::rng;
@@ -295,7 +295,11 @@ fn layer_norm_forward_and_backward_match_loops() {
             let (want, want_mean, want_rstd) = naive_layer_norm(&xv, &wv, &bv);
             let out = zeros(dtype, dims);
             let (mean, rstd) = (zeros(DType::F32, rows), zeros(DType::F32, rows));
-            composite::layer_norm(BACKEND, &x, &w, &b, EPS, &out, &mean, &rstd).unwrap();
+            let stats = NormStats {
+                mean: &mean,
+                rstd: &rstd,
+            };
+            composite::layer_norm(BACKEND, &x, &w, &b, EPS, &out, stats).unwrap();
             let stat_tol = tol(dtype).max(1e-6);
             assert_close("ln out", &out.to_f64_vec(), &want, tol(dtype));
             assert_close("ln mean", &mean.to_f64_vec(), &want_mean, stat_tol);
@@ -304,8 +308,12 @@ fn layer_norm_forward_and_backward_match_loops() {
                 continue;
             }
             let (gx, gw, gb) = (zeros(dtype, dims), zeros(dtype, &[d]), zeros(dtype, &[d]));
-            composite::layer_norm_backward(BACKEND, &x, &w, &mean, &rstd, &dy, &gx, &gw, &gb)
-                .unwrap();
+            let grads = LayerNormGrads {
+                x: &gx,
+                weight: &gw,
+                bias: &gb,
+            };
+            composite::layer_norm_backward(BACKEND, &x, &w, stats, &dy, grads).unwrap();
             let loss = |x: &[f64], w: &[f64], b: &[f64]| dot(&naive_layer_norm(x, w, b).0, &dyv);
             let want_gx = numeric_grad(&xv, |x| loss(x, &wv, &bv));
             let want_gw = numeric_grad(&wv, |w| loss(&xv, w, &bv));

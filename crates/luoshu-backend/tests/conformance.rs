@@ -2,8 +2,8 @@
 use luoshu_backend::conformance::{run_conformance_with, Implementation, OpKind, Options, Report};
 use luoshu_backend::cpu::CpuBackend;
 use luoshu_backend::ops::{
-    AdamW, AttentionOpts, BinaryOp, CompareOp, CompositeOp, ElementwiseProgram, RandomDist,
-    ReduceOp, UnaryOp,
+    AdamW, AttentionOpts, BinaryOp, CompareOp, CompositeOp, ElementwiseProgram, LayerNormGrads,
+    NormStats, RandomDist, ReduceOp, UnaryOp,
 };
 use luoshu_backend::reference::ReferenceBackend;
 use luoshu_backend::{Backend, Error, Ops, Result, Tensor};
@@ -239,24 +239,19 @@ impl Backend for WrongBackend {
         b: &Tensor,
         eps: f32,
         out: &Tensor,
-        mean: &Tensor,
-        rstd: &Tensor,
+        stats: NormStats<'_>,
     ) -> Result<()> {
-        self.cpu.layer_norm(x, w, b, eps, out, mean, rstd)
+        self.cpu.layer_norm(x, w, b, eps, out, stats)
     }
     fn layer_norm_backward(
         &self,
         x: &Tensor,
         w: &Tensor,
-        mean: &Tensor,
-        rstd: &Tensor,
+        stats: NormStats<'_>,
         g: &Tensor,
-        gx: &Tensor,
-        gw: &Tensor,
-        gb: &Tensor,
+        grads: LayerNormGrads<'_>,
     ) -> Result<()> {
-        self.cpu
-            .layer_norm_backward(x, w, mean, rstd, g, gx, gw, gb)
+        self.cpu.layer_norm_backward(x, w, stats, g, grads)
     }
     fn rope(
         &self,

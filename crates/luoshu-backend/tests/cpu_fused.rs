@@ -3,7 +3,7 @@
 //! naive forwards; reductions checked for bit-identical results under any thread count.
 
 use luoshu_backend::cpu::CpuBackend;
-use luoshu_backend::ops::AdamW;
+use luoshu_backend::ops::{AdamW, LayerNormGrads, NormStats};
 use luoshu_backend::{Backend, Ops};
 use luoshu_tensor::{rng, DType, Tensor};
 
@@ -466,7 +466,20 @@ fn weight_gradients_overwrite_the_output_and_are_zero_without_rows() {
     assert_eq!(gw.to_f64_vec(), [0.0; 4]);
     let gw = Tensor::from_f64(&[7.0; 4], DType::F32, [4]).unwrap();
     CpuBackend
-        .layer_norm_backward(&x, &w, &rstd, &rstd, &x, &gx, &gw, &gb)
+        .layer_norm_backward(
+            &x,
+            &w,
+            NormStats {
+                mean: &rstd,
+                rstd: &rstd,
+            },
+            &x,
+            LayerNormGrads {
+                x: &gx,
+                weight: &gw,
+                bias: &gb,
+            },
+        )
         .unwrap();
     assert_eq!(gw.to_f64_vec(), [0.0; 4]);
     assert_eq!(gb.to_f64_vec(), [0.0; 4]);

@@ -7,7 +7,8 @@ use luoshu_backend::cpu::CpuBackend;
 use luoshu_backend::Ops;
 use luoshu_comm::threads;
 use luoshu_dist::switch::{
-    allocate_pieces, execute_switch, human_bytes, plan_switch, SenderChoice, SwitchPlan,
+    allocate_pieces, execute_switch, human_bytes, plan_switch, SenderChoice, SwitchPieces,
+    SwitchPlan,
 };
 use luoshu_dist::{Placement, Strategy, SwitchReport, Topology};
 use luoshu_model::{init_params, ModelConfig};
@@ -249,7 +250,11 @@ fn execute(
         let dst = allocate_pieces(&ops, target, rank, dtype).map_err(err)?;
         barrier.wait();
         let start = Instant::now();
-        execute_switch(plan, source, target, world.as_ref(), &ops, &src, &dst, 0).map_err(err)?;
+        let pieces = SwitchPieces {
+            src: &src,
+            dst: &dst,
+        };
+        execute_switch(plan, source, target, world.as_ref(), &ops, pieces, 0).map_err(err)?;
         let elapsed = start.elapsed();
         for ((p, pieces), t) in target.iter().zip(&dst).zip(&canonical) {
             let expected = p.cut_for(&ops, rank, t).map_err(err)?;

@@ -1,5 +1,5 @@
 use crate::Result;
-use luoshu_tensor::Tensor;
+use luoshu_tensor::{Borrows, DType, Tensor};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -110,21 +110,13 @@ pub(crate) fn check_in_place(x: &Tensor, rank: usize) -> Result<()> {
 fn overwrite(x: &Tensor, from: &Tensor) -> Result<()> {
     let width = x.dtype().size_in_bytes();
     let len = x.numel() * width;
-    // SAFETY: `from` is a fresh result nothing else refers to; `x` is not read or written
-    // by anyone else during `all_reduce_in_place` (its contract), and cannot overlap `from`.
-    let (src, dst) = unsafe {
-        let src = from.storage().region::<u8>(
-            luoshu_tensor::DType::U8,
-            from.layout().offset() * width,
-            len,
-        )?;
-        let dst = x.storage().region_mut::<u8>(
-            luoshu_tensor::DType::U8,
-            x.layout().offset() * width,
-            len,
-        )?;
-        (src, dst)
+    let bytes = |t: &Tensor| {
+        let start = t.layout().offset() * width;
+        start..start + len
     };
+    let borrows = Borrows::new();
+    let src: &[u8] = borrows.read("overwrite", from.storage(), DType::U8, bytes(from))?;
+    let dst: &mut [u8] = borrows.write("overwrite", x.storage(), DType::U8, bytes(x))?;
     dst.copy_from_slice(src);
     Ok(())
 }

@@ -7,7 +7,9 @@ mod common;
 
 use luoshu_backend::{backend_by_name, Ops};
 use luoshu_comm::threads;
-use luoshu_dist::switch::{allocate_pieces, execute_switch, plan_switch, SenderChoice};
+use luoshu_dist::switch::{
+    allocate_pieces, execute_switch, plan_switch, SenderChoice, SwitchPieces,
+};
 use luoshu_dist::{
     shard_range, DState, LinkClass, Piece, Placement, Region, SwitchPlanner, SwitchReport, Topology,
 };
@@ -165,7 +167,11 @@ proptest! {
                 .map(|(p, v)| p.cut_for(&ops, rank, v))
                 .collect::<Result<_, _>>()?;
             let dst = allocate_pieces(&ops, &to, rank, luoshu_tensor::DType::F32)?;
-            execute_switch(&plan, &from, &to, &*comm, &ops, &src, &dst, 7)?;
+            let pieces = SwitchPieces {
+                src: &src,
+                dst: &dst,
+            };
+            execute_switch(&plan, &from, &to, &*comm, &ops, pieces, 7)?;
             let expected: Vec<Vec<Tensor>> = to
                 .iter()
                 .zip(&values)

@@ -1,4 +1,5 @@
-use crate::DType;
+use crate::{BorrowMode, DType};
+use std::ops::Range;
 
 /// Everything that can go wrong when building or viewing tensors.
 ///
@@ -63,6 +64,19 @@ pub enum Error {
         op: &'static str,
         needed: usize,
         available: usize,
+    },
+    #[error(
+        "{op}: cannot {} bytes {bytes:?} of a storage while {held_by} {}s bytes {held_bytes:?}",
+        mode.verb(),
+        held_mode.verb()
+    )]
+    BorrowConflict {
+        op: &'static str,
+        mode: BorrowMode,
+        bytes: Range<usize>,
+        held_by: &'static str,
+        held_mode: BorrowMode,
+        held_bytes: Range<usize>,
     },
     #[error("{op}: {detail}")]
     Invalid { op: &'static str, detail: String },

@@ -2,6 +2,8 @@
 //! host storage, host tensors and the counter-based random number generator that every
 //! backend shares so random tensors do not depend on which backend or shard made them.
 
+mod borrow_mode;
+mod claims;
 mod dtype;
 mod error;
 pub mod fuzz;
@@ -11,10 +13,11 @@ mod shape;
 mod storage;
 mod tensor;
 
+pub use borrow_mode::BorrowMode;
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};
 pub use half::{bf16, f16};
 pub use layout::Layout;
 pub use shape::{broadcast_shapes, Shape};
-pub use storage::Storage;
+pub use storage::{Borrows, Storage};
 pub use tensor::Tensor;

@@ -1,4 +1,7 @@
-use crate::{DType, Element, Error, Result};
+use crate::claims::Claims;
+use crate::{BorrowMode, DType, Element, Error, Result};
+use std::cell::RefCell;
+use std::ops::Range;
 use std::ptr::NonNull;
 
 /// One 64-byte block: storage is built from these so every buffer is cache-line aligned and
@@ -11,11 +14,10 @@ struct Block([u8; 64]);
 ///
 /// Kernels write their outputs into storage they receive by shared reference (outputs come
 /// from the memory planner, not from the kernel), so the bytes are reached through a raw
-/// pointer; kernels take slices of exactly the regions they touch ([`Storage::region`]).
-/// The contract for writers: a kernel may take a mutable slice only of an output tensor, and
-/// the backend checks before every call that no input overlaps an output region it writes
-/// (except the documented in-place ops). Readers never observe a write in progress because
-/// a kernel call finishes before its output is handed to a consumer.
+/// pointer and every access is checked at run time: a [`Borrows`] scope claims exactly the
+/// region it reads or writes, and a claim that overlaps an active claim of another writer
+/// (or a write that overlaps an active reader) fails with [`Error::BorrowConflict`] instead
+/// of racing. Disjoint regions of one storage can be written at the same time.
 pub struct Storage {
     /// Owned allocation of `blocks` blocks (from `Box::into_raw`, freed in `Drop`). A raw
     /// pointer rather than a `Box` so that writers never assert uniqueness over the whole
@@ -23,10 +25,12 @@ pub struct Storage {
     ptr: NonNull<Block>,
     blocks: usize,
     bytes: usize,
+    claims: Claims,
 }
 
-// SAFETY: access to the bytes follows the writer contract above: concurrent kernels only read
-// shared inputs, and each output region has exactly one writer at a time.
+// SAFETY: every safe access to the bytes goes through `Borrows`, whose claims (behind a
+// mutex) make concurrent access follow the aliasing rules: overlapping regions are either
+// all read, or held by one writer alone.
 unsafe impl Sync for Storage {}
 // SAFETY: the storage owns its bytes; moving it between threads moves plain memory.
 unsafe impl Send for Storage {}
@@ -38,19 +42,26 @@ impl Storage {
         let blocks = boxed.len();
         let raw: *mut Block = Box::into_raw(boxed).cast();
         Storage {
-            ptr: NonNull::new(raw).expect("Box::into_raw never returns null"),
+            ptr: NonNull::new(raw).unwrap_or(NonNull::dangling()),
             blocks,
             bytes,
+            claims: Claims::default(),
         }
     }
 
+    /// Storage holding a copy of `data`.
     pub fn from_slice<T: Element>(data: &[T]) -> Self {
         let storage = Storage::zeroed(std::mem::size_of_val(data));
-        // SAFETY: the storage was just created and is not shared yet.
-        unsafe { storage.slice_mut::<T>() }.copy_from_slice(data);
+        let borrows = Borrows::new();
+        // The storage was just created, so no claim can conflict and the dtype matches.
+        if let Ok(dst) = borrows.write::<T>("from_slice", &storage, T::DTYPE, 0..data.len()) {
+            dst.copy_from_slice(data);
+        }
+        drop(borrows);
         storage
     }
 
+    /// Size in bytes.
     pub fn len_bytes(&self) -> usize {
         self.bytes
     }
@@ -60,125 +71,153 @@ impl Storage {
         self.bytes / dtype.size_in_bytes()
     }
 
-    fn check<T: Element>(&self, dtype: DType) -> Result<()> {
+    /// Address of the first byte, to detect whether two tensors share memory.
+    pub fn base_address(&self) -> usize {
+        self.blocks_ptr() as usize
+    }
+
+    /// The first byte, for foreign code (MPI) that reads or writes the bytes directly while
+    /// the storage is kept alive. Such access is not claimed: the `unsafe` block that hands
+    /// the pointer to foreign code states why no claim overlaps it meanwhile.
+    pub fn ffi_ptr(&self) -> *mut u8 {
+        self.blocks_ptr()
+    }
+
+    /// Checks `T` against `dtype` and `elements` against the storage; returns the byte range.
+    fn byte_range<T: Element>(
+        &self,
+        op: &'static str,
+        dtype: DType,
+        elements: &Range<usize>,
+    ) -> Result<Range<usize>> {
         if dtype.storage_dtype() != T::DTYPE {
             return Err(Error::DTypeMismatch {
-                op: "storage access",
+                op,
                 expected: dtype,
                 got: T::DTYPE,
             });
         }
-        Ok(())
-    }
-
-    /// The bytes as a slice of `T`.
-    ///
-    /// # Safety
-    /// No mutable slice of an overlapping region may exist while the returned slice lives.
-    pub unsafe fn slice<T: Element>(&self) -> &[T] {
-        let bytes = self.bytes;
-        // SAFETY: blocks are 64-byte aligned and hold at least `bytes` bytes; the caller
-        // guarantees no concurrent writer of this region.
-        let all: &[u8] = unsafe { std::slice::from_raw_parts(self.blocks_ptr(), bytes) };
-        bytemuck::cast_slice(&all[..bytes - bytes % std::mem::size_of::<T>()])
-    }
-
-    /// The bytes as a mutable slice of `T`.
-    ///
-    /// # Safety
-    /// The caller must be the only reader or writer of the region it touches while the
-    /// returned slice lives (see the writer contract on [`Storage`]).
-    #[allow(clippy::mut_from_ref)]
-    pub unsafe fn slice_mut<T: Element>(&self) -> &mut [T] {
-        let bytes = self.bytes;
-        // SAFETY: as in `slice`; exclusivity of the touched region is the caller's promise.
-        let all: &mut [u8] = unsafe { std::slice::from_raw_parts_mut(self.blocks_ptr(), bytes) };
-        let usable = bytes - bytes % std::mem::size_of::<T>();
-        bytemuck::cast_slice_mut(&mut all[..usable])
-    }
-
-    /// Typed read access with a dtype check.
-    ///
-    /// # Safety
-    /// As [`Storage::slice`].
-    pub unsafe fn typed<T: Element>(&self, dtype: DType) -> Result<&[T]> {
-        self.check::<T>(dtype)?;
-        // SAFETY: forwarded from the caller.
-        Ok(unsafe { self.slice() })
-    }
-
-    /// Typed write access with a dtype check.
-    ///
-    /// # Safety
-    /// As [`Storage::slice_mut`].
-    #[allow(clippy::mut_from_ref)]
-    pub unsafe fn typed_mut<T: Element>(&self, dtype: DType) -> Result<&mut [T]> {
-        self.check::<T>(dtype)?;
-        // SAFETY: forwarded from the caller.
-        Ok(unsafe { self.slice_mut() })
-    }
-
-    /// Elements `[offset, offset + len)` as a slice of `T`, without forming a reference to
-    /// the rest of the storage (so disjoint regions of one arena can be read and written
-    /// at the same time). Fails if the region is outside the storage or `T` is not `dtype`'s
-    /// element type.
-    ///
-    /// # Safety
-    /// No mutable slice of an overlapping region may exist while the returned slice lives.
-    pub unsafe fn region<T: Element>(
-        &self,
-        dtype: DType,
-        offset: usize,
-        len: usize,
-    ) -> Result<&[T]> {
-        let ptr = self.region_ptr::<T>(dtype, offset, len)?;
-        // SAFETY: in bounds and aligned (checked by `region_ptr`); no overlapping writer
-        // (caller's promise).
-        Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
-    }
-
-    /// Mutable twin of [`Storage::region`].
-    ///
-    /// # Safety
-    /// No other slice of an overlapping region may exist while the returned slice lives.
-    #[allow(clippy::mut_from_ref)]
-    pub unsafe fn region_mut<T: Element>(
-        &self,
-        dtype: DType,
-        offset: usize,
-        len: usize,
-    ) -> Result<&mut [T]> {
-        let ptr = self.region_ptr::<T>(dtype, offset, len)?;
-        // SAFETY: in bounds and aligned (checked by `region_ptr`); exclusive (caller's promise).
-        Ok(unsafe { std::slice::from_raw_parts_mut(ptr, len) })
-    }
-
-    fn region_ptr<T: Element>(&self, dtype: DType, offset: usize, len: usize) -> Result<*mut T> {
-        self.check::<T>(dtype)?;
         let available = self.len_elements(dtype);
-        match offset.checked_add(len) {
-            Some(end) if end <= available => {}
-            _ => {
-                return Err(Error::ViewOutOfStorage {
-                    op: "storage region",
-                    needed: offset.saturating_add(len),
-                    available,
-                })
-            }
+        if elements.start > elements.end || elements.end > available {
+            return Err(Error::ViewOutOfStorage {
+                op,
+                needed: elements.end.max(elements.start),
+                available,
+            });
         }
-        let base: *mut T = self.blocks_ptr().cast();
-        // SAFETY: `offset + len <= available`, so the pointer stays inside the allocation.
-        Ok(unsafe { base.add(offset) })
+        let size = std::mem::size_of::<T>();
+        Ok(elements.start * size..elements.end * size)
     }
 
     fn blocks_ptr(&self) -> *mut u8 {
         self.ptr.as_ptr().cast()
     }
+}
 
-    /// Address of the first byte, to detect whether two tensors share memory.
-    pub fn base_address(&self) -> usize {
-        self.blocks_ptr() as usize
+/// A scope of checked borrows of storage regions, released together when it is dropped.
+///
+/// Each [`read`](Borrows::read) or [`write`](Borrows::write) claims its element range of a
+/// storage and returns a plain slice that lives as long as the scope's borrow, so kernels
+/// can hand slices to worker threads. A conflicting claim (overlapping bytes, at least one
+/// writer) fails with [`Error::BorrowConflict`] naming both ops and byte ranges. Claims
+/// are per byte range, so disjoint regions of one storage can be written by different
+/// scopes (threads) at once.
+pub struct Borrows<'a> {
+    held: RefCell<Vec<(&'a Storage, u64)>>,
+}
+
+impl Default for Borrows<'_> {
+    fn default() -> Self {
+        Self::new()
     }
+}
+
+impl<'a> Borrows<'a> {
+    /// An empty scope.
+    pub fn new() -> Self {
+        Borrows {
+            held: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Elements `elements` of `storage` (of element type `dtype`) for reading by `op`.
+    /// Fails if the region is outside the storage, `T` is not `dtype`'s element type, or an
+    /// active claim writes an overlapping region.
+    pub fn read<T: Element>(
+        &self,
+        op: &'static str,
+        storage: &'a Storage,
+        dtype: DType,
+        elements: Range<usize>,
+    ) -> Result<&[T]> {
+        let bytes = storage.byte_range::<T>(op, dtype, &elements)?;
+        let id = storage
+            .claims
+            .try_claim(op, bytes.clone(), BorrowMode::Read)?;
+        self.held.borrow_mut().push((storage, id));
+        let ptr = region_ptr::<T>(storage, &bytes);
+        // SAFETY: the region is inside the allocation and aligned for `T` (blocks are
+        // 64-byte aligned, the offset is a multiple of `size_of::<T>()`); the read claim,
+        // held until this scope drops (which the returned borrow of `self` outlasts), rules
+        // out any writer of these bytes meanwhile.
+        Ok(unsafe { std::slice::from_raw_parts(ptr, elements.len()) })
+    }
+
+    /// As [`read`](Borrows::read), but waits for conflicting writers to finish instead of
+    /// failing (for callers that cannot report an error, such as `Tensor::to_f64_vec`).
+    pub fn read_waiting<T: Element>(
+        &self,
+        op: &'static str,
+        storage: &'a Storage,
+        dtype: DType,
+        elements: Range<usize>,
+    ) -> Result<&[T]> {
+        let bytes = storage.byte_range::<T>(op, dtype, &elements)?;
+        let id = storage
+            .claims
+            .claim_waiting(op, bytes.clone(), BorrowMode::Read);
+        self.held.borrow_mut().push((storage, id));
+        let ptr = region_ptr::<T>(storage, &bytes);
+        // SAFETY: as in `read`.
+        Ok(unsafe { std::slice::from_raw_parts(ptr, elements.len()) })
+    }
+
+    /// Elements `elements` of `storage` for writing by `op`. Fails like
+    /// [`read`](Borrows::read), or if any active claim (read or write) overlaps the region.
+    // A `&mut` from `&self` is the point of the scope: exclusivity comes from the claim,
+    // not from the borrow of the scope.
+    #[allow(clippy::mut_from_ref)]
+    pub fn write<T: Element>(
+        &self,
+        op: &'static str,
+        storage: &'a Storage,
+        dtype: DType,
+        elements: Range<usize>,
+    ) -> Result<&mut [T]> {
+        let bytes = storage.byte_range::<T>(op, dtype, &elements)?;
+        let id = storage
+            .claims
+            .try_claim(op, bytes.clone(), BorrowMode::Write)?;
+        self.held.borrow_mut().push((storage, id));
+        let ptr = region_ptr::<T>(storage, &bytes);
+        // SAFETY: in bounds and aligned as in `read`; the write claim, held until this scope
+        // drops, rules out every other reader and writer of these bytes meanwhile, so this
+        // is the only reference to them.
+        Ok(unsafe { std::slice::from_raw_parts_mut(ptr, elements.len()) })
+    }
+}
+
+impl Drop for Borrows<'_> {
+    fn drop(&mut self) {
+        for (storage, id) in self.held.get_mut().drain(..) {
+            storage.claims.release(id);
+        }
+    }
+}
+
+/// Pointer to the first byte of `bytes` (checked to lie inside the storage) as `*mut T`.
+fn region_ptr<T>(storage: &Storage, bytes: &Range<usize>) -> *mut T {
+    storage.blocks_ptr().wrapping_add(bytes.start).cast()
 }
 
 impl Drop for Storage {

@@ -1,5 +1,6 @@
-use crate::{DType, Element, Error, Layout, Result, Shape, Storage};
+use crate::{Borrows, DType, Element, Error, Layout, Result, Shape, Storage};
 use half::{bf16, f16};
+use std::ops::Range;
 use std::sync::Arc;
 
 /// A host tensor: shared storage, a strided layout into it and an element type.
@@ -131,23 +132,45 @@ impl Tensor {
         self.layout.is_contiguous()
     }
 
-    /// Elements in logical row-major order; fails if `T` is not this tensor's element type.
-    pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
-        // SAFETY: reading; tensors handed to users are not being written by a kernel.
-        let data = unsafe { self.storage.typed::<T>(self.dtype)? };
-        if self.layout.is_contiguous() {
-            let start = self.layout.offset();
-            return Ok(data[start..start + self.numel()].to_vec());
-        }
-        Ok(self.layout.offsets().map(|o| data[o]).collect())
+    /// The storage elements `[offset, storage_span)` the tensor can touch (empty for an
+    /// empty tensor): the region a reader or writer of the whole tensor claims.
+    pub fn element_range(&self) -> Range<usize> {
+        let start = self.layout.offset();
+        start..self.layout.storage_span().max(start)
     }
 
-    /// Elements in logical order converted to f64, whatever the dtype.
+    /// Elements in logical row-major order; fails if `T` is not this tensor's element type
+    /// or if a kernel is writing the tensor's region right now ([`Error::BorrowConflict`]).
+    pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
+        let borrows = Borrows::new();
+        let region = self.element_range();
+        let data: &[T] = borrows.read("to_vec", &self.storage, self.dtype, region.clone())?;
+        if self.layout.is_contiguous() {
+            return Ok(data[..self.numel()].to_vec());
+        }
+        Ok(self
+            .layout
+            .offsets()
+            .map(|o| data[o - region.start])
+            .collect())
+    }
+
+    /// Elements in logical order converted to f64, whatever the dtype. Waits for a kernel
+    /// writing the tensor's region to finish rather than failing.
     pub fn to_f64_vec(&self) -> Vec<f64> {
         fn conv<T: Element>(t: &Tensor) -> Vec<f64> {
-            // SAFETY: reading; see `to_vec`.
-            let data = unsafe { t.storage.slice::<T>() };
-            t.layout.offsets().map(|o| data[o].to_f64()).collect()
+            let borrows = Borrows::new();
+            let region = t.element_range();
+            // Cannot fail: `T` is the dtype's storage type (the match below) and the layout
+            // was checked against the storage when the tensor was built.
+            let read = borrows.read_waiting::<T>("to_f64_vec", &t.storage, t.dtype, region.clone());
+            read.map(|data| {
+                t.layout
+                    .offsets()
+                    .map(|o| data[o - region.start].to_f64())
+                    .collect()
+            })
+            .unwrap_or_default()
         }
         match self.dtype.storage_dtype() {
             DType::F64 => conv::<f64>(self),
@@ -164,11 +187,26 @@ impl Tensor {
     pub fn to_contiguous(&self) -> Result<Tensor> {
         let out = Tensor::zeros(self.dtype, self.shape().clone())?;
         let n = self.dtype.size_in_bytes();
-        // SAFETY: `out` is fresh and unshared; `self` is only read.
-        let (src, dst) = unsafe { (self.storage.slice::<u8>(), out.storage.slice_mut::<u8>()) };
+        let region = self.element_range();
+        let borrows = Borrows::new();
+        let bytes = |r: Range<usize>| r.start * n..r.end * n;
+        let src: &[u8] = borrows.read(
+            "to_contiguous",
+            &self.storage,
+            DType::U8,
+            bytes(region.clone()),
+        )?;
+        let dst: &mut [u8] = borrows.write(
+            "to_contiguous",
+            &out.storage,
+            DType::U8,
+            bytes(out.element_range()),
+        )?;
         for (i, o) in self.layout.offsets().enumerate() {
-            dst[i * n..(i + 1) * n].copy_from_slice(&src[o * n..(o + 1) * n]);
+            let at = (o - region.start) * n;
+            dst[i * n..(i + 1) * n].copy_from_slice(&src[at..at + n]);
         }
+        drop(borrows);
         Ok(out)
     }
 

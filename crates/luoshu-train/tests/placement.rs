@@ -6,7 +6,7 @@
 use luoshu_backend::cpu::CpuBackend;
 use luoshu_backend::{Backend, Ops};
 use luoshu_comm::threads;
-use luoshu_dist::switch::{allocate_pieces, execute_switch};
+use luoshu_dist::switch::{allocate_pieces, execute_switch, SwitchPieces};
 use luoshu_dist::{Mesh, Piece, Placement, Region, Strategy, SwitchPlanner, Topology};
 use luoshu_model::{param_specs, ModelConfig, ParamRole};
 use luoshu_tensor::DType;
@@ -129,7 +129,8 @@ fn gathered_through_the_switch_equals_gather_state(strategy: &str) {
             let to: Vec<Placement> = from.iter().map(|p| on_rank_zero(&p.dims)).collect();
             let plan = planner.plan(from, &to, &topology, 4).unwrap();
             let dst = allocate_pieces(&ops, &to, world.rank(), DType::F32).unwrap();
-            execute_switch(&plan, from, &to, world.as_ref(), &ops, src, &dst, tag).unwrap();
+            let pieces = SwitchPieces { src, dst: &dst };
+            execute_switch(&plan, from, &to, world.as_ref(), &ops, pieces, tag).unwrap();
             dst
         };
         let params = gather(&placed.params, &pieces.params, 1);

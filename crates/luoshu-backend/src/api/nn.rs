@@ -4,7 +4,7 @@
 use super::{
     check_contiguous, check_dims, check_dtype, check_float, check_no_overlap, check_out, Ops,
 };
-use crate::ops::{AdamW, AttentionOpts};
+use crate::ops::{AdamW, AttentionOpts, LayerNormGrads, NormStats};
 use crate::{Error, Result};
 use luoshu_tensor::{DType, Tensor};
 
@@ -120,7 +120,6 @@ impl Ops<'_> {
         Ok((losses, lse))
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub fn cross_entropy_backward_into(
         &self,
         logits: &Tensor,
@@ -214,7 +213,6 @@ impl Ops<'_> {
     }
 
     /// Writes `grad_x` and `grad_weight`.
-    #[allow(clippy::too_many_arguments)]
     pub fn rms_norm_backward_into(
         &self,
         x: &Tensor,
@@ -271,8 +269,7 @@ impl Ops<'_> {
         Ok((gx, gw))
     }
 
-    /// Writes `out`, `mean` and `rstd`.
-    #[allow(clippy::too_many_arguments)]
+    /// Writes `out` and the statistics `mean` and `rstd`.
     pub fn layer_norm_into(
         &self,
         x: &Tensor,
@@ -280,10 +277,10 @@ impl Ops<'_> {
         bias: &Tensor,
         eps: f32,
         out: &Tensor,
-        mean: &Tensor,
-        rstd: &Tensor,
+        stats: NormStats<'_>,
     ) -> Result<()> {
         const OP: &str = "layer_norm";
+        let NormStats { mean, rstd } = stats;
         self.check_norm(OP, x, &[weight, bias])?;
         check_out(OP, "out", out, x.dtype(), x.dims())?;
         check_out(OP, "mean", mean, DType::F32, &rows_dims(x))?;
@@ -297,8 +294,7 @@ impl Ops<'_> {
             &self.contiguous(bias)?,
             eps,
             out,
-            mean,
-            rstd,
+            stats,
         )
     }
 
@@ -314,24 +310,30 @@ impl Ops<'_> {
         let out = self.alloc(x.dtype(), x.dims())?;
         let mean = self.alloc(DType::F32, &rows_dims(x))?;
         let rstd = self.alloc(DType::F32, &rows_dims(x))?;
-        self.layer_norm_into(x, weight, bias, eps, &out, &mean, &rstd)?;
+        let stats = NormStats {
+            mean: &mean,
+            rstd: &rstd,
+        };
+        self.layer_norm_into(x, weight, bias, eps, &out, stats)?;
         Ok((out, mean, rstd))
     }
 
-    /// Writes `grad_x`, `grad_weight` and `grad_bias`.
-    #[allow(clippy::too_many_arguments)]
+    /// Writes the gradients for `x`, `weight` and `bias`.
     pub fn layer_norm_backward_into(
         &self,
         x: &Tensor,
         weight: &Tensor,
-        mean: &Tensor,
-        rstd: &Tensor,
+        stats: NormStats<'_>,
         grad_out: &Tensor,
-        grad_x: &Tensor,
-        grad_weight: &Tensor,
-        grad_bias: &Tensor,
+        grads: LayerNormGrads<'_>,
     ) -> Result<()> {
         const OP: &str = "layer_norm_backward";
+        let NormStats { mean, rstd } = stats;
+        let LayerNormGrads {
+            x: grad_x,
+            weight: grad_weight,
+            bias: grad_bias,
+        } = grads;
         self.check_norm(OP, x, &[weight])?;
         for s in [mean, rstd] {
             check_dtype(OP, s, DType::F32)?;
@@ -362,15 +364,16 @@ impl Ops<'_> {
             &[&inputs[..], &[grad_bias]].concat(),
         )?;
         check_no_overlap(OP, "grad_bias", grad_bias, &inputs)?;
+        let (mean, rstd) = (self.contiguous(mean)?, self.contiguous(rstd)?);
         self.backend.layer_norm_backward(
             &self.contiguous(x)?,
             &self.contiguous(weight)?,
-            &self.contiguous(mean)?,
-            &self.contiguous(rstd)?,
+            NormStats {
+                mean: &mean,
+                rstd: &rstd,
+            },
             &self.contiguous(grad_out)?,
-            grad_x,
-            grad_weight,
-            grad_bias,
+            grads,
         )
     }
 
@@ -387,7 +390,12 @@ impl Ops<'_> {
         let gx = self.alloc(x.dtype(), x.dims())?;
         let gw = self.alloc(weight.dtype(), weight.dims())?;
         let gb = self.alloc(weight.dtype(), weight.dims())?;
-        self.layer_norm_backward_into(x, weight, mean, rstd, grad_out, &gx, &gw, &gb)?;
+        let grads = LayerNormGrads {
+            x: &gx,
+            weight: &gw,
+            bias: &gb,
+        };
+        self.layer_norm_backward_into(x, weight, NormStats { mean, rstd }, grad_out, grads)?;
         Ok((gx, gw, gb))
     }
 

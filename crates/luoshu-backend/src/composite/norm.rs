@@ -2,7 +2,7 @@
 //! (`mean`, `rstd`) are f32 outputs whatever the input dtype; they are computed in the
 //! compute dtype and rounded once when stored.
 use super::{reduce_last, scalar, stat_column, sum_rows, to_dtype, upcast, write};
-use crate::ops::{ReduceOp, UnaryOp};
+use crate::ops::{LayerNormGrads, NormStats, ReduceOp, UnaryOp};
 use crate::{Backend, Ops, Result};
 use luoshu_tensor::Tensor;
 
@@ -53,7 +53,6 @@ pub fn rms_norm_backward(
     write(&ops, &ops.mul(&centred, &r)?, grad_x)
 }
 
-#[allow(clippy::too_many_arguments)]
 pub fn layer_norm(
     b: &dyn Backend,
     x: &Tensor,
@@ -61,9 +60,9 @@ pub fn layer_norm(
     bias: &Tensor,
     eps: f32,
     out: &Tensor,
-    mean: &Tensor,
-    rstd: &Tensor,
+    stats: NormStats<'_>,
 ) -> Result<()> {
+    let NormStats { mean, rstd } = stats;
     let ops = Ops::new(b);
     let x = upcast(&ops, x)?;
     let dtype = x.dtype();
@@ -80,18 +79,20 @@ pub fn layer_norm(
 
 /// With `x̂ = (x - mean) · r` and `dx̂ = dy · w`:
 /// `dx = r · (dx̂ - mean(dx̂) - x̂ · mean(dx̂ · x̂))`, `dw = Σ_rows dy · x̂`, `db = Σ_rows dy`.
-#[allow(clippy::too_many_arguments)]
 pub fn layer_norm_backward(
     b: &dyn Backend,
     x: &Tensor,
     weight: &Tensor,
-    mean: &Tensor,
-    rstd: &Tensor,
+    stats: NormStats<'_>,
     grad_out: &Tensor,
-    grad_x: &Tensor,
-    grad_weight: &Tensor,
-    grad_bias: &Tensor,
+    grads: LayerNormGrads<'_>,
 ) -> Result<()> {
+    let NormStats { mean, rstd } = stats;
+    let LayerNormGrads {
+        x: grad_x,
+        weight: grad_weight,
+        bias: grad_bias,
+    } = grads;
     let ops = Ops::new(b);
     let x = upcast(&ops, x)?;
     let dtype = x.dtype();

@@ -69,6 +69,13 @@ fn run_guarded(
     }
 }
 
+/// What running a case on the backend under test left: the inputs' bytes from before the
+/// run, and its outputs or its error (with whether it was an unsupported dtype).
+struct BackendRun<'a> {
+    before: &'a [Vec<u8>],
+    got: std::result::Result<Vec<Tensor>, (String, bool)>,
+}
+
 impl<'a> Checker<'a> {
     pub fn new(backend: &'a dyn Backend, seed: u64, quick: bool, filter: Option<String>) -> Self {
         Checker {
@@ -184,21 +191,23 @@ impl<'a> Checker<'a> {
         let verdict = before
             .map_err(|e| format!("cannot snapshot the inputs: {e}"))
             .and_then(|before| {
-                self.compare_with_oracle(label, dtype, class, inputs, &before, run, got)
+                let backend_run = BackendRun {
+                    before: &before,
+                    got,
+                };
+                self.compare_with_oracle(label, dtype, class, inputs, run, backend_run)
             });
         Some(verdict)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn compare_with_oracle(
         &mut self,
         label: &str,
         dtype: DType,
         class: Class,
         inputs: &[&Tensor],
-        before: &[Vec<u8>],
         run: &dyn Fn(&Ops<'_>) -> Outputs,
-        got: std::result::Result<Vec<Tensor>, (String, bool)>,
+        BackendRun { before, got }: BackendRun<'_>,
     ) -> std::result::Result<(), String> {
         let got =
             got.map_err(|(message, _)| format!("{} failed: {message}", self.backend.name()))?;

@@ -1,12 +1,13 @@
-//! Sound access to a kernel's operands. The output's region becomes one `&mut [T]`; inputs
-//! become read-only slices. An input living in the output's storage (one arena holding many
-//! tensors) is read from the parts of the same borrow split off around the output region,
-//! so no `&[T]` and `&mut [T]` ever cover the same bytes; an input that *is* the output
-//! region (in-place elementwise) is reported as [`Operand::Output`].
+//! Checked access to a kernel's operands. The output's region becomes one `&mut [T]`; inputs
+//! become read-only slices, each claimed in the kernel's [`Borrows`] scope, so no `&[T]`
+//! and `&mut [T]` ever cover the same bytes (a conflict is an error, not a race). An input
+//! that *is* the output region (in-place elementwise) is reported as [`Operand::Output`];
+//! one that partly overlaps it is [`Error::Aliasing`].
 
 use crate::{Error, Result};
 use bytemuck::Pod;
-use luoshu_tensor::Tensor;
+use luoshu_tensor::{Borrows, DType, Tensor};
+use std::ops::Range;
 use std::sync::Arc;
 
 /// A read-only strided input; `data` starts at the tensor's first element, so its strides
@@ -35,12 +36,11 @@ impl<'a, T> Operand<'a, T> {
     }
 }
 
-/// Reads inputs next to a borrowed output region.
-pub(crate) struct Access<'a> {
+/// Reads inputs next to a borrowed output region, claiming each in the kernel's
+/// [`Borrows`] scope.
+pub(crate) struct Access<'s, 'a> {
+    borrows: &'s Borrows<'a>,
     out: &'a Tensor,
-    before: &'a [u8],
-    after: &'a [u8],
-    after_start: usize,
 }
 
 fn check_width<T>(op: &'static str, t: &Tensor) -> Result<()> {
@@ -53,32 +53,23 @@ fn check_width<T>(op: &'static str, t: &Tensor) -> Result<()> {
     ))
 }
 
-/// Byte range `[start, end)` of `t` inside its storage (empty for an empty tensor).
-fn byte_range(t: &Tensor) -> (usize, usize) {
-    if t.numel() == 0 {
-        return (0, 0);
-    }
+/// Bytes of `elements` of `t`'s dtype.
+fn byte_range(t: &Tensor, elements: Range<usize>) -> Range<usize> {
     let size = t.dtype().size_in_bytes();
-    (t.layout().offset() * size, t.layout().storage_span() * size)
+    elements.start * size..elements.end * size
 }
 
-fn cast<'a, T: Pod>(op: &'static str, bytes: &'a [u8]) -> Result<&'a [T]> {
+fn cast<'s, T: Pod>(op: &'static str, bytes: &'s [u8]) -> Result<&'s [T]> {
     bytemuck::try_cast_slice(bytes).map_err(|e| Error::invalid(op, format!("storage view: {e}")))
 }
 
-fn out_of_storage(op: &'static str) -> Error {
-    Error::invalid(op, "a tensor reaches outside its storage")
-}
-
-/// The contiguous output (or in-place destination) `out` as `&mut [T]`, and an [`Access`]
-/// to read the inputs.
-// Returning `&mut` from `&Tensor` is the storage's interior-mutability contract (see
-// `Storage::slice_mut`): `Ops` makes this kernel the region's only writer.
-#[allow(clippy::mut_from_ref)]
-pub(crate) fn output<'a, T: Pod>(
+/// The contiguous output (or in-place destination) `out` as `&mut [T]`, claimed for
+/// writing in `borrows`, and an [`Access`] to read the inputs.
+pub(crate) fn output<'s, 'a, T: Pod>(
+    borrows: &'s Borrows<'a>,
     op: &'static str,
     out: &'a Tensor,
-) -> Result<(&'a mut [T], Access<'a>)> {
+) -> Result<(&'s mut [T], Access<'s, 'a>)> {
     check_width::<T>(op, out)?;
     // An empty output is trivially contiguous, whatever strides its shape was given.
     if out.numel() > 0 && !out.is_contiguous() {
@@ -90,64 +81,34 @@ pub(crate) fn output<'a, T: Pod>(
             strides: out.layout().strides().to_vec(),
         });
     }
-    let (start, end) = if out.numel() == 0 {
-        (0, 0)
-    } else {
-        let size = out.dtype().size_in_bytes();
-        let start = out.layout().offset() * size;
-        (start, start + out.numel() * size)
-    };
-    // SAFETY: `Ops` guarantees this kernel is the only writer of the output region and that
-    // no input overlaps it except the documented same-region aliasing, which `input` hands
-    // back as `Operand::Output` instead of a second slice. The whole-storage borrow is split
-    // here at once into the output region and the two disjoint parts around it.
-    let all: &'a mut [u8] = unsafe { out.storage().slice_mut::<u8>() };
-    if end > all.len() {
-        return Err(out_of_storage(op));
-    }
-    let (before, rest) = all.split_at_mut(start);
-    let (region, after) = rest.split_at_mut(end - start);
-    let region = bytemuck::try_cast_slice_mut(region)
+    let region = byte_range(out, out.element_range());
+    let bytes: &'s mut [u8] = borrows.write(op, out.storage(), DType::U8, region)?;
+    let region = bytemuck::try_cast_slice_mut(bytes)
         .map_err(|e| Error::invalid(op, format!("storage view: {e}")))?;
-    Ok((
-        region,
-        Access {
-            out,
-            before,
-            after,
-            after_start: end,
-        },
-    ))
+    Ok((region, Access { borrows, out }))
 }
 
-impl<'a> Access<'a> {
+impl<'s, 'a> Access<'s, 'a> {
     /// An input of element type `T`.
-    pub(crate) fn input<T: Pod>(&self, op: &'static str, t: &'a Tensor) -> Result<Operand<'a, T>> {
+    pub(crate) fn input<T: Pod>(&self, op: &'static str, t: &'a Tensor) -> Result<Operand<'s, T>> {
         check_width::<T>(op, t)?;
-        let (start, end) = byte_range(t);
-        let bytes: &'a [u8] = if t.numel() == 0 {
+        if t.numel() == 0 {
             return Ok(Operand::View(View {
                 data: &[],
                 dims: t.dims(),
                 strides: t.layout().strides(),
             }));
-        } else if Arc::ptr_eq(t.storage(), self.out.storage()) {
-            if t.same_region(self.out) && self.out.numel() > 0 {
-                return Ok(Operand::Output);
-            }
-            if end <= self.before.len() {
-                &self.before[start..end]
-            } else if start >= self.after_start && end - self.after_start <= self.after.len() {
-                &self.after[start - self.after_start..end - self.after_start]
-            } else {
-                return Err(Error::Aliasing { op, arg: "out" });
-            }
-        } else {
-            // SAFETY: `t` lives in another storage than the output; kernels only read it and
-            // `Ops` guarantees nothing writes it during this call.
-            let all: &'a [u8] = unsafe { t.storage().slice::<u8>() };
-            all.get(start..end).ok_or_else(|| out_of_storage(op))?
-        };
+        }
+        if self.out.numel() > 0 && t.same_region(self.out) {
+            return Ok(Operand::Output);
+        }
+        let region = byte_range(t, t.element_range());
+        let out_region = byte_range(self.out, self.out.element_range());
+        let overlaps = region.start < out_region.end && out_region.start < region.end;
+        if overlaps && Arc::ptr_eq(t.storage(), self.out.storage()) {
+            return Err(Error::Aliasing { op, arg: "out" });
+        }
+        let bytes: &'s [u8] = self.borrows.read(op, t.storage(), DType::U8, region)?;
         Ok(Operand::View(View {
             data: cast(op, bytes)?,
             dims: t.dims(),
@@ -156,7 +117,7 @@ impl<'a> Access<'a> {
     }
 
     /// An input that must not alias the output.
-    pub(crate) fn view<T: Pod>(&self, op: &'static str, t: &'a Tensor) -> Result<View<'a, T>> {
+    pub(crate) fn view<T: Pod>(&self, op: &'static str, t: &'a Tensor) -> Result<View<'s, T>> {
         self.input(op, t)?.view(op)
     }
 }

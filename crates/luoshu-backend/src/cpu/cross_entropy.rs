@@ -5,7 +5,7 @@
 use super::fast_exp::{vectorized, ExpSlice};
 use super::rows::{input, lane_max, lane_sum, output, rows_per_task, with_float, Acc, Float};
 use crate::{Error, Result};
-use luoshu_tensor::Tensor;
+use luoshu_tensor::{Borrows, Tensor};
 use rayon::prelude::*;
 
 pub(crate) fn cross_entropy(
@@ -75,12 +75,13 @@ where
     T::Acc: ExpSlice,
 {
     const OP: &str = "cross_entropy";
+    let borrows = Borrows::new();
     let (_, vocab) = rows_and_vocab(logits);
-    let x = input::<T>(OP, "logits", logits)?;
-    let targets = input::<i64>(OP, "targets", targets)?;
+    let x = input::<T>(&borrows, OP, "logits", logits)?;
+    let targets = input::<i64>(&borrows, OP, "targets", targets)?;
     check_targets(OP, targets, vocab, ignore_index)?;
-    let losses = output::<f32>(OP, "losses", losses)?;
-    let lse = output::<f32>(OP, "lse", lse)?;
+    let losses = output::<f32>(&borrows, OP, "losses", losses)?;
+    let lse = output::<f32>(&borrows, OP, "lse", lse)?;
     let per_task = rows_per_task(vocab);
     losses
         .par_chunks_mut(per_task)
@@ -141,13 +142,14 @@ where
     T::Acc: ExpSlice,
 {
     const OP: &str = "cross_entropy_backward";
+    let borrows = Borrows::new();
     let (rows, vocab) = rows_and_vocab(logits);
-    let x = input::<T>(OP, "logits", logits)?;
-    let targets = input::<i64>(OP, "targets", targets)?;
+    let x = input::<T>(&borrows, OP, "logits", logits)?;
+    let targets = input::<i64>(&borrows, OP, "targets", targets)?;
     check_targets(OP, targets, vocab, ignore_index)?;
-    let lse = input::<f32>(OP, "lse", lse)?;
-    let grad_losses = input::<f32>(OP, "grad_losses", grad_losses)?;
-    let grad = output::<T>(OP, "grad_logits", grad_logits)?;
+    let lse = input::<f32>(&borrows, OP, "lse", lse)?;
+    let grad_losses = input::<f32>(&borrows, OP, "grad_losses", grad_losses)?;
+    let grad = output::<T>(&borrows, OP, "grad_logits", grad_logits)?;
     if rows == 0 || vocab == 0 {
         return Ok(());
     }

@@ -10,7 +10,7 @@ use super::rows::{with_float, Acc, Float};
 use crate::ops::{BinaryOp, CompareOp, UnaryOp};
 use crate::{Error, Result};
 use bytemuck::Pod;
-use luoshu_tensor::{DType, Tensor};
+use luoshu_tensor::{Borrows, DType, Tensor};
 
 pub(crate) fn unary(op: UnaryOp, x: &Tensor, out: &Tensor) -> Result<()> {
     match out.dtype() {
@@ -80,7 +80,8 @@ fn same_type_unary<T: Pod + Send + Sync>(
     out: &Tensor,
     f: impl Fn(T) -> T + Sync + Send,
 ) -> Result<()> {
-    let (dst, access) = output::<T>(op, out)?;
+    let borrows = Borrows::new();
+    let (dst, access) = output::<T>(&borrows, op, out)?;
     match access.input::<T>(op, x)? {
         Operand::View(x) => map1(x, dst, f),
         Operand::Output => map_in_place(dst, f),
@@ -148,7 +149,8 @@ fn same_type_binary<T: Pod + Send + Sync>(
     out: &Tensor,
     f: impl Fn(T, T) -> T + Sync + Send + Copy,
 ) -> Result<()> {
-    let (dst, access) = output::<T>(op, out)?;
+    let borrows = Borrows::new();
+    let (dst, access) = output::<T>(&borrows, op, out)?;
     match (access.input::<T>(op, a)?, access.input::<T>(op, b)?) {
         (Operand::View(a), Operand::View(b)) => map2(a, b, dst, f),
         (Operand::Output, Operand::View(b)) => map_into(b, dst, f),
@@ -178,7 +180,8 @@ fn compare_with<T: Pod + PartialOrd + Sync>(
     out: &Tensor,
     f: impl Fn(T, T) -> bool + Sync + Send,
 ) -> Result<()> {
-    let (dst, access) = output::<u8>(op, out)?;
+    let borrows = Borrows::new();
+    let (dst, access) = output::<u8>(&borrows, op, out)?;
     map2(
         access.view::<T>(op, a)?,
         access.view::<T>(op, b)?,
@@ -189,8 +192,9 @@ fn compare_with<T: Pod + PartialOrd + Sync>(
 }
 
 pub(crate) fn select(cond: &Tensor, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> {
+    let borrows = Borrows::new();
     with_width!(out.dtype(), |T| {
-        let (dst, access) = output::<T>("where", out)?;
+        let (dst, access) = output::<T>(&borrows, "where", out)?;
         let cond = access.view::<u8>("where", cond)?;
         let (a, b) = (access.view::<T>("where", a)?, access.view::<T>("where", b)?);
         map3(cond, a, b, dst, |c, x, y| if c != 0 { x } else { y });

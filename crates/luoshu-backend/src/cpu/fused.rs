@@ -14,7 +14,7 @@ use crate::ops::{BinaryOp, CompareOp, ElementwiseProgram, FusedInstr, UnaryOp};
 use crate::{Error, Result};
 use bytemuck::Pod;
 use half::{bf16, f16};
-use luoshu_tensor::{DType, Tensor};
+use luoshu_tensor::{Borrows, DType, Tensor};
 use std::sync::Mutex;
 
 const OP: &str = "fused_elementwise";
@@ -123,7 +123,7 @@ fn loader<'a, T: Elem>(view: View<'a, T>) -> Loader<'a> {
     })
 }
 
-fn source<'a>(access: &Access<'a>, t: &'a Tensor, out: &Tensor) -> Result<Source<'a>> {
+fn source<'s, 'a>(access: &Access<'s, 'a>, t: &'a Tensor, out: &Tensor) -> Result<Source<'s>> {
     with_any!(OP, t.dtype(), |T| Ok(match access.input::<T>(OP, t)? {
         Operand::View(v) => Source::Input(loader::<T>(v)),
         Operand::Output if t.dtype() == out.dtype() => Source::Output,
@@ -146,7 +146,8 @@ fn run<'a, O: Elem>(
     inputs: &[&'a Tensor],
     out: &'a Tensor,
 ) -> Result<()> {
-    let (dst, access) = output::<O>(OP, out)?;
+    let borrows = Borrows::new();
+    let (dst, access) = output::<O>(&borrows, OP, out)?;
     let sources = inputs
         .iter()
         .map(|t| source(&access, t, out))

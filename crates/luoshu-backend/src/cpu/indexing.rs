@@ -12,7 +12,7 @@ use super::rows::{with_float, Float};
 use super::strided::{Lane, Walker};
 use crate::Result;
 use bytemuck::Pod;
-use luoshu_tensor::{DType, Element, Shape, Tensor};
+use luoshu_tensor::{Borrows, DType, Element, Shape, Tensor};
 
 /// Runs `$body` with `$T` bound to `$dtype`'s element type and `$add` to its addition
 /// (wrapping for integers; f32 for bf16/f16, rounded once per add).
@@ -72,10 +72,10 @@ fn validate<I: IndexInt>(
 }
 
 /// The rank-1 `indices`, validated against `0..size`.
-fn index_list(
+fn index_list<'a>(
     op: &'static str,
-    access: &Access<'_>,
-    indices: &Tensor,
+    access: &Access<'_, 'a>,
+    indices: &'a Tensor,
     dim: usize,
     size: usize,
 ) -> Result<Vec<usize>> {
@@ -108,7 +108,8 @@ fn index_select_typed<T: Pod + Send + Sync>(
     out: &Tensor,
 ) -> Result<()> {
     const OP: &str = "index_select";
-    let (dst, access) = output::<T>(OP, out)?;
+    let borrows = Borrows::new();
+    let (dst, access) = output::<T>(&borrows, OP, out)?;
     let idx = index_list(OP, &access, indices, dim, x.dims()[dim])?;
     let xv = access.view::<T>(OP, x)?;
     let (outer, inner) = outer_inner(&xv, dim);
@@ -148,7 +149,8 @@ fn index_add_typed<T: Pod + Send + Sync>(
     add: impl Fn(T, T) -> T + Sync,
 ) -> Result<()> {
     const OP: &str = "index_add";
-    let (out, access) = output::<T>(OP, dst)?;
+    let borrows = Borrows::new();
+    let (out, access) = output::<T>(&borrows, OP, dst)?;
     let size = dst.dims()[dim];
     let idx = index_list(OP, &access, indices, dim, size)?;
     let sv = access.view::<T>(OP, src)?;
@@ -205,7 +207,8 @@ fn gather_typed<T: Pod + Send + Sync, I: IndexInt>(
     out: &Tensor,
 ) -> Result<()> {
     const OP: &str = "gather";
-    let (dst, access) = output::<T>(OP, out)?;
+    let borrows = Borrows::new();
+    let (dst, access) = output::<T>(&borrows, OP, out)?;
     let iv = access.view::<I>(OP, index)?;
     validate(OP, iv, dim, x.dims()[dim])?;
     let xv = access.view::<T>(OP, x)?;
@@ -242,7 +245,8 @@ fn scatter_add_typed<T: Pod, I: IndexInt>(
     add: impl Fn(T, T) -> T,
 ) -> Result<()> {
     const OP: &str = "scatter_add";
-    let (out, access) = output::<T>(OP, dst)?;
+    let borrows = Borrows::new();
+    let (out, access) = output::<T>(&borrows, OP, dst)?;
     let iv = access.view::<I>(OP, index)?;
     validate(OP, iv, dim, dst.dims()[dim])?;
     let sv = access.view::<T>(OP, src)?;
@@ -266,7 +270,8 @@ pub(crate) fn concat(inputs: &[&Tensor], dim: usize, out: &Tensor) -> Result<()>
 
 fn concat_typed<T: Pod + Send + Sync>(inputs: &[&Tensor], dim: usize, out: &Tensor) -> Result<()> {
     const OP: &str = "concat";
-    let (dst, access) = output::<T>(OP, out)?;
+    let borrows = Borrows::new();
+    let (dst, access) = output::<T>(&borrows, OP, out)?;
     let row = Shape::new(&out.dims()[dim..]).numel();
     if row == 0 {
         return Ok(());
@@ -301,8 +306,9 @@ fn concat_typed<T: Pod + Send + Sync>(inputs: &[&Tensor], dim: usize, out: &Tens
 }
 
 pub(crate) fn arange(start: f64, step: f64, out: &Tensor) -> Result<()> {
+    let borrows = Borrows::new();
     with_numeric!("arange", out.dtype(), |T| {
-        let (dst, _) = output::<T>("arange", out)?;
+        let (dst, _) = output::<T>(&borrows, "arange", out)?;
         for_chunks(dst, |first, chunk| {
             for (i, d) in chunk.iter_mut().enumerate() {
                 *d = T::from_f64(start + (first + i) as f64 * step);

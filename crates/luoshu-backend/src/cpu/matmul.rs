@@ -5,7 +5,7 @@ use super::rows::{output, Acc};
 use crate::{Error, Result};
 use gemm::Parallelism;
 use half::{bf16, f16};
-use luoshu_tensor::{DType, Element, Layout, Tensor};
+use luoshu_tensor::{Borrows, DType, Element, Layout, Tensor};
 use rayon::prelude::*;
 
 /// Below this many multiply-adds per matrix a batch is parallelised over its matrices (each
@@ -103,19 +103,21 @@ struct Plan {
     m: usize,
     n: usize,
     k: usize,
-    /// Storage offset of each batch's `a` and `b` matrix.
+    /// Offset of each batch's `a` and `b` matrix from the tensor's first element.
     a_offsets: Vec<usize>,
     b_offsets: Vec<usize>,
     a_strides: (usize, usize),
     b_strides: (usize, usize),
 }
 
+/// Each batch's matrix offset, counted from the tensor's first element (the start of the
+/// region the kernel reads), and the matrix strides.
 fn matrix_parts(layout: &Layout) -> Result<(Vec<usize>, (usize, usize))> {
     let r = layout.rank();
     let batch = Layout::from_parts(
         &layout.dims()[..r - 2],
         layout.strides()[..r - 2].to_vec(),
-        layout.offset(),
+        0,
     )?;
     let strides = (layout.strides()[r - 2], layout.strides()[r - 1]);
     Ok((batch.offsets().collect(), strides))
@@ -212,15 +214,11 @@ pub(crate) fn matmul(a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> {
 }
 
 fn matmul_native<A: GemmScalar>(a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> {
+    let borrows = Borrows::new();
     let plan = Plan::new(a, b, out)?;
-    // SAFETY: `a` and `b` are only read, and `Ops` guarantees `out` overlaps neither.
-    let (a_data, b_data) = unsafe {
-        (
-            a.storage().typed::<A>(a.dtype())?,
-            b.storage().typed::<A>(b.dtype())?,
-        )
-    };
-    let dst = output::<A>("matmul", "out", out)?;
+    let a_data: &[A] = borrows.read("matmul", a.storage(), a.dtype(), a.element_range())?;
+    let b_data: &[A] = borrows.read("matmul", b.storage(), b.dtype(), b.element_range())?;
+    let dst = output::<A>(&borrows, "matmul", "out", out)?;
     plan.run(dst, |batch, dst, par| {
         gemm_into(
             (plan.m, plan.n, plan.k),
@@ -247,16 +245,12 @@ fn to_f32_panel<T: Element>(src: Strided<'_, T>, rows: usize, cols: usize, dst: 
 /// bf16/f16: each matrix is widened to f32, multiplied with f32 accumulation, and the
 /// result rounded back.
 fn matmul_via_f32<T: Element>(a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> {
+    let borrows = Borrows::new();
     let plan = Plan::new(a, b, out)?;
     let (m, n, k) = (plan.m, plan.n, plan.k);
-    // SAFETY: `a` and `b` are only read, and `Ops` guarantees `out` overlaps neither.
-    let (a_data, b_data) = unsafe {
-        (
-            a.storage().typed::<T>(a.dtype())?,
-            b.storage().typed::<T>(b.dtype())?,
-        )
-    };
-    let dst = output::<T>("matmul", "out", out)?;
+    let a_data: &[T] = borrows.read("matmul", a.storage(), a.dtype(), a.element_range())?;
+    let b_data: &[T] = borrows.read("matmul", b.storage(), b.dtype(), b.element_range())?;
+    let dst = output::<T>(&borrows, "matmul", "out", out)?;
     plan.run(dst, |batch, dst, par| {
         let (mut a32, mut b32) = (Vec::new(), Vec::new());
         to_f32_panel(plan.a(a_data, batch), m, k, &mut a32);

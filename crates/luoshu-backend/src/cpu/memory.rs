@@ -6,12 +6,13 @@ use super::map::map1;
 use super::numeric::CastTo;
 use super::parallel::for_chunks;
 use crate::Result;
-use luoshu_tensor::{DType, Element, Tensor};
+use luoshu_tensor::{Borrows, DType, Element, Tensor};
 
 /// `dst = src`, any view into a contiguous output; elements are moved as plain bits.
 pub(crate) fn copy(src: &Tensor, dst: &Tensor) -> Result<()> {
+    let borrows = Borrows::new();
     with_width!(dst.dtype(), |T| {
-        let (out, access) = output::<T>("copy", dst)?;
+        let (out, access) = output::<T>(&borrows, "copy", dst)?;
         map1(access.view::<T>("copy", src)?, out, |v| v);
         Ok(())
     })
@@ -33,7 +34,8 @@ fn fill_with<T: bytemuck::Pod + Send + Sync>(
     out: &Tensor,
     value: T,
 ) -> Result<()> {
-    let (out, _) = output::<T>(op, out)?;
+    let borrows = Borrows::new();
+    let (out, _) = output::<T>(&borrows, op, out)?;
     for_chunks(out, |_, chunk| chunk.fill(value));
     Ok(())
 }
@@ -57,7 +59,8 @@ fn cast_with<I: Element, O: Element>(
     out: &Tensor,
     f: impl Fn(I) -> O + Sync + Send,
 ) -> Result<()> {
-    let (dst, access) = output::<O>("cast", out)?;
+    let borrows = Borrows::new();
+    let (dst, access) = output::<O>(&borrows, "cast", out)?;
     map1(access.view::<I>("cast", x)?, dst, f);
     Ok(())
 }

@@ -26,8 +26,8 @@ mod strided;
 mod swiglu;
 
 use crate::ops::{
-    AdamW, AttentionOpts, BinaryOp, CompareOp, CompositeOp, ElementwiseProgram, RandomDist,
-    ReduceOp, UnaryOp,
+    AdamW, AttentionOpts, BinaryOp, CompareOp, CompositeOp, ElementwiseProgram, LayerNormGrads,
+    NormStats, RandomDist, ReduceOp, UnaryOp,
 };
 use crate::{Backend, Result};
 use luoshu_tensor::Tensor;
@@ -198,7 +198,6 @@ impl Backend for CpuBackend {
     ) -> Result<()> {
         norm::rms_norm_backward(x, weight, rstd, grad_out, grad_x, grad_weight)
     }
-    #[allow(clippy::too_many_arguments)]
     fn layer_norm(
         &self,
         x: &Tensor,
@@ -206,33 +205,19 @@ impl Backend for CpuBackend {
         bias: &Tensor,
         eps: f32,
         out: &Tensor,
-        mean: &Tensor,
-        rstd: &Tensor,
+        stats: NormStats<'_>,
     ) -> Result<()> {
-        norm::layer_norm(x, weight, bias, eps, out, mean, rstd)
+        norm::layer_norm(x, weight, bias, eps, out, stats)
     }
-    #[allow(clippy::too_many_arguments)]
     fn layer_norm_backward(
         &self,
         x: &Tensor,
         weight: &Tensor,
-        mean: &Tensor,
-        rstd: &Tensor,
+        stats: NormStats<'_>,
         grad_out: &Tensor,
-        grad_x: &Tensor,
-        grad_weight: &Tensor,
-        grad_bias: &Tensor,
+        grads: LayerNormGrads<'_>,
     ) -> Result<()> {
-        norm::layer_norm_backward(
-            x,
-            weight,
-            mean,
-            rstd,
-            grad_out,
-            grad_x,
-            grad_weight,
-            grad_bias,
-        )
+        norm::layer_norm_backward(x, weight, stats, grad_out, grads)
     }
     fn rope(
         &self,

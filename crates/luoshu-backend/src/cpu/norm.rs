@@ -6,8 +6,9 @@ use super::rows::{
     input, lane_sum, load_vec, output, row_chunks_mut, rows_per_partial, rows_per_task, store_vec,
     sum_partials, with_float, Acc, Float,
 };
+use crate::ops::{LayerNormGrads, NormStats};
 use crate::Result;
-use luoshu_tensor::Tensor;
+use luoshu_tensor::{Borrows, Tensor};
 use rayon::prelude::*;
 
 /// `(rows, width)` of `x` seen as rows of its last dimension.
@@ -58,34 +59,22 @@ pub(crate) fn layer_norm(
     bias: &Tensor,
     eps: f32,
     out: &Tensor,
-    mean: &Tensor,
-    rstd: &Tensor,
+    stats: NormStats<'_>,
 ) -> Result<()> {
     with_float!("layer_norm", x.dtype(), |T| layer_forward::<T>(
-        x, weight, bias, eps, out, mean, rstd
+        x, weight, bias, eps, out, stats
     ))
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn layer_norm_backward(
     x: &Tensor,
     weight: &Tensor,
-    mean: &Tensor,
-    rstd: &Tensor,
+    stats: NormStats<'_>,
     grad_out: &Tensor,
-    grad_x: &Tensor,
-    grad_weight: &Tensor,
-    grad_bias: &Tensor,
+    grads: LayerNormGrads<'_>,
 ) -> Result<()> {
     with_float!("layer_norm_backward", x.dtype(), |T| layer_backward::<T>(
-        x,
-        weight,
-        mean,
-        rstd,
-        grad_out,
-        grad_x,
-        grad_weight,
-        grad_bias
+        x, weight, stats, grad_out, grads
     ))
 }
 
@@ -97,11 +86,12 @@ fn rms_forward<T: Float>(
     rstd: &Tensor,
 ) -> Result<()> {
     const OP: &str = "rms_norm";
+    let borrows = Borrows::new();
     let (rows, d) = rows_and_width(x);
     let w = load_vec::<T::Acc>(OP, "weight", weight)?;
-    let x = input::<T>(OP, "x", x)?;
-    let out = output::<T>(OP, "out", out)?;
-    let rstd = output::<f32>(OP, "rstd", rstd)?;
+    let x = input::<T>(&borrows, OP, "x", x)?;
+    let out = output::<T>(&borrows, OP, "out", out)?;
+    let rstd = output::<f32>(&borrows, OP, "rstd", rstd)?;
     let per_task = rows_per_task(d);
     row_chunks_mut(out, d, rows, per_task)
         .zip(rstd.par_chunks_mut(per_task))
@@ -137,12 +127,13 @@ fn rms_backward<T: Float>(
     grad_weight: &Tensor,
 ) -> Result<()> {
     const OP: &str = "rms_norm_backward";
+    let borrows = Borrows::new();
     let (rows, d) = rows_and_width(x);
     let w = load_vec::<T::Acc>(OP, "weight", weight)?;
-    let x = input::<T>(OP, "x", x)?;
-    let rstd = input::<f32>(OP, "rstd", rstd)?;
-    let g = input::<T>(OP, "grad_out", grad_out)?;
-    let gx = output::<T>(OP, "grad_x", grad_x)?;
+    let x = input::<T>(&borrows, OP, "x", x)?;
+    let rstd = input::<f32>(&borrows, OP, "rstd", rstd)?;
+    let g = input::<T>(&borrows, OP, "grad_out", grad_out)?;
+    let gx = output::<T>(&borrows, OP, "grad_x", grad_x)?;
     if d == 0 {
         return Ok(());
     }
@@ -185,17 +176,17 @@ fn layer_forward<T: Float>(
     bias: &Tensor,
     eps: f32,
     out: &Tensor,
-    mean: &Tensor,
-    rstd: &Tensor,
+    NormStats { mean, rstd }: NormStats<'_>,
 ) -> Result<()> {
     const OP: &str = "layer_norm";
+    let borrows = Borrows::new();
     let (rows, d) = rows_and_width(x);
     let w = load_vec::<T::Acc>(OP, "weight", weight)?;
     let b = load_vec::<T::Acc>(OP, "bias", bias)?;
-    let x = input::<T>(OP, "x", x)?;
-    let out = output::<T>(OP, "out", out)?;
-    let mean = output::<f32>(OP, "mean", mean)?;
-    let rstd = output::<f32>(OP, "rstd", rstd)?;
+    let x = input::<T>(&borrows, OP, "x", x)?;
+    let out = output::<T>(&borrows, OP, "out", out)?;
+    let mean = output::<f32>(&borrows, OP, "mean", mean)?;
+    let rstd = output::<f32>(&borrows, OP, "rstd", rstd)?;
     let per_task = rows_per_task(d);
     row_chunks_mut(out, d, rows, per_task)
         .zip(mean.par_chunks_mut(per_task))
@@ -226,25 +217,27 @@ fn layer_forward<T: Float>(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
 fn layer_backward<T: Float>(
     x: &Tensor,
     weight: &Tensor,
-    mean: &Tensor,
-    rstd: &Tensor,
+    NormStats { mean, rstd }: NormStats<'_>,
     grad_out: &Tensor,
-    grad_x: &Tensor,
-    grad_weight: &Tensor,
-    grad_bias: &Tensor,
+    grads: LayerNormGrads<'_>,
 ) -> Result<()> {
     const OP: &str = "layer_norm_backward";
+    let LayerNormGrads {
+        x: grad_x,
+        weight: grad_weight,
+        bias: grad_bias,
+    } = grads;
+    let borrows = Borrows::new();
     let (rows, d) = rows_and_width(x);
     let w = load_vec::<T::Acc>(OP, "weight", weight)?;
-    let x = input::<T>(OP, "x", x)?;
-    let mean = input::<f32>(OP, "mean", mean)?;
-    let rstd = input::<f32>(OP, "rstd", rstd)?;
-    let g = input::<T>(OP, "grad_out", grad_out)?;
-    let gx = output::<T>(OP, "grad_x", grad_x)?;
+    let x = input::<T>(&borrows, OP, "x", x)?;
+    let mean = input::<f32>(&borrows, OP, "mean", mean)?;
+    let rstd = input::<f32>(&borrows, OP, "rstd", rstd)?;
+    let g = input::<T>(&borrows, OP, "grad_out", grad_out)?;
+    let gx = output::<T>(&borrows, OP, "grad_x", grad_x)?;
     if d == 0 {
         return Ok(());
     }

@@ -4,7 +4,7 @@
 use super::rows::{input, lane_sum, output, with_float, Float, ELEMS_PER_TASK};
 use crate::ops::AdamW;
 use crate::Result;
-use luoshu_tensor::{Element, Tensor};
+use luoshu_tensor::{Borrows, Element, Tensor};
 use rayon::prelude::*;
 
 pub(crate) fn adamw(
@@ -27,10 +27,11 @@ fn adamw_typed<G: Float>(
     hp: AdamW,
 ) -> Result<()> {
     const OP: &str = "adamw";
-    let grad = input::<G>(OP, "grad", grad)?;
-    let param = output::<f32>(OP, "param", param)?;
-    let m = output::<f32>(OP, "m", m)?;
-    let v = output::<f32>(OP, "v", v)?;
+    let borrows = Borrows::new();
+    let grad = input::<G>(&borrows, OP, "grad", grad)?;
+    let param = output::<f32>(&borrows, OP, "param", param)?;
+    let m = output::<f32>(&borrows, OP, "m", m)?;
+    let v = output::<f32>(&borrows, OP, "v", v)?;
     // Bias corrections in f64: `β^step` of a large step must not underflow early.
     let step = hp.step as f64;
     let correction1 = (1.0 - f64::from(hp.beta1).powf(step)) as f32;
@@ -69,7 +70,8 @@ pub(crate) fn sum_squares(tensors: &[&Tensor]) -> Result<f64> {
 }
 
 fn tensor_sum_squares<T: Float>(t: &Tensor) -> Result<f64> {
-    let x = input::<T>("sum_squares", "tensors", t)?;
+    let borrows = Borrows::new();
+    let x = input::<T>(&borrows, "sum_squares", "tensors", t)?;
     let partials: Vec<f64> = x
         .par_chunks(ELEMS_PER_TASK)
         .map(|chunk| {

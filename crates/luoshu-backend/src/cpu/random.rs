@@ -8,7 +8,7 @@ use super::rows::with_float;
 use crate::ops::RandomDist;
 use crate::{Error, Result};
 use bytemuck::Pod;
-use luoshu_tensor::{rng, DType, Element, Tensor};
+use luoshu_tensor::{rng, Borrows, DType, Element, Tensor};
 
 pub(crate) fn random(dist: RandomDist, seed: u64, stream: u64, out: &Tensor) -> Result<()> {
     let uniform = move |i: u64| rng::uniform(seed, stream, i);
@@ -43,7 +43,8 @@ pub(crate) fn random(dist: RandomDist, seed: u64, stream: u64, out: &Tensor) -> 
 
 /// `out[i] = value(i)` for every logical index `i`.
 fn generate<T: Pod + Send>(out: &Tensor, value: impl Fn(u64) -> T + Sync + Send) -> Result<()> {
-    let (dst, _) = output::<T>("random", out)?;
+    let borrows = Borrows::new();
+    let (dst, _) = output::<T>(&borrows, "random", out)?;
     for_chunks(dst, |start, chunk| {
         for (i, d) in chunk.iter_mut().enumerate() {
             *d = value((start + i) as u64);

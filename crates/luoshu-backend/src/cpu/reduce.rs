@@ -11,7 +11,7 @@ use crate::ops::ReduceOp;
 use crate::{Error, Result};
 use bytemuck::Pod;
 use half::{bf16, f16};
-use luoshu_tensor::{DType, Tensor};
+use luoshu_tensor::{Borrows, DType, Tensor};
 use std::marker::PhantomData;
 
 const LANES: usize = 8;
@@ -75,7 +75,8 @@ fn run<T: Pod + Sync, R: Reduction<T>>(
 where
     R::Out: Pod,
 {
-    let (dst, access) = output::<R::Out>(op, out)?;
+    let borrows = Borrows::new();
+    let (dst, access) = output::<R::Out>(&borrows, op, out)?;
     reduce_into(r, access.view::<T>(op, x)?, axes, dst);
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use super::rows::{input, output, rows_per_task, with_float, Acc, Float};
 use crate::{Error, Result};
-use luoshu_tensor::Tensor;
+use luoshu_tensor::{Borrows, Tensor};
 use rayon::prelude::*;
 
 pub(crate) fn rope(
@@ -25,6 +25,7 @@ fn rope_typed<T: Float>(
     out: &Tensor,
 ) -> Result<()> {
     const OP: &str = "rope";
+    let borrows = Borrows::new();
     let &[_, seq, heads, d] = x.dims() else {
         return Err(Error::invalid(
             OP,
@@ -35,9 +36,12 @@ fn rope_typed<T: Float>(
         ));
     };
     let half = d / 2;
-    let (cos, sin) = (input::<f32>(OP, "cos", cos)?, input::<f32>(OP, "sin", sin)?);
-    let x = input::<T>(OP, "x", x)?;
-    let out = output::<T>(OP, "out", out)?;
+    let (cos, sin) = (
+        input::<f32>(&borrows, OP, "cos", cos)?,
+        input::<f32>(&borrows, OP, "sin", sin)?,
+    );
+    let x = input::<T>(&borrows, OP, "x", x)?;
+    let out = output::<T>(&borrows, OP, "out", out)?;
     if out.is_empty() {
         return Ok(());
     }

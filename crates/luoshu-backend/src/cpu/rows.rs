@@ -4,7 +4,7 @@
 
 use crate::{Error, Result};
 use half::{bf16, f16};
-use luoshu_tensor::{DType, Element, Tensor};
+use luoshu_tensor::{Borrows, DType, Element, Tensor};
 use rayon::iter::Either;
 use rayon::prelude::*;
 use std::ops::{Add, AddAssign, Div, Mul, Neg, Sub};
@@ -182,37 +182,28 @@ fn check_region(op: &'static str, arg: &'static str, t: &Tensor) -> Result<()> {
     })
 }
 
-/// The elements of the contiguous input `t`, in row-major order.
-pub(crate) fn input<'a, T: Element>(
+/// The elements of the contiguous input `t`, in row-major order, claimed for reading in
+/// `borrows`.
+pub(crate) fn input<'s, 'a, T: Element>(
+    borrows: &'s Borrows<'a>,
     op: &'static str,
     arg: &'static str,
     t: &'a Tensor,
-) -> Result<&'a [T]> {
+) -> Result<&'s [T]> {
     check_region(op, arg, t)?;
-    // SAFETY: `t` is only read by this kernel, and `Ops` checked that no output it writes
-    // overlaps `t`, so no mutable slice of this region exists while we read it.
-    Ok(unsafe {
-        t.storage()
-            .region::<T>(t.dtype(), t.layout().offset(), t.numel())?
-    })
+    Ok(borrows.read(op, t.storage(), t.dtype(), t.element_range())?)
 }
 
-/// The elements of the contiguous output (or in-place operand) `t`, for writing.
-// Outputs are written through shared tensors by design: see the writer contract on `Storage`.
-#[allow(clippy::mut_from_ref)]
-pub(crate) fn output<'a, T: Element>(
+/// The elements of the contiguous output (or in-place operand) `t`, claimed for writing in
+/// `borrows`.
+pub(crate) fn output<'s, 'a, T: Element>(
+    borrows: &'s Borrows<'a>,
     op: &'static str,
     arg: &'static str,
     t: &'a Tensor,
-) -> Result<&'a mut [T]> {
+) -> Result<&'s mut [T]> {
     check_region(op, arg, t)?;
-    // SAFETY: `Ops` checked that `t` overlaps no input and no other output of this call, so
-    // this kernel is the only reader and writer of the region, and only that region is
-    // borrowed.
-    Ok(unsafe {
-        t.storage()
-            .region_mut::<T>(t.dtype(), t.layout().offset(), t.numel())?
-    })
+    Ok(borrows.write(op, t.storage(), t.dtype(), t.element_range())?)
 }
 
 /// Rows per rayon task for row kernels on rows of `width` elements (depends only on the
@@ -303,7 +294,8 @@ pub(crate) fn sum_partials<'a, A: Acc>(
 /// A small parameter vector (a norm's weight) of any float dtype, read into precision `A`
 /// once so the row loops do not convert it again for every row.
 pub(crate) fn load_vec<A: Acc>(op: &'static str, arg: &'static str, t: &Tensor) -> Result<Vec<A>> {
-    with_float!(op, t.dtype(), |W| Ok(input::<W>(op, arg, t)?
+    let borrows = Borrows::new();
+    with_float!(op, t.dtype(), |W| Ok(input::<W>(&borrows, op, arg, t)?
         .iter()
         .map(|&w| w.load_as::<A>())
         .collect()))
@@ -316,8 +308,9 @@ pub(crate) fn store_vec<A: Acc>(
     t: &Tensor,
     values: &[A],
 ) -> Result<()> {
+    let borrows = Borrows::new();
     with_float!(op, t.dtype(), |W| {
-        for (o, &v) in output::<W>(op, arg, t)?.iter_mut().zip(values) {
+        for (o, &v) in output::<W>(&borrows, op, arg, t)?.iter_mut().zip(values) {
             *o = W::store_from(v);
         }
         Ok(())

@@ -3,7 +3,7 @@
 
 use super::rows::{input, lane_sum, output, rows_per_task, with_float, Acc, Float};
 use crate::Result;
-use luoshu_tensor::Tensor;
+use luoshu_tensor::{Borrows, Tensor};
 use rayon::prelude::*;
 
 /// Elements whose maximum is found before they are summed, so the running sum is rescaled
@@ -42,8 +42,12 @@ fn map_rows<T: Float>(
     out: &Tensor,
     f: impl Fn(&[T], &mut [T]) + Sync,
 ) -> Result<()> {
+    let borrows = Borrows::new();
     let d = x.dims().last().copied().unwrap_or(1);
-    let (x, out) = (input::<T>(op, "x", x)?, output::<T>(op, "out", out)?);
+    let (x, out) = (
+        input::<T>(&borrows, op, "x", x)?,
+        output::<T>(&borrows, op, "out", out)?,
+    );
     if d == 0 {
         return Ok(());
     }

@@ -4,7 +4,7 @@
 use super::fast_exp::{vectorized, ExpSlice};
 use super::rows::{input, output, with_float, Acc, Float, ELEMS_PER_TASK};
 use crate::Result;
-use luoshu_tensor::Tensor;
+use luoshu_tensor::{Borrows, Tensor};
 use rayon::prelude::*;
 
 pub(crate) fn swiglu(gate: &Tensor, up: &Tensor, out: &Tensor) -> Result<()> {
@@ -52,8 +52,12 @@ where
     T::Acc: ExpSlice,
 {
     const OP: &str = "swiglu";
-    let (gate, up) = (input::<T>(OP, "gate", gate)?, input::<T>(OP, "up", up)?);
-    let out = output::<T>(OP, "out", out)?;
+    let borrows = Borrows::new();
+    let (gate, up) = (
+        input::<T>(&borrows, OP, "gate", gate)?,
+        input::<T>(&borrows, OP, "up", up)?,
+    );
+    let out = output::<T>(&borrows, OP, "out", out)?;
     out.par_chunks_mut(ELEMS_PER_TASK)
         .zip(gate.par_chunks(ELEMS_PER_TASK))
         .zip(up.par_chunks(ELEMS_PER_TASK))
@@ -86,10 +90,14 @@ where
     T::Acc: ExpSlice,
 {
     const OP: &str = "swiglu_backward";
-    let (gate, up) = (input::<T>(OP, "gate", gate)?, input::<T>(OP, "up", up)?);
-    let grad_out = input::<T>(OP, "grad_out", grad_out)?;
-    let grad_gate = output::<T>(OP, "grad_gate", grad_gate)?;
-    let grad_up = output::<T>(OP, "grad_up", grad_up)?;
+    let borrows = Borrows::new();
+    let (gate, up) = (
+        input::<T>(&borrows, OP, "gate", gate)?,
+        input::<T>(&borrows, OP, "up", up)?,
+    );
+    let grad_out = input::<T>(&borrows, OP, "grad_out", grad_out)?;
+    let grad_gate = output::<T>(&borrows, OP, "grad_gate", grad_gate)?;
+    let grad_up = output::<T>(&borrows, OP, "grad_up", grad_up)?;
     grad_gate
         .par_chunks_mut(ELEMS_PER_TASK)
         .zip(grad_up.par_chunks_mut(ELEMS_PER_TASK))

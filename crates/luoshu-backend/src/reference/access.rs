@@ -6,7 +6,7 @@
 //! at once.
 
 use crate::{Error, Result};
-use luoshu_tensor::{bf16, f16, DType, Element, Tensor};
+use luoshu_tensor::{bf16, f16, Borrows, DType, Element, Tensor};
 
 /// A tensor's elements in logical row-major order. Floats widen to f64 and integers and
 /// bools to i64, both exactly, so integer arithmetic never goes through f64.
@@ -101,10 +101,13 @@ impl Values {
 }
 
 fn read_as<T: Element, U>(t: &Tensor, widen: impl Fn(T) -> U) -> Result<Vec<U>> {
-    // SAFETY: a shared read of an input. Kernels read every input before they take a
-    // mutable slice of any output, so no mutable slice of this storage is alive now.
-    let data = unsafe { t.storage().typed::<T>(t.dtype())? };
-    Ok(t.layout().offsets().map(|o| widen(data[o])).collect())
+    let borrows = Borrows::new();
+    let region = t.element_range();
+    let data: &[T] = borrows.read("reference read", t.storage(), t.dtype(), region.clone())?;
+    Ok(t.layout()
+        .offsets()
+        .map(|o| widen(data[o - region.start]))
+        .collect())
 }
 
 /// Every element of `t` in logical row-major order.
@@ -135,12 +138,16 @@ fn write_as<T: Element, U: Copy>(
             ),
         ));
     }
-    // SAFETY: `out` is an output region: `Ops` guarantees no input overlaps it except an
-    // elementwise input that is exactly this region, and every input has already been read
-    // into plain values, so this is the only live slice of the region.
-    let data = unsafe { out.storage().typed_mut::<T>(out.dtype())? };
+    let borrows = Borrows::new();
+    let region = out.element_range();
+    let data: &mut [T] = borrows.write(
+        "reference write",
+        out.storage(),
+        out.dtype(),
+        region.clone(),
+    )?;
     for (o, &v) in out.layout().offsets().zip(values) {
-        data[o] = narrow(v);
+        data[o - region.start] = narrow(v);
     }
     Ok(())
 }

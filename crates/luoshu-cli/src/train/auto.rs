@@ -17,7 +17,7 @@ use luoshu_model::ModelConfig;
 use luoshu_sim::real_step::predicted_table;
 use luoshu_sim::{Hardware, Simulator};
 use luoshu_tensor::Tensor;
-use luoshu_train::hot::probe::{candidate_strategies, probe, ProbeTable, SWITCH_MARGIN};
+use luoshu_train::hot::probe::{candidate_strategies, probe, ProbeGrid, ProbeTable, SWITCH_MARGIN};
 use luoshu_train::hot::BucketStrategies;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -130,14 +130,17 @@ pub fn choose(
                     names.join(", ")
                 );
             }
+            let grid = ProbeGrid {
+                candidates,
+                edges: &config.data.bucket_edges,
+                sample: &sample,
+            };
             probe(
                 model,
                 &config.train,
                 setup.backend.clone(),
                 world.clone(),
-                candidates,
-                &config.data.bucket_edges,
-                &sample,
+                grid,
                 config.seed,
             )
             .map_err(text)?
@@ -235,14 +238,17 @@ pub fn probe_table(
     let devices = candidates.first().map_or(1, Strategy::devices);
     let backend: Arc<dyn Backend> = Arc::new(luoshu_backend::cpu::CpuBackend::new());
     luoshu_comm::threads::run(devices, |world| {
+        let grid = ProbeGrid {
+            candidates,
+            edges: &config.data.bucket_edges,
+            sample,
+        };
         probe(
             model,
             &config.train,
             backend.clone(),
             world,
-            candidates,
-            &config.data.bucket_edges,
-            sample,
+            grid,
             config.seed,
         )
         .map_err(text)

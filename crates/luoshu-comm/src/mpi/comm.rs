@@ -6,7 +6,7 @@ use super::transfer::{mpi_rank, receive_all};
 use super::wire::{self, Envelope, Op, TensorDesc, WireTensor, NO_CACHED_SPLIT};
 use crate::reduce::{check_reducible, reduce_in_rank_order, ReduceError};
 use crate::{Communicator, Error, ReduceOp, Result};
-use luoshu_tensor::{DType, Tensor};
+use luoshu_tensor::{Borrows, DType, Tensor};
 use mpi::topology::{Color, Communicator as _, SimpleCommunicator};
 use mpi::Tag;
 use std::collections::HashMap;
@@ -603,7 +603,7 @@ impl Communicator for MpiComm {
             call.check_message_size(desc.bytes())?;
         }
         // This rank's result: a copy of its input (which its broadcast reads).
-        let mut own = Some(Bytes::copy_of(&input));
+        let mut own = Some(Bytes::copy_of(&input)?);
         self.run_native(&call, |mpi, flight| {
             for (root, buffer) in buffers.iter().enumerate() {
                 flight.broadcast(mpi, call.comm, buffer, root)?;
@@ -684,7 +684,7 @@ impl Communicator for MpiComm {
         call.check_message_size(desc.bytes())?;
         if is_root {
             let input = Bytes::of(x)?;
-            let own = Bytes::copy_of(&input);
+            let own = Bytes::copy_of(&input)?;
             self.run_native(&call, |mpi, flight| {
                 flight.broadcast(mpi, call.comm, &input, root)
             })?;
@@ -808,14 +808,14 @@ impl MpiComm {
                 (&scratch, recv_counts, recv_displs),
             )
         })?;
-        let received = scratch.bytes();
+        let borrows = Borrows::new();
+        let received = scratch.read(&borrows)?;
         let inputs: Vec<&[u8]> = (0..self.size)
             .map(|p| &received[p * mine..(p + 1) * mine])
             .collect();
-        // SAFETY: `out` is part of a fresh buffer of this call that no MPI request uses now
-        // and nothing else references.
-        let out = unsafe { out.write() };
+        let out = out.write(&borrows)?;
         reduce_in_rank_order(dtype, op, &inputs, out).map_err(|e| e.at(call.name, call.rank))?;
+        drop(borrows);
         drop(scratch);
         self.put_scratch(whole);
         Ok(())

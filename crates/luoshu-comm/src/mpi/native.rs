@@ -9,7 +9,7 @@
 use super::backoff::Backoff;
 use super::runtime::{self, MpiLock};
 use crate::{Error, Result};
-use luoshu_tensor::{DType, Layout, Storage, Tensor};
+use luoshu_tensor::{Borrows, DType, Layout, Storage, Tensor};
 use mpi::datatype::Equivalence;
 use mpi::ffi;
 use mpi::raw::AsRaw;
@@ -57,11 +57,10 @@ impl Bytes {
         let mut at = 0;
         for part in parts {
             let part = Bytes::of(part)?;
-            // SAFETY: `storage` was just created and is referenced only here; the part's
-            // bytes are only read (the caller does not write its arguments during a call).
-            unsafe {
-                storage.slice_mut::<u8>()[at..at + part.len].copy_from_slice(part.read());
-            }
+            let borrows = Borrows::new();
+            let dst: &mut [u8] =
+                borrows.write("concatenate", &storage, DType::U8, at..at + part.len)?;
+            dst.copy_from_slice(part.read(&borrows)?);
             at += part.len;
         }
         Ok(Bytes {
@@ -93,11 +92,12 @@ impl Bytes {
     }
 
     /// A fresh buffer holding a copy of `bytes`.
-    pub(super) fn copy_of(bytes: &Bytes) -> Bytes {
+    pub(super) fn copy_of(bytes: &Bytes) -> Result<Bytes> {
         let copy = Bytes::fresh(bytes.len);
-        // SAFETY: `copy` was just created and is referenced only here.
-        unsafe { copy.write() }.copy_from_slice(bytes.read());
-        copy
+        let borrows = Borrows::new();
+        copy.write(&borrows)?.copy_from_slice(bytes.read(&borrows)?);
+        drop(borrows);
+        Ok(copy)
     }
 
     /// A fresh zeroed buffer of `len` bytes.
@@ -119,19 +119,14 @@ impl Bytes {
         }
     }
 
-    /// The bytes for this rank to write, between MPI operations on them.
-    ///
-    /// # Safety
-    /// No MPI request and no other reference may be using these bytes meanwhile.
-    #[allow(clippy::mut_from_ref)] // Storage hands out regions by shared reference by design.
-    pub(super) unsafe fn write(&self) -> &mut [u8] {
-        // SAFETY: the caller's promise; the range lies inside the storage.
-        unsafe { &mut self.storage.slice_mut::<u8>()[self.offset..self.offset + self.len] }
+    /// The bytes, claimed for writing in `borrows` (between MPI operations on them).
+    pub(super) fn write<'s, 'a>(&'a self, borrows: &'s Borrows<'a>) -> Result<&'s mut [u8]> {
+        Ok(borrows.write("mpi buffer", &self.storage, DType::U8, self.elements())?)
     }
 
-    /// The bytes, for reading between MPI operations on them.
-    pub(super) fn bytes(&self) -> &[u8] {
-        self.read()
+    /// The bytes, claimed for reading in `borrows` (between MPI operations on them).
+    pub(super) fn read<'s, 'a>(&'a self, borrows: &'s Borrows<'a>) -> Result<&'s [u8]> {
+        Ok(borrows.read("mpi buffer", &self.storage, DType::U8, self.elements())?)
     }
 
     /// Number of bytes.
@@ -139,16 +134,15 @@ impl Bytes {
         self.len
     }
 
-    /// The bytes, for reading.
-    fn read(&self) -> &[u8] {
-        // SAFETY: read-only view of bytes nobody writes during the call (inputs are not
-        // written by the caller while a collective runs; fresh outputs are written by MPI
-        // only after this copy, if at all).
-        unsafe { &self.storage.slice::<u8>()[self.offset..self.offset + self.len] }
+    /// The bytes as `U8` elements of the storage.
+    fn elements(&self) -> std::ops::Range<usize> {
+        self.offset..self.offset + self.len
     }
 
+    /// The first byte, for MPI. Its accesses are not claimed: the `unsafe` blocks that hand
+    /// this pointer to MPI say why nothing else touches the bytes meanwhile.
     fn ptr(&self) -> *mut c_void {
-        self.read().as_ptr().cast_mut().cast()
+        self.storage.ffi_ptr().wrapping_add(self.offset).cast()
     }
 
     /// The tensor of `dtype` and `dims` over these bytes (which must be a fresh buffer),

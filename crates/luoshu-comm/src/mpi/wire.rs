@@ -7,7 +7,7 @@
 //! tensors (count u32, each described the same way followed by its bytes, row-major).
 
 use crate::{Error, ReduceOp, Result};
-use luoshu_tensor::{DType, Layout, Storage, Tensor};
+use luoshu_tensor::{Borrows, DType, Layout, Storage, Tensor};
 use std::fmt;
 use std::sync::Arc;
 
@@ -275,9 +275,9 @@ fn put_tensor_bytes(out: &mut Vec<u8>, x: &Tensor) -> Result<()> {
     };
     let size = x.dtype().size_in_bytes();
     let start = x.layout().offset() * size;
-    // SAFETY: reading; tensors handed to a communicator are not written while it runs.
-    let all = unsafe { x.storage().slice::<u8>() };
-    out.extend_from_slice(&all[start..start + x.numel() * size]);
+    let borrows = Borrows::new();
+    let bytes = start..start + x.numel() * size;
+    out.extend_from_slice(borrows.read::<u8>("send", x.storage(), DType::U8, bytes)?);
     Ok(())
 }
 

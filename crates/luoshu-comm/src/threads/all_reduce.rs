@@ -80,19 +80,18 @@ fn two_phase(group: &Group, rank: usize, op: ReduceOp, contribution: Contributio
             check_reducible(dtype).map_err(|err| err.at(name, rank))?;
             let mine = chunk(own.output.numel(), dtype.size_in_bytes(), rank);
             let inputs: Vec<&Tensor> = all.iter().map(|c| c.input.tensor()).collect();
-            // SAFETY: in this phase every rank `p` reads chunk `p` of the inputs and writes
-            // chunk `p` of its own output only; so chunk `rank` of every input and of this
-            // rank's output (which may be its input) is touched by this call alone.
-            unsafe { reduce_region(dtype, op, &inputs, &own.output, mine, (name, rank)) }
+            // In this phase every rank `p` reads chunk `p` of the inputs and writes chunk `p`
+            // of its own output only, so the ranks' claims are disjoint.
+            reduce_region(dtype, op, &inputs, &own.output, mine, (name, rank))
         },
         |all, ()| {
             let own = &all[rank];
             let (numel, width) = (own.output.numel(), own.output.dtype().size_in_bytes());
             for (peer, theirs) in all.iter().enumerate().filter(|&(peer, _)| peer != rank) {
-                // SAFETY: `peer` wrote chunk `peer` of its output before the halfway wait
-                // and nobody writes it after; in this phase each rank writes only the
-                // other ranks' chunks of its own output, which no one else reads.
-                unsafe { copy_region(&theirs.output, &own.output, chunk(numel, width, peer))? };
+                // `peer` wrote chunk `peer` of its output before the halfway wait and nobody
+                // writes it after; in this phase each rank writes only the other ranks'
+                // chunks of its own output, which no one else reads.
+                copy_region(&theirs.output, &own.output, chunk(numel, width, peer))?;
             }
             Ok(())
         },

@@ -3,7 +3,7 @@
 use super::shared;
 use crate::reduce::check_reducible;
 use crate::{ReduceOp, Result};
-use luoshu_tensor::{Layout, Storage, Tensor};
+use luoshu_tensor::{Borrows, Layout, Storage, Tensor};
 use std::sync::Arc;
 
 /// A rank's input as its peers read it: always contiguous (strided views are copied once
@@ -28,10 +28,11 @@ impl Published {
     /// A fresh contiguous copy that owns its storage, made while the tensor is published.
     pub(super) fn copy(&self) -> Result<Tensor> {
         let x = &self.0;
-        // SAFETY: published inputs are only read while published: the owning rank is blocked
-        // in the collective until every peer has finished reading (the completion wait), so
-        // by the `Communicator` contract nothing writes them meanwhile.
-        let bytes = unsafe { shared::bytes(x, 0..x.numel() * x.dtype().size_in_bytes())? };
+        // Published inputs are only read while published: the owning rank is blocked in the
+        // collective until every peer has finished reading (the completion wait).
+        let borrows = Borrows::new();
+        let all = 0..x.numel() * x.dtype().size_in_bytes();
+        let bytes = shared::bytes(&borrows, "publish", x, all)?;
         let storage = Arc::new(Storage::from_slice(bytes));
         let layout = Layout::contiguous(self.0.shape().clone())?;
         Ok(Tensor::from_storage(storage, layout, self.0.dtype())?)
@@ -52,8 +53,6 @@ pub(super) fn reduce_published(
     let out = Tensor::zeros(dtype, like.shape().clone())?;
     let tensors: Vec<&Tensor> = inputs.iter().map(|input| input.tensor()).collect();
     let all = 0..out.numel() * dtype.size_in_bytes();
-    // SAFETY: `out` was just created and nothing else refers to its storage; the inputs are
-    // published, so nothing writes them (see `Published::copy`).
-    unsafe { shared::reduce_region(dtype, op, &tensors, &out, all, (name, rank))? };
+    shared::reduce_region(dtype, op, &tensors, &out, all, (name, rank))?;
     Ok(out)
 }

@@ -1,52 +1,55 @@
-//! The only `unsafe` of the threads backend: ranks read their peers' tensors and write
-//! their own outputs while peers read other regions of them. Each function states the
-//! region it touches; the rendezvous of `group.rs` (every rank has published, every rank
-//! has passed the halfway point, every rank has finished) is what makes the caller's
-//! promise true, and each call site says which point it relies on.
+//! Ranks read their peers' tensors and write their own outputs while peers read other
+//! regions of them. Each function claims exactly the byte range it touches (a
+//! [`Borrows`] scope), so ranks touching disjoint chunks of one buffer proceed at once; the
+//! rendezvous of `group.rs` (every rank has published, every rank has passed the halfway
+//! point, every rank has finished) is what keeps the claims from conflicting, and a
+//! conflict would be an error rather than a data race.
 
 use crate::reduce::reduce_in_rank_order;
 use crate::{ReduceOp, Result};
-use luoshu_tensor::{DType, Tensor};
+use luoshu_tensor::{Borrows, DType, Tensor};
 use std::ops::Range;
 
 /// Bytes reduced per step: the block of every input and the block's result stay in L1/L2
 /// between reading and writing.
 const BLOCK_BYTES: usize = 32 << 10;
 
-/// Bytes `range` (counted from the first element) of contiguous `t`.
-///
-/// # Safety
-/// Nobody writes that region while the slice lives.
-pub(super) unsafe fn bytes(t: &Tensor, range: Range<usize>) -> Result<&[u8]> {
-    let start = t.layout().offset() * t.dtype().size_in_bytes() + range.start;
-    // SAFETY: no writer of the region while the slice lives (the caller's promise); the
-    // storage checks the bounds.
-    Ok(unsafe { t.storage().region::<u8>(DType::U8, start, range.len())? })
+/// The name claims of the threads collectives carry in conflict errors.
+const CLAIM: &str = "threads collective";
+
+/// Elements of `U8` covering bytes `range` (counted from the first element) of contiguous
+/// `t`.
+fn byte_elements(t: &Tensor, range: Range<usize>) -> Range<usize> {
+    let start = t.layout().offset() * t.dtype().size_in_bytes();
+    start + range.start..start + range.end
 }
 
-/// Mutable twin of [`bytes`].
-///
-/// # Safety
-/// Nobody else reads or writes that region while the slice lives.
-#[allow(clippy::mut_from_ref)]
-unsafe fn bytes_mut(t: &Tensor, range: Range<usize>) -> Result<&mut [u8]> {
-    let start = t.layout().offset() * t.dtype().size_in_bytes() + range.start;
-    // SAFETY: exclusive access to the region (the caller's promise); bounds checked.
-    Ok(unsafe {
-        t.storage()
-            .region_mut::<u8>(DType::U8, start, range.len())?
-    })
+/// Bytes `range` of contiguous `t`, claimed for reading by `op` in `borrows`.
+pub(super) fn bytes<'s, 'a>(
+    borrows: &'s Borrows<'a>,
+    op: &'static str,
+    t: &'a Tensor,
+    range: Range<usize>,
+) -> Result<&'s [u8]> {
+    Ok(borrows.read(op, t.storage(), DType::U8, byte_elements(t, range))?)
+}
+
+/// Bytes `range` of contiguous `t`, claimed for writing by `op` in `borrows`.
+fn bytes_mut<'s, 'a>(
+    borrows: &'s Borrows<'a>,
+    op: &'static str,
+    t: &'a Tensor,
+    range: Range<usize>,
+) -> Result<&'s mut [u8]> {
+    Ok(borrows.write(op, t.storage(), DType::U8, byte_elements(t, range))?)
 }
 
 /// Writes bytes `range` of the rank-order reduction of `inputs` (contiguous, one per rank,
 /// `dtype` elements) into the same bytes of contiguous `out`, block by block. `out` may be
 /// one of the inputs (an in-place all-reduce): each block is reduced into a scratch block
-/// before it is written. Errors name `op_name` and `rank`.
-///
-/// # Safety
-/// While the call runs nobody but this call writes `range` of any input or of `out`, and
-/// nobody else reads `range` of `out`.
-pub(super) unsafe fn reduce_region(
+/// before it is written. Errors name `op_name` and `rank`; a peer touching `range`
+/// meanwhile (a broken rendezvous) is an [`Error::BorrowConflict`](luoshu_tensor::Error).
+pub(super) fn reduce_region(
     dtype: DType,
     op: ReduceOp,
     inputs: &[&Tensor],
@@ -62,31 +65,26 @@ pub(super) unsafe fn reduce_region(
         let block = start..(start + step).min(range.end);
         let result = &mut scratch[..block.len()];
         {
-            // SAFETY: nobody writes `range` of the inputs meanwhile (the caller's promise);
-            // these slices end before this call writes `out` below.
+            // The input claims end before `out` (which may be an input) is claimed below.
+            let borrows = Borrows::new();
             let sources = inputs
                 .iter()
-                .map(|x| unsafe { bytes(x, block.clone()) })
+                .map(|x| bytes(&borrows, CLAIM, x, block.clone()))
                 .collect::<Result<Vec<_>>>()?;
             reduce_in_rank_order(dtype, op, &sources, result)
                 .map_err(|err| err.at(op_name, rank))?;
         }
-        // SAFETY: only this call touches `range` of `out` (the caller's promise), and no
-        // slice of an input's block (which `out` may be) is alive any more.
-        unsafe { bytes_mut(out, block.clone())? }.copy_from_slice(result);
+        let borrows = Borrows::new();
+        bytes_mut(&borrows, CLAIM, out, block.clone())?.copy_from_slice(result);
         start = block.end;
     }
     Ok(())
 }
 
 /// Copies bytes `range` of contiguous `from` into the same bytes of contiguous `to`.
-///
-/// # Safety
-/// Nobody writes `range` of `from` while the call runs, and nobody else reads or writes
-/// `range` of `to`; the two regions do not overlap.
-pub(super) unsafe fn copy_region(from: &Tensor, to: &Tensor, range: Range<usize>) -> Result<()> {
-    // SAFETY: as promised by the caller.
-    let (src, dst) = unsafe { (bytes(from, range.clone())?, bytes_mut(to, range)?) };
-    dst.copy_from_slice(src);
+pub(super) fn copy_region(from: &Tensor, to: &Tensor, range: Range<usize>) -> Result<()> {
+    let borrows = Borrows::new();
+    let src = bytes(&borrows, CLAIM, from, range.clone())?;
+    bytes_mut(&borrows, CLAIM, to, range)?.copy_from_slice(src);
     Ok(())
 }

@@ -50,19 +50,24 @@ fn slots(placements: &[Placement], rank: usize) -> Vec<Vec<Option<usize>>> {
         .collect()
 }
 
-/// Switches this rank's `src` pieces (stored as [`allocate_pieces`] lays them out for
-/// `from`) into its `dst` pieces (laid out for `to`) along `plan`. Collective over `comm`
-/// for the ranks that exchange messages; every rank of the world calls it with the same
-/// plan.
-#[allow(clippy::too_many_arguments)]
+/// One rank's pieces of every tensor a switch moves, per tensor as [`allocate_pieces`]
+/// lays them out: `src` for the placements switched from, `dst` for those switched to.
+#[derive(Clone, Copy)]
+pub struct SwitchPieces<'a> {
+    pub src: &'a [Vec<Tensor>],
+    pub dst: &'a [Vec<Tensor>],
+}
+
+/// Switches this rank's `pieces.src` (laid out for `from`) into its `pieces.dst` (laid out
+/// for `to`) along `plan`. Collective over `comm` for the ranks that exchange messages;
+/// every rank of the world calls it with the same plan.
 pub fn execute_switch(
     plan: &SwitchPlan,
     from: &[Placement],
     to: &[Placement],
     comm: &dyn Communicator,
     ops: &Ops,
-    src: &[Vec<Tensor>],
-    dst: &[Vec<Tensor>],
+    SwitchPieces { src, dst }: SwitchPieces<'_>,
     tag: u64,
 ) -> Result<()> {
     let me = comm.rank();

@@ -7,7 +7,7 @@ mod index;
 mod plan;
 mod report;
 
-pub use execute::{allocate_pieces, execute_switch};
+pub use execute::{allocate_pieces, execute_switch, SwitchPieces};
 pub use plan::{plan_switch, SenderChoice, SwitchPlan, Transfer};
 pub use report::{human_bytes, SwitchReport};
 

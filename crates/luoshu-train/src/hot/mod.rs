@@ -31,7 +31,7 @@ use crate::{Error, Result, StepStats, TrainConfig, TrainerState};
 use luoshu_backend::{Backend, Ops};
 use luoshu_comm::Communicator;
 use luoshu_data::{BucketBatch, GlobalBatch};
-use luoshu_dist::switch::{execute_switch, plan_switch, SenderChoice, SwitchPlan};
+use luoshu_dist::switch::{execute_switch, plan_switch, SenderChoice, SwitchPieces, SwitchPlan};
 use luoshu_dist::{Holding, Mesh, Placement, Strategy, Topology};
 use luoshu_model::ModelConfig;
 use luoshu_tensor::{DType, Tensor};
@@ -314,8 +314,7 @@ impl HotSwitchTrainer {
             to,
             self.world.as_ref(),
             &ops,
-            src,
-            dst,
+            SwitchPieces { src, dst },
             SWITCH_TAG,
         )?;
         Ok(SwitchBytes {

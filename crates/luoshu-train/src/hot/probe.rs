@@ -66,20 +66,30 @@ pub fn candidate_strategies(model: &ModelConfig, devices: usize) -> Vec<Strategy
     out
 }
 
-/// Collective over `world`: time each bucket of `edges` under each of `candidates` on
-/// the micro-batches `sample` holds for it (one untimed run first compiles the plans for
-/// its shapes), every rank agreeing on the slowest rank's times.
-#[allow(clippy::too_many_arguments)] // One probe call names everything it measures.
+/// What a probe measures: each bucket of `edges` under each of `candidates`, on the
+/// micro-batches `sample` holds for the bucket.
+#[derive(Clone, Copy)]
+pub struct ProbeGrid<'a> {
+    pub candidates: &'a [Strategy],
+    pub edges: &'a [usize],
+    pub sample: &'a [GlobalBatch],
+}
+
+/// Collective over `world`: time every cell of `grid` (one untimed run first compiles the
+/// plans for its shapes), every rank agreeing on the slowest rank's times.
 pub fn probe(
     model: &ModelConfig,
     config: &TrainConfig,
     backend: Arc<dyn Backend>,
     world: Arc<dyn Communicator>,
-    candidates: &[Strategy],
-    edges: &[usize],
-    sample: &[GlobalBatch],
+    grid: ProbeGrid<'_>,
     seed: u64,
 ) -> Result<ProbeTable> {
+    let ProbeGrid {
+        candidates,
+        edges,
+        sample,
+    } = grid;
     if candidates.is_empty() {
         return Err(Error::Config(format!(
             "no strategy can run this model on {} ranks to probe",

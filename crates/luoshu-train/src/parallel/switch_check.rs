@@ -10,7 +10,7 @@ use crate::placement::strategy_placements;
 use crate::{Error, Result};
 use luoshu_backend::{Backend, Ops};
 use luoshu_comm::Communicator;
-use luoshu_dist::switch::{allocate_pieces, execute_switch};
+use luoshu_dist::switch::{allocate_pieces, execute_switch, SwitchPieces};
 use luoshu_dist::{Mesh, Placement, Strategy, SwitchPlanner, Topology};
 use luoshu_model::{init_params, ModelConfig};
 use luoshu_tensor::{rng, DType, Tensor};
@@ -119,8 +119,10 @@ pub fn switch_round_trip(
             &target,
             world.as_ref(),
             &ops,
-            &pieces,
-            &moved,
+            SwitchPieces {
+                src: &pieces,
+                dst: &moved,
+            },
             hop as u64,
         )?;
         if !same_bits(&moved, &cut(&target)?)? {

@@ -14,7 +14,7 @@ use crate::cpu::rows::{lane_sum, output, Acc, Float};
 use crate::ops::AttentionOpts;
 use crate::Result;
 use gemm::Parallelism;
-use luoshu_tensor::Tensor;
+use luoshu_tensor::{Borrows, Tensor};
 use rayon::prelude::*;
 
 /// The views and storages a backward task reads.
@@ -51,19 +51,20 @@ pub(super) fn run<T: Float>(
 where
     T::Acc: Compute,
 {
+    let borrows = Borrows::new();
     let op = "attention_backward";
     let view = |arg, t| Heads::of(op, arg, t);
     let lse4 = lse.unsqueeze(3)?;
     let grad_lse4 = grad_lse.map(|g| g.unsqueeze(3)).transpose()?;
     let inp = Inputs {
-        q: (input::<T>(q)?, view("q", q)?),
-        k: (input::<T>(k)?, view("k", k)?),
-        v: (input::<T>(v)?, view("v", v)?),
-        out: (input::<T>(out)?, view("out", out)?),
-        grad_out: (input::<T>(grad_out)?, view("grad_out", grad_out)?),
-        lse: (input::<f32>(lse)?, view("lse", &lse4)?),
+        q: (input::<T>(&borrows, q)?, view("q", q)?),
+        k: (input::<T>(&borrows, k)?, view("k", k)?),
+        v: (input::<T>(&borrows, v)?, view("v", v)?),
+        out: (input::<T>(&borrows, out)?, view("out", out)?),
+        grad_out: (input::<T>(&borrows, grad_out)?, view("grad_out", grad_out)?),
+        lse: (input::<f32>(&borrows, lse)?, view("lse", &lse4)?),
         grad_lse: match (grad_lse, &grad_lse4) {
-            (Some(g), Some(g4)) => Some((input::<f32>(g)?, view("grad_lse", g4)?)),
+            (Some(g), Some(g4)) => Some((input::<f32>(&borrows, g)?, view("grad_lse", g4)?)),
             _ => None,
         },
         group: q.dims()[1] / k.dims()[1].max(1),
@@ -72,9 +73,9 @@ where
     };
     let (qv, kv, vv) = (inp.q.1, inp.k.1, inp.v.1);
     let mut rest = (
-        output::<T>(op, "grad_q", grad_q)?,
-        output::<T>(op, "grad_k", grad_k)?,
-        output::<T>(op, "grad_v", grad_v)?,
+        output::<T>(&borrows, op, "grad_q", grad_q)?,
+        output::<T>(&borrows, op, "grad_k", grad_k)?,
+        output::<T>(&borrows, op, "grad_v", grad_v)?,
     );
     let mut tasks = Vec::new();
     for b in 0..kv.batch {

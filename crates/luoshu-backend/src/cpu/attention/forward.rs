@@ -12,7 +12,7 @@ use crate::cpu::rows::{lane_sum, output, Acc, Float};
 use crate::ops::AttentionOpts;
 use crate::Result;
 use gemm::Parallelism;
-use luoshu_tensor::Tensor;
+use luoshu_tensor::{Borrows, Tensor};
 use rayon::prelude::*;
 
 /// One query tile's work: where it is and the output rows it owns.
@@ -61,15 +61,20 @@ pub(super) fn run<T: Float>(
 where
     T::Acc: Compute,
 {
+    let borrows = Borrows::new();
     let op = "attention";
     let (qv, kv, vv) = (
         Heads::of(op, "q", q)?,
         Heads::of(op, "k", k)?,
         Heads::of(op, "v", v)?,
     );
-    let (qd, kd, vd) = (input::<T>(q)?, input::<T>(k)?, input::<T>(v)?);
-    let out_data = output::<T>(op, "out", out)?;
-    let lse_data = output::<f32>(op, "lse", lse)?;
+    let (qd, kd, vd) = (
+        input::<T>(&borrows, q)?,
+        input::<T>(&borrows, k)?,
+        input::<T>(&borrows, v)?,
+    );
+    let out_data = output::<T>(&borrows, op, "out", out)?;
+    let lse_data = output::<f32>(&borrows, op, "lse", lse)?;
 
     let mut tasks = Vec::new();
     let (mut out_rest, mut lse_rest) = (out_data, lse_data);

@@ -7,7 +7,7 @@ use crate::cpu::matmul::{GemmScalar, Strided};
 pub(super) use crate::cpu::rows::lane_max;
 use crate::cpu::rows::Float;
 use crate::{Error, Result};
-use luoshu_tensor::Tensor;
+use luoshu_tensor::{Borrows, Tensor};
 
 /// Query rows per tile.
 pub(super) const BLOCK_Q: usize = 128;
@@ -28,7 +28,6 @@ pub(super) struct Heads {
     pub seq: usize,
     pub dim: usize,
     strides: [usize; 3],
-    offset: usize,
 }
 
 impl Heads {
@@ -49,21 +48,18 @@ impl Heads {
             seq: dims[2],
             dim: dims[3],
             strides: [strides[0], strides[1], strides[2]],
-            offset: t.layout().offset(),
         })
     }
 
-    /// Storage index of element `[b, h, s, 0]`.
+    /// Index of element `[b, h, s, 0]` in the tensor's region (see [`input`]).
     pub fn row(&self, b: usize, h: usize, s: usize) -> usize {
-        self.offset + b * self.strides[0] + h * self.strides[1] + s * self.strides[2]
+        b * self.strides[0] + h * self.strides[1] + s * self.strides[2]
     }
 }
 
-/// The storage of an input tensor, read-only.
-pub(super) fn input<T: Float>(t: &Tensor) -> Result<&[T]> {
-    // SAFETY: attention only reads its inputs, and `Ops` checked that no output of the
-    // call overlaps them, so no mutable slice of these regions exists meanwhile.
-    Ok(unsafe { t.storage().typed::<T>(t.dtype())? })
+/// The storage region of an input tensor (from its first element), claimed for reading.
+pub(super) fn input<'s, 'a, T: Float>(borrows: &'s Borrows<'a>, t: &'a Tensor) -> Result<&'s [T]> {
+    Ok(borrows.read("attention", t.storage(), t.dtype(), t.element_range())?)
 }
 
 /// Rows `s0..s0 + rows` of head `(b, h)` into `dst` (row-major, `view.dim` wide),

@@ -9,7 +9,7 @@
 
 use crate::cpu::rows::Acc;
 use crate::{Error, Result};
-use luoshu_tensor::{DType, Tensor};
+use luoshu_tensor::{Borrows, DType, Tensor};
 use std::ops::Range;
 
 pub(super) struct Visibility {
@@ -97,13 +97,9 @@ fn first_failing(n: usize, holds: impl Fn(usize) -> bool) -> usize {
 /// Per token of `segments [b, s]`: where its document starts and ends.
 fn document_bounds(op: &'static str, segments: &Tensor) -> Result<(Vec<usize>, Vec<usize>)> {
     let (b, s) = (segments.dims()[0], segments.dims()[1]);
-    // SAFETY: segments are a read-only input; `Ops` checked no output of the call overlaps
-    // them, so no mutable slice of this region exists meanwhile.
-    let ids: &[i64] = unsafe {
-        segments
-            .storage()
-            .region(DType::I64, segments.layout().offset(), b * s)?
-    };
+    let borrows = Borrows::new();
+    let start = segments.layout().offset();
+    let ids: &[i64] = borrows.read(op, segments.storage(), DType::I64, start..start + b * s)?;
     let mut starts = vec![0; b * s];
     let mut ends = vec![0; b * s];
     for (row, (ids, (starts, ends))) in ids

@@ -1,5 +1,5 @@
 use crate::{Op, Result};
-use luoshu_backend::ops::AttentionOpts;
+use luoshu_backend::ops::{AttentionOpts, LayerNormGrads, NormStats};
 use luoshu_backend::Ops;
 use luoshu_tensor::Tensor;
 
@@ -29,10 +29,23 @@ pub(super) fn run(ops: &Ops, op: &Op, i: &[&Tensor], outputs: &[Tensor]) -> Resu
         }
         Op::RmsNormBackward => ops.rms_norm_backward_into(i[0], i[1], i[2], i[3], &o[0], &o[1])?,
         Op::LayerNorm { eps } => {
-            ops.layer_norm_into(i[0], i[1], i[2], eps.get() as f32, &o[0], &o[1], &o[2])?
+            let stats = NormStats {
+                mean: &o[1],
+                rstd: &o[2],
+            };
+            ops.layer_norm_into(i[0], i[1], i[2], eps.get() as f32, &o[0], stats)?
         }
         Op::LayerNormBackward => {
-            ops.layer_norm_backward_into(i[0], i[1], i[2], i[3], i[4], &o[0], &o[1], &o[2])?
+            let stats = NormStats {
+                mean: i[2],
+                rstd: i[3],
+            };
+            let grads = LayerNormGrads {
+                x: &o[0],
+                weight: &o[1],
+                bias: &o[2],
+            };
+            ops.layer_norm_backward_into(i[0], i[1], stats, i[4], grads)?
         }
         Op::SwigluBackward => ops.swiglu_backward_into(i[0], i[1], i[2], &o[0], &o[1])?,
         Op::AttentionBackward {
