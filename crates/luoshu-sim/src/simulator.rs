@@ -22,8 +22,11 @@ pub struct Simulator {
     pub bytes: Bytes,
     /// Kernel counts by (tp, cp), counted on first use: only hardware with a kernel
     /// overhead needs them, and a search asks for the same few degrees many times.
-    kernel_counts: Arc<Mutex<BTreeMap<(usize, usize), Arc<KernelCounts>>>>,
+    kernel_counts: Arc<KernelCache>,
 }
+
+/// Kernel counts by tensor- and context-parallel degree.
+type KernelCache = Mutex<BTreeMap<(usize, usize), Arc<KernelCounts>>>;
 
 impl Simulator {
     pub fn new(

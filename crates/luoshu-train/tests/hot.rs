@@ -249,8 +249,8 @@ fn a_phase_runtime_keeps_no_optimizer_state_and_refuses_to_update() {
         let pieces = phase.state_pieces().unwrap();
         let held: usize = pieces.params.iter().map(Vec::len).sum();
         // Allocated, not initialized: the update runtime's parameters are switched in.
-        let values = pieces.params.iter().flatten().flat_map(|t| t.to_f64_vec());
-        assert!(values.into_iter().all(|x| x == 0.0));
+        let mut values = pieces.params.iter().flatten().flat_map(|t| t.to_f64_vec());
+        assert!(values.all(|x| x == 0.0));
         let moments: usize = pieces
             .adam_m
             .iter()
