@@ -1,23 +1,21 @@
-use crate::{Axis, DState};
-
 /// Errors of distributed states, redistribution and strategies.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A state axis of extent 0: no devices, no pieces of a split, no partial values.
-    #[error("invalid distributed state: axis {axis:?} has extent 0 in {axes:?}")]
+    #[error("invalid distributed state: axis {axis} has extent 0 in {axes}")]
     ZeroExtent {
-        /// The axis of extent 0.
-        axis: Axis,
+        /// The axis of extent 0 (`Duplicate`, `Split(1)`, ...).
+        axis: String,
         /// Every axis given, with its extent.
-        axes: Vec<(Axis, usize)>,
+        axes: String,
     },
     /// A state that splits a dimension its tensor does not have.
     #[error(
         "invalid distributed state: {state} splits dim {dim} of a rank-{rank} tensor {dims:?}"
     )]
     SplitBeyondRank {
-        /// The state.
-        state: DState,
+        /// The state, as displayed (`S2:2`).
+        state: String,
         /// The split dimension.
         dim: usize,
         /// The tensor's rank.

@@ -49,8 +49,8 @@ impl DState {
         for &(axis, extent) in axes {
             if extent == 0 {
                 return Err(Error::ZeroExtent {
-                    axis,
-                    axes: axes.to_vec(),
+                    axis: format!("{axis:?}"),
+                    axes: format!("{axes:?}"),
                 });
             }
             if order.contains(&axis) {
@@ -150,7 +150,7 @@ impl DState {
         self.check()?;
         if let Some(&d) = self.splits.keys().find(|&&d| d >= full_dims.len()) {
             return Err(Error::SplitBeyondRank {
-                state: self.clone(),
+                state: self.to_string(),
                 dim: d,
                 rank: full_dims.len(),
                 dims: full_dims.to_vec(),

@@ -145,13 +145,7 @@ fn validation_names_the_problem() {
 
     let none = DState::duplicated(0).unwrap_err();
     assert!(
-        matches!(
-            none,
-            Error::ZeroExtent {
-                axis: Axis::Duplicate,
-                ..
-            }
-        ),
+        matches!(&none, Error::ZeroExtent { axis, .. } if axis == "Duplicate"),
         "{none:?}"
     );
     assert!(
