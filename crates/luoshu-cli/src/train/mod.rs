@@ -333,7 +333,7 @@ fn run_mpi(
     let loader = setup.data.train.clone();
     let result = train_rank(world, &setup, loader, stop);
     luoshu_comm::mpi::finalize().map_err(|e| e.to_string())?;
-    Ok(result?)
+    result.map_err(Error::from)
 }
 
 #[cfg(not(feature = "mpi"))]
