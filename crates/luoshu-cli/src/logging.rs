@@ -5,6 +5,7 @@
 //! print on purpose do not go through here.
 
 use std::fmt;
+use std::io::IsTerminal;
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
@@ -24,6 +25,8 @@ pub fn install() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Field names are styled on a terminal only: piped output stays greppable.
+        .with_ansi(std::io::stderr().is_terminal())
         .event_format(Lines)
         .init();
 }
