@@ -1,10 +1,12 @@
 //! `luoshu`: the command-line entry point of the luoshu training system.
 
 mod bench;
+mod error;
 mod error_text;
 mod export;
 mod generate;
 mod import;
+mod logging;
 mod ops_cmd;
 mod probe;
 mod sim;
@@ -12,6 +14,7 @@ mod switch;
 mod train;
 
 use clap::{Parser, Subcommand};
+use error::Error;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -57,17 +60,18 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    logging::install();
     let result = match cli.command {
         Command::Train(args) => train::run(&args),
-        Command::Generate(args) => generate::run(&args),
-        Command::Export(args) => export::run(&args),
-        Command::Import(args) => import::run(&args),
-        Command::Switch(args) => switch::run(&args),
-        Command::Ops(args) => ops_cmd::run(&args),
-        Command::Bench(args) => bench::run(&args),
-        Command::Plan(args) => sim::plan::run(&args),
-        Command::Simulate(args) => sim::simulate::run(&args),
-        Command::Sim(command) => sim::run(&command),
+        Command::Generate(args) => generate::run(&args).map_err(Error::from),
+        Command::Export(args) => export::run(&args).map_err(Error::from),
+        Command::Import(args) => import::run(&args).map_err(Error::from),
+        Command::Switch(args) => switch::run(&args).map_err(Error::from),
+        Command::Ops(args) => ops_cmd::run(&args).map_err(Error::from),
+        Command::Bench(args) => bench::run(&args).map_err(Error::from),
+        Command::Plan(args) => sim::plan::run(&args).map_err(Error::from),
+        Command::Simulate(args) => sim::simulate::run(&args).map_err(Error::from),
+        Command::Sim(command) => sim::run(&command).map_err(Error::from),
     };
     match result {
         Ok(code) => code,

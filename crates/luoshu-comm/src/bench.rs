@@ -25,10 +25,13 @@ const ELEMENT_BYTES: usize = std::mem::size_of::<f32>();
 /// A collective whose bandwidth [`measure`] reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Collective {
+    /// `all_reduce` (sum) into a fresh output.
     AllReduce,
     /// `all_reduce_in_place`: the same reduction with no fresh output.
     AllReduceInPlace,
+    /// `all_gather` of equal pieces.
     AllGather,
+    /// `reduce_scatter` (sum) into equal pieces.
     ReduceScatter,
 }
 

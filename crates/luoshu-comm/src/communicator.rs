@@ -9,7 +9,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Elementwise reduction of a collective.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ReduceOp {
+    /// Elementwise sum (gradients, losses).
     Sum,
+    /// Elementwise maximum (the slowest rank's time, a flag any rank raised).
     Max,
 }
 

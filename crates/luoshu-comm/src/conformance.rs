@@ -21,9 +21,13 @@ pub enum ConformanceError {
     /// An operation returned a wrong result (or the wrong error).
     #[error("{check} on rank {rank} of {size}: {detail}")]
     Wrong {
+        /// The check (operation and case).
         check: String,
+        /// The rank that saw the wrong result.
         rank: usize,
+        /// Ranks in the group.
         size: usize,
+        /// What was expected and what came back.
         detail: String,
     },
 }

@@ -8,6 +8,8 @@
 //! must be called by every rank in the same order, and fails with [`Error::Timeout`]
 //! naming the operation and the ranks that never arrived instead of hanging.
 
+#![deny(missing_docs)]
+
 pub mod bench;
 mod communicator;
 pub mod conformance;

@@ -79,6 +79,7 @@ pub struct DataCache {
 }
 
 impl DataCache {
+    /// A cache kept under the directory `root` (created when the first entry is stored).
     pub fn new(root: impl Into<PathBuf>) -> Self {
         DataCache { root: root.into() }
     }
@@ -88,18 +89,23 @@ impl DataCache {
         default_cache_dir().map(DataCache::new)
     }
 
+    /// The directory the cache lives in.
     pub fn root(&self) -> &Path {
         &self.root
     }
 
+    /// The file holding the tokenized corpus of `key`.
     pub fn tokens_path(&self, key: &str) -> PathBuf {
         self.root.join("tokens").join(format!("{key}.bin"))
     }
 
+    /// The file holding the trained tokenizer of `key`.
     pub fn tokenizer_path(&self, key: &str) -> PathBuf {
         self.root.join("tokenizers").join(format!("{key}.bin"))
     }
 
+    /// The tokenized corpus stored under `key`: a hit, a miss, or an entry that is damaged
+    /// or of another format (with the reason, so the caller rebuilds it with a warning).
     pub fn load_tokens(&self, key: &str) -> Lookup<TokenizedCorpus> {
         read_framed(&self.tokens_path(key), key)
             .and_then(|bytes| TokenizedCorpus::from_bytes(&bytes))
@@ -112,6 +118,7 @@ impl DataCache {
         Ok(path)
     }
 
+    /// The tokenizer stored under `key`, like [`DataCache::load_tokens`].
     pub fn load_tokenizer(&self, key: &str) -> Lookup<TextTokenizer> {
         read_framed(&self.tokenizer_path(key), key)
             .and_then(|json| TextTokenizer::from_json(&json).map_err(|e| e.to_string()))

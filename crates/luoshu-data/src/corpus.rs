@@ -17,6 +17,7 @@ pub struct CorpusSpec {
     /// Fraction held out for validation: of the files (split by file, so no document
     /// leaks), or of the only file's documents or tokens (see [`Holdout`]).
     pub val_fraction: f64,
+    /// Seeds the choice of files (the sample under `max_bytes` and the validation files).
     pub seed: u64,
 }
 
@@ -32,9 +33,12 @@ impl Default for CorpusSpec {
     }
 }
 
+/// One document of the corpus: a file's text, or one `<|endoftext|>`-separated part of it.
 #[derive(Debug, Clone)]
 pub struct Document {
+    /// The file it was read from (for messages and the cache key).
     pub path: PathBuf,
+    /// Its text, without the separator.
     pub text: String,
 }
 
@@ -56,19 +60,30 @@ pub enum Holdout {
 /// What discovery found, for the user's log.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CorpusStats {
+    /// Where the files were searched.
     pub source: String,
+    /// Files the search found.
     pub candidates: usize,
+    /// Files read into the corpus.
     pub used: usize,
+    /// Files skipped because they are not UTF-8 text.
     pub skipped_binary: usize,
+    /// Files skipped for being larger than `max_file_bytes`.
     pub skipped_large: usize,
+    /// Bytes of text read.
     pub bytes: u64,
+    /// How the validation text was chosen.
     pub holdout: Holdout,
 }
 
+/// The documents to train and validate on, and how they were found.
 #[derive(Debug, Clone)]
 pub struct Corpus {
+    /// Training documents.
     pub train: Vec<Document>,
+    /// Held-out validation documents (empty under [`Holdout::TailTokens`] until tokenized).
     pub val: Vec<Document>,
+    /// What discovery found, for the log.
     pub stats: CorpusStats,
 }
 

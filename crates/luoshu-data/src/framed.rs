@@ -19,6 +19,7 @@ const CHECKSUM_LEN: usize = 16;
 /// What reading a cache file found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Lookup<T> {
+    /// A valid entry, decoded.
     Hit(T),
     /// No file for this key.
     Miss,

@@ -2,6 +2,8 @@
 //! tokenized corpora and tokenizers, and the length-bucketing loader that feeds hot
 //! switching.
 
+#![deny(missing_docs)]
+
 mod cache;
 mod corpus;
 mod error;

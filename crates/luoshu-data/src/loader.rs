@@ -5,6 +5,7 @@ use luoshu_tensor::rng;
 /// Target value of padding positions: never counted in the loss.
 pub const IGNORE_INDEX: i64 = -100;
 
+/// How the loader cuts documents into sequences, buckets them and batches them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoaderConfig {
     /// Longest training sequence (targets per row); longer documents are chunked.
@@ -16,6 +17,7 @@ pub struct LoaderConfig {
     pub tokens_per_micro_batch: usize,
     /// Real target tokens per optimizer step (a global batch stops once it reaches this).
     pub global_batch_tokens: usize,
+    /// Seeds the order in which sequences are served (per epoch).
     pub seed: u64,
     /// Pack the sequences of a bucket first-fit-decreasing into rows of the bucket's length
     /// (several documents per row) instead of one sequence per row.
@@ -23,6 +25,8 @@ pub struct LoaderConfig {
 }
 
 impl LoaderConfig {
+    /// Refuses settings that cannot batch (no edges, edges not ascending or not ending at
+    /// `max_len`, a micro-batch smaller than one sequence, ...), saying which.
     pub fn validate(&self) -> Result<()> {
         let sorted = self.bucket_edges.windows(2).all(|w| w[0] < w[1]);
         if self.bucket_edges.is_empty() || !sorted || self.bucket_edges[0] == 0 {
@@ -54,10 +58,15 @@ impl LoaderConfig {
 /// [`IGNORE_INDEX`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct MicroBatch {
+    /// Rows (sequences, or packed rows) in the batch.
     pub rows: usize,
+    /// Tokens per row: the bucket's length.
     pub seq_len: usize,
+    /// Input token ids, `rows × seq_len`, row-major.
     pub inputs: Vec<i64>,
+    /// Next-token targets, same layout; padding is [`IGNORE_INDEX`].
     pub targets: Vec<i64>,
+    /// Targets that count in the loss (not [`IGNORE_INDEX`]).
     pub target_tokens: usize,
     /// Packed rows: where each row's documents lie. `None`: one document per row from
     /// position 0. A document's targets are its own next tokens (each sequence carries
@@ -68,7 +77,9 @@ pub struct MicroBatch {
 /// The micro-batches of one length bucket within a global batch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BucketBatch {
+    /// The bucket's edge: every row of its micro-batches has this length.
     pub seq_len: usize,
+    /// Its micro-batches, each within the token budget.
     pub micro_batches: Vec<MicroBatch>,
 }
 
@@ -84,7 +95,9 @@ impl BucketBatch {
 /// How much of one bucket's rows is padding, over all the sequences of a loader.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BucketPadding {
+    /// The bucket's edge.
     pub seq_len: usize,
+    /// Rows the bucket's sequences fill.
     pub rows: usize,
     /// Padding slots / all token slots of the bucket's rows.
     pub padding_fraction: f64,
@@ -95,7 +108,9 @@ pub struct BucketPadding {
 /// not change the gradient.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GlobalBatch {
+    /// The buckets the step draws sequences from, each with its micro-batches.
     pub buckets: Vec<BucketBatch>,
+    /// Targets that count in the loss over every bucket: the loss's divisor.
     pub target_tokens: usize,
 }
 
@@ -117,7 +132,9 @@ impl GlobalBatch {
 /// Where the loader is in the data, saved in checkpoints for bit-identical resume.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LoaderPosition {
+    /// Passes over the data completed.
     pub epoch: u64,
+    /// Sequences of this epoch's order already served.
     pub cursor: usize,
 }
 
@@ -159,10 +176,12 @@ impl LengthBucketLoader {
         Ok(loader)
     }
 
+    /// The settings the loader was built with.
     pub fn config(&self) -> &LoaderConfig {
         &self.config
     }
 
+    /// Training sequences one epoch serves.
     pub fn num_sequences(&self) -> usize {
         self.sequences.len()
     }
@@ -172,6 +191,7 @@ impl LengthBucketLoader {
         self.sequences.iter().map(|s| s.len() - 1)
     }
 
+    /// Where the next batch starts, for a checkpoint.
     pub fn position(&self) -> LoaderPosition {
         self.position
     }

@@ -7,6 +7,7 @@
 /// position 0; whatever follows the last document is padding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowDocuments {
+    /// Per row, the lengths of its documents in order.
     pub rows: Vec<Vec<usize>>,
 }
 

@@ -8,8 +8,11 @@ use crate::Error;
 /// token) and what corpus discovery found, so a cache hit can report the same summary.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenizedCorpus {
+    /// Token ids of each training document.
     pub train: Vec<Vec<u32>>,
+    /// Token ids of each validation document.
     pub val: Vec<Vec<u32>>,
+    /// What corpus discovery found.
     pub stats: CorpusStats,
 }
 

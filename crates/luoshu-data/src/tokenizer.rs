@@ -63,6 +63,7 @@ impl TextTokenizer {
         Ok(TextTokenizer { inner, end_of_text })
     }
 
+    /// Read a `tokenizer.json` file (ours or an imported Hugging Face one).
     pub fn load(path: &Path) -> Result<Self> {
         let inner = Tokenizer::from_file(path)
             .map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
@@ -79,16 +80,19 @@ impl TextTokenizer {
         self.inner.to_string(false).map_err(tok_err)
     }
 
+    /// Write the tokenizer as a `tokenizer.json` file.
     pub fn save(&self, path: &Path) -> Result<()> {
         self.inner
             .save(path, false)
             .map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))
     }
 
+    /// Tokens in the vocabulary, special tokens included: the model's embedding rows.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
     }
 
+    /// Id of the token that ends every document.
     pub fn end_of_text(&self) -> u32 {
         self.end_of_text
     }
@@ -115,6 +119,7 @@ impl TextTokenizer {
         Ok(ids)
     }
 
+    /// The text of token ids (special tokens dropped).
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.inner.decode(ids, true).map_err(tok_err)
     }

@@ -14,6 +14,7 @@ pub struct CommCollectives {
 }
 
 impl CommCollectives {
+    /// Collectives over `groups`, with tensors built on `backend`.
     pub fn new(groups: HashMap<String, Arc<dyn Communicator>>, backend: Arc<dyn Backend>) -> Self {
         CommCollectives { groups, backend }
     }

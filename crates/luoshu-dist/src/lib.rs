@@ -1,6 +1,8 @@
 //! Distribution: distributed states of tensors, redistribution between states over a
 //! [`luoshu_comm::Communicator`], and the parallel strategies.
 
+#![deny(missing_docs)]
+
 pub mod collectives;
 mod error;
 pub mod redistribute;

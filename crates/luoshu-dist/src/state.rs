@@ -27,11 +27,15 @@ pub enum Axis {
 /// `n / k` after (see [`shard_range`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DState {
+    /// Devices the tensor lives on: the product of every axis's extent.
     pub devices: usize,
     /// Tensor dim → number of pieces (only entries > 1).
     pub splits: BTreeMap<usize, usize>,
+    /// Partial values summed to the whole (1: not partial).
     pub partial: usize,
+    /// Replicas of each piece (1: not duplicated).
     pub duplicate: usize,
+    /// The device axes, slowest first: how a device index maps to its coordinates.
     pub order: Vec<Axis>,
 }
 
@@ -44,9 +48,10 @@ impl DState {
         let mut order = Vec::new();
         for &(axis, extent) in axes {
             if extent == 0 {
-                return Err(Error::InvalidState(format!(
-                    "axis {axis:?} has extent 0 in {axes:?}"
-                )));
+                return Err(Error::ZeroExtent {
+                    axis: format!("{axis:?}"),
+                    axes: format!("{axes:?}"),
+                });
             }
             if order.contains(&axis) {
                 return Err(Error::InvalidState(format!(
@@ -144,10 +149,12 @@ impl DState {
     pub fn validate(&self, full_dims: &[usize]) -> Result<()> {
         self.check()?;
         if let Some(&d) = self.splits.keys().find(|&&d| d >= full_dims.len()) {
-            return Err(Error::InvalidState(format!(
-                "{self} splits dim {d} of a rank-{} tensor {full_dims:?}",
-                full_dims.len()
-            )));
+            return Err(Error::SplitBeyondRank {
+                state: self.to_string(),
+                dim: d,
+                rank: full_dims.len(),
+                dims: full_dims.to_vec(),
+            });
         }
         Ok(())
     }

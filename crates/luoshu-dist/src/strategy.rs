@@ -13,10 +13,15 @@ use std::sync::Arc;
 /// parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Strategy {
+    /// Data-parallel replicas.
     pub dp: usize,
+    /// Tensor-parallel ranks per replica (Megatron column/row with sequence parallelism).
     pub tp: usize,
+    /// Pipeline stages.
     pub pp: usize,
+    /// Whether the optimizer state is sharded over the data-parallel ranks (ZeRO-1).
     pub zero1: bool,
+    /// Context-parallel ranks splitting each sequence.
     pub cp: usize,
 }
 
@@ -88,11 +93,9 @@ impl FromStr for Strategy {
     /// N ≥ 1) and an optional `zero1`, e.g. `dp2tp2`, `tp4`, `dp2pp2`, `dp4zero1`, `dp2cp2`.
     /// Context parallelism does not combine with pipelines or ZeRO-1 (refused here).
     fn from_str(text: &str) -> Result<Self> {
-        let bad = |why: String| {
-            Error::Strategy(format!(
-                "`{text}`: {why} (expected e.g. `dp2`, `tp2`, `dp2tp2`, `dp2pp2`, `dp4zero1`, \
-                 `dp2cp2` or `single`)"
-            ))
+        let bad = |why: String| Error::StrategySyntax {
+            text: text.to_string(),
+            why,
         };
         if text == "single" {
             return Ok(Strategy::SINGLE);
@@ -145,15 +148,25 @@ impl FromStr for Strategy {
 /// the communicators of its groups.
 #[derive(Clone)]
 pub struct Mesh {
+    /// The strategy the mesh lays out.
     pub strategy: Strategy,
+    /// This rank's data-parallel replica.
     pub dp_rank: usize,
+    /// This rank's index in its context-parallel group.
     pub cp_rank: usize,
+    /// This rank's pipeline stage.
     pub pp_rank: usize,
+    /// This rank's index in its tensor-parallel group.
     pub tp_rank: usize,
+    /// Every rank of the strategy.
     pub world: Arc<dyn Communicator>,
+    /// The ranks holding the same pieces in other data-parallel replicas.
     pub dp: Arc<dyn Communicator>,
+    /// The ranks sharing this rank's sequences (context parallelism).
     pub cp: Arc<dyn Communicator>,
+    /// The ranks of this rank's tensor-parallel group.
     pub tp: Arc<dyn Communicator>,
+    /// The ranks of the other pipeline stages of this replica.
     pub pp: Arc<dyn Communicator>,
     /// The data- and context-parallel replicas of this rank's parameter pieces (gradients
     /// are summed over it); the same ranks as `dp` without context parallelism.
@@ -164,11 +177,11 @@ impl Mesh {
     /// Collective over `world`: split it into the strategy's groups.
     pub fn new(strategy: Strategy, world: Arc<dyn Communicator>) -> Result<Self> {
         if world.size() != strategy.devices() {
-            return Err(Error::Strategy(format!(
-                "strategy {strategy} needs {} ranks, the communicator has {}",
-                strategy.devices(),
-                world.size()
-            )));
+            return Err(Error::Devices {
+                strategy: strategy.to_string(),
+                needs: strategy.devices(),
+                has: world.size(),
+            });
         }
         let Strategy { tp, pp, cp, .. } = strategy;
         let rank = world.rank();

@@ -15,12 +15,14 @@ pub enum LinkClass {
 }
 
 impl LinkClass {
+    /// Every link class, nearest first.
     pub const ALL: [LinkClass; 3] = [
         LinkClass::SameRank,
         LinkClass::SameNode,
         LinkClass::OtherNode,
     ];
 
+    /// The class as reports print it (`same node`).
     pub fn name(self) -> &'static str {
         match self {
             LinkClass::SameRank => "same rank",
@@ -34,7 +36,9 @@ impl LinkClass {
 /// of one link class.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LinkCost {
+    /// Seconds per message, whatever its size.
     pub alpha: f64,
+    /// Bytes per second, per rank and direction.
     pub bandwidth: f64,
 }
 
@@ -49,10 +53,15 @@ impl LinkCost {
 /// the cost of each link class.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Topology {
+    /// Ranks in the world.
     pub world: usize,
+    /// Ranks per node.
     pub ranks_per_node: usize,
+    /// Cost of a local copy.
     pub same_rank: LinkCost,
+    /// Cost of a message within a node.
     pub same_node: LinkCost,
+    /// Cost of a message between nodes.
     pub other_node: LinkCost,
 }
 
@@ -80,6 +89,8 @@ impl Topology {
         )
     }
 
+    /// A topology of `world` ranks, `ranks_per_node` per node, with the given link costs;
+    /// refuses an empty world or node, a negative α or a bandwidth that is not positive.
     pub fn new(
         world: usize,
         ranks_per_node: usize,
@@ -109,10 +120,12 @@ impl Topology {
         })
     }
 
+    /// The node of `rank`.
     pub fn node_of(&self, rank: usize) -> usize {
         rank / self.ranks_per_node
     }
 
+    /// The class of the link a message from `from` to `to` takes.
     pub fn link(&self, from: usize, to: usize) -> LinkClass {
         if from == to {
             LinkClass::SameRank
@@ -123,6 +136,7 @@ impl Topology {
         }
     }
 
+    /// The cost of a link class.
     pub fn cost(&self, class: LinkClass) -> LinkCost {
         match class {
             LinkClass::SameRank => self.same_rank,

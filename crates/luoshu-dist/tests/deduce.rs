@@ -33,7 +33,10 @@ fn ok(op: &Op, inputs: &[(TensorType, DState)]) -> Vec<DState> {
 /// Asserts a deduction error whose message contains `needle`.
 fn fails(op: &Op, inputs: &[(TensorType, DState)], needle: &str) {
     match run(op, inputs) {
-        Err(Error::Deduction(msg)) => assert!(msg.contains(needle), "{msg:?} lacks {needle:?}"),
+        Err(e @ Error::Deduction { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains(needle), "{msg:?} lacks {needle:?}")
+        }
         other => panic!("expected a deduction error about {needle:?}, got {other:?}"),
     }
 }

@@ -119,7 +119,17 @@ fn display_lists_the_axes_in_device_order() {
 fn validation_names_the_problem() {
     let state = DState::new(&[(Axis::Split(2), 2)]).unwrap();
     let err = state.validate(&[4, 4]).unwrap_err();
-    assert!(matches!(err, Error::InvalidState(_)));
+    assert!(
+        matches!(
+            err,
+            Error::SplitBeyondRank {
+                dim: 2,
+                rank: 2,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("splits dim 2"), "{err}");
 
     let mut wrong_count = DState::duplicated(4).unwrap();
@@ -134,6 +144,10 @@ fn validation_names_the_problem() {
     assert!(err.to_string().contains("not in the order"), "{err}");
 
     let none = DState::duplicated(0).unwrap_err();
+    assert!(
+        matches!(&none, Error::ZeroExtent { axis, .. } if axis == "Duplicate"),
+        "{none:?}"
+    );
     assert!(
         none.to_string().contains("extent 0"),
         "zero devices is an error: {none}"

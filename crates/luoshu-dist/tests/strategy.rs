@@ -3,7 +3,7 @@
 //! context-parallel group, and the replicas that sum gradients, where the numbering says.
 
 use luoshu_comm::threads;
-use luoshu_dist::{Mesh, Strategy};
+use luoshu_dist::{Error, Mesh, Strategy};
 
 #[test]
 fn context_parallel_names_parse_and_print_back() {
@@ -33,8 +33,37 @@ fn context_parallelism_with_pipelines_or_zero1_is_refused() {
             "{err}"
         );
     }
-    let err = "cp0".parse::<Strategy>().unwrap_err().to_string();
-    assert!(err.contains("degree 0"), "{err}");
+    let err = "cp0".parse::<Strategy>().unwrap_err();
+    assert!(
+        matches!(&err, Error::StrategySyntax { text, .. } if text == "cp0"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("degree 0"), "{err}");
+}
+
+#[test]
+fn a_mesh_on_a_communicator_of_another_size_names_both_counts() {
+    let strategy: Strategy = "dp2tp2".parse().unwrap();
+    let errors = threads::run(2, |world| Mesh::new(strategy, world).err());
+    for err in errors {
+        let err = err.expect("a 4-rank strategy on 2 ranks is refused");
+        assert!(
+            matches!(
+                &err,
+                Error::Devices {
+                    needs: 4,
+                    has: 2,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .contains("strategy dp2tp2 needs 4 ranks, the communicator has 2"),
+            "{err}"
+        );
+    }
 }
 
 #[test]

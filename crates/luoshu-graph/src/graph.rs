@@ -34,17 +34,15 @@ impl Graph {
             return Ok(id);
         }
         let input_types: Vec<&TensorType> = inputs.iter().map(|v| self.value_type(*v)).collect();
-        let outputs = infer(&op, &input_types).map_err(|detail| Error::Infer {
+        let outputs = infer(&op, &input_types).map_err(|reason| Error::Infer {
             op: op.name(),
-            detail: format!(
-                "{detail} (inputs: {})",
-                inputs
-                    .iter()
-                    .zip(&input_types)
-                    .map(|(v, t)| format!("{v}: {t}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            reason,
+            inputs: inputs
+                .iter()
+                .zip(&input_types)
+                .map(|(v, t)| format!("{v}: {t}"))
+                .collect::<Vec<_>>()
+                .join(", "),
         })?;
         if let Op::Input { name, .. } | Op::Parameter { name, .. } = &op {
             if let Some(&existing) = self.leaves_by_name.get(name) {

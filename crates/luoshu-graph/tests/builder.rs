@@ -3,7 +3,8 @@
 
 use luoshu_backend::reference::ReferenceBackend;
 use luoshu_graph::dump::{dump_if_enabled, dump_to, DUMP_ENV};
-use luoshu_graph::{evaluate, fixed_shape, Bindings, Dim, Graph, Op};
+use luoshu_graph::infer::InferError;
+use luoshu_graph::{evaluate, fixed_shape, Bindings, Dim, Error, Graph, Op};
 use luoshu_tensor::{DType, Tensor};
 use std::collections::HashMap;
 
@@ -198,4 +199,57 @@ fn dumps_are_numbered_files_written_to_the_env_directory() {
     let err = dump_to(&blocker.join("sub"), &g, "bad").unwrap_err();
     assert!(err.to_string().contains("cannot write graph dump"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn inference_errors_name_their_kind_and_keep_their_message() {
+    let mut g = Graph::new();
+    let a = g.input("a", &dims(&[2, 3]), DType::F32).unwrap();
+    let b = g.input("b", &dims(&[3, 4]), DType::BF16).unwrap();
+    let v = g.input("v", &dims(&[3]), DType::F32).unwrap();
+    let err = g.add(Op::MatMul, &[a, b]).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Infer {
+                reason: InferError::DtypeMismatch {
+                    left: DType::F32,
+                    right: DType::BF16
+                },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("dtype mismatch: f32 vs bf16 (inputs: "),
+        "{err}"
+    );
+    let err = g.add(Op::MatMul, &[a, v]).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Infer {
+                reason: InferError::Shape(_),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("operands need rank >= 2"), "{err}");
+    let err = g.add(Op::MatMul, &[a]).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Infer {
+                reason: InferError::Arity {
+                    expected: 2,
+                    got: 1
+                },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }

@@ -6,6 +6,7 @@ mod common;
 
 use common::build_with_dead_code;
 use luoshu_graph::passes::{pass_by_name, ALL_PASSES, DEFAULT_PIPELINE, FORWARD_PIPELINE};
+use luoshu_graph::Error;
 use std::path::Path;
 
 /// Passes that need more than the graph (so no registry entry): their callers run them.
@@ -66,7 +67,12 @@ fn pipelines_use_registered_passes_only() {
 
 #[test]
 fn an_unknown_pass_name_lists_the_known_ones_and_the_closest() {
-    let err = pass_by_name("fuse_pattern").err().unwrap().to_string();
+    let err = pass_by_name("fuse_pattern").err().unwrap();
+    assert!(
+        matches!(&err, Error::UnknownPass { name, .. } if name == "fuse_pattern"),
+        "{err:?}"
+    );
+    let err = err.to_string();
     assert!(err.contains("did you mean `fuse_patterns`?"), "{err}");
     for pass in ALL_PASSES {
         assert!(err.contains(pass.name), "{err}");

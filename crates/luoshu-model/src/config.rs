@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Precision {
+    /// Everything in f32.
     #[default]
     F32,
     /// bf16 activations and matmuls, f32 master weights, gradients and loss.
@@ -18,6 +19,7 @@ pub enum Precision {
 }
 
 impl Precision {
+    /// The dtype parameters, gradients and optimizer state are kept in.
     pub fn param_dtype(self) -> DType {
         match self {
             Precision::F32 | Precision::Bf16Mixed => DType::F32,
@@ -25,6 +27,7 @@ impl Precision {
         }
     }
 
+    /// The dtype activations and matmul inputs are computed in.
     pub fn compute_dtype(self) -> DType {
         match self {
             Precision::F32 => DType::F32,
@@ -43,15 +46,23 @@ impl Precision {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
+    /// Tokens in the vocabulary: rows of the embedding, columns of the head.
     pub vocab_size: usize,
+    /// Width of the residual stream (hidden size).
     pub d_model: usize,
+    /// Transformer layers.
     pub n_layers: usize,
+    /// Query heads; `d_model / n_heads` is the head dimension.
     pub n_heads: usize,
     /// Key/value heads (grouped-query attention); equal to `n_heads` for plain multi-head.
     pub n_kv_heads: usize,
+    /// Inner width of the SwiGLU MLP.
     pub d_ff: usize,
+    /// Longest sequence the model is built and trained for.
     pub max_seq_len: usize,
+    /// Base of the rotary embedding's frequencies.
     pub rope_theta: f64,
+    /// ε added to the mean square in RMSNorm.
     pub norm_eps: f64,
     /// The LM head reuses the embedding matrix (transposed).
     pub tie_embeddings: bool,
@@ -135,6 +146,7 @@ impl ModelConfig {
         Ok(config)
     }
 
+    /// Width of one attention head.
     pub fn head_dim(&self) -> usize {
         self.d_model / self.n_heads.max(1)
     }

@@ -19,10 +19,13 @@ use std::sync::Arc;
 /// What to generate and how to choose tokens.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GenerateOptions {
+    /// Tokens to generate after the prompt (fewer if the context fills up).
     pub max_new_tokens: usize,
     /// 0 is greedy decoding.
     pub temperature: f64,
+    /// Sample only among the `k` most likely tokens (`None`: all of them).
     pub top_k: Option<usize>,
+    /// Seeds the sampling draws: the same seed gives the same text.
     pub seed: u64,
 }
 
@@ -88,6 +91,7 @@ impl Decoder {
         })
     }
 
+    /// The model being decoded.
     pub fn config(&self) -> &ModelConfig {
         &self.cfg
     }
@@ -97,6 +101,7 @@ impl Decoder {
         self.len
     }
 
+    /// Whether no token has been fed yet.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

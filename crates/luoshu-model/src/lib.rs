@@ -2,6 +2,8 @@
 //! (name, shape, layer, role) for every parameter, the slice of the model one rank builds
 //! ([`ModelShard`]), seeded initialization, and generation.
 
+#![deny(missing_docs)]
+
 mod config;
 mod context;
 mod error;

@@ -13,6 +13,7 @@ use luoshu_tensor::DType;
 
 /// Symbolic dims bound per compiled plan.
 pub const BATCH: &str = "batch";
+/// Symbolic dim: positions per row.
 pub const SEQ: &str = "seq";
 /// Under tensor parallelism `seq = tp · seq_chunk`; bound instead of [`SEQ`]. Under context
 /// parallelism a rank's rows hold two chunks of each sequence, `seq = 2 · tp · seq_chunk`
@@ -28,11 +29,13 @@ pub const HIDDEN_GRAD: &str = "hidden_grad";
 
 /// Graph inputs fed at every run.
 pub const TOKENS: &str = "tokens";
+/// Graph input: next-token targets, `i64 [batch, seq]` (padding is `IGNORE_INDEX`).
 pub const TARGETS: &str = "targets";
 /// RoPE tables: `f32 [seq, head_dim / 2]` for positions `0..seq`, or with
 /// [`RowLayout::Packed`] one row per token (`[batch · seq, head_dim / 2]`) at the token's
 /// position inside its document.
 pub const ROPE_COS: &str = "rope_cos";
+/// The sine table matching [`ROPE_COS`].
 pub const ROPE_SIN: &str = "rope_sin";
 /// Packed graphs: the document id of every token (`i64 [batch, seq]`, non-decreasing along
 /// a row); under context parallelism the ids of the whole rows (every rank's chunks, in
@@ -71,23 +74,31 @@ pub enum RowLayout {
 /// The training graph: outputs `[loss, grads...]` with gradients in [`crate::param_specs`] order.
 #[derive(Debug, Clone)]
 pub struct TrainGraph {
+    /// The forward and backward graph.
     pub graph: Graph,
+    /// The mean loss per target token.
     pub loss: Value,
+    /// The gradient of every parameter, in `params` order.
     pub grads: Vec<Value>,
+    /// The parameters, as the graph's inputs name them.
     pub params: Vec<ParamSpec>,
 }
 
 /// The forward graph alone: outputs `[loss]` (for evaluation).
 #[derive(Debug, Clone)]
 pub struct LossGraph {
+    /// The forward graph.
     pub graph: Graph,
+    /// The mean loss per target token.
     pub loss: Value,
 }
 
 /// Logits `[batch, vocab]` at input position [`POSITION`] of every row.
 #[derive(Debug, Clone)]
 pub struct LogitsGraph {
+    /// The forward graph up to the head.
     pub graph: Graph,
+    /// The logits `[batch, vocab]`.
     pub logits: Value,
 }
 
@@ -95,8 +106,11 @@ pub struct LogitsGraph {
 /// [`build_decode_graph`]).
 #[derive(Debug, Clone)]
 pub struct DecodeGraph {
+    /// The incremental forward graph.
     pub graph: Graph,
+    /// The logits `[batch, vocab]` at the last fed position.
     pub logits: Value,
+    /// Per layer, the key and value cache after this run.
     pub caches: Vec<(Value, Value)>,
 }
 
@@ -533,10 +547,14 @@ pub fn build_train_graph(
 /// forward and backward passes of a micro-batch).
 #[derive(Debug, Clone)]
 pub struct StageTrainGraph {
+    /// The stage's forward and backward graph.
     pub graph: Graph,
+    /// The parameters this rank holds, in the order of the graph's gradient outputs.
     pub params: Vec<ShardedParam>,
 }
 
+/// The training graph of `shard`'s pipeline stage and tensor/context-parallel slice (see
+/// [`StageTrainGraph`] for its inputs and outputs).
 pub fn build_stage_train_graph(
     cfg: &ModelConfig,
     precision: Precision,

@@ -15,6 +15,7 @@ pub struct ParamStore {
 }
 
 impl ParamStore {
+    /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }
@@ -30,22 +31,27 @@ impl ParamStore {
         Ok(())
     }
 
+    /// The tensor stored under `name`.
     pub fn get(&self, name: &str) -> Option<&Tensor> {
         self.index.get(name).map(|&i| &self.tensors[i])
     }
 
+    /// Number of tensors stored.
     pub fn len(&self) -> usize {
         self.names.len()
     }
 
+    /// Whether nothing is stored.
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
     }
 
+    /// The names, in order.
     pub fn names(&self) -> &[String] {
         &self.names
     }
 
+    /// The tensors, in the order of [`ParamStore::names`].
     pub fn tensors(&self) -> &[Tensor] {
         &self.tensors
     }

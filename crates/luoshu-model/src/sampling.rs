@@ -15,10 +15,12 @@ pub struct Sampler {
     pub temperature: f64,
     /// Sample only among the `k` most likely tokens (`None`: all of them).
     pub top_k: Option<usize>,
+    /// Seeds the draws; step `i` of decoding uses draw `i` of this seed's stream.
     pub seed: u64,
 }
 
 impl Sampler {
+    /// Refuses a negative or non-finite temperature and a `top_k` of 0.
     pub fn validate(&self) -> Result<()> {
         if !(self.temperature.is_finite() && self.temperature >= 0.0) {
             return Err(Error::Generate(format!(

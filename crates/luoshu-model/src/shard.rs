@@ -13,9 +13,11 @@ use std::ops::Range;
 pub struct ModelShard {
     /// Tensor-parallel degree and this rank's index in its tensor-parallel group.
     pub tp: usize,
+    /// This rank's index in its tensor-parallel group.
     pub tp_rank: usize,
     /// Pipeline stages and this rank's stage.
     pub stages: usize,
+    /// This rank's pipeline stage.
     pub stage: usize,
     /// The layers of this stage.
     pub layers: Range<usize>,
@@ -23,6 +25,7 @@ pub struct ModelShard {
     /// sequence is cut into `2 · cp` equal chunks and this rank computes chunks `cp_rank`
     /// and `2 · cp − 1 − cp_rank` (see [`context_chunks`]).
     pub cp: usize,
+    /// This rank's index in its context-parallel group.
     pub cp_rank: usize,
 }
 
@@ -108,10 +111,12 @@ impl ModelShard {
         context_chunks(self.cp, self.cp_rank)
     }
 
+    /// Whether this stage holds the embedding (and reads tokens).
     pub fn is_first_stage(&self) -> bool {
         self.stage == 0
     }
 
+    /// Whether this stage holds the head (and computes the loss).
     pub fn is_last_stage(&self) -> bool {
         self.stage + 1 == self.stages
     }
@@ -156,7 +161,9 @@ impl ModelShard {
 /// A parameter as one rank holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardedParam {
+    /// The whole parameter.
     pub full: ParamSpec,
+    /// The piece this rank holds (same name, its local shape).
     pub local: ParamSpec,
     /// The dim cut into `tp` equal pieces, or `None` when every tensor-parallel rank holds
     /// the whole parameter.

@@ -14,7 +14,9 @@ pub enum ParamRole {
     /// Attention projections `[d_model, heads · head_dim]` (query) and
     /// `[d_model, kv_heads · head_dim]` (key, value).
     Query,
+    /// Key projection `[d_model, kv_heads · head_dim]`.
     Key,
+    /// Value projection `[d_model, kv_heads · head_dim]`.
     Value,
     /// Attention output projection `[d_model, d_model]`, written into the residual stream.
     AttentionOut,
@@ -22,6 +24,7 @@ pub enum ParamRole {
     MlpNorm,
     /// SwiGLU gate and up projections `[d_model, d_ff]`.
     MlpGate,
+    /// SwiGLU up projection `[d_model, d_ff]`.
     MlpUp,
     /// SwiGLU down projection `[d_ff, d_model]`, written into the residual stream.
     MlpDown,
@@ -64,9 +67,13 @@ impl ParamRole {
 /// the model's fixed parameter order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParamSpec {
+    /// Unique name, e.g. `layers.0.wq` (checkpoints and exports key tensors by it).
     pub name: String,
+    /// Shape of the whole parameter.
     pub shape: Vec<usize>,
+    /// The transformer layer it belongs to; `None` for the embedding, final norm and head.
     pub layer: Option<usize>,
+    /// What it does in the model, which fixes its tensor-parallel split and init.
     pub role: ParamRole,
 }
 

@@ -72,6 +72,22 @@ pub struct StepStats {
     pub seconds: f64,
 }
 
+impl StepStats {
+    /// Emits these statistics as a `debug` tracing event (`LUOSHU_LOG=debug`) for `step`,
+    /// the optimizer step they describe.
+    pub fn trace(&self, step: u64) {
+        tracing::debug!(
+            step,
+            loss = self.loss,
+            grad_norm = self.grad_norm,
+            lr = self.lr,
+            tokens = self.tokens,
+            seconds = self.seconds,
+            "training step"
+        );
+    }
+}
+
 /// Everything needed to continue training bit-identically (plain tensors, own buffers).
 #[derive(Debug, Clone)]
 pub struct TrainerState {
@@ -283,13 +299,15 @@ impl Trainer {
         self.optimizer
             .step(&ops, &self.params, &self.grad_sums, lr)?;
         self.step += 1;
-        Ok(StepStats {
+        let stats = StepStats {
             loss,
             grad_norm,
             lr,
             tokens: batch.target_tokens,
             seconds: start.elapsed().as_secs_f64(),
-        })
+        };
+        stats.trace(self.step);
+        Ok(stats)
     }
 
     /// Mean loss per target token over all of `batches` (no update).

@@ -2,6 +2,7 @@
 //! uses the directory, under an exclusive OS file lock: the OS releases the lock when that
 //! process ends, however it ends, so a PID left in an unlocked file is from a dead run.
 
+use crate::error::Error;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::Path;
@@ -27,10 +28,16 @@ fn command_line(pid: &str) -> Option<String> {
 impl RunLock {
     /// Lock `run_dir` (creating it) for this process, or explain which training holds it.
     /// A PID left by a training that died is taken over with a warning through `warn`.
-    pub fn acquire(run_dir: &Path, warn: &mut dyn FnMut(String)) -> Result<RunLock, String> {
-        std::fs::create_dir_all(run_dir).map_err(|e| format!("{}: {e}", run_dir.display()))?;
+    pub fn acquire(run_dir: &Path, warn: &mut dyn FnMut(String)) -> Result<RunLock, Error> {
+        std::fs::create_dir_all(run_dir).map_err(|source| Error::Io {
+            path: run_dir.to_path_buf(),
+            source,
+        })?;
         let path = run_dir.join(LOCK_FILE);
-        let io_error = |e: std::io::Error| format!("{}: {e}", path.display());
+        let io_error = |source: std::io::Error| Error::Io {
+            path: path.clone(),
+            source,
+        };
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -44,21 +51,18 @@ impl RunLock {
             Err(TryLockError::WouldBlock) => {
                 file.read_to_string(&mut holder).map_err(io_error)?;
                 let pid = holder.trim();
-                let command = command_line(pid)
-                    .map(|c| format!(", running `{c}`"))
-                    .unwrap_or_default();
-                return Err(format!(
-                    "{} is in use by another training (pid {pid}{command}); wait for it to \
-                     finish or stop it, or pass --name to train into another directory",
-                    run_dir.display()
-                ));
+                return Err(Error::RunInUse {
+                    run_dir: run_dir.to_path_buf(),
+                    pid: pid.to_string(),
+                    command: command_line(pid),
+                });
             }
             Err(TryLockError::Error(e)) => return Err(io_error(e)),
         }
         file.read_to_string(&mut holder).map_err(io_error)?;
         if !holder.trim().is_empty() {
             warn(format!(
-                "warning: taking over {}: it names pid {}, a training that ended without \
+                "taking over {}: it names pid {}, a training that ended without \
                  releasing it (killed or crashed)",
                 path.display(),
                 holder.trim()
@@ -100,7 +104,12 @@ mod tests {
             .err()
             .unwrap();
         assert!(
-            err.contains(&format!("in use by another training (pid {pid}")),
+            matches!(&err, Error::RunInUse { pid: holder, .. } if *holder == pid),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .contains(&format!("in use by another training (pid {pid}")),
             "{err}"
         );
         drop(first);

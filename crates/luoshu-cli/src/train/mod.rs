@@ -11,6 +11,7 @@ mod plot;
 pub(crate) mod runner;
 mod stop;
 
+use crate::error::Error;
 use config::RunConfig;
 use indicatif::{ProgressBar, ProgressStyle};
 use luoshu_backend::Backend;
@@ -244,7 +245,7 @@ fn progress_bar(start: u64, steps: u64) -> Result<ProgressBar, String> {
     Ok(bar)
 }
 
-pub fn run(args: &TrainArgs) -> Result<ExitCode, String> {
+pub fn run(args: &TrainArgs) -> Result<ExitCode, Error> {
     let config = build_config(args)?;
     let model = config.validate()?;
     if args.print_config {
@@ -304,15 +305,15 @@ fn run_mpi(
     model: ModelConfig,
     strategy: Option<Strategy>,
     stop: &stop::StopRequest,
-) -> Result<Outcome, String> {
+) -> Result<Outcome, Error> {
     let world = luoshu_comm::mpi::MpiComm::world(luoshu_comm::DEFAULT_TIMEOUT)
         .map_err(|e| e.to_string())?;
     if let Some(strategy) = strategy.filter(|s| s.devices() != world.size()) {
-        return Err(format!(
+        return Err(Error::Message(format!(
             "strategy {strategy} needs {} ranks but mpirun started {}",
             strategy.devices(),
             world.size()
-        ));
+        )));
     }
     // An MPI process holds one rank.
     let ranks = Ranks {
@@ -332,7 +333,7 @@ fn run_mpi(
     let loader = setup.data.train.clone();
     let result = train_rank(world, &setup, loader, stop);
     luoshu_comm::mpi::finalize().map_err(|e| e.to_string())?;
-    result
+    result.map_err(Error::from)
 }
 
 #[cfg(not(feature = "mpi"))]
@@ -342,12 +343,12 @@ fn run_mpi(
     _: ModelConfig,
     _: Option<Strategy>,
     _: &stop::StopRequest,
-) -> Result<Outcome, String> {
-    Err(
+) -> Result<Outcome, Error> {
+    Err(Error::Message(
         "this luoshu was built without MPI: rebuild with `cargo build --release --features mpi` \
          (needs libopenmpi-dev, openmpi-bin and libclang-dev) and launch it with mpirun"
             .into(),
-    )
+    ))
 }
 
 /// What every rank shares: the configuration, the prepared data and the checkpoint to
@@ -385,7 +386,7 @@ impl Setup {
         strategy: Option<Strategy>,
         ranks: Ranks,
         writes: bool,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, Error> {
         // An unknown backend, and then what cannot fit, are refused before the run
         // directory or the data are touched.
         let backend = luoshu_backend::backend_by_name(&args.backend).map_err(|e| e.to_string())?;
@@ -409,19 +410,17 @@ impl Setup {
         let checkpoint_dir = run_dir.join("checkpoint");
         if args.resume && !checkpoint::has_checkpoint(&checkpoint_dir) {
             let saved_config = run_dir.join("config.toml");
-            let hint = match args.config.is_none() && saved_config.is_file() {
-                true => format!(" and with `--config {}`", saved_config.display()),
-                false => String::new(),
-            };
-            return Err(format!(
-                "the run `{}` has no checkpoint yet (it stopped before its first one; they are \
-                 written every {} steps), so there is nothing to resume; start it fresh by \
-                 running the same command without --resume{hint}",
-                config.name, config.checkpoint_every
-            ));
+            return Err(Error::NothingToResume {
+                run: config.name.clone(),
+                checkpoint_every: config.checkpoint_every,
+                saved_config: (args.config.is_none() && saved_config.is_file())
+                    .then_some(saved_config),
+            });
         }
         let run_lock = match writes {
-            true => Some(lock::RunLock::acquire(&run_dir, &mut |w| eprintln!("{w}"))?),
+            true => Some(lock::RunLock::acquire(&run_dir, &mut |w| {
+                tracing::warn!("{w}")
+            })?),
             false => None,
         };
         if writes {
@@ -462,14 +461,14 @@ impl Setup {
                 .check_tokenizer(&data.tokenizer_hash)
                 .map_err(|e| e.to_string())?;
             if saved.seed != config.seed {
-                return Err(format!(
+                return Err(Error::Message(format!(
                     "the checkpoint in {} was trained with seed {} but this run has seed {}; \
                      resume with --seed {}",
                     saved.dir.display(),
                     saved.seed,
                     config.seed,
                     saved.seed
-                ));
+                )));
             }
             data.train.seek(saved.data).map_err(|e| e.to_string())?;
             log(format!(
@@ -483,9 +482,9 @@ impl Setup {
         };
         let start = resume.as_ref().map_or(0, |s| s.state.step);
         if start >= config.steps {
-            return Err(format!(
+            return Err(Error::Message(format!(
                 "the run is already at step {start}; pass a larger --steps to continue it"
-            ));
+            )));
         }
         if writes {
             let config_path = run_dir.join("config.toml");
@@ -704,11 +703,11 @@ fn train_rank(
     };
     let plot_path = setup.run_dir.join("loss.png");
     if let Err(e) = plot::plot_loss(log.rows(), &plot_path) {
-        eprintln!("warning: {e}");
+        tracing::warn!("{e}");
     }
     let time_path = setup.run_dir.join("time.png");
     if let Err(e) = plot::plot_time(log.rows(), &time_path) {
-        eprintln!("warning: {e}");
+        tracing::warn!("{e}");
     }
     let rows = log.rows();
     let first = rows.first().map_or(f64::NAN, |r| r.loss);

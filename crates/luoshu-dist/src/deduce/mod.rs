@@ -32,11 +32,11 @@ pub fn deduce(op: &Op, inputs: &[(&TensorType, &DState)]) -> Result<Vec<DState>>
             .iter()
             .map(|(t, state)| format!("{t} @ {state}"))
             .collect();
-        Error::Deduction(format!(
-            "{}: {why}; inputs [{}]",
-            op.name(),
-            described.join(", ")
-        ))
+        Error::Deduction {
+            op: op.name(),
+            why,
+            inputs: described.join(", "),
+        }
     };
     check_states(inputs).map_err(fail)?;
     // Collectives change the local shape, not the logical one, so their shape rule does
@@ -48,7 +48,7 @@ pub fn deduce(op: &Op, inputs: &[(&TensorType, &DState)]) -> Result<Vec<DState>>
         Vec::new()
     } else {
         let types: Vec<&TensorType> = inputs.iter().map(|&(t, _)| t).collect();
-        infer(op, &types).map_err(fail)?
+        infer(op, &types).map_err(|e| fail(e.to_string()))?
     };
     match op {
         Op::Input { .. }

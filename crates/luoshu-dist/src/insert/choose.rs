@@ -33,9 +33,9 @@ pub(super) fn input_states(
             return Ok((candidate, out));
         }
     }
-    Err(Error::Deduction(format!(
-        "{first_error}; and no conversion of the inputs to duplicated states helps"
-    )))
+    Err(Error::NoConversion {
+        first: Box::new(first_error),
+    })
 }
 
 fn try_deduce(op: &Op, types: &[&TensorType], states: &[DState]) -> Result<Vec<DState>> {

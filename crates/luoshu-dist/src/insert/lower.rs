@@ -10,8 +10,11 @@ use std::collections::HashMap;
 /// with `group_communicator.split(color, key)` and registers it under `name`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SubGroup {
+    /// The group name the collective nodes carry.
     pub name: String,
+    /// The `color` argument of `split`: ranks of one sub-group share it.
     pub color: usize,
+    /// The `key` argument of `split`: orders the ranks within the sub-group.
     pub key: usize,
 }
 

@@ -112,7 +112,7 @@ pub fn distribute(
         let new = local.add(local_op(&node.op, &expected), &inputs)?;
         let inferred = &local.node(new).outputs;
         if *inferred != expected {
-            return Err(Error::Deduction(format!(
+            return Err(Error::LocalMismatch(format!(
                 "{id} {}: the local graph infers {inferred:?} but the states {out_states:?} give {expected:?}",
                 node.op.name()
             )));

@@ -25,6 +25,7 @@ pub struct Piece {
 }
 
 impl Piece {
+    /// The whole of the box `region`.
     pub fn whole(region: Region) -> Self {
         Piece { region, flat: None }
     }
@@ -99,7 +100,9 @@ impl Piece {
 /// One piece and the ranks holding it, ascending.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Holding {
+    /// What is held.
     pub piece: Piece,
+    /// The ranks holding a copy of it, ascending.
     pub ranks: Vec<usize>,
 }
 
@@ -108,6 +111,7 @@ pub struct Holding {
 pub struct Placement {
     /// The canonical (unsharded) shape.
     pub dims: Vec<usize>,
+    /// The pieces and their holders.
     pub holdings: Vec<Holding>,
 }
 
@@ -192,6 +196,7 @@ impl Placement {
             .collect()
     }
 
+    /// Elements of the canonical tensor.
     pub fn numel(&self) -> usize {
         self.dims.iter().product()
     }

@@ -44,6 +44,7 @@ impl Region {
         Region::new(&ranges)
     }
 
+    /// Number of dims.
     pub fn ndim(&self) -> usize {
         self.ndim as usize
     }
@@ -53,18 +54,22 @@ impl Region {
         self.start[d]..self.start[d] + self.len[d]
     }
 
+    /// The first index of the box in every dim.
     pub fn starts(&self) -> &[usize] {
         &self.start[..self.ndim()]
     }
 
+    /// The box's length in every dim.
     pub fn dims(&self) -> &[usize] {
         &self.len[..self.ndim()]
     }
 
+    /// Elements in the box.
     pub fn numel(&self) -> usize {
         self.dims().iter().product()
     }
 
+    /// Whether the box has no element.
     pub fn is_empty(&self) -> bool {
         self.numel() == 0
     }

@@ -62,12 +62,23 @@ pub enum Collective {
     AllReduce,
     /// Sum of the group's tensors, cut along `dim` into one piece per member
     /// ([`crate::shard_range`] of the local length).
-    ReduceScatter { dim: usize },
+    ReduceScatter {
+        /// The dim cut into pieces.
+        dim: usize,
+    },
     /// The members' pieces concatenated along `dim` in group order.
-    AllGather { dim: usize },
+    AllGather {
+        /// The dim the pieces are concatenated along.
+        dim: usize,
+    },
     /// Each member cuts its piece along `split_dim` into one part per member, and
     /// concatenates the parts it receives along `concat_dim` in group order.
-    AllToAll { split_dim: usize, concat_dim: usize },
+    AllToAll {
+        /// The dim each member cuts its piece along.
+        split_dim: usize,
+        /// The dim the received parts are concatenated along.
+        concat_dim: usize,
+    },
 }
 
 /// A rectangular piece of the full tensor that one device sends (or keeps) for another.
@@ -105,7 +116,12 @@ pub struct Exchange {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// `op` within every group of one device-grid axis.
-    Collective { op: Collective, group: AxisGroup },
+    Collective {
+        /// The collective.
+        op: Collective,
+        /// The device-grid axis whose groups run it.
+        group: AxisGroup,
+    },
     /// Point-to-point transfers (none when every device keeps what it needs).
     Exchange(Exchange),
 }

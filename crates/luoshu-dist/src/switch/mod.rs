@@ -36,6 +36,7 @@ pub struct SwitchPlanner {
 }
 
 impl SwitchPlanner {
+    /// A planner with an empty cache.
     pub fn new() -> Self {
         SwitchPlanner::default()
     }

@@ -27,11 +27,15 @@ pub enum SenderChoice {
 /// One cell moved (or copied) from a source holding to a destination holding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Transfer {
+    /// Index of the tensor in the planned list.
     pub tensor: usize,
+    /// The sending rank.
     pub from: usize,
+    /// The receiving rank (equal to `from` for a local copy).
     pub to: usize,
     /// Index of the holding in the source and destination placements of the tensor.
     pub src_holding: usize,
+    /// Index of the holding in the destination placement.
     pub dst_holding: usize,
     /// The cell, in canonical coordinates of the tensor.
     pub region: Region,
@@ -40,7 +44,9 @@ pub struct Transfer {
 /// A planned switch of a set of tensors between two placements.
 #[derive(Debug, Clone)]
 pub struct SwitchPlan {
+    /// Ranks in the world the plan runs on.
     pub world: usize,
+    /// Bytes per element of every tensor moved.
     pub element_bytes: usize,
     /// Sorted by (from, to); within a pair in plan order, which is the order of the
     /// pieces inside the pair's fused message.

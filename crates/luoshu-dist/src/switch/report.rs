@@ -6,8 +6,10 @@ use crate::topology::{LinkClass, Topology};
 use std::collections::BTreeMap;
 use std::fmt;
 
+/// What a switch plan costs (see the module documentation).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SwitchReport {
+    /// Tensors moved.
     pub tensors: usize,
     /// Cells moved or copied.
     pub pieces: usize,
@@ -19,7 +21,9 @@ pub struct SwitchReport {
     pub received: usize,
     /// What every rank must receive because it does not hold it.
     pub lower_bound: usize,
+    /// Bytes the busiest sender sends.
     pub max_send: usize,
+    /// Bytes the busiest receiver receives.
     pub max_receive: usize,
     /// The slowest rank's time: its messages (α + bytes / bandwidth each) sent and
     /// received concurrently (full-duplex links), local copies after them.
@@ -27,6 +31,7 @@ pub struct SwitchReport {
 }
 
 impl SwitchReport {
+    /// The report of `plan` moving `tensors` tensors on `topology`.
     pub fn of(plan: &SwitchPlan, tensors: usize, topology: &Topology) -> Self {
         let world = plan.world;
         let mut bytes: BTreeMap<LinkClass, usize> =

@@ -154,6 +154,14 @@ pub fn compile(
         .iter()
         .map(|v| resolve(&memory, &arena, &leaves, *v))
         .collect::<Result<_>>()?;
+    tracing::debug!(
+        nodes = graph.len(),
+        kernels = steps.len(),
+        feeds = feeds.len(),
+        arena_bytes = memory.report.arena_bytes,
+        intermediate_bytes = memory.report.intermediate_bytes,
+        "compiled plan"
+    );
     let profile = opts.profile.then(|| Profile::new(steps.len()));
     Ok(Plan {
         backend,

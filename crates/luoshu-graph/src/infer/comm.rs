@@ -2,6 +2,7 @@
 //! divides it (exactly, as monomials: `2·rows / 2 = rows`).
 
 use super::rule::{one, require_dim, InferResult};
+use super::InferError;
 use crate::{Dim, Op, TensorType};
 
 pub(super) fn infer(op: &Op, x: &TensorType) -> InferResult {
@@ -31,20 +32,23 @@ pub(super) fn infer(op: &Op, x: &TensorType) -> InferResult {
             require_dim(*dim, x.rank())?;
             let mut shape = x.shape.clone();
             shape[*dim] = shape[*dim].div_exact(&Dim::fixed(*parts)).ok_or_else(|| {
-                format!(
+                InferError::Shape(format!(
                     "dimension {dim} of size {} is not a multiple of the {parts} ranks",
                     x.shape[*dim]
-                )
+                ))
             })?;
             one(shape, x.dtype)
         }
-        other => Err(format!("{} is not a collective", other.name())),
+        other => Err(InferError::WrongFamily {
+            op: other.name(),
+            family: "a collective",
+        }),
     }
 }
 
-fn require_parts(parts: usize) -> Result<(), String> {
+fn require_parts(parts: usize) -> Result<(), InferError> {
     if parts == 0 {
-        Err("a collective needs a group of at least one rank".into())
+        Err(InferError::EmptyGroup)
     } else {
         Ok(())
     }

@@ -1,9 +1,10 @@
 use super::rule::{one, InferResult};
+use super::InferError;
 use crate::{Dim, Op, TensorType};
 use luoshu_tensor::DType;
 
 /// NumPy broadcasting over symbolic dims: equal dims match, a fixed 1 stretches.
-pub fn broadcast(a: &[Dim], b: &[Dim]) -> Result<Vec<Dim>, String> {
+pub fn broadcast(a: &[Dim], b: &[Dim]) -> Result<Vec<Dim>, InferError> {
     let rank = a.len().max(b.len());
     let one = Dim::fixed(1);
     (0..rank)
@@ -23,19 +24,22 @@ pub fn broadcast(a: &[Dim], b: &[Dim]) -> Result<Vec<Dim>, String> {
             } else if da.is_one() {
                 Ok(db.clone())
             } else {
-                Err(format!(
+                Err(InferError::Shape(format!(
                     "shapes {a:?} and {b:?} cannot be broadcast together"
-                ))
+                )))
             }
         })
         .collect()
 }
 
-fn same_dtype(a: &TensorType, b: &TensorType) -> Result<(), String> {
+fn same_dtype(a: &TensorType, b: &TensorType) -> Result<(), InferError> {
     if a.dtype == b.dtype {
         Ok(())
     } else {
-        Err(format!("dtype mismatch: {} vs {}", a.dtype, b.dtype))
+        Err(InferError::DtypeMismatch {
+            left: a.dtype,
+            right: b.dtype,
+        })
     }
 }
 
@@ -46,7 +50,10 @@ pub(super) fn infer(op: &Op, inputs: &[&TensorType]) -> InferResult {
             if !(x.dtype.is_float()
                 || u.allows_integers() && matches!(x.dtype, DType::I64 | DType::I32))
             {
-                return Err(format!("{} does not support {}", u.name(), x.dtype));
+                return Err(InferError::UnsupportedDtype {
+                    op: u.name().to_string(),
+                    dtype: x.dtype,
+                });
             }
             one(x.shape.clone(), x.dtype)
         }
@@ -54,7 +61,10 @@ pub(super) fn infer(op: &Op, inputs: &[&TensorType]) -> InferResult {
             let (x, y) = (inputs[0], inputs[1]);
             same_dtype(x, y)?;
             if !(x.dtype.is_float() || b.allows_integers() && x.dtype != DType::Bool) {
-                return Err(format!("{} does not support {}", b.name(), x.dtype));
+                return Err(InferError::UnsupportedDtype {
+                    op: b.name().to_string(),
+                    dtype: x.dtype,
+                });
             }
             one(broadcast(&x.shape, &y.shape)?, x.dtype)
         }
@@ -65,13 +75,19 @@ pub(super) fn infer(op: &Op, inputs: &[&TensorType]) -> InferResult {
         Op::Select => {
             let (c, a, b) = (inputs[0], inputs[1], inputs[2]);
             if c.dtype != DType::Bool {
-                return Err(format!("condition must be bool, got {}", c.dtype));
+                return Err(InferError::Dtype(format!(
+                    "condition must be bool, got {}",
+                    c.dtype
+                )));
             }
             same_dtype(a, b)?;
             let ab = broadcast(&a.shape, &b.shape)?;
             one(broadcast(&c.shape, &ab)?, a.dtype)
         }
         Op::Cast(d) => one(inputs[0].shape.clone(), *d),
-        _ => Err(format!("{} is not elementwise", op.name())),
+        _ => Err(InferError::WrongFamily {
+            op: op.name(),
+            family: "elementwise",
+        }),
     }
 }

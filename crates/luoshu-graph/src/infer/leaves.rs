@@ -1,4 +1,5 @@
 use super::rule::{one, InferResult};
+use super::InferError;
 use crate::Op;
 use luoshu_tensor::DType;
 
@@ -10,17 +11,26 @@ pub(super) fn infer(op: &Op) -> InferResult {
         Op::Constant(c) => {
             let expected: usize = c.dims.iter().product();
             if c.values.len() != expected {
-                return Err(format!("{} values for dims {:?}", c.values.len(), c.dims));
+                return Err(InferError::Shape(format!(
+                    "{} values for dims {:?}",
+                    c.values.len(),
+                    c.dims
+                )));
             }
             one(crate::fixed_shape(&c.dims), c.dtype)
         }
         Op::Arange { len, dtype, .. } => one(vec![len.clone()], *dtype),
         Op::Random { shape, dtype, .. } => {
             if !dtype.is_float() && *dtype != DType::Bool {
-                return Err(format!("random tensors are float or bool, not {dtype}"));
+                return Err(InferError::Dtype(format!(
+                    "random tensors are float or bool, not {dtype}"
+                )));
             }
             one(shape.clone(), *dtype)
         }
-        _ => Err(format!("{} is not a leaf", op.name())),
+        _ => Err(InferError::WrongFamily {
+            op: op.name(),
+            family: "a leaf",
+        }),
     }
 }

@@ -1,8 +1,10 @@
-//! Shape and dtype inference: one rule per op, one file per op family. Rules return a plain
-//! message; `Graph::add` wraps it with the op name and the input types.
+//! Shape and dtype inference: one rule per op, one file per op family. Rules return an
+//! [`InferError`] naming the kind of failure; `Graph::add` wraps it with the op name and the
+//! input types.
 
 mod comm;
 mod elementwise;
+mod error;
 mod fused;
 mod indexing;
 mod leaves;
@@ -13,6 +15,7 @@ mod rule;
 mod shape_ops;
 
 use crate::{Op, TensorType};
+pub use error::InferError;
 use rule::InferResult;
 
 /// Output types of `op` applied to inputs of the given types.
@@ -20,7 +23,10 @@ pub fn infer(op: &Op, inputs: &[&TensorType]) -> InferResult {
     let arity = expected_arity(op);
     if let Some(n) = arity {
         if inputs.len() != n {
-            return Err(format!("expects {n} inputs, got {}", inputs.len()));
+            return Err(InferError::Arity {
+                expected: n,
+                got: inputs.len(),
+            });
         }
     }
     match op {

@@ -1,32 +1,39 @@
 use super::rule::{one, require_float, InferResult};
+use super::InferError;
 use crate::{Dim, Op, TensorType};
 use luoshu_tensor::DType;
 
-fn same(a: &TensorType, b: &TensorType, what: &str) -> Result<(), String> {
+fn same(a: &TensorType, b: &TensorType, what: &str) -> Result<(), InferError> {
     if a == b {
         Ok(())
     } else {
-        Err(format!("{what} must be {a}, got {b}"))
+        Err(InferError::Shape(format!("{what} must be {a}, got {b}")))
     }
 }
 
-fn rows(x: &TensorType) -> Result<Vec<Dim>, String> {
+fn rows(x: &TensorType) -> Result<Vec<Dim>, InferError> {
     if x.rank() == 0 {
-        return Err("needs rank >= 1".into());
+        return Err(InferError::Shape("needs rank >= 1".into()));
     }
     Ok(x.shape[..x.rank() - 1].to_vec())
 }
 
-fn vector_of(x: &TensorType, p: &TensorType, what: &str) -> Result<(), String> {
+fn vector_of(x: &TensorType, p: &TensorType, what: &str) -> Result<(), InferError> {
     require_float(p)?;
-    let d = x.shape.last().ok_or("needs rank >= 1")?;
+    let d = x
+        .shape
+        .last()
+        .ok_or_else(|| InferError::Shape("needs rank >= 1".into()))?;
     if p.shape != [d.clone()] {
-        return Err(format!("{what} must have shape [{d}], got {:?}", p.shape));
+        return Err(InferError::Shape(format!(
+            "{what} must have shape [{d}], got {:?}",
+            p.shape
+        )));
     }
     Ok(())
 }
 
-fn stats(x: &TensorType) -> Result<TensorType, String> {
+fn stats(x: &TensorType) -> Result<TensorType, InferError> {
     Ok(TensorType::new(rows(x)?, DType::F32))
 }
 
@@ -44,9 +51,9 @@ pub(super) fn infer(op: &Op, i: &[&TensorType]) -> InferResult {
                 || targets.shape != [logits.shape[0].clone()]
                 || targets.dtype != DType::I64
             {
-                return Err(format!(
+                return Err(InferError::Shape(format!(
                     "expects logits [n, vocab] and i64 targets [n], got {logits} and {targets}"
-                ));
+                )));
             }
             let n = TensorType::new(vec![logits.shape[0].clone()], DType::F32);
             Ok(vec![n.clone(), n])
@@ -55,13 +62,20 @@ pub(super) fn infer(op: &Op, i: &[&TensorType]) -> InferResult {
             let (logits, targets, lse, g) = (i[0], i[1], i[2], i[3]);
             require_float(logits)?;
             let n = TensorType::new(
-                vec![logits.shape.first().cloned().ok_or("logits need rank 2")?],
+                vec![logits
+                    .shape
+                    .first()
+                    .cloned()
+                    .ok_or_else(|| InferError::Shape("logits need rank 2".into()))?],
                 DType::F32,
             );
             same(&n, lse, "lse")?;
             same(&n, g, "grad_losses")?;
             if targets.dtype != DType::I64 || targets.shape != n.shape {
-                return Err(format!("targets must be i64{:?}, got {targets}", n.shape));
+                return Err(InferError::Shape(format!(
+                    "targets must be i64{:?}, got {targets}",
+                    n.shape
+                )));
             }
             one(logits.shape.clone(), logits.dtype)
         }
@@ -102,7 +116,11 @@ pub(super) fn infer(op: &Op, i: &[&TensorType]) -> InferResult {
                 .filter(|_| x.rank() == 4)
                 .and_then(|d| d.as_fixed())
                 .filter(|d| d % 2 == 0)
-                .ok_or_else(|| format!("expects x [batch, seq, heads, even head_dim], got {x}"))?
+                .ok_or_else(|| {
+                    InferError::Shape(format!(
+                        "expects x [batch, seq, heads, even head_dim], got {x}"
+                    ))
+                })?
                 / 2;
             let table = TensorType::new(vec![x.shape[1].clone(), Dim::fixed(half)], DType::F32);
             same(&table, cos, "cos")?;
@@ -144,22 +162,25 @@ pub(super) fn infer(op: &Op, i: &[&TensorType]) -> InferResult {
             }
             Ok(vec![i[0].clone(), i[1].clone(), i[2].clone()])
         }
-        _ => Err(format!("{} has no inference rule", op.name())),
+        _ => Err(InferError::WrongFamily {
+            op: op.name(),
+            family: "an op with an inference rule",
+        }),
     }
 }
 
 /// Segment ids of packed rows: `i64 [b, sk]`, one per key, the queries at the last `sq`
 /// keys' positions (end-aligned, as a chunk of queries sees every earlier key), or
 /// `i64 [b, sk + sq]`, the keys' ids followed by the queries' own.
-fn segment_types(q: &TensorType, k: &TensorType, segments: &TensorType) -> Result<(), String> {
+fn segment_types(q: &TensorType, k: &TensorType, segments: &TensorType) -> Result<(), InferError> {
     let (b, sq, sk) = (&q.shape[0], &q.shape[2], &k.shape[2]);
     let fits = |n: &Dim| segments.shape == [b.clone(), n.clone()];
     let keys_then_queries = sk.add(sq);
     if segments.dtype != DType::I64 || !(fits(sk) || keys_then_queries.as_ref().is_some_and(fits)) {
-        return Err(format!(
+        return Err(InferError::Shape(format!(
             "segment ids must be i64 [{b}, {sk}] (one per key; queries {sq}) or [{b}, {sk} + \
              {sq}] (the keys' then the queries'), got {segments}"
-        ));
+        )));
     }
     Ok(())
 }
@@ -170,10 +191,10 @@ fn attention_types(
     q: &TensorType,
     k: &TensorType,
     v: &TensorType,
-) -> Result<(TensorType, TensorType), String> {
+) -> Result<(TensorType, TensorType), InferError> {
     require_float(q)?;
     let bad = || {
-        format!("expects q [b, hq, sq, d], k [b, hkv, sk, d], v [b, hkv, sk, dv] with hq % hkv == 0, got {q}, {k}, {v}")
+        InferError::Shape(format!("expects q [b, hq, sq, d], k [b, hkv, sk, d], v [b, hkv, sk, dv] with hq % hkv == 0, got {q}, {k}, {v}"))
     };
     if q.rank() != 4 || k.rank() != 4 || v.rank() != 4 || k.dtype != q.dtype || v.dtype != q.dtype {
         return Err(bad());

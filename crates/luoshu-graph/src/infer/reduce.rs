@@ -1,4 +1,5 @@
 use super::rule::{one, require_dim, InferResult};
+use super::InferError;
 use crate::{Op, TensorType};
 use luoshu_backend::ops::ReduceOp;
 use luoshu_tensor::DType;
@@ -11,13 +12,15 @@ pub(super) fn infer(op: &Op, x: &TensorType) -> InferResult {
             keepdim,
         } => {
             if axes.is_empty() {
-                return Err("no axes to reduce over".into());
+                return Err(InferError::Shape("no axes to reduce over".into()));
             }
             let mut sorted = axes.clone();
             sorted.sort_unstable();
             sorted.dedup();
             if sorted != *axes {
-                return Err(format!("axes {axes:?} must be sorted and unique"));
+                return Err(InferError::Shape(format!(
+                    "axes {axes:?} must be sorted and unique"
+                )));
             }
             for &a in axes {
                 require_dim(a, x.rank())?;
@@ -26,7 +29,10 @@ pub(super) fn infer(op: &Op, x: &TensorType) -> InferResult {
                 || x.dtype == DType::Bool
                 || x.dtype == DType::U8
             {
-                return Err(format!("{} does not support {}", r.name(), x.dtype));
+                return Err(InferError::UnsupportedDtype {
+                    op: r.name().to_string(),
+                    dtype: x.dtype,
+                });
             }
             one(reduced_shape(x, axes, *keepdim), x.dtype)
         }
@@ -34,7 +40,10 @@ pub(super) fn infer(op: &Op, x: &TensorType) -> InferResult {
             require_dim(*axis, x.rank())?;
             one(reduced_shape(x, &[*axis], *keepdim), DType::I64)
         }
-        _ => Err(format!("{} is not a reduction", op.name())),
+        _ => Err(InferError::WrongFamily {
+            op: op.name(),
+            family: "a reduction",
+        }),
     }
 }
 

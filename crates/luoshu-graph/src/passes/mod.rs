@@ -73,7 +73,8 @@ pub struct Pass {
 
 /// Run `passes` in order. In debug builds and tests every intermediate graph is verified,
 /// so a broken pass is caught at the pass that broke it; with `LUOSHU_DUMP=dir` every
-/// intermediate graph is written there (see [`crate::dump`]).
+/// intermediate graph is written there (see [`crate::dump`]). Each pass's statistics are a
+/// `debug` tracing event (`LUOSHU_LOG=debug`).
 pub fn run_pipeline(graph: &Graph, passes: &[Pass]) -> Result<(Graph, Vec<PassStats>)> {
     let mut current = graph.clone();
     let mut stats = Vec::with_capacity(passes.len());
@@ -85,6 +86,13 @@ pub fn run_pipeline(graph: &Graph, passes: &[Pass]) -> Result<(Graph, Vec<PassSt
             })?;
         }
         crate::dump::dump_if_enabled(&next, pass.name)?;
+        tracing::debug!(
+            pass = s.pass,
+            nodes_before = s.nodes_before,
+            nodes_after = s.nodes_after,
+            rewrites = s.rewrites,
+            "pass statistics"
+        );
         stats.push(s);
         current = next;
     }

@@ -37,11 +37,10 @@ pub fn pass_by_name(name: &str) -> Result<Pass> {
     let suggestion = closest(name, &known)
         .map(|k| format!("did you mean `{k}`? "))
         .unwrap_or_default();
-    Err(Error::Invalid {
-        detail: format!(
-            "unknown pass `{name}`; {suggestion}known passes: {}",
-            known.join(", ")
-        ),
+    Err(Error::UnknownPass {
+        name: name.to_string(),
+        suggestion,
+        known: known.join(", "),
     })
 }
 

@@ -31,7 +31,9 @@ use crate::{Error, Result, StepStats, TrainConfig, TrainerState};
 use luoshu_backend::{Backend, Ops};
 use luoshu_comm::Communicator;
 use luoshu_data::{BucketBatch, GlobalBatch};
-use luoshu_dist::switch::{execute_switch, plan_switch, SenderChoice, SwitchPieces, SwitchPlan};
+use luoshu_dist::switch::{
+    execute_switch, plan_switch, SenderChoice, SwitchPieces, SwitchPlan, SwitchReport,
+};
 use luoshu_dist::{Holding, Mesh, Placement, Strategy, Topology};
 use luoshu_model::ModelConfig;
 use luoshu_tensor::{DType, Tensor};
@@ -288,6 +290,19 @@ impl HotSwitchTrainer {
             .flat_map(|p| p.holdings.iter())
             .map(|h| h.piece.numel() * h.ranks.len() * element)
             .sum();
+        let report = SwitchReport::of(&plan, pairs.len(), &self.topology);
+        tracing::debug!(
+            from = %self.runtimes[a].strategy,
+            to = %self.runtimes[b].strategy,
+            moves = ?what,
+            tensors = report.tensors,
+            messages = report.messages,
+            received_bytes = report.received,
+            lower_bound_bytes = report.lower_bound,
+            max_receive_bytes = report.max_receive,
+            destination_bytes = destination,
+            "switch plan"
+        );
         self.plans.insert((a, b, what), (plan.clone(), destination));
         Ok((plan, destination))
     }
@@ -444,7 +459,7 @@ impl HotSwitchTrainer {
             }
         };
         let (grad_norm, lr) = self.runtimes[0].trainer.apply_update(&share)?;
-        Ok(HotStepStats {
+        let stats = HotStepStats {
             step: StepStats {
                 loss,
                 grad_norm,
@@ -456,7 +471,15 @@ impl HotSwitchTrainer {
             switch_seconds,
             switch_bytes: switch_bytes.received,
             switch_bytes_without_reuse: switch_bytes.without_reuse,
-        })
+        };
+        stats.step.trace(self.step());
+        tracing::debug!(
+            switch_seconds = stats.switch_seconds,
+            switch_bytes = stats.switch_bytes,
+            phases = stats.phases.len(),
+            "hot-switching step's switches"
+        );
+        Ok(stats)
     }
 
     /// Mean loss per target token over `batches`, under the update strategy.

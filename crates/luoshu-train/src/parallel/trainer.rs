@@ -263,13 +263,15 @@ impl ParallelTrainer {
         let local_loss = self.accumulate_batch(batch, scale, &grads)?;
         let grad = self.reduce_for_update(&grads)?;
         let (grad_norm, lr) = self.apply_update(&grad)?;
-        Ok(StepStats {
+        let stats = StepStats {
             loss: self.reported_loss(local_loss)?,
             grad_norm,
             lr,
             tokens: batch.target_tokens,
             seconds: start.elapsed().as_secs_f64(),
-        })
+        };
+        stats.trace(self.step());
+        Ok(stats)
     }
 
     /// A zeroed flat gradient accumulator of this rank's local parameters.
