@@ -27,6 +27,12 @@ pub struct TrainConfig {
     pub grad_clip: f64,
     /// `f32`, or `bf16-mixed` (bf16 compute, f32 master weights); `f64` is for checks.
     pub precision: Precision,
+    /// Data parallelism: reduce the gradients bucket by bucket during the last
+    /// micro-batch's backward instead of all at once after it (same bits either way).
+    pub overlap_reduction: bool,
+    /// Bytes of gradient per overlapped reduction (a bucket closes at the first parameter
+    /// that reaches it, walking from the last parameter, as backward produces them).
+    pub reduce_bucket_bytes: usize,
 }
 
 impl Default for TrainConfig {
@@ -36,6 +42,8 @@ impl Default for TrainConfig {
             optimizer: AdamWConfig::default(),
             grad_clip: 1.0,
             precision: Precision::F32,
+            overlap_reduction: true,
+            reduce_bucket_bytes: 4 << 20,
         }
     }
 }
@@ -54,6 +62,13 @@ impl TrainConfig {
                 "grad_clip must be >= 0 (0 disables clipping), got {}",
                 self.grad_clip
             )));
+        }
+        if self.reduce_bucket_bytes == 0 {
+            return Err(Error::TrainConfig(
+                "reduce_bucket_bytes must be > 0 (turn overlap off with overlap_reduction = \
+                 false)"
+                    .into(),
+            ));
         }
         Ok(())
     }

@@ -40,6 +40,11 @@ pub struct BenchArgs {
     /// ranks are threads of this process).
     #[arg(long, default_value = "")]
     pub strategies: String,
+    /// `train --strategies`: overlap the data-parallel gradient reduction with backward,
+    /// `on`, `off`, or `both` (each data-parallel strategy measured without, then with; as
+    /// `[train] overlap_reduction`).
+    #[arg(long, default_value = "on")]
+    pub overlap: String,
     /// `hot`: the hot-switching plan, `EDGE:STRATEGY,...` (as `luoshu train --hot-switch`).
     #[arg(long)]
     pub hot_switch: Option<String>,

@@ -50,7 +50,8 @@ pub fn split_rows(batch: &GlobalBatch, parts: usize) -> Result<GlobalBatch, Stri
 }
 
 /// Median step time of `strategy` on `batch` after `warmup` steps on `backend` (rank 0's
-/// clock; every step ends with collectives, so all ranks finish it together).
+/// clock; every step ends with collectives, so all ranks finish it together), and whether
+/// the trainer overlapped its gradient reduction with backward.
 pub fn measure(
     model: &ModelConfig,
     train: &TrainConfig,
@@ -59,8 +60,8 @@ pub fn measure(
     warmup: usize,
     steps: usize,
     backend: &Arc<dyn Backend>,
-) -> Result<f64, String> {
-    let results = threads::run(strategy.devices(), |comm| -> Result<f64, String> {
+) -> Result<(f64, bool), String> {
+    let results = threads::run(strategy.devices(), |comm| -> Result<(f64, bool), String> {
         let mesh = Mesh::new(strategy, comm).map_err(|e| e.to_string())?;
         let mut trainer =
             ParallelTrainer::new(model.clone(), train.clone(), backend.clone(), mesh, SEED)
@@ -73,7 +74,7 @@ pub fn measure(
                 times.push(start.elapsed().as_secs_f64());
             }
         }
-        Ok(median(&mut times))
+        Ok((median(&mut times), trainer.overlaps_reduction()))
     });
     results
         .into_iter()

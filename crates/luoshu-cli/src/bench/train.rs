@@ -270,23 +270,45 @@ fn compare_strategies(
         "strategies (ranks are threads sharing the {} cores; the batch as {parts} micro-batches):",
         work.threads
     );
-    println!("{:<16} {:>10} {:>10}", "strategy", "tokens/s", "step ms");
+    let overlaps: &[bool] = match args.overlap.as_str() {
+        "on" => &[true],
+        "off" => &[false],
+        "both" => &[false, true],
+        other => return Err(format!("--overlap takes on, off or both, not `{other}`")),
+    };
+    println!(
+        "{:<16} {:>8} {:>10} {:>10}",
+        "strategy", "overlap", "tokens/s", "step ms"
+    );
     for strategy in strategies {
-        let seconds = strategies::measure(
-            &work.model,
-            &work.train,
-            &batch,
-            strategy,
-            work.warmup,
-            work.steps,
-            backend,
-        )?;
-        println!(
-            "{:<16} {:>10.0} {:>10.1}",
-            strategy.to_string(),
-            work.tokens_per_step() as f64 / seconds,
-            seconds * 1e3
-        );
+        // Overlap only changes how data-parallel replicas reduce gradients.
+        let choices = if strategy.replicas() > 1 {
+            overlaps
+        } else {
+            &overlaps[..1]
+        };
+        for &overlap in choices {
+            let train = TrainConfig {
+                overlap_reduction: overlap,
+                ..work.train.clone()
+            };
+            let (seconds, overlapped) = strategies::measure(
+                &work.model,
+                &train,
+                &batch,
+                strategy,
+                work.warmup,
+                work.steps,
+                backend,
+            )?;
+            println!(
+                "{:<16} {:>8} {:>10.0} {:>10.1}",
+                strategy.to_string(),
+                if overlapped { "on" } else { "off" },
+                work.tokens_per_step() as f64 / seconds,
+                seconds * 1e3
+            );
+        }
     }
     Ok(())
 }

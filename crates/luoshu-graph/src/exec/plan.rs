@@ -68,12 +68,16 @@ struct FeedSlot {
 ///
 /// [`Plan::run`] allocates no buffers except the tensors it returns (outputs are copied out
 /// of the arena) and contiguous copies of feeds that are not contiguous; [`Plan::run_with`]
-/// lends the outputs to a closure instead of copying them.
+/// lends the outputs to a closure instead of copying them, and [`Plan::run_streaming`] lends
+/// each output as soon as the kernel producing it has run.
 pub struct Plan {
     backend: Arc<dyn Backend>,
     feeds: Vec<FeedSlot>,
     steps: Vec<Step>,
     outputs: Vec<Operand>,
+    /// `(kernel steps that must have run, output index)` of every output, in the order the
+    /// outputs become ready.
+    ready_order: Vec<(usize, usize)>,
     memory: MemoryPlan,
     profile: Option<Profile>,
     collectives: Option<Arc<dyn Collectives>>,
@@ -162,16 +166,45 @@ pub fn compile(
         intermediate_bytes = memory.report.intermediate_bytes,
         "compiled plan"
     );
+    let ready_order = output_readiness(&memory, graph.outputs())?;
     let profile = opts.profile.then(|| Profile::new(steps.len()));
     Ok(Plan {
         backend,
         feeds,
         steps,
         outputs,
+        ready_order,
         memory,
         profile,
         collectives: opts.collectives,
     })
+}
+
+/// For every graph output, how many kernel steps must have run before it holds its value
+/// (the compute steps scheduled up to and including its node: views and leaves run
+/// nothing, a node's inputs are scheduled before it, and no later step writes a value that
+/// is still live, as every output is); sorted by that count, ties in output order.
+fn output_readiness(memory: &MemoryPlan, outputs: &[Value]) -> Result<Vec<(usize, usize)>> {
+    let mut steps_done = HashMap::new();
+    let mut computed = 0;
+    for (&id, kind) in memory.schedule.iter().zip(&memory.kinds) {
+        if matches!(kind, StepKind::Compute) {
+            computed += 1;
+        }
+        steps_done.insert(id, computed);
+    }
+    let mut order = outputs
+        .iter()
+        .enumerate()
+        .map(|(k, v)| match steps_done.get(&v.node) {
+            Some(&after) => Ok((after, k)),
+            None => Err(Error::Invalid {
+                detail: format!("graph output {v} is not in the schedule"),
+            }),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    order.sort_unstable();
+    Ok(order)
 }
 
 enum LeafTensor {
@@ -209,11 +242,22 @@ fn resolve(
     })
 }
 
+/// The view `layout` (relative to the fed tensor) of bound feed `slot`.
+fn view_of_feed(fed: &[Tensor], slot: usize, layout: &Layout) -> Result<Tensor> {
+    let t = &fed[slot];
+    let shifted = Layout::from_parts(
+        layout.dims(),
+        layout.strides().to_vec(),
+        layout.offset() + t.layout().offset(),
+    )?;
+    Ok(t.with_layout(shifted)?)
+}
+
 impl Plan {
     /// Run the plan: bind `feeds` by name, run every kernel in schedule order, and return
     /// the graph's outputs (fresh tensors; views of feeds stay views of the feeds).
     pub fn run(&mut self, feeds: &HashMap<String, Tensor>) -> Result<Vec<Tensor>> {
-        let views = self.execute(feeds)?;
+        let views = self.output_views(feeds)?;
         let ops = Ops::new(self.backend.as_ref());
         views
             .into_iter()
@@ -239,12 +283,46 @@ impl Plan {
         feeds: &HashMap<String, Tensor>,
         consume: impl FnOnce(&[Tensor]) -> std::result::Result<R, E>,
     ) -> std::result::Result<R, E> {
-        consume(&self.execute(feeds)?)
+        consume(&self.output_views(feeds)?)
     }
 
-    /// Bind feeds and run every kernel; the outputs as views of the arena, constants and
-    /// feeds.
-    fn execute(&mut self, feeds: &HashMap<String, Tensor>) -> Result<Vec<Tensor>> {
+    /// Run the plan, lending every output `k` to `ready(k, output)` as soon as the kernel
+    /// that produces it has run, while the remaining kernels still wait (outputs in the
+    /// order they become ready, each once; the same views and rules as [`Plan::run_with`]).
+    /// Lets a caller start work on early outputs, e.g. reduce the gradients of the last
+    /// layers while backward continues through the first ones.
+    pub fn run_streaming<E: From<Error>>(
+        &mut self,
+        feeds: &HashMap<String, Tensor>,
+        mut ready: impl FnMut(usize, &Tensor) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        self.execute(feeds, |k, t| ready(k, &t))
+    }
+
+    /// Every output as a view of the arena, constants and feeds, after a whole run.
+    fn output_views(&mut self, feeds: &HashMap<String, Tensor>) -> Result<Vec<Tensor>> {
+        let mut views: Vec<Option<Tensor>> = vec![None; self.outputs.len()];
+        self.execute(feeds, |k, t| {
+            views[k] = Some(t);
+            Ok::<_, Error>(())
+        })?;
+        views
+            .into_iter()
+            .map(|v| {
+                v.ok_or_else(|| Error::Invalid {
+                    detail: "the plan lent no value for one of its outputs".into(),
+                })
+            })
+            .collect()
+    }
+
+    /// Bind feeds and run every kernel, lending each output (a view of the arena, a
+    /// constant or a feed) to `ready` once the kernels it needs have run.
+    fn execute<E: From<Error>>(
+        &mut self,
+        feeds: &HashMap<String, Tensor>,
+        mut ready: impl FnMut(usize, Tensor) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
         let ctx = Context {
             ops: Ops::new(self.backend.as_ref()),
             collectives: self.collectives.as_deref(),
@@ -258,22 +336,14 @@ impl Plan {
                 Ok(ops.contiguous(&t)?)
             })
             .collect::<Result<Vec<_>>>()?;
-        let view_of_feed = |slot: usize, layout: &Layout| -> Result<Tensor> {
-            let t = &fed[slot];
-            let shifted = Layout::from_parts(
-                layout.dims(),
-                layout.strides().to_vec(),
-                layout.offset() + t.layout().offset(),
-            )?;
-            Ok(t.with_layout(shifted)?)
-        };
+        let mut lent = self.lend_ready(0, 0, &fed, &mut ready)?;
         let mut inputs: Vec<Tensor> = Vec::new();
         for (i, step) in self.steps.iter().enumerate() {
             inputs.clear();
             for operand in &step.inputs {
                 inputs.push(match operand {
                     Operand::Fixed(t) => t.clone(),
-                    Operand::Fed { slot, layout } => view_of_feed(*slot, layout)?,
+                    Operand::Fed { slot, layout } => view_of_feed(&fed, *slot, layout)?,
                 });
             }
             let refs: Vec<&Tensor> = inputs.iter().collect();
@@ -283,17 +353,35 @@ impl Plan {
             if let (Some(p), Some(start)) = (self.profile.as_mut(), start) {
                 p.record(i, start.elapsed());
             }
+            lent = self.lend_ready(lent, i + 1, &fed, &mut ready)?;
         }
         if let Some(p) = &self.profile {
             eprint!("{}", p.top(&self.steps_described(), 10));
         }
-        self.outputs
-            .iter()
-            .map(|operand| match operand {
-                Operand::Fixed(t) => Ok(t.clone()),
-                Operand::Fed { slot, layout } => view_of_feed(*slot, layout),
-            })
-            .collect()
+        Ok(())
+    }
+
+    /// Lends the outputs of `ready_order` from position `next` on that need at most
+    /// `steps_done` kernel steps; returns the position of the first one not lent.
+    fn lend_ready<E: From<Error>>(
+        &self,
+        mut next: usize,
+        steps_done: usize,
+        fed: &[Tensor],
+        ready: &mut impl FnMut(usize, Tensor) -> std::result::Result<(), E>,
+    ) -> std::result::Result<usize, E> {
+        while let Some(&(after, k)) = self.ready_order.get(next) {
+            if after > steps_done {
+                break;
+            }
+            let view = match &self.outputs[k] {
+                Operand::Fixed(t) => t.clone(),
+                Operand::Fed { slot, layout } => view_of_feed(fed, *slot, layout)?,
+            };
+            ready(k, view)?;
+            next += 1;
+        }
+        Ok(next)
     }
 
     /// The memory plan (schedule, placements, buffers).
@@ -367,6 +455,41 @@ mod tests {
         assert_eq!(lent, copied);
         let doubled: Vec<f64> = values.iter().map(|&v| f64::from(v) * 2.0).collect();
         assert_eq!(lent[0], doubled);
+        Ok(())
+    }
+
+    /// `run_streaming` lends every output once, with `run`'s values, and an output before
+    /// any output computed from it (so before the kernels after it have run).
+    #[test]
+    fn run_streaming_lends_outputs_as_they_are_produced() -> Result<()> {
+        let mut g = Graph::new();
+        let x = g.input("x", &[Dim::fixed(4)], DType::F32)?;
+        let early = g.unary(UnaryOp::Neg, x)?;
+        let middle = g.unary(UnaryOp::Exp, early)?;
+        let late = g.binary(BinaryOp::Add, middle, early)?;
+        g.set_outputs(vec![late, x, middle, early])?;
+        let mut plan = compile(
+            &g,
+            &Bindings::new(),
+            Arc::new(CpuBackend::new()),
+            CompileOptions::default(),
+        )?;
+        let feeds: HashMap<String, Tensor> = [(
+            "x".to_string(),
+            Tensor::from_slice(&[0.5f32, -1.0, 2.0, 0.0], &[4usize][..])?,
+        )]
+        .into();
+        let copied: Vec<Vec<f64>> = plan.run(&feeds)?.iter().map(Tensor::to_f64_vec).collect();
+        let mut lent: Vec<(usize, Vec<f64>)> = Vec::new();
+        plan.run_streaming(&feeds, |k, t| {
+            lent.push((k, t.to_f64_vec()));
+            Ok::<_, Error>(())
+        })?;
+        let order: Vec<usize> = lent.iter().map(|(k, _)| *k).collect();
+        assert_eq!(order, vec![1, 3, 2, 0]);
+        for (k, values) in lent {
+            assert_eq!(values, copied[k]);
+        }
         Ok(())
     }
 }

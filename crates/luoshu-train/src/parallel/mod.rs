@@ -7,6 +7,7 @@ pub mod conformance;
 mod deal;
 mod micro;
 mod optimizer;
+mod overlap;
 mod state;
 pub mod switch_check;
 mod trainer;

@@ -9,6 +9,9 @@ use super::micro::{
     context_bindings, keep_context_chunks, micro_feeds, pad_for_tp, pad_multiple, row_layout,
 };
 use super::optimizer::{FlatLayout, ShardedOptimizer};
+use super::overlap::{
+    gradient_buckets, reduce_buckets, thread_panicked, BucketLauncher, BucketReduction,
+};
 use crate::placement::stage_layers;
 use crate::trainer::{loss_scale, StepStats};
 use crate::{Error, Result, TrainConfig};
@@ -28,7 +31,7 @@ use luoshu_model::{ModelShard, ParamRole, ParamSpec, ShardedParam};
 use luoshu_tensor::{DType, Tensor};
 use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 /// Which graph a cached plan runs.
@@ -70,7 +73,7 @@ pub struct ParallelTrainer {
     /// meets the same micro-batches, so every rank builds the same ones).
     graphs: HashMap<(PlanKind, RowLayout), Graph>,
     collectives: Arc<CommCollectives>,
-    plans: HashMap<(PlanKind, RowLayout, usize, usize), Plan>,
+    plans: HashMap<PlanKey, Plan>,
     rope_cos: Tensor,
     rope_sin: Tensor,
     step: u64,
@@ -258,10 +261,7 @@ impl ParallelTrainer {
     /// One optimizer step on `batch` (collective; every rank passes the same batch).
     pub fn train_step(&mut self, batch: &GlobalBatch) -> Result<StepStats> {
         let start = Instant::now();
-        let scale = loss_scale(batch)?;
-        let grads = self.zero_gradients()?;
-        let local_loss = self.accumulate_batch(batch, scale, &grads)?;
-        let grad = self.reduce_for_update(&grads)?;
+        let (local_loss, grad) = self.reduced_gradients(batch)?;
         let (grad_norm, lr) = self.apply_update(&grad)?;
         let stats = StepStats {
             loss: self.reported_loss(local_loss)?,
@@ -272,6 +272,21 @@ impl ParallelTrainer {
         };
         stats.trace(self.step());
         Ok(stats)
+    }
+
+    /// This rank's part of the loss of `batch` (scaled as [`Self::train_step`] scales it)
+    /// and its share of the gradient summed over the mesh, before clipping: the gradients
+    /// of its micro-batches accumulated, then reduced ([`Self::reduce_for_update`]), the
+    /// reduction overlapped with the last backward when [`Self::overlaps_reduction`]
+    /// (collective; every rank passes the same batch).
+    pub fn reduced_gradients(&mut self, batch: &GlobalBatch) -> Result<(f64, Tensor)> {
+        let scale = loss_scale(batch)?;
+        let grads = self.zero_gradients()?;
+        if self.overlaps_reduction() {
+            return self.accumulate_and_reduce(batch, scale, &grads);
+        }
+        let loss = self.accumulate_batch(batch, scale, &grads)?;
+        Ok((loss, self.reduce_for_update(&grads)?))
     }
 
     /// A zeroed flat gradient accumulator of this rank's local parameters.
@@ -398,22 +413,125 @@ impl ParallelTrainer {
     /// Add the parameter gradients of a plan run on a micro-batch of bucket `bucket` into
     /// the flat accumulator.
     fn accumulate(&self, flat: &Tensor, grads: &[Tensor], bucket: usize) -> Result<()> {
+        for (i, g) in grads.iter().take(self.params.len()).enumerate() {
+            self.accumulate_param(flat, i, g, bucket)?;
+        }
+        Ok(())
+    }
+
+    /// Add the gradient `g` of parameter `i` from a micro-batch of bucket `bucket` into
+    /// the flat accumulator.
+    fn accumulate_param(&self, flat: &Tensor, i: usize, g: &Tensor, bucket: usize) -> Result<()> {
         let ops = Ops::new(self.backend.as_ref());
         let fault = self
             .gradient_fault
             .filter(|f| f.bucket.is_none() || f.bucket == Some(bucket));
-        for (i, g) in grads.iter().take(self.params.len()).enumerate() {
-            let acc = self.layout.view(flat, i)?;
-            match fault {
-                Some(f) => {
-                    let factor = ops.full(f64::from(f.factor), g.dtype(), &[])?;
-                    let scaled = ops.binary(BinaryOp::Mul, g, &factor)?;
-                    ops.binary_into(BinaryOp::Add, &acc, &scaled, &acc)?;
-                }
-                None => ops.binary_into(BinaryOp::Add, &acc, g, &acc)?,
+        let acc = self.layout.view(flat, i)?;
+        match fault {
+            Some(f) => {
+                let factor = ops.full(f64::from(f.factor), g.dtype(), &[])?;
+                let scaled = ops.binary(BinaryOp::Mul, g, &factor)?;
+                ops.binary_into(BinaryOp::Add, &acc, &scaled, &acc)?;
             }
+            None => ops.binary_into(BinaryOp::Add, &acc, g, &acc)?,
         }
         Ok(())
+    }
+
+    /// Whether [`Self::train_step`] overlaps the gradient reduction with backward: when
+    /// turned on ([`TrainConfig::overlap_reduction`]) for more than one replica and without
+    /// tensor, pipeline or context parallelism, whose collectives inside the plans or on
+    /// the gradients before their reduction would share the backward window (and, on MPI,
+    /// its process-wide lock) with the reduction thread. Then nothing but that thread uses
+    /// a communicator until the reduction is done.
+    pub fn overlaps_reduction(&self) -> bool {
+        let strategy = self.mesh.strategy;
+        self.config.overlap_reduction
+            && self.mesh.replicas.size() > 1
+            && strategy.tp == 1
+            && strategy.pp == 1
+            && strategy.cp == 1
+    }
+
+    /// [`Self::accumulate_batch`] then [`Self::reduce_for_update`], overlapped: the
+    /// earlier micro-batches accumulate as usual; during the last one's backward each
+    /// bucket of gradients ([`gradient_buckets`]) is reduced over the replicas on a
+    /// communication thread as soon as it is complete. Same bits as the two calls.
+    fn accumulate_and_reduce(
+        &mut self,
+        batch: &GlobalBatch,
+        scale: f32,
+        grads: &Tensor,
+    ) -> Result<(f64, Tensor)> {
+        let mut mine = self.my_micro_batches(batch)?;
+        let last = mine.pop();
+        let mut loss = 0.0;
+        for (bucket, micro) in &mine {
+            let outputs = self.run(PlanKind::Train, micro, scale, None, None)?;
+            loss += scalar_value(&outputs[0])?;
+            self.accumulate(grads, &outputs[1..], *bucket)?;
+        }
+        let reduction = match self.optimizer {
+            ShardedOptimizer::Zero1(_) => {
+                let share = self.optimizer.grad_range(&self.layout).len();
+                let ops = Ops::new(self.backend.as_ref());
+                BucketReduction::ReduceScatter {
+                    share: ops.alloc(DType::F32, &[share])?,
+                }
+            }
+            _ => BucketReduction::AllReduce,
+        };
+        let mut last_run = match &last {
+            Some((bucket, micro)) => {
+                let (key, feeds) = self.prepare_run(PlanKind::Train, micro, scale, None, None)?;
+                let plan = self.plans.remove(&key).ok_or_else(plan_vanished)?;
+                Some((*bucket, key, plan, feeds))
+            }
+            None => None,
+        };
+        let buckets = gradient_buckets(&self.layout, self.config.reduce_bucket_bytes);
+        let this = &*self;
+        let (backend, group) = (this.backend.as_ref(), this.mesh.replicas.as_ref());
+        let last_loss = std::thread::scope(|scope| -> Result<f64> {
+            let (sender, receiver) = mpsc::channel();
+            let reducer = scope
+                .spawn(|| reduce_buckets(&Ops::new(backend), group, grads, &reduction, receiver));
+            let mut launcher = BucketLauncher::new(&buckets, &this.layout, sender);
+            let mut last_loss = 0.0;
+            let streamed = match &mut last_run {
+                Some((bucket, _, plan, feeds)) => plan.run_streaming(feeds, |k, output| {
+                    match k.checked_sub(1) {
+                        None => last_loss = scalar_value(output)?,
+                        Some(i) if i < this.params.len() => {
+                            this.accumulate_param(grads, i, output, *bucket)?;
+                            launcher.accumulated(i);
+                        }
+                        Some(_) => {}
+                    }
+                    Ok::<_, Error>(())
+                }),
+                None => Ok(()),
+            };
+            // Launching the rest (or dropping the launcher on an error) closes the channel,
+            // so the reducer returns once it has reduced what it was given.
+            match streamed {
+                Ok(()) => launcher.launch_rest(),
+                Err(_) => drop(launcher),
+            }
+            let reduced = reducer.join().map_err(|_| thread_panicked())?;
+            streamed?;
+            reduced?;
+            Ok(last_loss)
+        });
+        if let Some((_, key, plan, _)) = last_run {
+            self.plans.insert(key, plan);
+        }
+        loss += last_loss?;
+        let grad = match reduction {
+            BucketReduction::AllReduce => grads.clone(),
+            BucketReduction::ReduceScatter { share } => share,
+        };
+        Ok((loss, grad))
     }
 
     /// Forward pass of one micro-batch through the pipeline; the loss on the last stage.
@@ -567,6 +685,21 @@ impl ParallelTrainer {
         hidden: Option<Tensor>,
         upstream: Option<Tensor>,
     ) -> Result<Vec<Tensor>> {
+        let (key, feeds) = self.prepare_run(kind, micro, scale, hidden, upstream)?;
+        let plan = self.plans.get_mut(&key).ok_or_else(plan_vanished)?;
+        Ok(plan.run(&feeds)?)
+    }
+
+    /// The key of the (compiled on first use) plan of `kind` for `micro`, and its feeds
+    /// with the stage's extra inputs.
+    fn prepare_run(
+        &mut self,
+        kind: PlanKind,
+        micro: &MicroBatch,
+        scale: f32,
+        hidden: Option<Tensor>,
+        upstream: Option<Tensor>,
+    ) -> Result<(PlanKey, HashMap<String, Tensor>)> {
         let (rows, seq) = (micro.rows, micro.seq_len);
         let (tp, cp) = (self.mesh.strategy.tp, self.mesh.strategy.cp);
         if seq == 0 || seq > self.model.max_seq_len + pad_multiple(tp, cp) {
@@ -610,12 +743,15 @@ impl ParallelTrainer {
         if let Some(g) = upstream {
             feeds.insert(HIDDEN_GRAD.into(), g);
         }
-        let plan = self
-            .plans
-            .get_mut(&key)
-            .ok_or_else(|| Error::State("compiled plan vanished from the cache".into()))?;
-        Ok(plan.run(&feeds)?)
+        Ok((key, feeds))
     }
+}
+
+/// A compiled plan's cache key: graph kind, row layout, rows, sequence length.
+type PlanKey = (PlanKind, RowLayout, usize, usize);
+
+fn plan_vanished() -> Error {
+    Error::State("compiled plan vanished from the cache".into())
 }
 
 /// Message tags of pipeline traffic: activations forward, their gradients backward.
