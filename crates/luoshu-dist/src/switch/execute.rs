@@ -51,10 +51,12 @@ fn slots(placements: &[Placement], rank: usize) -> Vec<Vec<Option<usize>>> {
 }
 
 /// One rank's pieces of every tensor a switch moves, per tensor as [`allocate_pieces`]
-/// lays them out: `src` for the placements switched from, `dst` for those switched to.
+/// lays them out.
 #[derive(Clone, Copy)]
 pub struct SwitchPieces<'a> {
+    /// This rank's pieces in the placements switched from.
     pub src: &'a [Vec<Tensor>],
+    /// This rank's pieces in the placements switched to (overwritten).
     pub dst: &'a [Vec<Tensor>],
 }
 

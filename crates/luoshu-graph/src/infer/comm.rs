@@ -21,9 +21,9 @@ pub(super) fn infer(op: &Op, x: &TensorType) -> InferResult {
         Op::RingShift { parts, offset, .. } => {
             require_parts(*parts)?;
             if *offset >= *parts {
-                return Err(format!(
+                return Err(InferError::Shape(format!(
                     "a ring shift by {offset} needs an offset below the {parts} ranks"
-                ));
+                )));
             }
             one(x.shape.clone(), x.dtype)
         }
