@@ -441,9 +441,10 @@ fn auto_predicts_each_bucket_saves_the_choice_and_reuses_it_and_probe_measures()
         first.contains("cost model: calibrating this machine for 2 ranks"),
         "{first}"
     );
-    // The one-layer model cannot be split into two pipeline stages.
+    // The one-layer model cannot be split into two pipeline stages; context parallelism
+    // is a candidate.
     assert!(
-        first.contains("predicting dp2, tp2 on 2 ranks with the cost model"),
+        first.contains("predicting dp2, cp2, tp2 on 2 ranks with the cost model"),
         "{first}"
     );
     // The table: one line per bucket edge of the data, with the choice.
