@@ -8,6 +8,7 @@ use crate::phase::{phase, update_seconds, PhaseCost};
 use crate::simulator::Simulator;
 use crate::switch_cost::{Move, SwitchCost, Switches};
 use crate::{Error, Result};
+use luoshu_dist::Strategy;
 
 /// The documents of lengths in `(low, high]`, packed into rows of `high` tokens (or, for
 /// the padded baseline, one row each).
@@ -71,9 +72,11 @@ impl Step {
     }
 
     /// `buckets` (shortest first, each with its choice made; the last one's candidate is
-    /// the update strategy) run as phases shortest first: merged where adjacent buckets
-    /// chose the same candidate, parameters switched in from the update layout, the
-    /// accumulator carried from phase to phase, ending in the update layout.
+    /// the update strategy) run as phases, one per chosen candidate (all its buckets'
+    /// micro-batches in one pipeline, as the trainer runs them): parameters switched in from
+    /// the update layout, the accumulator carried from phase to phase, the update
+    /// strategy's phase last. The other phases run in the order whose switches cost least
+    /// (every order is tried: a step has at most a few phases); ties keep shortest first.
     pub fn assemble(
         sim: &Simulator,
         candidates: &Candidates,
@@ -88,14 +91,20 @@ impl Step {
         let mut phases: Vec<Phase> = Vec::new();
         for (i, bucket) in buckets.iter().enumerate() {
             let candidate = bucket.chosen().candidate;
-            match phases.last_mut() {
-                Some(p) if p.candidate == candidate => p.buckets.push(i),
-                _ => phases.push(Phase {
+            match phases.iter_mut().find(|p| p.candidate == candidate) {
+                Some(p) => p.buckets.push(i),
+                None => phases.push(Phase {
                     candidate,
                     buckets: vec![i],
                     cost: bucket.chosen().cost,
                 }),
             }
+        }
+        // The update strategy's phase (it holds the last bucket) ends the step.
+        let update_phase = phases.iter().position(|p| p.candidate == update);
+        if let Some(at) = update_phase {
+            let phase = phases.remove(at);
+            phases.push(phase);
         }
         for p in &mut phases {
             let rows: Vec<Work> = p
@@ -106,26 +115,30 @@ impl Step {
             let layout = candidates.layout(p.candidate);
             p.cost = phase(sim, layout, &rows, update_optimizer)?;
         }
-        let mut moves = Vec::new();
-        let target = update.strategy;
-        for (i, p) in phases.iter().enumerate() {
-            let here = p.candidate.strategy;
-            if here != target {
-                moves.push((target, here, Move::Params));
-            }
-            if let Some(previous) = i.checked_sub(1).map(|j| phases[j].candidate.strategy) {
-                if previous != here {
-                    moves.push((previous, here, Move::Accumulator));
-                }
+        let mut best: Option<(f64, Vec<usize>, Vec<SwitchCost>)> = None;
+        for order in orders(phases.len() - 1) {
+            let strategies: Vec<Strategy> = order
+                .iter()
+                .chain([&(phases.len() - 1)])
+                .map(|&i| phases[i].candidate.strategy)
+                .collect();
+            let costs = switch_moves(&strategies, update.strategy)
+                .into_iter()
+                .map(|(from, to, what)| switches.cost(from, to, what))
+                .collect::<Result<Vec<_>>>()?;
+            let seconds = costs.iter().map(|c| c.seconds).sum::<f64>();
+            if best.as_ref().is_none_or(|(b, _, _)| seconds < *b) {
+                best = Some((seconds, order, costs));
             }
         }
-        let switches = moves
-            .into_iter()
-            .map(|(from, to, what)| switches.cost(from, to, what))
-            .collect::<Result<Vec<_>>>()?;
+        let (_, order, switches) =
+            best.ok_or_else(|| Error::Input("a step needs at least one phase".into()))?;
+        let update_phase = phases.pop();
+        let mut ordered: Vec<Phase> = order.iter().map(|&i| phases[i].clone()).collect();
+        ordered.extend(update_phase);
         Ok(Step {
             buckets,
-            phases,
+            phases: ordered,
             switches,
             update,
             update_seconds: update_seconds(sim, candidates.layout(update)),
@@ -157,5 +170,124 @@ impl Step {
             choice,
         };
         Step::assemble(sim, candidates, switches, vec![bucket]).map(Some)
+    }
+}
+
+/// The switches of phases under `strategies`, in order, updating under `update`: each
+/// phase's parameters from the update layout, the accumulator from each phase to the next.
+pub fn switch_moves(strategies: &[Strategy], update: Strategy) -> Vec<(Strategy, Strategy, Move)> {
+    let mut moves = Vec::new();
+    for (i, &here) in strategies.iter().enumerate() {
+        if here != update {
+            moves.push((update, here, Move::Params));
+        }
+        if let Some(&previous) = i.checked_sub(1).map(|j| &strategies[j]) {
+            if previous != here {
+                moves.push((previous, here, Move::Accumulator));
+            }
+        }
+    }
+    moves
+}
+
+/// Every order of `0..n`, the identity first.
+fn orders(n: usize) -> Vec<Vec<usize>> {
+    if n == 0 {
+        return vec![Vec::new()];
+    }
+    let mut all = Vec::new();
+    for rest in orders(n - 1) {
+        for at in (0..=rest.len()).rev() {
+            let mut order = rest.clone();
+            order.insert(at, n - 1);
+            all.push(order);
+        }
+    }
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hardware::Hardware;
+    use luoshu_model::{ModelConfig, Precision};
+
+    #[test]
+    fn every_order_is_listed_once_the_identity_first() {
+        assert_eq!(orders(0), vec![Vec::<usize>::new()]);
+        let three = orders(3);
+        assert_eq!(three.len(), 6);
+        assert_eq!(three[0], vec![0, 1, 2]);
+        let unique: std::collections::BTreeSet<_> = three.iter().cloned().collect();
+        assert_eq!(unique.len(), 6);
+    }
+
+    #[test]
+    fn one_phase_per_strategy_update_last_in_the_cheapest_order() {
+        let model = ModelConfig::preset("tiny").unwrap();
+        let hardware = Hardware::preset("a800-node").unwrap();
+        let sim = Simulator::new(model, hardware, 4, Precision::Bf16Mixed).unwrap();
+        let candidates = Candidates::new(&sim).unwrap();
+        let mut switches = Switches::new(&sim.model, &sim.topology, sim.bytes.param as usize);
+        let pick = |name: &str| -> Candidate {
+            Candidate {
+                strategy: name.parse().unwrap(),
+                recompute: false,
+            }
+        };
+        // Buckets under tp4, dp2tp2, tp4 again, then the update strategy dp4.
+        let chosen = [pick("tp4"), pick("dp2tp2"), pick("tp4"), pick("dp4")];
+        let buckets: Vec<Bucket> = chosen
+            .iter()
+            .enumerate()
+            .map(|(i, &candidate)| {
+                let high = 64 << i;
+                let rows = vec![Work::packed(high, &[high]); 4];
+                let evaluated = candidates.evaluate(&sim, &rows).unwrap();
+                let choice = evaluated
+                    .iter()
+                    .position(|e| e.candidate == candidate)
+                    .unwrap();
+                Bucket {
+                    low: high / 2,
+                    high,
+                    documents: 4,
+                    tokens: 4 * high,
+                    rows,
+                    evaluated,
+                    update_optimizer: (i < 3).then_some(0.0),
+                    choice,
+                }
+            })
+            .collect();
+        let step = Step::assemble(&sim, &candidates, &mut switches, buckets).unwrap();
+        let phases: Vec<(String, Vec<usize>)> = step
+            .phases
+            .iter()
+            .map(|p| (p.candidate.to_string(), p.buckets.clone()))
+            .collect();
+        // tp4's two buckets run as one phase; dp4 (the update strategy) is last.
+        assert_eq!(phases.len(), 3, "{phases:?}");
+        assert_eq!(phases[2], ("dp4".to_string(), vec![3]));
+        assert!(
+            phases.contains(&("tp4".to_string(), vec![0, 2])),
+            "{phases:?}"
+        );
+        let chosen_seconds = step.switch_seconds();
+        for first in ["tp4", "dp2tp2"] {
+            let second = if first == "tp4" { "dp2tp2" } else { "tp4" };
+            let strategies: Vec<Strategy> = [first, second, "dp4"]
+                .iter()
+                .map(|s| s.parse().unwrap())
+                .collect();
+            let seconds: f64 = switch_moves(&strategies, "dp4".parse().unwrap())
+                .into_iter()
+                .map(|(from, to, what)| switches.cost(from, to, what).unwrap().seconds)
+                .sum();
+            assert!(
+                chosen_seconds <= seconds,
+                "{chosen_seconds} vs {seconds} ({first} first)"
+            );
+        }
     }
 }

@@ -90,7 +90,7 @@ pub fn print_plan(plan: &Plan, capacity: f64, all: bool) {
         print_bucket(bucket, capacity, all);
     }
     println!(
-        "phases (shortest first, ending in the update strategy {}):",
+        "phases (in the order with the cheapest switches, ending in the update strategy {}):",
         plan.hot.update
     );
     for phase in &plan.hot.phases {
