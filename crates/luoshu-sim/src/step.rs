@@ -133,9 +133,9 @@ impl Step {
         }
         let (_, order, switches) =
             best.ok_or_else(|| Error::Input("a step needs at least one phase".into()))?;
-        let update_phase = phases.pop();
+        let last_phase = phases.pop();
         let mut ordered: Vec<Phase> = order.iter().map(|&i| phases[i].clone()).collect();
-        ordered.extend(update_phase);
+        ordered.extend(last_phase);
         Ok(Step {
             buckets,
             phases: ordered,
