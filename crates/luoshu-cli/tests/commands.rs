@@ -2,7 +2,10 @@
 //! output and its refusals (quick configurations only).
 mod common;
 
-use common::{fail, luoshu_command, succeed, temp_dir, train_command, write_config, write_corpus};
+use common::{
+    fail, luoshu_command, succeed, temp_dir, train_command, write_config, write_corpus,
+    ONE_STEP_BENCH_TRAIN,
+};
 use std::path::Path;
 
 fn luoshu(cwd: &Path, args: &[&str]) -> String {
@@ -98,21 +101,11 @@ fn generate_continues_a_prompt_reproducibly_on_either_backend() {
 #[test]
 fn bench_train_measures_a_step_on_the_chosen_backend() {
     let dir = temp_dir("bench");
-    let quick = [
-        "bench",
-        "train",
-        "--config",
-        "tiny",
-        "--batch",
-        "1",
-        "--steps",
-        "1",
-        "--warmup",
-        "0",
-        "--no-baseline",
-    ];
     for backend in ["cpu", "reference"] {
-        let out = luoshu(&dir, &[&quick[..], &["--backend", backend][..]].concat());
+        let out = luoshu(
+            &dir,
+            &[&ONE_STEP_BENCH_TRAIN[..], &["--backend", backend][..]].concat(),
+        );
         assert!(out.contains(&format!("{backend} backend")), "{out}");
         let luoshu_row = out
             .lines()
@@ -126,7 +119,10 @@ fn bench_train_measures_a_step_on_the_chosen_backend() {
             .unwrap();
         assert!(tokens_per_second > 0.0, "{luoshu_row}");
     }
-    let e = refused(&dir, &[&quick[..], &["--backend", "gpu"][..]].concat());
+    let e = refused(
+        &dir,
+        &[&ONE_STEP_BENCH_TRAIN[..], &["--backend", "gpu"][..]].concat(),
+    );
     assert!(
         e.contains("unknown backend `gpu`; available: cpu, reference"),
         "{e}"

@@ -1,27 +1,12 @@
 //! `LUOSHU_LOG`: diagnostics on stderr only when asked for.
 mod common;
 
-use common::{luoshu_command, temp_dir};
+use common::{luoshu_command, temp_dir, ONE_STEP_BENCH_TRAIN};
 use std::process::Command;
 
 /// The standard error of a one-step `bench train` on the tiny model, which must succeed.
 fn stderr_of(command: &mut Command) -> String {
-    let out = command
-        .args([
-            "bench",
-            "train",
-            "--config",
-            "tiny",
-            "--batch",
-            "1",
-            "--steps",
-            "1",
-            "--warmup",
-            "0",
-            "--no-baseline",
-        ])
-        .output()
-        .unwrap();
+    let out = command.args(ONE_STEP_BENCH_TRAIN).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.status.success(), "{command:?} failed:\n{stderr}");
     stderr

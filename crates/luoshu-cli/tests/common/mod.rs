@@ -6,6 +6,22 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// `bench train` for one step of the tiny model without the PyTorch baseline: the quickest
+/// real training step the binary runs.
+pub const ONE_STEP_BENCH_TRAIN: [&str; 11] = [
+    "bench",
+    "train",
+    "--config",
+    "tiny",
+    "--batch",
+    "1",
+    "--steps",
+    "1",
+    "--warmup",
+    "0",
+    "--no-baseline",
+];
+
 /// A fresh, empty directory under the system temp dir.
 pub fn temp_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("luoshu-train-{tag}-{}", std::process::id()));
