@@ -19,7 +19,8 @@ macro_rules! binary_wrappers {
 
 /// Named forms of [`Graph::unary`].
 macro_rules! unary_wrappers {
-    ($($name:ident => $op:ident,)*) => {$(
+    ($($(#[$doc:meta])* $name:ident => $op:ident,)*) => {$(
+        $(#[$doc])*
         pub fn $name(&mut self, x: Value) -> Result<Value> {
             self.unary(UnaryOp::$op, x)
         }
@@ -32,6 +33,7 @@ impl Graph {
         self.value_type(v).shape.clone()
     }
 
+    /// Element type of a value.
     pub fn dtype_of(&self, v: Value) -> DType {
         self.value_type(v).dtype
     }
@@ -70,6 +72,7 @@ impl Graph {
         self.add1(op, &[])
     }
 
+    /// A tensor of `shape` with every element `value`.
     pub fn full(&mut self, value: f64, shape: &[Dim], dtype: DType) -> Result<Value> {
         let op = Op::Full {
             value: Float::new(value),
@@ -103,14 +106,20 @@ impl Graph {
 
     // ----- elementwise -----
 
+    /// `op` applied to every element of `x`. Errors unless `x` is float (or an integer
+    /// type, for the ops defined on integers).
     pub fn unary(&mut self, op: UnaryOp, x: Value) -> Result<Value> {
         self.add1(Op::Unary(op), &[x])
     }
 
+    /// `op` of `a` and `b` elementwise with NumPy broadcasting. Errors when the dtypes
+    /// differ or the shapes do not broadcast.
     pub fn binary(&mut self, op: BinaryOp, a: Value, b: Value) -> Result<Value> {
         self.add1(Op::Binary(op), &[a, b])
     }
 
+    /// Elementwise comparison of `a` and `b` (same dtype, broadcast together) as a bool
+    /// tensor.
     pub fn compare(&mut self, op: CompareOp, a: Value, b: Value) -> Result<Value> {
         self.add1(Op::Compare(op), &[a, b])
     }
@@ -131,28 +140,48 @@ impl Graph {
     binary_wrappers! {
         /// `a + b` (named `plus` because [`Graph::add`] adds a node).
         plus => Add,
+        /// `a - b`.
         sub => Sub,
+        /// `a * b`.
         mul => Mul,
+        /// `a / b` (float dtypes only).
         div => Div,
+        /// The larger of `a` and `b`.
         maximum => Maximum,
+        /// The smaller of `a` and `b`.
         minimum => Minimum,
+        /// `a` raised to the power `b` (float dtypes only).
         pow => Pow,
     }
 
     unary_wrappers! {
+        /// `-x`.
         neg => Neg,
+        /// `|x|`.
         abs => Abs,
+        /// `eˣ`.
         exp => Exp,
+        /// Natural logarithm.
         log => Log,
+        /// Square root.
         sqrt => Sqrt,
+        /// `1 / √x`.
         rsqrt => Rsqrt,
+        /// `1 / x`.
         recip => Recip,
+        /// Sine (radians).
         sin => Sin,
+        /// Cosine (radians).
         cos => Cos,
+        /// Hyperbolic tangent.
         tanh => Tanh,
+        /// `1 / (1 + e⁻ˣ)`.
         sigmoid => Sigmoid,
+        /// `max(x, 0)`.
         relu => Relu,
+        /// `x · sigmoid(x)`.
         silu => Silu,
+        /// Exact GELU, `x · Φ(x)` (the error function, not the tanh approximation).
         gelu => Gelu,
     }
 
@@ -170,6 +199,8 @@ impl Graph {
 
     // ----- reductions -----
 
+    /// `op` over `axes` of `x` (sorted and deduplicated here); `keepdim` keeps them as size
+    /// 1. Errors for an empty or out-of-range axis list.
     pub fn reduce(
         &mut self,
         op: ReduceOp,
@@ -183,14 +214,17 @@ impl Graph {
         self.add1(Op::Reduce { op, axes, keepdim }, &[x])
     }
 
+    /// Sum over `axes`; see [`Graph::reduce`].
     pub fn sum(&mut self, x: Value, axes: &[usize], keepdim: bool) -> Result<Value> {
         self.reduce(ReduceOp::Sum, x, axes, keepdim)
     }
 
+    /// Mean over `axes` of a float `x`; see [`Graph::reduce`].
     pub fn mean(&mut self, x: Value, axes: &[usize], keepdim: bool) -> Result<Value> {
         self.reduce(ReduceOp::Mean, x, axes, keepdim)
     }
 
+    /// Maximum over `axes`; see [`Graph::reduce`].
     pub fn max(&mut self, x: Value, axes: &[usize], keepdim: bool) -> Result<Value> {
         self.reduce(ReduceOp::Max, x, axes, keepdim)
     }
@@ -204,6 +238,7 @@ impl Graph {
         self.sum(x, &(0..rank).collect::<Vec<_>>(), false)
     }
 
+    /// `i64` index of the largest element along `axis`.
     pub fn argmax(&mut self, x: Value, axis: usize, keepdim: bool) -> Result<Value> {
         self.add1(Op::Argmax { axis, keepdim }, &[x])
     }
@@ -239,12 +274,16 @@ impl Graph {
 
     // ----- matmul -----
 
+    /// Batched matrix product `[..., m, k] · [..., k, n] -> [..., m, n]`, batch dims
+    /// broadcast. Errors for rank below 2, differing dtypes or contracted dims.
     pub fn matmul(&mut self, a: Value, b: Value) -> Result<Value> {
         self.add1(Op::MatMul, &[a, b])
     }
 
     // ----- views and layout -----
 
+    /// `x`'s elements under `shape`, which must have the same element count (`x` itself
+    /// when the shape is unchanged).
     pub fn reshape(&mut self, x: Value, shape: &[Dim]) -> Result<Value> {
         if self.value_type(x).shape == shape {
             return Ok(x);
@@ -257,6 +296,7 @@ impl Graph {
         )
     }
 
+    /// `x` with output dim `i` taken from input dim `perm[i]` (`x` itself for the identity).
     pub fn permute(&mut self, x: Value, perm: &[usize]) -> Result<Value> {
         if perm.iter().enumerate().all(|(i, &p)| i == p) && perm.len() == self.value_type(x).rank()
         {
@@ -294,6 +334,7 @@ impl Graph {
         self.transpose(x, rank - 2, rank - 1)
     }
 
+    /// `x` broadcast (NumPy rules) to `shape` (`x` itself when the shape is unchanged).
     pub fn broadcast_to(&mut self, x: Value, shape: &[Dim]) -> Result<Value> {
         if self.value_type(x).shape == shape {
             return Ok(x);
@@ -326,12 +367,15 @@ impl Graph {
         )
     }
 
+    /// A row-major copy of `x` (the memory planner makes it an alias when `x`'s bytes
+    /// already are row-major).
     pub fn contiguous(&mut self, x: Value) -> Result<Value> {
         self.add1(Op::Contiguous, &[x])
     }
 
     // ----- indexing -----
 
+    /// Slices of `x` along `dim` at rank-1 integer `indices`, in their order.
     pub fn index_select(&mut self, x: Value, dim: usize, indices: Value) -> Result<Value> {
         self.add1(Op::IndexSelect { dim }, &[x, indices])
     }
@@ -347,6 +391,8 @@ impl Graph {
         self.add1(Op::IndexAdd { dim }, &[dst, indices, src])
     }
 
+    /// PyTorch `gather`: elements of `x` picked along `dim` by `index`, which has `x`'s
+    /// rank and gives the output's shape.
     pub fn gather(&mut self, x: Value, dim: usize, index: Value) -> Result<Value> {
         self.add1(Op::Gather { dim }, &[x, index])
     }
@@ -362,6 +408,8 @@ impl Graph {
         self.add1(Op::ScatterAdd { dim }, &[dst, index, src])
     }
 
+    /// `inputs` joined along `dim`, which must be fixed in each; the other dims and the
+    /// dtype must agree.
     pub fn concat(&mut self, inputs: &[Value], dim: usize) -> Result<Value> {
         self.add1(Op::Concat { dim }, inputs)
     }

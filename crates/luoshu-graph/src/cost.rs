@@ -18,6 +18,7 @@ pub struct Flops {
 }
 
 impl Flops {
+    /// Matmul and attention FLOPs together.
     pub fn total(&self) -> f64 {
         self.matmul + self.attention
     }

@@ -1,3 +1,5 @@
+//! Symbolic dimensions and shapes.
+
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::fmt;
@@ -19,6 +21,7 @@ pub struct Dim {
 }
 
 impl Dim {
+    /// The constant `n`.
     pub fn fixed(n: usize) -> Self {
         Dim {
             coeff: n,
@@ -26,6 +29,7 @@ impl Dim {
         }
     }
 
+    /// The symbol `name`, bound to a value by [`Bindings`] when a plan is built.
     pub fn sym(name: &str) -> Self {
         Dim {
             coeff: 1,
@@ -38,10 +42,12 @@ impl Dim {
         self.syms.is_empty().then_some(self.coeff)
     }
 
+    /// Whether this is the constant 1 (a dim that broadcasting stretches).
     pub fn is_one(&self) -> bool {
         self.as_fixed() == Some(1)
     }
 
+    /// The symbol names of the product, sorted, a name repeated once per power.
     pub fn symbols(&self) -> impl Iterator<Item = &str> {
         self.syms.iter().map(|s| s.as_ref())
     }

@@ -1,11 +1,18 @@
+//! The graph itself: nodes appended in topological order, hash-consed, with their
+//! inferred output types.
+
 use crate::infer::infer;
 use crate::{Error, NodeId, Op, Result, TensorType, Value};
 use std::collections::HashMap;
 
+/// One operation of a [`Graph`] with its inputs and the types of its outputs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
+    /// What the node computes.
     pub op: Op,
+    /// Values it reads, in the order the op defines; each comes from an earlier node.
     pub inputs: Vec<Value>,
+    /// Shape and dtype of each output, as shape inference gave them (most ops have one).
     pub outputs: Vec<TensorType>,
 }
 
@@ -21,11 +28,15 @@ pub struct Graph {
 }
 
 impl Graph {
+    /// An empty graph.
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Add a node (or find the identical existing one) after inferring its output types.
+    /// Errors when an input is not a value of this graph, when inference rejects the
+    /// inputs ([`Error::Infer`]), or when a different input or parameter already has the
+    /// name.
     pub fn add(&mut self, op: Op, inputs: &[Value]) -> Result<NodeId> {
         for v in inputs {
             self.check_value(*v)?;
@@ -94,18 +105,22 @@ impl Graph {
         Ok(())
     }
 
+    /// The node `id`. Panics if `id` is not a node of this graph (ids come from it).
     pub fn node(&self, id: NodeId) -> &Node {
         &self.nodes[id.index()]
     }
 
+    /// Every node, indexed by [`NodeId::index`], in topological order.
     pub fn nodes(&self) -> &[Node] {
         &self.nodes
     }
 
+    /// Number of nodes.
     pub fn len(&self) -> usize {
         self.nodes.len()
     }
 
+    /// Whether the graph has no nodes.
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
     }
@@ -115,6 +130,7 @@ impl Graph {
         (0..self.nodes.len() as u32).map(NodeId)
     }
 
+    /// Shape and dtype of `v`. Panics if `v` is not a value of this graph.
     pub fn value_type(&self, v: Value) -> &TensorType {
         &self.nodes[v.node.index()].outputs[v.output as usize]
     }
@@ -129,6 +145,7 @@ impl Graph {
         &self.outputs
     }
 
+    /// Replace the graph's outputs; errors if one is not a value of this graph.
     pub fn set_outputs(&mut self, outputs: Vec<Value>) -> Result<()> {
         for v in &outputs {
             self.check_value(*v)?;

@@ -2,6 +2,8 @@
 //! and dtype inference, `verify`, and (in submodules) autodiff, compiler passes, the memory
 //! planner and the executor.
 
+#![deny(missing_docs)]
+
 pub mod autodiff;
 mod builder;
 pub mod cost;

@@ -31,8 +31,11 @@ pub enum Home {
 /// arena (in elements of `dtype`); for `Leaf` homes it indexes the leaf's contiguous tensor.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Placement {
+    /// The buffer or leaf tensor holding the bytes.
     pub home: Home,
+    /// Dims, strides and offset of the value within its home, in elements of `dtype`.
     pub layout: Layout,
+    /// Element type of the value.
     pub dtype: DType,
 }
 
@@ -41,12 +44,17 @@ pub struct Placement {
 pub struct Buffer {
     /// Size rounded up to [`ALIGN`].
     pub bytes: usize,
+    /// Byte offset in the arena, a multiple of [`ALIGN`].
     pub offset: usize,
+    /// Schedule position of the step that writes it.
     pub first: usize,
+    /// Last schedule position that reads it or a view of it (the schedule's length when it
+    /// holds a graph output).
     pub last: usize,
 }
 
 impl Buffer {
+    /// Whether the live ranges of the two buffers overlap, so they may not share bytes.
     pub fn live_at_same_time(&self, other: &Buffer) -> bool {
         self.first <= other.last && other.first <= self.last
     }
@@ -70,9 +78,13 @@ pub struct MemoryReport {
     pub arena_bytes: usize,
     /// Sum of every computed value's own buffer, as if nothing were reused.
     pub intermediate_bytes: usize,
+    /// Number of arena buffers.
     pub buffers: usize,
+    /// Elementwise outputs written into an input's buffer that dies at them.
     pub in_place: usize,
+    /// Views (and `Contiguous` of contiguous bytes) that alias their input's bytes.
     pub aliased_views: usize,
+    /// Views whose strides cannot be expressed over their input, computed as copies.
     pub view_copies: usize,
 }
 
@@ -91,17 +103,23 @@ impl fmt::Display for MemoryReport {
     }
 }
 
+/// Where every value of a schedule lives, from [`plan_memory`].
 #[derive(Debug, Clone)]
 pub struct MemoryPlan {
+    /// The nodes in execution order.
     pub schedule: Vec<NodeId>,
-    /// Per schedule position.
+    /// What the executor does at each schedule position.
     pub kinds: Vec<StepKind>,
+    /// Home and layout of every output of every scheduled node.
     pub placements: HashMap<Value, Placement>,
+    /// The arena's buffers, indexed by [`Home::Arena`].
     pub buffers: Vec<Buffer>,
+    /// Summary numbers.
     pub report: MemoryReport,
 }
 
 impl MemoryPlan {
+    /// The placement of `v`; errors if `v`'s node is not in the schedule.
     pub fn placement(&self, v: Value) -> Result<&Placement> {
         self.placements.get(&v).ok_or_else(|| Error::Invalid {
             detail: format!("value {v} is not in the memory plan (not scheduled)"),

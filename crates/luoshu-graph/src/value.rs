@@ -1,3 +1,5 @@
+//! Handles to nodes and to their outputs.
+
 use std::fmt;
 
 /// Index of a node in its graph. Nodes are only ever appended, so an input always has a
@@ -7,6 +9,7 @@ use std::fmt;
 pub struct NodeId(pub u32);
 
 impl NodeId {
+    /// Position of the node in [`crate::Graph::nodes`].
     pub fn index(self) -> usize {
         self.0 as usize
     }
@@ -27,11 +30,14 @@ impl fmt::Debug for NodeId {
 /// One output of a node (most nodes have exactly one).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Value {
+    /// The node computing the value.
     pub node: NodeId,
+    /// Which of the node's outputs it is (0 for single-output nodes).
     pub output: u32,
 }
 
 impl Value {
+    /// Output `output` of `node`.
     pub fn new(node: NodeId, output: u32) -> Self {
         Value { node, output }
     }

@@ -389,6 +389,7 @@ impl Plan {
         &self.memory
     }
 
+    /// Summary of the memory plan: arena size, buffers, reuse.
     pub fn memory_report(&self) -> MemoryReport {
         self.memory.report
     }

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 /// Largest value (in elements) that folding materializes.
 pub const MAX_FOLD_ELEMENTS: usize = 4096;
 
+/// Constant folding (see the module docs); `rewrites` counts the non-leaf nodes folded.
 pub fn fold(graph: &Graph) -> Result<(Graph, PassStats)> {
     // Values of every foldable node, in node order.
     let mut values: HashMap<NodeId, Tensor> = HashMap::new();

@@ -10,6 +10,7 @@ use crate::{Error, Graph, NodeId, Op, Result, Value};
 use luoshu_backend::ops::{ElementwiseProgram, FusedInstr};
 use std::collections::HashMap;
 
+/// Elementwise fusion (see the module docs); `rewrites` counts the fused nodes made.
 pub fn fuse_elementwise(graph: &Graph) -> Result<(Graph, PassStats)> {
     let root_of = group_roots(graph);
     let mut size: HashMap<NodeId, usize> = HashMap::new();

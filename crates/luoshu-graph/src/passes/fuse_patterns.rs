@@ -22,6 +22,7 @@ use std::collections::{HashMap, HashSet};
 /// so any negative value gives the same results on valid inputs.
 const IGNORE_INDEX: i64 = -100;
 
+/// Pattern fusion (see the module docs); `rewrites` counts the composites substituted.
 pub fn fuse_patterns(graph: &Graph) -> Result<(Graph, PassStats)> {
     let m = Matcher::new(graph);
     let mut claimed: HashSet<NodeId> = HashSet::new();

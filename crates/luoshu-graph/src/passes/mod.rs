@@ -30,14 +30,18 @@ use std::fmt;
 /// What a pass changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PassStats {
+    /// Name of the pass.
     pub pass: &'static str,
+    /// Node count of the graph the pass was given.
     pub nodes_before: usize,
+    /// Node count of the graph it returned.
     pub nodes_after: usize,
     /// Pass-specific count of rewrites applied (nodes removed, folded, fused, ...).
     pub rewrites: usize,
 }
 
 impl PassStats {
+    /// Statistics of pass `pass` that turned `before` into `after` with `rewrites` rewrites.
     pub fn new(pass: &'static str, before: &Graph, after: &Graph, rewrites: usize) -> Self {
         PassStats {
             pass,
@@ -47,6 +51,7 @@ impl PassStats {
         }
     }
 
+    /// Whether the pass rewrote anything or changed the node count.
     pub fn changed(&self) -> bool {
         self.rewrites > 0 || self.nodes_before != self.nodes_after
     }
@@ -62,12 +67,15 @@ impl fmt::Display for PassStats {
     }
 }
 
+/// A pass: a new graph computing the same outputs, and what changed.
 pub type PassFn = fn(&Graph) -> Result<(Graph, PassStats)>;
 
 /// A named pass.
 #[derive(Clone, Copy)]
 pub struct Pass {
+    /// Name used by [`pass_by_name`], dumps and statistics.
     pub name: &'static str,
+    /// The pass function.
     pub run: PassFn,
 }
 

@@ -17,9 +17,12 @@ use std::collections::HashMap;
 /// is every node from `backward_from` on (the first node `grad` added).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecomputePolicy {
+    /// The first backward node.
     pub backward_from: NodeId,
 }
 
+/// Activation recomputation (see the module docs); `rewrites` counts the forward values
+/// recomputed for the backward.
 pub fn recompute(graph: &Graph, policy: RecomputePolicy) -> Result<(Graph, PassStats)> {
     let is_backward = |id: NodeId| id >= policy.backward_from;
     let mut consumers: Vec<Vec<NodeId>> = vec![Vec::new(); graph.len()];

@@ -1,3 +1,5 @@
+//! Rebuilding a graph through a map from old values to new ones.
+
 use crate::{Error, Graph, NodeId, Op, Result, Value};
 use std::collections::HashMap;
 
@@ -11,6 +13,7 @@ pub struct Rewriter<'a> {
 }
 
 impl<'a> Rewriter<'a> {
+    /// A rewriter of `source` with an empty new graph and nothing mapped yet.
     pub fn new(source: &'a Graph) -> Self {
         Rewriter {
             source,
@@ -19,6 +22,7 @@ impl<'a> Rewriter<'a> {
         }
     }
 
+    /// The graph being rewritten.
     pub fn source(&self) -> &'a Graph {
         self.source
     }

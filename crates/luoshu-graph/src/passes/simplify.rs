@@ -11,6 +11,8 @@ use super::{PassStats, Rewriter};
 use crate::{numel, Dim, Graph, Op, Result, Value};
 use luoshu_backend::ops::{BinaryOp, ReduceOp, UnaryOp};
 
+/// Algebraic simplification (see the module docs); `rewrites` counts the nodes replaced by
+/// a simpler value.
 pub fn simplify(graph: &Graph) -> Result<(Graph, PassStats)> {
     let mut rw = Rewriter::new(graph);
     let mut rewrites = 0;
