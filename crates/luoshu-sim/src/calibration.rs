@@ -15,7 +15,9 @@ use std::collections::BTreeMap;
 /// Work done by a timed kernel (as the cost model counts it) and its seconds.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Timed {
+    /// The work: FLOPs, bytes or kernels, as the field of [`Measured`] holding it says.
     pub amount: f64,
+    /// Wall-clock seconds it took.
     pub seconds: f64,
 }
 
@@ -45,8 +47,11 @@ pub struct Measured {
     pub elementwise: Timed,
     /// Bytes a large copy read and wrote.
     pub copy: Timed,
-    /// Bytes of a small and a large all-reduce over the `devices` ranks.
+    /// Bytes of a small all-reduce over the `devices` ranks; with the large one it fits
+    /// the links' α and bandwidth.
     pub all_reduce_small: Timed,
+    /// Bytes of a large all-reduce over the `devices` ranks (a size other than the small
+    /// one's).
     pub all_reduce_large: Timed,
     /// Kernels of a few elements each, dispatched one after another through a compiled
     /// plan: their seconds per kernel are the kernel overhead.

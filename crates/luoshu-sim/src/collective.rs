@@ -11,6 +11,7 @@ pub enum Collective {
     AllReduce,
     /// Ring all-gather to `n` bytes (or reduce-scatter from `n`): `(p−1)α + (p−1)/p · n/B`.
     AllGather,
+    /// Ring reduce-scatter from `n` bytes: the all-gather's cost.
     ReduceScatter,
     /// One message of `n` bytes: `α + n/B`.
     PointToPoint,

@@ -12,7 +12,9 @@ use crate::{Error, Result};
 /// belongs to the update strategy and is added when choosing).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Evaluated {
+    /// The candidate evaluated.
     pub candidate: Candidate,
+    /// Its time and memory on the micro-batches, without optimizer state.
     pub cost: PhaseCost,
     /// Optimizer state per rank if this candidate were the update strategy.
     pub own_optimizer: f64,
@@ -27,10 +29,13 @@ impl Evaluated {
 
 /// The layouts of every candidate on the simulator's devices, built once.
 pub struct Candidates {
+    /// One layout per candidate, in candidate order.
     pub layouts: Vec<Layout>,
 }
 
 impl Candidates {
+    /// Lays out every candidate of the simulator's devices (ZeRO-1 variants included);
+    /// errors when no strategy can shard the model on them.
     pub fn new(sim: &Simulator) -> Result<Self> {
         let all = candidates(&sim.model, sim.devices, sim.per_node(), true);
         if all.is_empty() {
@@ -64,6 +69,8 @@ impl Candidates {
             .collect()
     }
 
+    /// The layout of `candidate`. Panics if it is not one of these candidates (the
+    /// candidate of an [`Evaluated`] from [`Candidates::evaluate`] always is).
     pub fn layout(&self, candidate: Candidate) -> &Layout {
         self.layouts
             .iter()

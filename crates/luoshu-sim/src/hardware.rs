@@ -36,12 +36,15 @@ pub struct Efficiency {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Device {
+    /// Name of the accelerator, for reports and errors.
     pub model: String,
+    /// Memory of one device, in bytes.
     pub memory_bytes: u64,
     /// Bytes per second.
     pub memory_bandwidth: f64,
     /// Dense FLOP/s by dtype name (`f32`, `tf32`, `bf16`, `f16`).
     pub peak_flops: BTreeMap<String, f64>,
+    /// Fractions of the peaks each class of kernel reaches.
     pub efficiency: Efficiency,
     /// Seconds every kernel costs beyond its roofline time: dispatching it (the executor's
     /// step and the backend's checks on a CPU, a launch on an accelerator), counted per
@@ -60,7 +63,9 @@ fn is_zero(x: &f64) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Link {
+    /// Seconds of latency per message (α); at least 0.
     pub alpha: f64,
+    /// Bytes per second per device and direction; positive.
     pub bandwidth: f64,
 }
 
@@ -77,7 +82,9 @@ impl Link {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Hardware {
+    /// Name of the description (a preset's name for the presets).
     pub name: String,
+    /// Devices in one node, sharing the intra-node link; at least 1.
     pub devices_per_node: usize,
     /// The devices of a node are ranks sharing one processor's cores (threads ranks on a
     /// CPU): a rank that waits lends its cores to the others, so a phase takes its ranks'
@@ -85,8 +92,11 @@ pub struct Hardware {
     /// (the default) for accelerators, each with its own compute.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub shared_compute: bool,
+    /// Every device of the cluster.
     pub device: Device,
+    /// The link between two devices of one node.
     pub intra_node: Link,
+    /// The link between devices of different nodes.
     pub inter_node: Link,
 }
 

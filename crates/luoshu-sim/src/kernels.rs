@@ -21,7 +21,9 @@ use luoshu_train::parallel::{context_bindings, pad_multiple};
 /// is charged separately, as the forward graph's count again).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Launches {
+    /// Kernels of the forward graph.
     pub forward: f64,
+    /// Kernels the training graph launches beyond the forward graph's.
     pub backward: f64,
 }
 
@@ -53,12 +55,16 @@ impl Launches {
 pub enum Position {
     /// The only stage: embedding, layers, head and loss.
     Whole,
+    /// The first of several stages: embedding and layers, sending hidden rows on.
     First,
+    /// Between the first and the last: layers only, receiving and sending hidden rows.
     Middle,
+    /// The last of several stages: layers, head and loss, receiving hidden rows.
     Last,
 }
 
 impl Position {
+    /// The position of stage `stage` of a pipeline of `stages` stages.
     pub fn of(stage: usize, stages: usize) -> Position {
         match (stage == 0, stage + 1 == stages) {
             (true, true) => Position::Whole,

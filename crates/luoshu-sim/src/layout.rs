@@ -12,6 +12,7 @@ use std::ops::Range;
 /// A strategy the search may pick for a bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Candidate {
+    /// The parallel degrees (dp, tp, pp, cp) and ZeRO-1.
     pub strategy: Strategy,
     /// Full activation recomputation: each layer keeps only its input and reruns its
     /// forward during the backward.
@@ -75,6 +76,7 @@ pub fn candidates(
 /// A candidate laid out on the ranks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Layout {
+    /// The candidate laid out.
     pub candidate: Candidate,
     /// Layers of each pipeline stage.
     pub stages: Vec<Range<usize>>,
@@ -83,6 +85,8 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// `candidate` laid out for `model` with the trainer's stage balancing and shards;
+    /// errors when the strategy cannot shard the model.
     pub fn new(model: &ModelConfig, candidate: Candidate) -> Result<Self> {
         let strategy = candidate.strategy;
         check_strategy(model, strategy, strategy.devices())?;
@@ -104,6 +108,7 @@ impl Layout {
         })
     }
 
+    /// The candidate's strategy.
     pub fn strategy(&self) -> Strategy {
         self.candidate.strategy
     }

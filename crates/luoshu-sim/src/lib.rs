@@ -4,6 +4,8 @@
 //! best static strategies with padding and with packing, and the search that picks bucket
 //! edges and a strategy per bucket.
 
+#![deny(missing_docs)]
+
 pub mod calibration;
 pub mod collective;
 pub mod compiled;

@@ -15,10 +15,13 @@ pub struct Memory {
     pub gradients: f64,
     /// AdamW's two moments, in the parameter dtype (ZeRO-1: a `1/dp` share).
     pub optimizer: f64,
+    /// Activations of the micro-batches in flight under 1F1B, plus the working set of the
+    /// one being computed (a recomputed layer, the head's logits).
     pub activations: f64,
 }
 
 impl Memory {
+    /// All four kinds together.
     pub fn total(&self) -> f64 {
         self.parameters + self.gradients + self.optimizer + self.activations
     }
@@ -53,6 +56,7 @@ impl std::ops::Mul<f64> for Memory {
 /// Element sizes of the number formats of a run.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Bytes {
+    /// The parameter dtype: parameters, gradients, optimizer moments and the logits.
     pub param: f64,
     /// Activations and the compute copies of parameters.
     pub compute: f64,
@@ -61,6 +65,7 @@ pub struct Bytes {
 }
 
 impl Bytes {
+    /// The element sizes of `precision`'s dtypes.
     pub fn of(precision: Precision) -> Self {
         let param = precision.param_dtype().size_in_bytes() as f64;
         let compute = precision.compute_dtype().size_in_bytes() as f64;

@@ -12,7 +12,9 @@ use crate::Result;
 /// Seconds of one micro-batch's forward and backward on each stage, sends included.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StageSeconds {
+    /// Forward seconds, indexed by stage.
     pub forward: Vec<f64>,
+    /// Backward seconds (recomputation included), indexed by stage.
     pub backward: Vec<f64>,
 }
 

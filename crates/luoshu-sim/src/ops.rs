@@ -12,17 +12,27 @@ use luoshu_model::ModelConfig;
 /// Which efficiency of the hardware applies to an op.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpClass {
+    /// Matrix products: the matmul share of peak FLOP/s, the memory-bound share of
+    /// bandwidth.
     Matmul,
+    /// Fused (flash) attention: the attention share of peak FLOP/s, the memory-bound share
+    /// of bandwidth.
     Attention,
+    /// Fused elementwise kernels (norms, rope, SwiGLU, residuals, loss): the elementwise
+    /// share of bandwidth.
     Elementwise,
+    /// Copies and gathers (the embedding lookup): the memory-bound share of bandwidth.
     MemoryBound,
 }
 
 /// One operation's work.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct OpCost {
+    /// Short label for reports (`qkv`, `attention`, ...).
     pub name: &'static str,
+    /// Which efficiency of the hardware applies.
     pub class: OpClass,
+    /// Floating-point operations.
     pub flops: f64,
     /// Bytes read and written in device memory.
     pub bytes: f64,
@@ -33,7 +43,9 @@ pub struct OpCost {
 /// documents (block-diagonal attention of packing; a padded row counts its full length).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Work {
+    /// Tokens of the row, padding included.
     pub tokens: f64,
+    /// Causal (query, key) pairs attention computes.
     pub pairs: f64,
 }
 

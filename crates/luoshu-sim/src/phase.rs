@@ -18,7 +18,12 @@ use luoshu_dist::{one_f_one_b, PipelineAction};
 pub struct PhaseCost {
     /// The slowest replica's pipeline plus the gradient reduction.
     pub seconds: f64,
+    /// The slowest data-parallel replica's 1F1B pipeline over its micro-batches (on
+    /// hardware with shared compute, at least the ranks' total work at the node's rate).
     pub pipeline_seconds: f64,
+    /// The gradient all-reduce (ZeRO-1: reduce-scatter) over the data- and
+    /// context-parallel replicas, plus the tied embedding's between the first and last
+    /// stage.
     pub reduce_seconds: f64,
     /// The fullest rank.
     pub memory: Memory,

@@ -56,9 +56,14 @@ fn layout(sim: &Simulator, strategy: Strategy) -> Result<Layout> {
 /// A predicted training step.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Predicted {
+    /// The whole step: compute, switches and update.
     pub seconds: f64,
+    /// Every phase's pipeline and gradient reduction.
     pub compute_seconds: f64,
+    /// Parameter switches into each phase and accumulator switches between phases (and
+    /// back to the update strategy).
     pub switch_seconds: f64,
+    /// The optimizer update under the update strategy.
     pub update_seconds: f64,
     /// Bytes of every rank together by kind, with every strategy's runtime resident (the
     /// hot-switching trainer keeps each strategy's parameters, gradient buffers and plans

@@ -9,12 +9,17 @@ use luoshu_tensor::DType;
 /// The device's rates for one compute dtype, resolved once.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Roofline {
+    /// Dense FLOP/s of one device in the compute dtype.
     pub peak_flops: f64,
+    /// Bytes per second of device memory.
     pub memory_bandwidth: f64,
+    /// Fractions of those peaks each class of op reaches.
     pub efficiency: crate::hardware::Efficiency,
 }
 
 impl Roofline {
+    /// The rates of `hardware` for compute in `dtype`; errors when the hardware lists no
+    /// peak FLOP/s for `dtype`.
     pub fn new(hardware: &Hardware, dtype: DType) -> Result<Self> {
         Ok(Roofline {
             peak_flops: hardware.peak_flops(dtype)?,

@@ -6,7 +6,7 @@
 //! the context). The last bucket's strategy is the update strategy (ZeRO-1 allowed, its
 //! optimizer state on every rank for the whole step); for each possible start of the last
 //! bucket and each update strategy not beaten in both time and optimizer memory
-//! ([`update_front`]), an exact dynamic program over the remaining edges picks at most
+//! (`update_front`), an exact dynamic program over the remaining edges picks at most
 //! [`MAX_BUCKETS`] − 1 earlier buckets minimizing their phase time. The
 //! [`SWITCH_SHORTLIST`] fastest partitions, and the single bucket of the whole context
 //! (which needs no switch, so hot switching is never slower than static packing), are
@@ -34,9 +34,13 @@ pub const EDGE_ALIGN: usize = 256;
 /// A planned step and its two baselines.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
+    /// Hot switching: the fastest step over the chosen bucket edges, a strategy per bucket.
     pub hot: Step,
-    /// `None` when no strategy fits the padded rows.
+    /// Static baseline: one row of the context per document, padded, under the fastest
+    /// fitting strategy. `None` when no strategy fits the padded rows.
     pub padded: Option<Step>,
+    /// Static baseline: the documents packed into rows of the context, under the fastest
+    /// fitting strategy.
     pub packed: Step,
     /// The edges the search chose from.
     pub edges: Vec<usize>,

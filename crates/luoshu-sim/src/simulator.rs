@@ -11,14 +11,23 @@ use luoshu_model::{ModelConfig, Precision};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+/// A model on a cluster of identical devices, with the rates and sizes every cost of the
+/// simulator is computed from.
 #[derive(Debug, Clone)]
 pub struct Simulator {
+    /// The model being trained.
     pub model: ModelConfig,
+    /// What every device and link is.
     pub hardware: Hardware,
+    /// Number of devices (ranks) in the cluster.
     pub devices: usize,
+    /// Parameter and compute dtypes of the run.
     pub precision: Precision,
+    /// The device's rates in the compute dtype.
     pub roofline: Roofline,
+    /// The ranks laid out on nodes, with the α-β cost of each kind of link.
     pub topology: Topology,
+    /// Element sizes of `precision`.
     pub bytes: Bytes,
     /// Kernel counts by (tp, cp), counted on first use: only hardware with a kernel
     /// overhead needs them, and a search asks for the same few degrees many times.
@@ -29,6 +38,9 @@ pub struct Simulator {
 type KernelCache = Mutex<BTreeMap<(usize, usize), Arc<KernelCounts>>>;
 
 impl Simulator {
+    /// `model` on `devices` devices of `hardware`. Errors when the model config is invalid,
+    /// `devices` is 0 or more than one node but not whole nodes, or the hardware has no
+    /// peak FLOP/s for the compute dtype of `precision`.
     pub fn new(
         model: ModelConfig,
         hardware: Hardware,

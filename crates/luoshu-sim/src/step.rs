@@ -14,11 +14,15 @@ use luoshu_dist::Strategy;
 /// the padded baseline, one row each).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bucket {
+    /// Exclusive lower bound of the bucket's document lengths, in tokens.
     pub low: usize,
+    /// Inclusive upper bound of its document lengths, and the length of its rows.
     pub high: usize,
+    /// Number of documents in the bucket.
     pub documents: usize,
     /// Tokens of the documents (without padding).
     pub tokens: usize,
+    /// The bucket's micro-batches, one row each.
     pub rows: Vec<Work>,
     /// Every candidate on these rows.
     pub evaluated: Vec<Evaluated>,
@@ -30,6 +34,7 @@ pub struct Bucket {
 }
 
 impl Bucket {
+    /// The evaluation of the chosen candidate.
     pub fn chosen(&self) -> &Evaluated {
         &self.evaluated[self.choice]
     }
@@ -43,30 +48,43 @@ impl Bucket {
 /// Adjacent buckets run under one candidate, as one pipeline of all their micro-batches.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Phase {
+    /// The candidate every bucket of the phase runs under.
     pub candidate: Candidate,
+    /// Indices into [`Step::buckets`], shortest first.
     pub buckets: Vec<usize>,
     /// Memory includes the update strategy's optimizer state.
     pub cost: PhaseCost,
 }
 
+/// One simulated training step: buckets run as phases with switches between them, then
+/// the optimizer update.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
+    /// The buckets, shortest first.
     pub buckets: Vec<Bucket>,
+    /// The phases in the order they run, the update strategy's last.
     pub phases: Vec<Phase>,
+    /// Every switch of the step, in the order the phases need them.
     pub switches: Vec<SwitchCost>,
+    /// The candidate of the last bucket, whose layout holds the optimizer state and runs
+    /// the update.
     pub update: Candidate,
+    /// Seconds of the optimizer update under `update`.
     pub update_seconds: f64,
 }
 
 impl Step {
+    /// Seconds of all phases: pipelines and gradient reductions.
     pub fn compute_seconds(&self) -> f64 {
         self.phases.iter().fold(0.0, |t, p| t + p.cost.seconds)
     }
 
+    /// Seconds of all switches.
     pub fn switch_seconds(&self) -> f64 {
         self.switches.iter().fold(0.0, |t, s| t + s.seconds)
     }
 
+    /// Seconds of the whole step: phases, switches and the update.
     pub fn seconds(&self) -> f64 {
         self.compute_seconds() + self.switch_seconds() + self.update_seconds
     }

@@ -34,8 +34,11 @@ impl fmt::Display for Move {
 /// One planned switch.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SwitchCost {
+    /// The strategy whose layout the tensors leave.
     pub from: Strategy,
+    /// The strategy whose layout they arrive in.
     pub to: Strategy,
+    /// Parameters or the gradient accumulator.
     pub what: Move,
     /// Bytes received over links by all ranks together.
     pub bytes: usize,

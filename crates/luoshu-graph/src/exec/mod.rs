@@ -1,7 +1,7 @@
 //! Running graphs: [`evaluate`], the plain node-by-node interpreter (fresh buffers per value,
 //! the oracle for every pass and for the planned executor), and [`compile`]/[`Plan`], the
 //! planned executor (memory-lowering schedule, one arena, in-place reuse). Both run ops
-//! through the same dispatch table in [`kernels`].
+//! through the same dispatch table in the private `kernels` module.
 
 mod collectives;
 mod evaluate;
