@@ -1,3 +1,5 @@
+//! Element types: the [`DType`] tag a tensor carries and the [`Element`] Rust types behind it.
+
 use half::{bf16, f16};
 use std::fmt;
 
@@ -6,16 +8,24 @@ use std::fmt;
 pub enum DType {
     /// Used by the reference backend for gradient checks; fast backends may not support it.
     F64,
+    /// 32-bit IEEE float, the dtype of master weights and of most kernels.
     F32,
+    /// bfloat16: f32's exponent range with an 8-bit mantissa.
     BF16,
+    /// IEEE half precision (5-bit exponent, 10-bit mantissa).
     F16,
+    /// 64-bit signed integer.
     I64,
+    /// 32-bit signed integer (token ids, class indices).
     I32,
+    /// Unsigned byte.
     U8,
+    /// Truth value, stored as one byte holding 0 or 1.
     Bool,
 }
 
 impl DType {
+    /// Every dtype, in declaration order.
     pub const ALL: [DType; 8] = [
         DType::F64,
         DType::F32,
@@ -29,6 +39,7 @@ impl DType {
     /// The float dtypes every backend must support (f64 is optional, see [`DType::F64`]).
     pub const FLOATS: [DType; 3] = [DType::F32, DType::BF16, DType::F16];
 
+    /// Bytes one element occupies in storage (`Bool` takes one).
     pub fn size_in_bytes(self) -> usize {
         match self {
             DType::F64 => 8,
@@ -39,10 +50,12 @@ impl DType {
         }
     }
 
+    /// True for `F64`, `F32`, `BF16` and `F16`.
     pub fn is_float(self) -> bool {
         matches!(self, DType::F64 | DType::F32 | DType::BF16 | DType::F16)
     }
 
+    /// True for `I64`, `I32` and `U8` (`Bool` is neither float nor integer).
     pub fn is_integer(self) -> bool {
         matches!(self, DType::I64 | DType::I32 | DType::U8)
     }
@@ -55,6 +68,7 @@ impl DType {
         }
     }
 
+    /// Lower-case name as printed in messages (`"bf16"`, `"bool"`).
     pub fn name(self) -> &'static str {
         match self {
             DType::F64 => "f64",
@@ -77,11 +91,16 @@ impl fmt::Display for DType {
 
 /// A Rust type that can be the element of a tensor.
 pub trait Element: bytemuck::Pod + Send + Sync + PartialEq + fmt::Debug + 'static {
+    /// The dtype whose storage holds this Rust type (`u8` is `U8`; `Bool` has no own type).
     const DTYPE: DType;
+    /// Exact for every dtype except `i64` beyond 2^53.
     fn to_f64(self) -> f64;
     /// Rounds (floats) or truncates and saturates (integers) like a numeric cast.
     fn from_f64(v: f64) -> Self;
+    /// Converts like an `as` cast: exact for f32, bf16, f16 and the small integers, rounded
+    /// for f64 and for integers beyond 2^24.
     fn to_f32(self) -> f32;
+    /// Rounds to nearest (floats) or truncates and saturates (integers) like a numeric cast.
     fn from_f32(v: f32) -> Self;
 }
 

@@ -1,3 +1,5 @@
+//! Strided layouts: how a tensor's logical elements map onto storage, and the zero-copy view ops.
+
 use crate::{Error, Result, Shape};
 
 /// How a tensor's logical elements map onto its storage: shape, strides (in elements) and
@@ -27,6 +29,8 @@ impl Layout {
         })
     }
 
+    /// Row-major contiguous layout starting at storage element 0; fails if the element count
+    /// overflows.
     pub fn contiguous(shape: impl Into<Shape>) -> Result<Self> {
         Self::contiguous_at(shape, 0)
     }
@@ -54,21 +58,27 @@ impl Layout {
         })
     }
 
+    /// Logical shape.
     pub fn shape(&self) -> &Shape {
         &self.shape
     }
+    /// Logical extents, outermost first.
     pub fn dims(&self) -> &[usize] {
         self.shape.dims()
     }
+    /// Storage step (in elements) of each dimension; 0 on broadcast dimensions.
     pub fn strides(&self) -> &[usize] {
         &self.strides
     }
+    /// Storage index (in elements) of the first logical element; 0 for an empty tensor.
     pub fn offset(&self) -> usize {
         self.offset
     }
+    /// Number of dimensions.
     pub fn rank(&self) -> usize {
         self.shape.rank()
     }
+    /// Number of logical elements (broadcast elements counted as often as they are seen).
     pub fn numel(&self) -> usize {
         self.shape.numel()
     }
@@ -192,6 +202,7 @@ impl Layout {
         Layout::from_parts(dims, strides, self.offset)
     }
 
+    /// Swaps dimensions `a` and `b`; [`Error::DimOutOfRange`] if either does not exist.
     pub fn transpose(&self, a: usize, b: usize) -> Result<Layout> {
         let rank = self.rank();
         for d in [a, b] {
@@ -226,6 +237,7 @@ impl Layout {
         Layout::from_parts(dims, strides, offset)
     }
 
+    /// The `len` elements from `start` along `dim`, i.e. `slice(dim, start, start + len, 1)`.
     pub fn narrow(&self, dim: usize, start: usize, len: usize) -> Result<Layout> {
         let end = start.checked_add(len).ok_or(Error::Invalid {
             op: "narrow",
@@ -262,6 +274,7 @@ impl Layout {
         Layout::from_parts(shape, strides, self.offset)
     }
 
+    /// Removes dimension `dim`, which must have extent 1.
     pub fn squeeze(&self, dim: usize) -> Result<Layout> {
         let size = self.shape.dim("squeeze", dim)?;
         if size != 1 {
@@ -277,6 +290,7 @@ impl Layout {
         Layout::from_parts(dims, strides, self.offset)
     }
 
+    /// Inserts a dimension of extent 1 before dimension `dim` (`dim == rank` appends it).
     pub fn unsqueeze(&self, dim: usize) -> Result<Layout> {
         if dim > self.rank() {
             return Err(Error::DimOutOfRange {

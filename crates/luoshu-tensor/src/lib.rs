@@ -2,6 +2,8 @@
 //! host storage, host tensors and the counter-based random number generator that every
 //! backend shares so random tensors do not depend on which backend or shard made them.
 
+#![deny(missing_docs)]
+
 mod borrow_mode;
 mod claims;
 mod dtype;

@@ -1,3 +1,5 @@
+//! Shapes and NumPy broadcasting of shapes.
+
 use crate::{Error, Result};
 use std::fmt;
 
@@ -6,18 +8,22 @@ use std::fmt;
 pub struct Shape(Vec<usize>);
 
 impl Shape {
+    /// A shape with the given extents, outermost first (not checked for overflow).
     pub fn new(dims: impl Into<Vec<usize>>) -> Self {
         Shape(dims.into())
     }
 
+    /// The rank-0 shape of a single value (one element).
     pub fn scalar() -> Self {
         Shape(Vec::new())
     }
 
+    /// The extents, outermost first.
     pub fn dims(&self) -> &[usize] {
         &self.0
     }
 
+    /// Number of dimensions (0 for a scalar).
     pub fn rank(&self) -> usize {
         self.0.len()
     }
@@ -50,6 +56,7 @@ impl Shape {
         strides
     }
 
+    /// Extent of dimension `dim`; [`Error::DimOutOfRange`] if the shape has fewer dimensions.
     pub fn dim(&self, op: &'static str, dim: usize) -> Result<usize> {
         self.0.get(dim).copied().ok_or(Error::DimOutOfRange {
             op,

@@ -1,3 +1,6 @@
+//! Host storage shared by tensor views, and the checked borrows through which kernels read
+//! and write it.
+
 use crate::claims::Claims;
 use crate::{BorrowMode, DType, Element, Error, Result};
 use std::cell::RefCell;

@@ -1,3 +1,5 @@
+//! The host tensor: storage, layout and dtype, with constructors, views and element access.
+
 use crate::{Borrows, DType, Element, Error, Layout, Result, Shape, Storage};
 use half::{bf16, f16};
 use std::ops::Range;
@@ -32,6 +34,7 @@ impl Tensor {
         })
     }
 
+    /// A zero-filled contiguous tensor (all-false for `Bool`) with its own storage.
     pub fn zeros(dtype: DType, shape: impl Into<Shape>) -> Result<Self> {
         let layout = Layout::contiguous(shape)?;
         let bytes = layout
@@ -48,6 +51,8 @@ impl Tensor {
         })
     }
 
+    /// A contiguous tensor holding a copy of `data` in row-major order; [`Error::ElementCount`]
+    /// if `data.len()` is not the shape's element count.
     pub fn from_slice<T: Element>(data: &[T], shape: impl Into<Shape>) -> Result<Self> {
         let layout = Layout::contiguous(shape)?;
         if layout.numel() != data.len() {
@@ -65,6 +70,7 @@ impl Tensor {
         })
     }
 
+    /// Like [`Tensor::from_slice`], from an owned vector.
     pub fn from_vec<T: Element>(data: Vec<T>, shape: impl Into<Shape>) -> Result<Self> {
         Self::from_slice(&data, shape)
     }
@@ -99,6 +105,7 @@ impl Tensor {
         }
     }
 
+    /// A rank-0 tensor holding `value`.
     pub fn scalar<T: Element>(value: T) -> Self {
         Tensor {
             storage: Arc::new(Storage::from_slice(&[value])),
@@ -107,27 +114,35 @@ impl Tensor {
         }
     }
 
+    /// Element type.
     pub fn dtype(&self) -> DType {
         self.dtype
     }
+    /// Shape, strides and offset into the storage.
     pub fn layout(&self) -> &Layout {
         &self.layout
     }
+    /// Logical shape.
     pub fn shape(&self) -> &Shape {
         self.layout.shape()
     }
+    /// Logical extents, outermost first.
     pub fn dims(&self) -> &[usize] {
         self.layout.dims()
     }
+    /// Number of dimensions.
     pub fn rank(&self) -> usize {
         self.layout.rank()
     }
+    /// Number of logical elements.
     pub fn numel(&self) -> usize {
         self.layout.numel()
     }
+    /// The storage shared with every view of this tensor.
     pub fn storage(&self) -> &Arc<Storage> {
         &self.storage
     }
+    /// True when the elements are row-major without gaps (see [`Layout::is_contiguous`]).
     pub fn is_contiguous(&self) -> bool {
         self.layout.is_contiguous()
     }
@@ -215,27 +230,37 @@ impl Tensor {
         Tensor::from_storage(self.storage.clone(), layout, self.dtype)
     }
 
+    /// A view with another shape of the same element count; [`Error::ReshapeNeedsCopy`] when no
+    /// strides over the same storage express it (call [`Tensor::to_contiguous`] first).
     pub fn reshape(&self, shape: impl Into<Shape>) -> Result<Tensor> {
         self.with_layout(self.layout.reshape(shape)?)
     }
+    /// A view with the dimensions reordered (see [`Layout::permute`]).
     pub fn permute(&self, perm: &[usize]) -> Result<Tensor> {
         self.with_layout(self.layout.permute(perm)?)
     }
+    /// A view with dimensions `a` and `b` swapped.
     pub fn transpose(&self, a: usize, b: usize) -> Result<Tensor> {
         self.with_layout(self.layout.transpose(a, b)?)
     }
+    /// A view of every `step`-th element of `start..end` along `dim` (see [`Layout::slice`]).
     pub fn slice(&self, dim: usize, start: usize, end: usize, step: usize) -> Result<Tensor> {
         self.with_layout(self.layout.slice(dim, start, end, step)?)
     }
+    /// A view of the `len` elements from `start` along `dim`.
     pub fn narrow(&self, dim: usize, start: usize, len: usize) -> Result<Tensor> {
         self.with_layout(self.layout.narrow(dim, start, len)?)
     }
+    /// A view broadcast to `shape` by NumPy rules; expanded dimensions have stride 0, so
+    /// their logical elements share one storage element.
     pub fn broadcast_to(&self, shape: impl Into<Shape>) -> Result<Tensor> {
         self.with_layout(self.layout.broadcast_to(shape)?)
     }
+    /// A view without dimension `dim`, which must have extent 1.
     pub fn squeeze(&self, dim: usize) -> Result<Tensor> {
         self.with_layout(self.layout.squeeze(dim)?)
     }
+    /// A view with an extent-1 dimension inserted before `dim`.
     pub fn unsqueeze(&self, dim: usize) -> Result<Tensor> {
         self.with_layout(self.layout.unsqueeze(dim)?)
     }
