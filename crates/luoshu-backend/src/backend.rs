@@ -1,3 +1,5 @@
+//! The [`Backend`] trait: the kernels a device implements, primitives and composites.
+
 use crate::composite;
 use crate::ops::{
     AdamW, AttentionOpts, BinaryOp, CompareOp, CompositeOp, ElementwiseProgram, LayerNormGrads,

@@ -3,6 +3,8 @@
 //! ops, the fast [`cpu::CpuBackend`], the plain [`reference::ReferenceBackend`] used as the
 //! oracle, and the [`conformance`] suite any backend can be run against.
 
+#![deny(missing_docs)]
+
 mod api;
 mod backend;
 pub mod composite;

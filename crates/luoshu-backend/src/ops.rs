@@ -5,24 +5,38 @@ use luoshu_tensor::{DType, Tensor};
 /// Elementwise functions of one tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum UnaryOp {
+    /// `-x`.
     Neg,
+    /// `|x|`.
     Abs,
+    /// `e^x`.
     Exp,
+    /// Natural logarithm (NaN below 0, `-inf` at 0).
     Log,
+    /// Square root.
     Sqrt,
+    /// `1 / sqrt(x)`.
     Rsqrt,
+    /// `1 / x`.
     Recip,
+    /// Sine, `x` in radians.
     Sin,
+    /// Cosine, `x` in radians.
     Cos,
+    /// Hyperbolic tangent.
     Tanh,
+    /// Logistic function `1 / (1 + e^-x)`.
     Sigmoid,
+    /// `max(x, 0)`.
     Relu,
+    /// `x * sigmoid(x)` (SiLU, also called swish).
     Silu,
     /// Exact GELU, `x * Φ(x)` with the error function (not the tanh approximation).
     Gelu,
 }
 
 impl UnaryOp {
+    /// Every unary op, in declaration order.
     pub const ALL: [UnaryOp; 14] = [
         UnaryOp::Neg,
         UnaryOp::Abs,
@@ -40,6 +54,7 @@ impl UnaryOp {
         UnaryOp::Gelu,
     ];
 
+    /// Lower-case name used in messages and reports (`"rsqrt"`).
     pub fn name(self) -> &'static str {
         match self {
             UnaryOp::Neg => "neg",
@@ -68,16 +83,24 @@ impl UnaryOp {
 /// Elementwise functions of two tensors of the same shape and dtype.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BinaryOp {
+    /// `a + b`.
     Add,
+    /// `a - b`.
     Sub,
+    /// `a * b`.
     Mul,
+    /// `a / b` (floats only).
     Div,
+    /// The larger of `a` and `b`.
     Maximum,
+    /// The smaller of `a` and `b`.
     Minimum,
+    /// `a` raised to the power `b` (floats only).
     Pow,
 }
 
 impl BinaryOp {
+    /// Every binary op, in declaration order.
     pub const ALL: [BinaryOp; 7] = [
         BinaryOp::Add,
         BinaryOp::Sub,
@@ -88,6 +111,7 @@ impl BinaryOp {
         BinaryOp::Pow,
     ];
 
+    /// Lower-case name used in messages and reports (`"maximum"`).
     pub fn name(self) -> &'static str {
         match self {
             BinaryOp::Add => "add",
@@ -109,14 +133,20 @@ impl BinaryOp {
 /// Elementwise comparisons producing `Bool`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CompareOp {
+    /// `a == b`.
     Eq,
+    /// `a < b`.
     Lt,
+    /// `a <= b`.
     Le,
+    /// `a > b`.
     Gt,
+    /// `a >= b`.
     Ge,
 }
 
 impl CompareOp {
+    /// Every comparison, in declaration order.
     pub const ALL: [CompareOp; 5] = [
         CompareOp::Eq,
         CompareOp::Lt,
@@ -125,6 +155,7 @@ impl CompareOp {
         CompareOp::Ge,
     ];
 
+    /// Lower-case name used in messages and reports (`"le"`).
     pub fn name(self) -> &'static str {
         match self {
             CompareOp::Eq => "eq",
@@ -139,15 +170,21 @@ impl CompareOp {
 /// Reductions over a set of axes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ReduceOp {
+    /// Sum of the elements.
     Sum,
+    /// Largest element.
     Max,
+    /// Smallest element.
     Min,
+    /// Sum divided by the number of reduced elements.
     Mean,
 }
 
 impl ReduceOp {
+    /// Every reduction, in declaration order.
     pub const ALL: [ReduceOp; 4] = [ReduceOp::Sum, ReduceOp::Max, ReduceOp::Min, ReduceOp::Mean];
 
+    /// Lower-case name used in messages and reports (`"mean"`).
     pub fn name(self) -> &'static str {
         match self {
             ReduceOp::Sum => "sum",
@@ -161,16 +198,23 @@ impl ReduceOp {
 /// Distributions for counter-based random tensors (see `luoshu_tensor::rng`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum RandomDist {
+    /// Uniform on `[low, high)`.
     Uniform {
+        /// Lower bound, included.
         low: f32,
+        /// Upper bound, excluded.
         high: f32,
     },
+    /// Gaussian.
     Normal {
+        /// Mean of the distribution.
         mean: f32,
+        /// Standard deviation.
         std: f32,
     },
     /// 1 with probability `p`, else 0 (a dropout keep-mask).
     Bernoulli {
+        /// Probability of drawing 1, in `[0, 1]`.
         p: f32,
     },
 }
@@ -178,10 +222,15 @@ pub enum RandomDist {
 /// Hyper-parameters of one AdamW step (decoupled weight decay, bias-corrected moments).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdamW {
+    /// Learning rate.
     pub lr: f32,
+    /// Decay rate of the first-moment (mean) estimate, e.g. 0.9.
     pub beta1: f32,
+    /// Decay rate of the second-moment (uncentered variance) estimate, e.g. 0.999.
     pub beta2: f32,
+    /// Added to `sqrt(v̂)` in the denominator to avoid division by zero.
     pub eps: f32,
+    /// Decoupled weight decay: `param -= lr * weight_decay * param` alongside the Adam step.
     pub weight_decay: f32,
     /// 1-based step number, used for bias correction.
     pub step: u64,
@@ -191,6 +240,7 @@ pub struct AdamW {
 /// without its last dimension.
 #[derive(Debug, Clone, Copy)]
 pub struct NormStats<'a> {
+    /// Per-row mean.
     pub mean: &'a Tensor,
     /// Reciprocal standard deviation.
     pub rstd: &'a Tensor,
@@ -199,8 +249,11 @@ pub struct NormStats<'a> {
 /// The gradient outputs of a layer norm: one for each of `x`, `weight` and `bias`.
 #[derive(Debug, Clone, Copy)]
 pub struct LayerNormGrads<'a> {
+    /// Gradient of `x`, `x`'s shape and dtype.
     pub x: &'a Tensor,
+    /// Gradient of `weight`, `weight`'s shape and dtype.
     pub weight: &'a Tensor,
+    /// Gradient of `bias`, `bias`'s shape and dtype.
     pub bias: &'a Tensor,
 }
 
@@ -217,25 +270,42 @@ pub struct AttentionOpts {
 /// override any of them with a fused kernel (reported by `Backend::native_composites`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum CompositeOp {
+    /// See [`crate::Backend::softmax`].
     Softmax,
+    /// See [`crate::Backend::log_softmax`].
     LogSoftmax,
+    /// See [`crate::Backend::cross_entropy`].
     CrossEntropy,
+    /// See [`crate::Backend::cross_entropy_backward`].
     CrossEntropyBackward,
+    /// See [`crate::Backend::rms_norm`].
     RmsNorm,
+    /// See [`crate::Backend::rms_norm_backward`].
     RmsNormBackward,
+    /// See [`crate::Backend::layer_norm`].
     LayerNorm,
+    /// See [`crate::Backend::layer_norm_backward`].
     LayerNormBackward,
+    /// See [`crate::Backend::rope`].
     Rope,
+    /// See [`crate::Backend::swiglu`].
     Swiglu,
+    /// See [`crate::Backend::swiglu_backward`].
     SwigluBackward,
+    /// See [`crate::Backend::attention`].
     Attention,
+    /// See [`crate::Backend::attention_backward`].
     AttentionBackward,
+    /// See [`crate::Backend::adamw`].
     AdamW,
+    /// See [`crate::Backend::sum_squares`].
     SumSquares,
+    /// See [`crate::Backend::fused_elementwise`].
     FusedElementwise,
 }
 
 impl CompositeOp {
+    /// Every composite op, in declaration order.
     pub const ALL: [CompositeOp; 16] = [
         CompositeOp::Softmax,
         CompositeOp::LogSoftmax,
@@ -255,6 +325,7 @@ impl CompositeOp {
         CompositeOp::FusedElementwise,
     ];
 
+    /// Snake-case name, the same as the [`crate::Backend`] method's (`"rms_norm_backward"`).
     pub fn name(self) -> &'static str {
         match self {
             CompositeOp::Softmax => "softmax",
@@ -286,19 +357,25 @@ pub enum FusedInstr {
     /// A scalar of `dtype`; the value is kept as the bits of an `f64` so programs compare
     /// and hash exactly.
     Constant {
+        /// The `f64` bits of the value (see [`FusedInstr::constant`]).
         bits: u64,
+        /// The dtype the value is converted to.
         dtype: DType,
     },
+    /// `op` applied to a register.
     Unary(UnaryOp, usize),
+    /// `op` applied to two registers, `(a, b)`.
     Binary(BinaryOp, usize, usize),
     /// Produces `Bool`.
     Compare(CompareOp, usize, usize),
     /// `cond ? a : b` with operands `(cond, a, b)`.
     Select(usize, usize, usize),
+    /// A register converted to `dtype` (like [`crate::Backend::cast`]).
     Cast(usize, DType),
 }
 
 impl FusedInstr {
+    /// The instruction for the scalar `value` of `dtype`.
     pub fn constant(value: f64, dtype: DType) -> Self {
         FusedInstr::Constant {
             bits: value.to_bits(),
@@ -313,6 +390,7 @@ impl FusedInstr {
 pub struct ElementwiseProgram {
     /// Dtype of each input tensor.
     pub inputs: Vec<DType>,
+    /// The instructions, in evaluation order.
     pub instrs: Vec<FusedInstr>,
     /// The register holding the result.
     pub output: usize,

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 /// What a kernel is, for the profile's time shares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
+    /// Matrix products.
     Matmul,
+    /// Attention, forward and backward.
     Attention,
     /// RMS and layer norm, forward and backward.
     Norms,
@@ -33,6 +35,7 @@ pub enum Family {
 }
 
 impl Family {
+    /// Every family, in declaration order (the order of [`Profiled::totals`]).
     pub const ALL: [Family; 8] = [
         Family::Matmul,
         Family::Attention,
@@ -44,6 +47,7 @@ impl Family {
         Family::Copies,
     ];
 
+    /// Name as printed in the profile (`"reduce/index"`).
     pub fn name(self) -> &'static str {
         match self {
             Family::Matmul => "matmul",
@@ -61,7 +65,10 @@ impl Family {
 /// Accumulated time, calls and FLOPs of one family.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct FamilyTotals {
+    /// Wall-clock time spent in the family's kernels, summed over calls (and over threads
+    /// when kernels run concurrently).
     pub time: Duration,
+    /// Number of kernel calls.
     pub calls: u64,
     /// Multiply-adds counted as 2 FLOPs; matmul and attention only (causal attention counts
     /// the half of the score matrix it computes).
@@ -84,6 +91,7 @@ pub struct Profiled {
 }
 
 impl Profiled {
+    /// Profiles `inner`, with every counter at zero.
     pub fn new(inner: Arc<dyn Backend>) -> Self {
         Profiled {
             inner,
@@ -108,6 +116,7 @@ impl Profiled {
             .collect()
     }
 
+    /// Sets every counter back to zero.
     pub fn reset(&self) {
         for c in &self.counters {
             c.nanos.store(0, Ordering::Relaxed);

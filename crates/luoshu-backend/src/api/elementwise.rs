@@ -1,3 +1,6 @@
+//! Elementwise ops of [`Ops`]: unary, binary (with broadcasting), comparisons, select and
+//! random tensors.
+
 use super::{check_dtype, check_no_overlap, check_no_partial_overlap, check_out, Ops};
 use crate::ops::{BinaryOp, CompareOp, RandomDist, UnaryOp};
 use crate::{Error, Result};
@@ -39,6 +42,9 @@ fn check_binary_dtype(op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<()> {
 }
 
 impl Ops<'_> {
+    /// `out = op(x)`; `out` contiguous with `x`'s shape and dtype, either `x`'s own contiguous
+    /// region (in place) or not overlapping it. Floats, and `i64`/`i32` where
+    /// [`UnaryOp::allows_integers`].
     pub fn unary_into(&self, op: UnaryOp, x: &Tensor, out: &Tensor) -> Result<()> {
         check_unary_dtype(op, x)?;
         check_out(op.name(), "out", out, x.dtype(), x.dims())?;
@@ -46,6 +52,7 @@ impl Ops<'_> {
         self.backend.unary(op, x, out)
     }
 
+    /// `op(x)` in a new tensor of `x`'s shape and dtype.
     pub fn unary(&self, op: UnaryOp, x: &Tensor) -> Result<Tensor> {
         check_unary_dtype(op, x)?;
         let out = self.alloc(x.dtype(), x.dims())?;
@@ -73,15 +80,19 @@ impl Ops<'_> {
         Ok(out)
     }
 
+    /// `a + b` with NumPy broadcasting.
     pub fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         self.binary(BinaryOp::Add, a, b)
     }
+    /// `a - b` with NumPy broadcasting.
     pub fn sub(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         self.binary(BinaryOp::Sub, a, b)
     }
+    /// `a * b` with NumPy broadcasting.
     pub fn mul(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         self.binary(BinaryOp::Mul, a, b)
     }
+    /// `a / b` with NumPy broadcasting (floats only).
     pub fn div(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         self.binary(BinaryOp::Div, a, b)
     }
@@ -98,6 +109,8 @@ impl Ops<'_> {
         self.add(x, &s)
     }
 
+    /// `out = op(a, b)` as `Bool`, `a` and `b` of one dtype broadcast to `out`'s shape; `out`
+    /// must not overlap them.
     pub fn compare_into(&self, op: CompareOp, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> {
         check_dtype(op.name(), b, a.dtype())?;
         let shape = broadcast_shapes(op.name(), a.dims(), b.dims())?;
@@ -107,6 +120,7 @@ impl Ops<'_> {
         self.backend.compare(op, &a, &b, out)
     }
 
+    /// `op(a, b)` as a new `Bool` tensor of the broadcast shape.
     pub fn compare(&self, op: CompareOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         let shape = broadcast_shapes(op.name(), a.dims(), b.dims())?;
         let out = self.alloc(DType::Bool, shape.dims())?;
@@ -127,6 +141,7 @@ impl Ops<'_> {
         self.backend.select(&cond, &a, &b, out)
     }
 
+    /// `cond ? a : b` in a new tensor, the three broadcast together (`cond` is `Bool`).
     pub fn select(&self, cond: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         let ab = broadcast_shapes("where", a.dims(), b.dims())?;
         let shape = broadcast_shapes("where", cond.dims(), ab.dims())?;
@@ -135,6 +150,10 @@ impl Ops<'_> {
         Ok(out)
     }
 
+    /// Fills the contiguous `out` with random values of `dist`, a pure function of `(seed, stream,
+    /// element index)` (see [`crate::Backend::random`]). `out` is a float tensor, or `Bool` for
+    /// Bernoulli; a distribution with non-finite or inverted bounds, a negative standard
+    /// deviation or `p` outside `[0, 1]` is an error.
     pub fn random_into(
         &self,
         dist: RandomDist,
@@ -166,6 +185,7 @@ impl Ops<'_> {
         self.backend.random(dist, seed, stream, out)
     }
 
+    /// A new `dtype` tensor of `dims` filled like [`Ops::random_into`].
     pub fn random(
         &self,
         dist: RandomDist,

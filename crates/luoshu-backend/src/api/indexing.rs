@@ -1,3 +1,6 @@
+//! Indexing ops of [`Ops`]: index select and add, gather and scatter-add, concatenation and
+//! ranges.
+
 use super::{
     check_contiguous, check_dim, check_dtype, check_index_dtype, check_no_overlap, check_out, Ops,
 };
@@ -43,6 +46,9 @@ fn check_gather_index(op: &'static str, x: &Tensor, dim: usize, index: &Tensor) 
 }
 
 impl Ops<'_> {
+    /// `out = x` with dimension `dim` replaced by `x[indices[i]]`; `indices` is rank-1 `I64` or
+    /// `I32`, `out` contiguous and not overlapping the inputs. Errors on an index outside
+    /// `0..x.dims()[dim]`.
     pub fn index_select_into(
         &self,
         x: &Tensor,
@@ -80,6 +86,8 @@ impl Ops<'_> {
         self.backend.index_add(dst, dim, indices, src)
     }
 
+    /// `out[i][j][k] = x[i][index[i][j][k]][k]` for `dim == 1` (PyTorch `gather`): `index` has
+    /// `x`'s rank and `out`'s shape, and outside `dim` no dimension larger than `x`'s.
     pub fn gather_into(&self, x: &Tensor, dim: usize, index: &Tensor, out: &Tensor) -> Result<()> {
         check_gather_index("gather", x, dim, index)?;
         check_out("gather", "out", out, x.dtype(), index.dims())?;
@@ -87,6 +95,7 @@ impl Ops<'_> {
         self.backend.gather(x, dim, index, out)
     }
 
+    /// [`Ops::gather_into`] into a new tensor of `index`'s shape.
     pub fn gather(&self, x: &Tensor, dim: usize, index: &Tensor) -> Result<Tensor> {
         check_gather_index("gather", x, dim, index)?;
         let out = self.alloc(x.dtype(), index.dims())?;
@@ -110,6 +119,8 @@ impl Ops<'_> {
         self.backend.scatter_add(dst, dim, index, src)
     }
 
+    /// `out` = the inputs joined along `dim`: one dtype, equal dims except `dim`, at least one
+    /// input; `out` must not overlap them.
     pub fn concat_into(&self, inputs: &[&Tensor], dim: usize, out: &Tensor) -> Result<()> {
         let dims = concat_dims(inputs, dim)?;
         check_out("concat", "out", out, inputs[0].dtype(), &dims)?;
@@ -117,6 +128,7 @@ impl Ops<'_> {
         self.backend.concat(inputs, dim, out)
     }
 
+    /// The inputs joined along `dim` in a new tensor (see [`Ops::concat_into`]).
     pub fn concat(&self, inputs: &[&Tensor], dim: usize) -> Result<Tensor> {
         let dims = concat_dims(inputs, dim)?;
         let out = self.alloc(inputs[0].dtype(), &dims)?;
@@ -124,6 +136,7 @@ impl Ops<'_> {
         Ok(out)
     }
 
+    /// `out[i] = start + i * step` for a contiguous rank-1 `out` of any dtype but `Bool`.
     pub fn arange_into(&self, start: f64, step: f64, out: &Tensor) -> Result<()> {
         check_contiguous("arange", "out", out)?;
         if out.rank() != 1 || out.dtype() == DType::Bool {

@@ -1,3 +1,5 @@
+//! Matrix products of [`Ops`].
+
 use super::{check_dtype, check_float, check_no_overlap, check_out, Ops};
 use crate::{Error, Result};
 use luoshu_tensor::{broadcast_shapes, Tensor};
@@ -45,6 +47,8 @@ impl Ops<'_> {
         self.backend.matmul(&a2, &b2, out)
     }
 
+    /// Batched `a · b` (`[..., m, k] · [..., k, n] -> [..., m, n]`) in a new tensor, with NumPy
+    /// broadcasting of the batch dims; both operands share one float dtype.
     pub fn matmul(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         let (dims, a2, b2) = plan(a, b)?;
         let out = self.alloc(a.dtype(), &dims)?;

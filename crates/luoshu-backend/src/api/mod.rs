@@ -21,10 +21,12 @@ pub struct Ops<'a> {
 }
 
 impl<'a> Ops<'a> {
+    /// Validating access to `backend`'s kernels.
     pub fn new(backend: &'a dyn Backend) -> Self {
         Ops { backend }
     }
 
+    /// The backend whose kernels are called, for what [`Ops`] does not wrap.
     pub fn backend(&self) -> &'a dyn Backend {
         self.backend
     }
@@ -70,6 +72,7 @@ impl<'a> Ops<'a> {
         }
     }
 
+    /// Sets every element of the contiguous `out` to `value` (converted like a numeric cast).
     pub fn fill_into(&self, value: f64, out: &Tensor) -> Result<()> {
         check_contiguous("fill", "out", out)?;
         self.backend.fill(value, out)
@@ -84,12 +87,15 @@ impl<'a> Ops<'a> {
         Ok(out)
     }
 
+    /// `out = x` converted to `out`'s dtype (see [`Backend::cast`] for rounding); same shape,
+    /// `out` contiguous and not overlapping `x`.
     pub fn cast_into(&self, x: &Tensor, out: &Tensor) -> Result<()> {
         check_out("cast", "out", out, out.dtype(), x.dims())?;
         check_no_overlap("cast", "out", out, &[x])?;
         self.backend.cast(x, out)
     }
 
+    /// `x` converted to `dtype` in a new tensor (see [`Backend::cast`] for rounding).
     pub fn cast(&self, x: &Tensor, dtype: DType) -> Result<Tensor> {
         let out = self.alloc(dtype, x.dims())?;
         self.backend.cast(x, &out)?;

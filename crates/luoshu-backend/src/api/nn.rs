@@ -20,6 +20,8 @@ fn rows_dims(x: &Tensor) -> Vec<usize> {
 }
 
 impl Ops<'_> {
+    /// Softmax over the last dimension of float `x` into `out` (contiguous, `x`'s shape and
+    /// dtype, not overlapping `x`).
     pub fn softmax_into(&self, x: &Tensor, out: &Tensor) -> Result<()> {
         check_float("softmax", x)?;
         last_dim("softmax", x)?;
@@ -28,12 +30,15 @@ impl Ops<'_> {
         self.backend.softmax(&self.contiguous(x)?, out)
     }
 
+    /// Softmax over the last dimension in a new tensor.
     pub fn softmax(&self, x: &Tensor) -> Result<Tensor> {
         let out = self.alloc(x.dtype(), x.dims())?;
         self.softmax_into(x, &out)?;
         Ok(out)
     }
 
+    /// Log-softmax over the last dimension of float `x` into `out` (contiguous, `x`'s shape and
+    /// dtype, not overlapping `x`).
     pub fn log_softmax_into(&self, x: &Tensor, out: &Tensor) -> Result<()> {
         check_float("log_softmax", x)?;
         last_dim("log_softmax", x)?;
@@ -42,6 +47,7 @@ impl Ops<'_> {
         self.backend.log_softmax(&self.contiguous(x)?, out)
     }
 
+    /// Log-softmax over the last dimension in a new tensor.
     pub fn log_softmax(&self, x: &Tensor) -> Result<Tensor> {
         let out = self.alloc(x.dtype(), x.dims())?;
         self.log_softmax_into(x, &out)?;
@@ -107,6 +113,9 @@ impl Ops<'_> {
         )
     }
 
+    /// Per-row cross-entropy of `logits [n, vocab]` against `I64` `targets [n]`: `(losses, lse)`,
+    /// both f32 `[n]`; rows whose target is `ignore_index` lose 0. A target outside
+    /// `0..vocab` (other than `ignore_index`) is an error.
     pub fn cross_entropy(
         &self,
         logits: &Tensor,
@@ -120,6 +129,8 @@ impl Ops<'_> {
         Ok((losses, lse))
     }
 
+    /// Writes `grad_logits` (`logits`' shape and dtype) from the f32 `lse` and `grad_losses`
+    /// (`[n]`) of [`Ops::cross_entropy`]; ignored rows get zero gradient.
     pub fn cross_entropy_backward_into(
         &self,
         logits: &Tensor,
@@ -158,6 +169,7 @@ impl Ops<'_> {
         )
     }
 
+    /// [`Ops::cross_entropy_backward_into`] into a new tensor.
     pub fn cross_entropy_backward(
         &self,
         logits: &Tensor,
@@ -181,6 +193,8 @@ impl Ops<'_> {
         Ok(d)
     }
 
+    /// RMS norm over the last dimension (see [`crate::Backend::rms_norm`]): writes `out` (`x`'s
+    /// shape and dtype) and `rstd` (f32, `x`'s dims without the last); `weight` is `[d]`.
     pub fn rms_norm_into(
         &self,
         x: &Tensor,
@@ -399,6 +413,9 @@ impl Ops<'_> {
         Ok((gx, gw, gb))
     }
 
+    /// Rotary embedding of `x [batch, seq, heads, head_dim]` (even `head_dim`) with f32 tables
+    /// `cos`, `sin` of shape `[seq, head_dim / 2]` (see [`crate::Backend::rope`]); `inverse`
+    /// rotates back, which is the backward.
     pub fn rope_into(
         &self,
         x: &Tensor,
@@ -433,12 +450,14 @@ impl Ops<'_> {
         )
     }
 
+    /// [`Ops::rope_into`] into a new tensor.
     pub fn rope(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, inverse: bool) -> Result<Tensor> {
         let out = self.alloc(x.dtype(), x.dims())?;
         self.rope_into(x, cos, sin, inverse, &out)?;
         Ok(out)
     }
 
+    /// `out = silu(gate) * up`; `gate`, `up` and `out` share one float dtype and shape.
     pub fn swiglu_into(&self, gate: &Tensor, up: &Tensor, out: &Tensor) -> Result<()> {
         check_float("swiglu", gate)?;
         check_dtype("swiglu", up, gate.dtype())?;
@@ -449,6 +468,7 @@ impl Ops<'_> {
             .swiglu(&self.contiguous(gate)?, &self.contiguous(up)?, out)
     }
 
+    /// `silu(gate) * up` in a new tensor.
     pub fn swiglu(&self, gate: &Tensor, up: &Tensor) -> Result<Tensor> {
         let out = self.alloc(gate.dtype(), gate.dims())?;
         self.swiglu_into(gate, up, &out)?;
@@ -565,6 +585,7 @@ impl Ops<'_> {
         }
     }
 
+    /// Scaled dot-product attention into `out` and `lse` (see [`crate::Backend::attention`]).
     #[allow(clippy::too_many_arguments)]
     pub fn attention_into(
         &self,

@@ -1,3 +1,5 @@
+//! Reductions of [`Ops`]: sum, mean, max and min over axes, and argmax.
+
 use super::{check_dim, check_no_overlap, check_out, Ops};
 use crate::ops::ReduceOp;
 use crate::{Error, Result};
@@ -75,6 +77,9 @@ impl Ops<'_> {
         self.backend.reduce(op, x, &axes, out)
     }
 
+    /// `op` over `axes` (unique, in range, non-empty; any order) in a new tensor of `x`'s dtype;
+    /// `keepdim` keeps the reduced axes with size 1, otherwise they are dropped. Max and min of
+    /// an empty axis are errors; mean takes floats only.
     pub fn reduce(
         &self,
         op: ReduceOp,
@@ -92,6 +97,7 @@ impl Ops<'_> {
         Ok(out.reshape(drop_axes(x.dims(), &sorted))?)
     }
 
+    /// Sum over `axes` (see [`Ops::reduce`]).
     pub fn sum(&self, x: &Tensor, axes: &[usize], keepdim: bool) -> Result<Tensor> {
         self.reduce(ReduceOp::Sum, x, axes, keepdim)
     }
@@ -118,6 +124,8 @@ impl Ops<'_> {
         Ok(reduced.reshape(dims)?)
     }
 
+    /// Index of the first maximum along `axis` into `out` (`I64`, `x`'s dims with `axis` of
+    /// size 1); `x` is float, `i64` or `i32` and `axis` must not be empty.
     pub fn argmax_into(&self, x: &Tensor, axis: usize, out: &Tensor) -> Result<()> {
         check_dim("argmax", axis, x.rank())?;
         if !(x.dtype().is_float() || matches!(x.dtype(), DType::I64 | DType::I32)) {
@@ -140,6 +148,8 @@ impl Ops<'_> {
         self.backend.argmax(x, axis, out)
     }
 
+    /// Index of the first maximum along `axis` as a new `I64` tensor; `keepdim` keeps `axis`
+    /// with size 1, otherwise it is dropped.
     pub fn argmax(&self, x: &Tensor, axis: usize, keepdim: bool) -> Result<Tensor> {
         check_dim("argmax", axis, x.rank())?;
         let mut dims = x.dims().to_vec();

@@ -112,6 +112,7 @@ impl Operands {
     }
 }
 
+/// The decomposition of [`Backend::attention`] into primitives.
 #[allow(clippy::too_many_arguments)]
 pub fn attention(
     b: &dyn Backend,

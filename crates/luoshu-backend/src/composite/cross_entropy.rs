@@ -19,6 +19,7 @@ fn safe_targets(ops: &Ops, targets: &Tensor, ignore_index: i64) -> Result<(Tenso
     Ok((safe, ignored))
 }
 
+/// The decomposition of [`Backend::cross_entropy`] into primitives.
 pub fn cross_entropy(
     b: &dyn Backend,
     logits: &Tensor,

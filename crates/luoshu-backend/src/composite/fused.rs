@@ -5,6 +5,7 @@ use crate::ops::{ElementwiseProgram, FusedInstr};
 use crate::{Backend, Error, Ops, Result};
 use luoshu_tensor::Tensor;
 
+/// The decomposition of [`Backend::fused_elementwise`]: one primitive op per instruction.
 pub fn fused_elementwise(
     b: &dyn Backend,
     program: &ElementwiseProgram,

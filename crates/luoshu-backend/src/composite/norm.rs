@@ -12,6 +12,7 @@ fn reciprocal_std(ops: &Ops, mean_square: &Tensor, eps: f32) -> Result<Tensor> {
     ops.unary(UnaryOp::Rsqrt, &shifted)
 }
 
+/// The decomposition of [`Backend::rms_norm`] into primitives.
 pub fn rms_norm(
     b: &dyn Backend,
     x: &Tensor,
@@ -53,6 +54,7 @@ pub fn rms_norm_backward(
     write(&ops, &ops.mul(&centred, &r)?, grad_x)
 }
 
+/// The decomposition of [`Backend::layer_norm`] into primitives.
 pub fn layer_norm(
     b: &dyn Backend,
     x: &Tensor,

@@ -4,6 +4,7 @@ use crate::ops::UnaryOp;
 use crate::{Backend, Ops, Result};
 use luoshu_tensor::Tensor;
 
+/// The decomposition of [`Backend::swiglu`] into primitives.
 pub fn swiglu(b: &dyn Backend, gate: &Tensor, up: &Tensor, out: &Tensor) -> Result<()> {
     let ops = Ops::new(b);
     let silu = ops.unary(UnaryOp::Silu, &upcast(&ops, gate)?)?;

@@ -4,11 +4,14 @@ use luoshu_tensor::DType;
 /// An element passes when `|got - want| <= atol + rtol * |want|`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Tol {
+    /// Absolute part of the allowed error.
     pub atol: f64,
+    /// Relative part, a multiple of `|want|`.
     pub rtol: f64,
 }
 
 impl Tol {
+    /// No error allowed at all.
     pub const EXACT: Tol = Tol {
         atol: 0.0,
         rtol: 0.0,
@@ -26,6 +29,7 @@ pub enum Class {
     Transcendental,
     /// Sums whose order of accumulation is free (reductions, index_add, scatter_add).
     Accumulate,
+    /// Matrix products: sums of products in a blocked, free order.
     Matmul,
     /// Fused composites (softmax, norms, cross-entropy, rope, swiglu, adamw).
     Fused,

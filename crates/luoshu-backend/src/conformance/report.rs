@@ -5,7 +5,9 @@ use std::fmt;
 /// Whether an op is a required primitive or a composite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpKind {
+    /// A required primitive of [`crate::Backend`].
     Primitive,
+    /// A composite op with a default decomposition into primitives.
     Composite,
 }
 
@@ -21,6 +23,7 @@ pub enum Implementation {
 }
 
 impl Implementation {
+    /// Lower-case name as printed in the coverage table (`"native"`).
     pub fn name(self) -> &'static str {
         match self {
             Implementation::Required => "required",
@@ -46,16 +49,21 @@ pub struct WorstError {
 /// Result of every case of one op.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpReport {
+    /// The op's name: a primitive's own (`add`, `matmul`) or the [`crate::ops::CompositeOp`] name.
     pub name: String,
+    /// Primitive or composite.
     pub kind: OpKind,
+    /// Whether the backend's own kernel or the decomposition ran.
     pub implementation: Implementation,
     /// Dtypes of the cases that ran.
     pub dtypes: Vec<DType>,
     /// Cases that ran (cases skipped because the backend has no f64 are not counted).
     pub cases: usize,
+    /// The element furthest outside its tolerance over all cases, if any element differed.
     pub worst: Option<WorstError>,
     /// One message per failed case (the first few; `failed_cases` counts them all).
     pub failures: Vec<String>,
+    /// How many cases failed.
     pub failed_cases: usize,
 }
 
@@ -76,6 +84,7 @@ impl OpReport {
         }
     }
 
+    /// True when no case failed.
     pub fn passed(&self) -> bool {
         self.failed_cases == 0
     }
@@ -113,7 +122,9 @@ impl OpReport {
 /// The outcome of a conformance run of one backend.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
+    /// The backend's name ([`crate::Backend::name`]).
     pub backend: String,
+    /// One report per op checked, in the order they ran.
     pub ops: Vec<OpReport>,
 }
 
@@ -123,6 +134,7 @@ impl Report {
         self.ops.iter().all(OpReport::passed)
     }
 
+    /// The report of the op called `name`, if it was checked.
     pub fn op(&self, name: &str) -> Option<&OpReport> {
         self.ops.iter().find(|o| o.name == name)
     }
@@ -136,6 +148,8 @@ impl Report {
             .collect()
     }
 
+    /// One line: how many ops and cases ran, how many passed and failed, and how many
+    /// composites the backend fuses itself.
     pub fn summary(&self) -> String {
         let failed = self.failing().len();
         let cases: usize = self.ops.iter().map(|o| o.cases).sum();

@@ -37,6 +37,7 @@ use luoshu_tensor::Tensor;
 pub struct CpuBackend;
 
 impl CpuBackend {
+    /// The CPU backend; equal to `CpuBackend::default()`, as it holds no state.
     pub fn new() -> Self {
         CpuBackend
     }
