@@ -29,9 +29,13 @@ const MOMENT_V: &str = "v.";
 /// A loaded checkpoint.
 #[derive(Debug, Clone)]
 pub struct Checkpoint {
+    /// The model's configuration, checked against the model a run resumes.
     pub model: ModelConfig,
+    /// Parameters, AdamW moments and step.
     pub state: TrainerState,
+    /// Where the data loader stood, to resume the data stream exactly.
     pub data: LoaderPosition,
+    /// The run's seed; a resumed run must use the same one.
     pub seed: u64,
     /// [`fingerprint`] of the `tokenizer.json` the run was trained with.
     pub tokenizer_hash: String,
@@ -42,9 +46,13 @@ pub struct Checkpoint {
 /// What [`save`] writes besides the trainer state.
 #[derive(Debug, Clone)]
 pub struct CheckpointMeta<'a> {
+    /// The model's configuration.
     pub model: &'a ModelConfig,
+    /// Where the data loader stands after the step being saved.
     pub data: LoaderPosition,
+    /// The run's seed.
     pub seed: u64,
+    /// [`fingerprint`] of the run's `tokenizer.json`.
     pub tokenizer_hash: &'a str,
 }
 

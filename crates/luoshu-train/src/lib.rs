@@ -3,6 +3,8 @@
 //! sharding, the learning-rate schedule, canonical checkpoints, Hugging Face export and
 //! import, and the equivalence harness.
 
+#![deny(missing_docs)]
+
 pub mod checkpoint;
 mod error;
 pub mod hf;

@@ -10,13 +10,18 @@ const F32: u64 = 4;
 /// Bytes one rank needs, by kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemoryEstimate {
+    /// This rank's slice of the fp32 parameters.
     pub parameters: u64,
+    /// Its fp32 gradients, one per parameter of the slice.
     pub gradients: u64,
+    /// Its AdamW moments (two fp32 values per parameter, divided over `dp` under ZeRO-1).
     pub optimizer: u64,
+    /// The activations its micro-batches keep for the backward pass.
     pub activations: u64,
 }
 
 impl MemoryEstimate {
+    /// The sum of the four kinds, in bytes.
     pub fn total(&self) -> u64 {
         self.parameters + self.gradients + self.optimizer + self.activations
     }
@@ -143,11 +148,15 @@ pub fn head_activation_values(model: &ModelConfig) -> u64 {
     remedies.join("; ")
 )]
 pub struct DoesNotFit {
+    /// What one rank would need.
     pub estimate: MemoryEstimate,
+    /// Padded tokens of the largest micro-batch the estimate assumed.
     pub micro_batch_tokens: usize,
+    /// Bytes one rank may use.
     pub limit: u64,
     /// Where the limit comes from (`--memory-per-rank`, available memory).
     pub budget: String,
+    /// Ways to make the run fit (or why an obvious one would not), one sentence each.
     pub remedies: Vec<String>,
 }
 

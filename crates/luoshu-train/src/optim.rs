@@ -7,11 +7,16 @@ use luoshu_model::ParamStore;
 use luoshu_tensor::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
+/// AdamW hyper-parameters other than the learning rate (which comes from the schedule);
+/// missing fields take the defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdamWConfig {
+    /// Decay of the first-moment (mean) estimate, in `[0, 1)`; 0.9 by default.
     pub beta1: f64,
+    /// Decay of the second-moment estimate, in `[0, 1)`; 0.95 by default.
     pub beta2: f64,
+    /// Added to `sqrt(v̂)` in the update's denominator, `> 0`; 1e-8 by default.
     pub eps: f64,
     /// Decoupled weight decay, applied to matrices only (not to norm gains).
     pub weight_decay: f64,
@@ -38,6 +43,8 @@ impl AdamWConfig {
         }
     }
 
+    /// [`Error::TrainConfig`] unless both betas are in `[0, 1)`, `eps > 0` and `weight_decay >= 0`
+    /// (all finite).
     pub fn validate(&self) -> Result<()> {
         for (name, beta) in [("beta1", self.beta1), ("beta2", self.beta2)] {
             if !(0.0..1.0).contains(&beta) {
@@ -61,8 +68,11 @@ impl AdamWConfig {
 /// AdamW's state: first and second moments per parameter and the number of steps taken.
 #[derive(Debug, Clone)]
 pub struct AdamWState {
+    /// Optimizer steps taken (the bias correction of the next step uses `step + 1`).
     pub step: u64,
+    /// First moments: f32 tensors with the parameters' names and shapes.
     pub m: ParamStore,
+    /// Second moments: f32 tensors with the parameters' names and shapes.
     pub v: ParamStore,
 }
 
@@ -83,6 +93,7 @@ fn zeros_like(ops: &Ops, params: &ParamStore) -> Result<ParamStore> {
 }
 
 impl AdamW {
+    /// An optimizer for `params` with zero moments at step 0; the config is validated first.
     pub fn new(ops: &Ops, config: AdamWConfig, params: &ParamStore) -> Result<Self> {
         config.validate()?;
         let state = AdamWState {
@@ -93,6 +104,7 @@ impl AdamW {
         Ok(AdamW { config, state })
     }
 
+    /// The moments and step count, for checkpoints.
     pub fn state(&self) -> &AdamWState {
         &self.state
     }

@@ -63,7 +63,9 @@ pub fn param_region(shard: &ModelShard, p: &ShardedParam) -> Result<Region> {
 /// [`param_specs`] order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatePlacements {
+    /// The strategy these placements are for.
     pub strategy: Strategy,
+    /// The parameters' specifications, in [`param_specs`] order.
     pub specs: Vec<ParamSpec>,
     /// Parameters: each rank holds its shard, replicated over data parallelism.
     pub params: Vec<Placement>,

@@ -3,6 +3,8 @@
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 
+/// Learning rate per optimizer step: linear warmup to `peak_lr`, then a half cosine down to
+/// `min_lr` at `total_steps` (see [`LrSchedule::lr_at`]); missing fields take the defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LrSchedule {
@@ -10,7 +12,9 @@ pub struct LrSchedule {
     pub peak_lr: f64,
     /// Learning rate reached at `total_steps` and kept afterwards.
     pub min_lr: f64,
+    /// Steps of linear warmup (0 starts at `peak_lr`).
     pub warmup_steps: u64,
+    /// The step at which the cosine reaches `min_lr`; must be at least `warmup_steps`.
     pub total_steps: u64,
 }
 
@@ -26,6 +30,8 @@ impl Default for LrSchedule {
 }
 
 impl LrSchedule {
+    /// [`Error::TrainConfig`] unless `0 <= min_lr <= peak_lr`, `peak_lr > 0` (both finite) and
+    /// `warmup_steps <= total_steps`.
     pub fn validate(&self) -> Result<()> {
         let finite = self.peak_lr.is_finite() && self.min_lr.is_finite();
         if !finite || self.peak_lr <= 0.0 || self.min_lr < 0.0 || self.min_lr > self.peak_lr {

@@ -21,7 +21,9 @@ use std::time::Instant;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
+    /// Learning rate per step.
     pub schedule: LrSchedule,
+    /// AdamW's other hyper-parameters.
     pub optimizer: AdamWConfig,
     /// Clip the global gradient norm to this value; 0 disables clipping.
     pub grad_clip: f64,
@@ -49,6 +51,8 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// [`Error::TrainConfig`] for an invalid schedule or optimizer, `f64` precision, a negative
+    /// or non-finite `grad_clip`, or a zero `reduce_bucket_bytes`.
     pub fn validate(&self) -> Result<()> {
         self.schedule.validate()?;
         self.optimizer.validate()?;
@@ -81,9 +85,11 @@ pub struct StepStats {
     pub loss: f64,
     /// Global gradient norm before clipping.
     pub grad_norm: f64,
+    /// Learning rate the update used.
     pub lr: f64,
     /// Target tokens of the global batch.
     pub tokens: usize,
+    /// Wall time of the whole step, in seconds.
     pub seconds: f64,
 }
 
@@ -108,8 +114,11 @@ impl StepStats {
 pub struct TrainerState {
     /// Optimizer steps taken.
     pub step: u64,
+    /// The parameters, by name.
     pub params: ParamStore,
+    /// AdamW's first moments, with the parameters' names and shapes.
     pub adam_m: ParamStore,
+    /// AdamW's second moments, with the parameters' names and shapes.
     pub adam_v: ParamStore,
 }
 
@@ -196,14 +205,17 @@ impl Trainer {
         })
     }
 
+    /// The model being trained.
     pub fn model_config(&self) -> &ModelConfig {
         &self.model
     }
 
+    /// The hyper-parameters the trainer was built with.
     pub fn train_config(&self) -> &TrainConfig {
         &self.config
     }
 
+    /// The backend every kernel runs on.
     pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.backend
     }
@@ -213,6 +225,7 @@ impl Trainer {
         &self.params
     }
 
+    /// AdamW's moments and step count (the live state, not a copy).
     pub fn optimizer_state(&self) -> &AdamWState {
         self.optimizer.state()
     }

@@ -14,6 +14,7 @@ use std::path::Path;
 /// tokenizer.
 #[derive(Debug, Clone)]
 pub struct ImportedModel {
+    /// The model configuration read from `config.json`.
     pub model: ModelConfig,
     /// The parameters at step 0 with zero optimizer moments: a checkpoint to fine-tune.
     pub state: TrainerState,

@@ -13,6 +13,8 @@ pub struct BucketStrategies {
 }
 
 impl BucketStrategies {
+    /// Buckets from `(upper edge, strategy)` pairs; [`Error::Config`] unless there is at least
+    /// one, the edges ascend and every strategy uses the same number of devices.
     pub fn new(edges: Vec<(usize, Strategy)>) -> Result<Self> {
         if edges.is_empty() {
             return Err(Error::Config(

@@ -44,8 +44,11 @@ use std::time::Instant;
 /// What one phase of a step did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PhaseStats {
+    /// The strategy the phase ran under.
     pub strategy: Strategy,
+    /// Micro-batch rows the phase ran (a packed row counts once).
     pub sequences: usize,
+    /// Target tokens of the phase's micro-batches.
     pub tokens: usize,
     /// Compute and the phase's own gradient reduction.
     pub seconds: f64,
@@ -54,8 +57,11 @@ pub struct PhaseStats {
 /// A hot-switching step: the usual statistics, each phase, and the switches.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HotStepStats {
+    /// Loss, gradient norm, learning rate, target tokens and wall time of the whole step.
     pub step: StepStats,
+    /// The phases, in the order they ran.
     pub phases: Vec<PhaseStats>,
+    /// Seconds spent switching parameters and gradient accumulators between layouts.
     pub switch_seconds: f64,
     /// Bytes received over links by every rank together (parameters and gradients).
     pub switch_bytes: usize,
@@ -217,10 +223,13 @@ impl HotSwitchTrainer {
         })
     }
 
+    /// The strategy that owns the master parameters and the optimizer state and performs the
+    /// update.
     pub fn update_strategy(&self) -> Strategy {
         self.runtimes[0].strategy
     }
 
+    /// The length buckets and the strategy of each.
     pub fn buckets(&self) -> &BucketStrategies {
         &self.buckets
     }
@@ -497,6 +506,7 @@ impl HotSwitchTrainer {
         self.runtimes[0].trainer.restore(state)
     }
 
+    /// Optimizer steps taken so far.
     pub fn step(&self) -> u64 {
         self.runtimes[0].trainer.step()
     }

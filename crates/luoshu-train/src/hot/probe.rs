@@ -31,9 +31,11 @@ pub const SWITCH_MARGIN: f64 = 0.05;
 pub struct ProbeTable {
     /// The buckets' upper edges, ascending.
     pub edges: Vec<usize>,
-    /// Sequences and target tokens of each bucket in the sample.
+    /// Sequences of each bucket in the sample.
     pub sequences: Vec<usize>,
+    /// Target tokens of each bucket in the sample.
     pub tokens: Vec<usize>,
+    /// The strategies timed, in the order of the inner index of `seconds`.
     pub candidates: Vec<Strategy>,
     /// `seconds[bucket][candidate]`: the slowest rank's time for the bucket's sample
     /// (`None` when the sample holds no sequence of the bucket).
@@ -70,8 +72,11 @@ pub fn candidate_strategies(model: &ModelConfig, devices: usize) -> Vec<Strategy
 /// micro-batches `sample` holds for the bucket.
 #[derive(Clone, Copy)]
 pub struct ProbeGrid<'a> {
+    /// The strategies to time.
     pub candidates: &'a [Strategy],
+    /// The buckets' upper edges, ascending.
     pub edges: &'a [usize],
+    /// The global batches whose micro-batches are timed.
     pub sample: &'a [GlobalBatch],
 }
 

@@ -44,7 +44,9 @@ pub const RTOL: f64 = 1e-5;
 /// was exact).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Agreement {
+    /// The worst element's |got − expected| divided by its allowed error (≤ 1 passes).
     pub ratio: f64,
+    /// Where that element is; empty when every value was exact.
     pub at: String,
 }
 

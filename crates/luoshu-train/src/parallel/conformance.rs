@@ -42,6 +42,9 @@ pub fn model() -> ModelConfig {
     }
 }
 
+/// The hyper-parameters of every run of the check: clipping active on every step, and an
+/// AdamW `eps` of 1e-3 so rounding-level gradient differences between strategies stay
+/// within the tolerance.
 pub fn train_config() -> TrainConfig {
     TrainConfig {
         schedule: LrSchedule {
@@ -202,7 +205,9 @@ pub fn compare_runs(
 pub struct Case {
     /// `tied` or `gqa-untied`, then `clip` or `no-clip`.
     pub name: String,
+    /// The model the case trains.
     pub model: ModelConfig,
+    /// Its training hyper-parameters.
     pub config: TrainConfig,
 }
 
@@ -258,13 +263,15 @@ impl Case {
 /// What one device does on a [`Case`]: the stats of every step and the state after it.
 #[derive(Debug, Clone)]
 pub struct Reference {
+    /// The case the single device ran.
     pub case: Case,
     /// Step `i`'s global batch.
     pub batches: fn(usize) -> GlobalBatch,
+    /// After each step, in order: its statistics and the state it left.
     pub steps: Vec<(StepStats, TrainerState)>,
 }
 
-/// [`reference`] of every [`Case::all`].
+/// [`reference()`] of every [`Case::all`].
 pub fn all_references(backend: Arc<dyn Backend>, steps: usize) -> Result<Vec<Reference>> {
     Case::all()
         .iter()
@@ -359,13 +366,16 @@ pub fn check_trainer(trainer: &mut ParallelTrainer, reference: &Reference) -> Re
 pub struct Checked {
     /// How errors name this rank.
     pub who: String,
+    /// The model the trainer was built for; it must be the reference's.
     pub model: ModelConfig,
     /// Steps the trainer took before the check (it must be fresh).
     pub steps_taken: u64,
     /// The strategy whose placements lay out the returned state (for hot switching, the
     /// update strategy's).
     pub state_strategy: Strategy,
+    /// The communicator the rank belongs to.
     pub world: Arc<dyn Communicator>,
+    /// The backend the comparisons run their kernels on.
     pub backend: Arc<dyn Backend>,
 }
 

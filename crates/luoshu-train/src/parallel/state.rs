@@ -12,8 +12,12 @@ use luoshu_tensor::Tensor;
 /// pieces of `placement[t].pieces_of(rank)`): the input and output of a hot switch.
 #[derive(Debug, Clone)]
 pub struct StatePieces {
+    /// The parameters' pieces this rank holds.
     pub params: Vec<Vec<Tensor>>,
+    /// The pieces of AdamW's first moments this rank holds, laid out by the optimizer
+    /// placement (like the parameters, or ZeRO-1's flat shards).
     pub adam_m: Vec<Vec<Tensor>>,
+    /// The pieces of AdamW's second moments this rank holds, laid out like `adam_m`.
     pub adam_v: Vec<Vec<Tensor>>,
 }
 

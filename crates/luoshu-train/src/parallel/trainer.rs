@@ -186,14 +186,17 @@ impl ParallelTrainer {
         })
     }
 
+    /// The ranks of this trainer's strategy and this rank's coordinates among them.
     pub fn mesh(&self) -> &Mesh {
         &self.mesh
     }
 
+    /// The part of the model this rank builds: its tensor-parallel slice and pipeline stage.
     pub fn shard(&self) -> &ModelShard {
         &self.shard
     }
 
+    /// The whole model's configuration.
     pub fn model_config(&self) -> &ModelConfig {
         &self.model
     }
@@ -208,6 +211,7 @@ impl ParallelTrainer {
         &self.store
     }
 
+    /// Optimizer steps taken so far.
     pub fn step(&self) -> u64 {
         self.step
     }
