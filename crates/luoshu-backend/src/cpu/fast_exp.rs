@@ -21,12 +21,23 @@ impl ExpSlice for f64 {
 impl ExpSlice for f32 {
     fn exp_in_place(x: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports the features `exp_avx512` is compiled for.
+            return unsafe { exp_avx512(x) };
+        }
+        #[cfg(target_arch = "x86_64")]
         if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
             // SAFETY: the CPU supports the features `exp_avx2` is compiled for.
             return unsafe { exp_avx2(x) };
         }
         exp_f32_slice(x)
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn exp_avx512(x: &mut [f32]) {
+    exp_f32_slice(x)
 }
 
 #[cfg(target_arch = "x86_64")]

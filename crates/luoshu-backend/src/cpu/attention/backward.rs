@@ -6,8 +6,10 @@
 //! log-sum-exp output, is zero unless given: since `∂lse_i/∂S_ij = P_ij`, it only shifts
 //! `D`).
 
-use super::tiles::{input, load_rows, row_major, vectorized, Compute, Heads, BLOCK_K, BLOCK_Q};
-use super::visibility::{mask_outside, Visibility};
+use super::tiles::{
+    input, load_rows, row_major, rows_of, vectorized, Compute, Heads, Rows, BLOCK_K, BLOCK_Q,
+};
+use super::visibility::{mask_outside, RowBlock, Visibility, RAGGED_ROWS};
 use crate::cpu::fast_exp::ExpSlice;
 use crate::cpu::matmul::gemm_into;
 use crate::cpu::rows::{lane_sum, output, Acc, Float};
@@ -100,20 +102,28 @@ where
         })
 }
 
-/// Buffers reused across the tasks one worker handles.
+/// Buffers reused across the tasks one worker handles: inputs converted to the compute
+/// precision (bf16/f16 only; `out` and `dout` also for `D`), and the gradient work.
 struct Scratch<A> {
+    q: Vec<A>,
+    dout: Vec<A>,
+    out: Vec<A>,
+    k: Vec<A>,
+    v: Vec<A>,
+    work: Work<A>,
+}
+
+/// A (batch, kv head) task's gradient state.
+struct Work<A> {
     /// Per query row of the group: `D` and `lse`.
     delta: Vec<A>,
     lse: Vec<A>,
     /// `dQ` of the whole group, accumulated over key tiles.
     dq: Vec<A>,
-    k: Vec<A>,
-    v: Vec<A>,
+    /// The key tile's `dK` and `dV`, accumulated over query rows.
     dk: Vec<A>,
     dv: Vec<A>,
-    q: Vec<A>,
-    dout: Vec<A>,
-    out: Vec<A>,
+    /// The current block's probabilities and `dS`.
     p: Vec<A>,
     dp: Vec<A>,
 }
@@ -121,20 +131,32 @@ struct Scratch<A> {
 impl<A> Default for Scratch<A> {
     fn default() -> Self {
         Scratch {
-            delta: Vec::new(),
-            lse: Vec::new(),
-            dq: Vec::new(),
-            k: Vec::new(),
-            v: Vec::new(),
-            dk: Vec::new(),
-            dv: Vec::new(),
             q: Vec::new(),
             dout: Vec::new(),
             out: Vec::new(),
-            p: Vec::new(),
-            dp: Vec::new(),
+            k: Vec::new(),
+            v: Vec::new(),
+            work: Work {
+                delta: Vec::new(),
+                lse: Vec::new(),
+                dq: Vec::new(),
+                dk: Vec::new(),
+                dv: Vec::new(),
+                p: Vec::new(),
+                dp: Vec::new(),
+            },
         }
     }
+}
+
+/// A block's operands: its query rows, their output gradients, and the key tile's keys
+/// and values.
+#[derive(Clone, Copy)]
+struct Operands<'a, A> {
+    q: Rows<'a, A>,
+    dout: Rows<'a, A>,
+    k: Rows<'a, A>,
+    v: Rows<'a, A>,
 }
 
 #[inline(always)]
@@ -150,6 +172,14 @@ where
     let (d, dv, sq, sk) = (qv.dim, vv.dim, qv.seq, kv.seq);
     let heads = |g: usize| (task.b, task.kv_head * inp.group + g);
     let zero = T::Acc::ZERO;
+    let Scratch {
+        q: q_buf,
+        dout: dout_buf,
+        out: out_buf,
+        k: k_buf,
+        v: v_buf,
+        work: s,
+    } = s;
 
     // D = rowsum(dO ∘ O) − dlse and lse for every query row of the group.
     s.delta.clear();
@@ -157,17 +187,11 @@ where
     for g in 0..inp.group {
         for row0 in (0..sq).step_by(BLOCK_Q) {
             let rows = BLOCK_Q.min(sq - row0);
-            load_rows(inp.out.0, &inp.out.1, heads(g), row0, rows, &mut s.out);
-            load_rows(
-                inp.grad_out.0,
-                &inp.grad_out.1,
-                heads(g),
-                row0,
-                rows,
-                &mut s.dout,
-            );
+            load_rows(inp.out.0, &inp.out.1, heads(g), row0, rows, out_buf);
+            let dout = &inp.grad_out;
+            load_rows(dout.0, &dout.1, heads(g), row0, rows, dout_buf);
             for i in 0..rows {
-                let (o, go) = (&s.out[i * dv..], &s.dout[i * dv..]);
+                let (o, go) = (&out_buf[i * dv..], &dout_buf[i * dv..]);
                 let at = inp.lse.1.row(heads(g).0, heads(g).1, row0 + i);
                 let mut delta = lane_sum(dv, |c| o[c] * go[c]);
                 if let Some((grad_lse, view)) = &inp.grad_lse {
@@ -185,8 +209,8 @@ where
     let kv_at = (task.b, task.kv_head);
     for col0 in (0..sk).step_by(BLOCK_K) {
         let cols = BLOCK_K.min(sk - col0);
-        load_rows(inp.k.0, &kv, kv_at, col0, cols, &mut s.k);
-        load_rows(inp.v.0, &vv, kv_at, col0, cols, &mut s.v);
+        let k = rows_of(inp.k.0, &kv, kv_at, (col0, cols), k_buf);
+        let v = rows_of(inp.v.0, &vv, kv_at, (col0, cols), v_buf);
         s.dk.clear();
         s.dk.resize(cols * d, zero);
         s.dv.clear();
@@ -195,7 +219,18 @@ where
         for g in 0..inp.group {
             for row0 in queries.clone().step_by(BLOCK_Q) {
                 let rows = BLOCK_Q.min(queries.end - row0);
-                query_key_tile(inp, s, heads(g), (g * sq + row0, rows), (col0, cols))?;
+                let dout = &inp.grad_out;
+                let operands = Operands {
+                    q: rows_of(inp.q.0, &qv, heads(g), (row0, rows), q_buf),
+                    dout: rows_of(dout.0, &dout.1, heads(g), (row0, rows), dout_buf),
+                    k,
+                    v,
+                };
+                let blocks =
+                    (inp.visibility).row_blocks(task.b, (row0, rows), (col0, cols), RAGGED_ROWS);
+                for block in blocks {
+                    key_block(inp, s, operands, heads(g), g * sq + row0, block)?;
+                }
             }
         }
         let (dk_out, dv_out) = (
@@ -215,50 +250,48 @@ where
     Ok(())
 }
 
-/// One (query tile, key tile) pair: `group_row` indexes the group's rows (`g·sq + row`).
+/// Query rows `block.rows` of the loaded query rows (the group's rows from `group_row0`,
+/// `g·sq + row`) against columns `block.cols` of the loaded key tile: recomputes their
+/// probabilities and accumulates their share of `dV`, `dK` and `dQ`.
 #[inline(always)]
-fn query_key_tile<T: Float>(
+fn key_block<T: Float>(
     inp: &Inputs<'_, T>,
-    s: &mut Scratch<T::Acc>,
+    s: &mut Work<T::Acc>,
+    Operands { q, dout, k, v }: Operands<'_, T::Acc>,
     head: (usize, usize),
-    (group_row, rows): (usize, usize),
-    (col0, cols): (usize, usize),
+    group_row0: usize,
+    RowBlock { rows, cols, col0 }: RowBlock,
 ) -> Result<()>
 where
     T::Acc: Compute,
 {
     let qv = inp.q.1;
     let (d, dv, sq) = (qv.dim, inp.v.1.dim, qv.seq);
+    let (n, width) = (rows.len(), cols.len());
+    let group_row = group_row0 + rows.start;
     let row0 = group_row % sq.max(1);
     let scale = T::Acc::from_f32(inp.scale);
     let neg_inf = T::Acc::NEG_INFINITY;
-    load_rows(inp.q.0, &qv, head, row0, rows, &mut s.q);
-    load_rows(
-        inp.grad_out.0,
-        &inp.grad_out.1,
-        head,
-        row0,
-        rows,
-        &mut s.dout,
-    );
+    let (q, dout) = (q.skip(rows.start), dout.skip(rows.start));
+    let (k, v) = (k.skip(cols.start), v.skip(cols.start));
 
     // P = exp(scale·Q·Kᵀ − lse), zero where masked or where the row saw nothing.
-    s.p.resize(rows * cols, T::Acc::ZERO);
+    s.p.resize(n * width, T::Acc::ZERO);
     gemm_into(
-        (rows, cols, d),
+        (n, width, d),
         &mut s.p,
-        cols,
+        width,
         false,
-        row_major(&s.q, d, false),
-        row_major(&s.k, d, true),
+        q.matrix(),
+        k.transposed(),
         scale,
         Parallelism::None,
     )?;
-    for (i, row) in s.p.chunks_exact_mut(cols).enumerate() {
+    for (i, row) in s.p.chunks_exact_mut(width).enumerate() {
         let lse = s.lse[group_row + i];
         let live_columns = match lse == neg_inf {
             true => 0..0,
-            false => inp.visibility.live_columns(head.0, row0 + i, col0, cols),
+            false => (inp.visibility).live_columns(head.0, row0 + i, col0 + cols.start, width),
         };
         for x in mask_outside(row, live_columns) {
             *x = *x - lse;
@@ -268,30 +301,30 @@ where
 
     // dV += Pᵀ·dO
     gemm_into(
-        (cols, dv, rows),
-        &mut s.dv,
+        (width, dv, n),
+        &mut s.dv[cols.start * dv..cols.end * dv],
         dv,
         true,
-        row_major(&s.p, cols, true),
-        row_major(&s.dout, dv, false),
+        row_major(&s.p, width, true),
+        dout.matrix(),
         T::Acc::ONE,
         Parallelism::None,
     )?;
     // dS = P ∘ (dO·Vᵀ − D), in place of dP.
-    s.dp.resize(rows * cols, T::Acc::ZERO);
+    s.dp.resize(n * width, T::Acc::ZERO);
     gemm_into(
-        (rows, cols, dv),
+        (n, width, dv),
         &mut s.dp,
-        cols,
+        width,
         false,
-        row_major(&s.dout, dv, false),
-        row_major(&s.v, dv, true),
+        dout.matrix(),
+        v.transposed(),
         T::Acc::ONE,
         Parallelism::None,
     )?;
     for (i, (ds, p)) in
-        s.dp.chunks_exact_mut(cols)
-            .zip(s.p.chunks_exact(cols))
+        s.dp.chunks_exact_mut(width)
+            .zip(s.p.chunks_exact(width))
             .enumerate()
     {
         let delta = s.delta[group_row + i];
@@ -301,23 +334,23 @@ where
     }
     // dQ += scale·dS·K
     gemm_into(
-        (rows, d, cols),
-        &mut s.dq[group_row * d..(group_row + rows) * d],
+        (n, d, width),
+        &mut s.dq[group_row * d..(group_row + n) * d],
         d,
         true,
-        row_major(&s.dp, cols, false),
-        row_major(&s.k, d, false),
+        row_major(&s.dp, width, false),
+        k.matrix(),
         scale,
         Parallelism::None,
     )?;
     // dK += scale·dSᵀ·Q
     gemm_into(
-        (cols, d, rows),
-        &mut s.dk,
+        (width, d, n),
+        &mut s.dk[cols.start * d..cols.end * d],
         d,
         true,
-        row_major(&s.dp, cols, true),
-        row_major(&s.q, d, false),
+        row_major(&s.dp, width, true),
+        q.matrix(),
         scale,
         Parallelism::None,
     )

@@ -3,9 +3,9 @@
 //! tile ever exists.
 
 use super::tiles::{
-    input, lane_max, load_rows, row_major, vectorized, Compute, Heads, BLOCK_K, BLOCK_Q,
+    input, lane_max, row_major, rows_of, vectorized, Compute, Heads, Rows, BLOCK_K, BLOCK_Q,
 };
-use super::visibility::{mask_outside, Visibility};
+use super::visibility::{mask_outside, RowBlock, Visibility, RAGGED_ROWS};
 use crate::cpu::fast_exp::ExpSlice;
 use crate::cpu::matmul::gemm_into;
 use crate::cpu::rows::{lane_sum, output, Acc, Float};
@@ -24,15 +24,13 @@ struct Task<'a, T> {
     lse: &'a mut [f32],
 }
 
-/// Buffers reused across the tiles one worker handles.
+/// Buffers reused across the tiles one worker handles: inputs converted to the compute
+/// precision (bf16/f16 only) and the query tile's running softmax.
 struct Scratch<A> {
     q: Vec<A>,
     k: Vec<A>,
     v: Vec<A>,
-    scores: Vec<A>,
-    acc: Vec<A>,
-    max: Vec<A>,
-    sum: Vec<A>,
+    state: Softmax<A>,
 }
 
 impl<A> Default for Scratch<A> {
@@ -41,12 +39,23 @@ impl<A> Default for Scratch<A> {
             q: Vec::new(),
             k: Vec::new(),
             v: Vec::new(),
-            scores: Vec::new(),
-            acc: Vec::new(),
-            max: Vec::new(),
-            sum: Vec::new(),
+            state: Softmax {
+                scores: Vec::new(),
+                acc: Vec::new(),
+                max: Vec::new(),
+                sum: Vec::new(),
+            },
         }
     }
+}
+
+/// A query tile's online softmax: the current key block's scores, and per row the
+/// unnormalized output, running max and running sum.
+struct Softmax<A> {
+    scores: Vec<A>,
+    acc: Vec<A>,
+    max: Vec<A>,
+    sum: Vec<A>,
 }
 
 pub(super) fn run<T: Float>(
@@ -131,90 +140,115 @@ where
     T::Acc: Compute,
 {
     let (qv, kv, vv) = (inp.q.1, inp.k.1, inp.v.1);
-    let (d, dv) = (qv.dim, vv.dim);
+    let dv = vv.dim;
     let rows = task.lse.len();
     let kv_head = (task.b, task.h / inp.group);
-    let scale = <T::Acc as Acc>::from_f32(inp.scale);
+    let Scratch { q, k, v, state } = s;
 
-    load_rows(inp.q.0, &qv, (task.b, task.h), task.row0, rows, &mut s.q);
-    s.acc.clear();
-    s.acc.resize(rows * dv, T::Acc::ZERO);
-    s.max.clear();
-    s.max.resize(rows, T::Acc::NEG_INFINITY);
-    s.sum.clear();
-    s.sum.resize(rows, T::Acc::ZERO);
+    let q = rows_of(inp.q.0, &qv, (task.b, task.h), (task.row0, rows), q);
+    state.acc.clear();
+    state.acc.resize(rows * dv, T::Acc::ZERO);
+    state.max.clear();
+    state.max.resize(rows, T::Acc::NEG_INFINITY);
+    state.sum.clear();
+    state.sum.resize(rows, T::Acc::ZERO);
 
     let keys = inp.visibility.keys_of(task.b, task.row0..task.row0 + rows);
     for col0 in keys.clone().step_by(BLOCK_K) {
         let cols = BLOCK_K.min(keys.end - col0);
-        load_rows(inp.k.0, &kv, kv_head, col0, cols, &mut s.k);
-        load_rows(inp.v.0, &vv, kv_head, col0, cols, &mut s.v);
-        s.scores.resize(rows * cols, T::Acc::ZERO);
-        gemm_into(
-            (rows, cols, d),
-            &mut s.scores,
-            cols,
-            false,
-            row_major(&s.q, d, false),
-            row_major(&s.k, d, true),
-            scale,
-            Parallelism::None,
-        )?;
-        // Per row: mask, new running max, and shift the scores by it before `exp`.
-        let mut rescale = [T::Acc::ZERO; BLOCK_Q];
-        for (i, row) in s.scores.chunks_exact_mut(cols).enumerate() {
-            let live_columns = inp
-                .visibility
-                .live_columns(task.b, task.row0 + i, col0, cols);
-            let live = mask_outside(row, live_columns);
-            let tile_max = lane_max(live);
-            let new_max = Acc::max(s.max[i], tile_max);
-            if new_max == T::Acc::NEG_INFINITY {
-                // Nothing visible yet: the row stays empty.
-                live.fill(T::Acc::NEG_INFINITY);
-                rescale[i] = T::Acc::ONE;
-                continue;
-            }
-            for x in live.iter_mut() {
-                *x = *x - new_max;
-            }
-            rescale[i] = s.max[i] - new_max;
-            s.max[i] = new_max;
+        let k = rows_of(inp.k.0, &kv, kv_head, (col0, cols), k);
+        let v = rows_of(inp.v.0, &vv, kv_head, (col0, cols), v);
+        let blocks =
+            (inp.visibility).row_blocks(task.b, (task.row0, rows), (col0, cols), RAGGED_ROWS);
+        for block in blocks {
+            key_block(inp, state, (q, k, v), (task.b, task.row0), block)?;
         }
-        T::Acc::exp_in_place(&mut s.scores);
-        T::Acc::exp_in_place(&mut rescale[..rows]);
-        for (i, row) in s.scores.chunks_exact(cols).enumerate() {
-            let r = rescale[i];
-            s.sum[i] = s.sum[i] * r + lane_sum(cols, |j| row[j]);
-            for o in &mut s.acc[i * dv..(i + 1) * dv] {
-                *o = *o * r;
-            }
-        }
-        gemm_into(
-            (rows, dv, cols),
-            &mut s.acc,
-            dv,
-            true,
-            row_major(&s.scores, cols, false),
-            row_major(&s.v, dv, false),
-            T::Acc::ONE,
-            Parallelism::None,
-        )?;
     }
 
     for i in 0..rows {
-        let (sum, out_row) = (s.sum[i], &mut task.out[i * dv..(i + 1) * dv]);
-        let acc_row = &s.acc[i * dv..(i + 1) * dv];
+        let (sum, out_row) = (state.sum[i], &mut task.out[i * dv..(i + 1) * dv]);
+        let acc_row = &state.acc[i * dv..(i + 1) * dv];
         if sum > T::Acc::ZERO {
             let inv = T::Acc::ONE / sum;
             for (o, &a) in out_row.iter_mut().zip(acc_row) {
                 *o = T::store(a * inv);
             }
-            task.lse[i] = (s.max[i] + sum.ln()).to_f32();
+            task.lse[i] = (state.max[i] + sum.ln()).to_f32();
         } else {
             out_row.fill(T::store(T::Acc::ZERO));
             task.lse[i] = f32::NEG_INFINITY;
         }
     }
     Ok(())
+}
+
+/// Query rows `rows` of a tile (offsets within it) against the key tile's columns `cols`
+/// (offsets within the key tile, `col0` its first key): scores, mask, the online softmax
+/// update and `acc += P·V` for those rows.
+#[inline(always)]
+fn key_block<T: Float>(
+    inp: &Inputs<'_, T>,
+    st: &mut Softmax<T::Acc>,
+    (q, k, v): (Rows<'_, T::Acc>, Rows<'_, T::Acc>, Rows<'_, T::Acc>),
+    (b, row0): (usize, usize),
+    RowBlock { rows, cols, col0 }: RowBlock,
+) -> Result<()>
+where
+    T::Acc: Compute,
+{
+    let (d, dv) = (inp.q.1.dim, inp.v.1.dim);
+    let (n, width) = (rows.len(), cols.len());
+    let scale = <T::Acc as Acc>::from_f32(inp.scale);
+    st.scores.resize(n * width, T::Acc::ZERO);
+    gemm_into(
+        (n, width, d),
+        &mut st.scores,
+        width,
+        false,
+        q.skip(rows.start).matrix(),
+        k.skip(cols.start).transposed(),
+        scale,
+        Parallelism::None,
+    )?;
+    // Per row: mask, new running max, and shift the scores by it before `exp`.
+    let mut rescale = [T::Acc::ZERO; BLOCK_Q];
+    for (i, row) in st.scores.chunks_exact_mut(width).enumerate() {
+        let r = rows.start + i;
+        let live_columns = inp
+            .visibility
+            .live_columns(b, row0 + r, col0 + cols.start, width);
+        let live = mask_outside(row, live_columns);
+        let tile_max = lane_max(live);
+        let new_max = Acc::max(st.max[r], tile_max);
+        if new_max == T::Acc::NEG_INFINITY {
+            // Nothing visible yet: the row stays empty.
+            live.fill(T::Acc::NEG_INFINITY);
+            rescale[i] = T::Acc::ONE;
+            continue;
+        }
+        for x in live.iter_mut() {
+            *x = *x - new_max;
+        }
+        rescale[i] = st.max[r] - new_max;
+        st.max[r] = new_max;
+    }
+    T::Acc::exp_in_place(&mut st.scores);
+    T::Acc::exp_in_place(&mut rescale[..n]);
+    for (i, row) in st.scores.chunks_exact(width).enumerate() {
+        let (r, factor) = (rows.start + i, rescale[i]);
+        st.sum[r] = st.sum[r] * factor + lane_sum(width, |j| row[j]);
+        for o in &mut st.acc[r * dv..(r + 1) * dv] {
+            *o = *o * factor;
+        }
+    }
+    gemm_into(
+        (n, dv, width),
+        &mut st.acc[rows.start * dv..rows.end * dv],
+        dv,
+        true,
+        row_major(&st.scores, width, false),
+        v.skip(cols.start).matrix(),
+        T::Acc::ONE,
+        Parallelism::None,
+    )
 }

@@ -8,6 +8,7 @@ pub(super) use crate::cpu::rows::lane_max;
 use crate::cpu::rows::Float;
 use crate::{Error, Result};
 use luoshu_tensor::{Borrows, Tensor};
+use std::any::TypeId;
 
 /// Query rows per tile.
 pub(super) const BLOCK_Q: usize = 128;
@@ -76,6 +77,76 @@ pub(super) fn load_rows<T: Float>(
     for s in s0..s0 + rows {
         let start = view.row(b, h, s);
         dst.extend(data[start..start + view.dim].iter().map(|&x| x.load()));
+    }
+}
+
+/// Rows of one head as a gemm operand: row `i` starts at `data[offset + i * stride]` and its
+/// elements are contiguous.
+#[derive(Clone, Copy)]
+pub(super) struct Rows<'a, A> {
+    data: &'a [A],
+    offset: usize,
+    stride: usize,
+}
+
+impl<'a, A> Rows<'a, A> {
+    /// The rows from row `i` on.
+    pub fn skip(self, i: usize) -> Rows<'a, A> {
+        Rows {
+            offset: self.offset + i * self.stride,
+            ..self
+        }
+    }
+
+    /// The rows as a matrix (one row per row).
+    pub fn matrix(self) -> Strided<'a, A> {
+        Strided {
+            data: self.data,
+            offset: self.offset,
+            rs: self.stride,
+            cs: 1,
+        }
+    }
+
+    /// The rows as the columns of a matrix (its transpose).
+    pub fn transposed(self) -> Strided<'a, A> {
+        Strided {
+            data: self.data,
+            offset: self.offset,
+            rs: 1,
+            cs: self.stride,
+        }
+    }
+}
+
+/// Rows `s0..s0 + rows` of head `(b, h)` in the compute precision: the input itself when it
+/// already is in that precision (f32, f64: gemm reads it in place, no copy), else converted
+/// into `scratch`.
+pub(super) fn rows_of<'a, T: Float>(
+    data: &'a [T],
+    view: &Heads,
+    (b, h): (usize, usize),
+    (s0, rows): (usize, usize),
+    scratch: &'a mut Vec<T::Acc>,
+) -> Rows<'a, T::Acc>
+where
+    T::Acc: Compute,
+{
+    let same_precision = TypeId::of::<T>() == TypeId::of::<T::Acc>();
+    match bytemuck::try_cast_slice::<T, T::Acc>(data) {
+        Ok(data) if same_precision => Rows {
+            data,
+            offset: view.row(b, h, s0),
+            stride: view.strides[2],
+        },
+        _ => {
+            load_rows(data, view, (b, h), s0, rows, scratch);
+            Rows {
+                data: scratch,
+                offset: 0,
+                stride: view.dim,
+            }
+        }
     }
 }
 

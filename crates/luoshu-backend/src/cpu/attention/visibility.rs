@@ -79,6 +79,62 @@ impl Visibility {
     }
 }
 
+/// Part of a (query tile, key tile) pair: query rows `rows` and key columns `cols`, both as
+/// offsets within their tiles, and `col0`, the key tile's first key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct RowBlock {
+    pub rows: Range<usize>,
+    pub cols: Range<usize>,
+    pub col0: usize,
+}
+
+/// Rows per block where a key tile is only partly visible (the causal diagonal, document
+/// borders): each such block computes only the columns its rows see, so the diagonal tile
+/// costs little more than its visible half instead of all of it.
+pub(super) const RAGGED_ROWS: usize = 32;
+
+impl Visibility {
+    /// The blocks to compute for query rows `row0..row0 + rows` of batch row `b` against
+    /// keys `col0..col0 + cols`: the rows that see the whole key tile as one block, the
+    /// others in blocks of [`RAGGED_ROWS`] rows with their columns cut to what they see
+    /// (blocks that see nothing are left out). Together they cover every visible pair.
+    pub fn row_blocks(
+        &self,
+        b: usize,
+        (row0, rows): (usize, usize),
+        (col0, cols): (usize, usize),
+        ragged_rows: usize,
+    ) -> Vec<RowBlock> {
+        let tile_end = col0 + cols;
+        // Both window bounds grow along the rows, so the rows seeing the whole tile are a
+        // contiguous range.
+        let full_begin = first_failing(rows, |i| self.window(b, row0 + i).end < tile_end);
+        let full_end = first_failing(rows, |i| self.window(b, row0 + i).start <= col0);
+        let full = full_begin..full_end.max(full_begin);
+        let block = |rows: Range<usize>| {
+            let keys = self.keys_of(b, row0 + rows.start..row0 + rows.end);
+            let (lo, hi) = (keys.start.max(col0), keys.end.min(tile_end));
+            (lo < hi).then(|| RowBlock {
+                rows,
+                cols: lo - col0..hi - col0,
+                col0,
+            })
+        };
+        let ragged = |range: Range<usize>| {
+            (range.start..range.end)
+                .step_by(ragged_rows.max(1))
+                .filter_map(move |r| block(r..(r + ragged_rows.max(1)).min(range.end)))
+        };
+        if full.len() < ragged_rows {
+            return ragged(0..rows).collect();
+        }
+        ragged(0..full.start)
+            .chain(block(full.clone()))
+            .chain(ragged(full.end..rows))
+            .collect()
+    }
+}
+
 /// The first `i` in `0..n` where `holds(i)` is false, for a `holds` that is true on a
 /// prefix and false after it.
 fn first_failing(n: usize, holds: impl Fn(usize) -> bool) -> usize {
@@ -146,4 +202,97 @@ pub(super) fn mask_outside<A: Acc>(row: &mut [A], live: Range<usize>) -> &mut [A
     let (live, hidden_after) = rest.split_at_mut(live.len());
     hidden_after.fill(A::NEG_INFINITY);
     live
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Non-decreasing segment ids for `rows` rows of `len` tokens, from document lengths.
+    fn segments(rows: usize, len: usize, doc_lengths: &[usize]) -> Tensor {
+        let mut ids = Vec::with_capacity(rows * len);
+        for _ in 0..rows {
+            let (mut id, mut left, mut docs) = (0i64, 0usize, doc_lengths.iter().cycle());
+            for _ in 0..len {
+                if left == 0 {
+                    id += 1;
+                    left = *docs.next().unwrap_or(&1);
+                }
+                ids.push(id);
+                left -= 1;
+            }
+        }
+        Tensor::from_vec(ids, vec![rows, len]).expect("ids fit their shape")
+    }
+
+    proptest! {
+        /// Every visible (query, key) pair of a tile pair lies in exactly one block, blocks
+        /// never share a row range, and each block's columns stay inside the key tile.
+        #[test]
+        fn row_blocks_cover_every_visible_pair_exactly_once(
+            causal in any::<bool>(),
+            packed in any::<bool>(),
+            seq_k in 1usize..200,
+            extra_keys in 0usize..40,
+            doc_lengths in proptest::collection::vec(1usize..60, 1..6),
+            tile in (0usize..200, 1usize..140, 0usize..200, 1usize..140),
+            ragged_rows in 1usize..48,
+        ) {
+            let seq_q = seq_k.saturating_sub(extra_keys).max(1);
+            let ids = segments(1, seq_k, &doc_lengths);
+            let vis = Visibility::new("test", causal, (seq_q, seq_k), packed.then_some(&ids))
+                .expect("ids never decrease");
+            let (row0, rows) = (tile.0 % seq_q, tile.1.min(seq_q - tile.0 % seq_q));
+            let (col0, cols) = (tile.2 % seq_k, tile.3.min(seq_k - tile.2 % seq_k));
+            let blocks = vis.row_blocks(0, (row0, rows), (col0, cols), ragged_rows);
+            for pair in blocks.windows(2) {
+                prop_assert!(pair[0].rows.end <= pair[1].rows.start, "{blocks:?}");
+            }
+            for block in &blocks {
+                prop_assert!(!block.cols.is_empty() && block.cols.end <= cols && block.col0 == col0);
+                prop_assert!(!block.rows.is_empty() && block.rows.end <= rows);
+            }
+            for r in 0..rows {
+                let window = vis.window(0, row0 + r);
+                for c in 0..cols {
+                    let covering = blocks
+                        .iter()
+                        .filter(|b| b.rows.contains(&r) && b.cols.contains(&c))
+                        .count();
+                    if window.contains(&(col0 + c)) {
+                        prop_assert_eq!(covering, 1, "row {} key {} in {:?}", r, c, blocks);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_causal_diagonal_tile_is_cut_into_ragged_blocks_and_a_full_one_stays_whole() {
+        let vis = Visibility::new("test", true, (256, 256), None).expect("no segments");
+        let full = vis.row_blocks(0, (128, 128), (0, 128), 32);
+        assert_eq!(
+            full,
+            vec![RowBlock {
+                rows: 0..128,
+                cols: 0..128,
+                col0: 0
+            }]
+        );
+        let diagonal = vis.row_blocks(0, (128, 128), (128, 128), 32);
+        let widths: Vec<_> = diagonal
+            .iter()
+            .map(|b| (b.rows.clone(), b.cols.clone()))
+            .collect();
+        assert_eq!(
+            widths,
+            vec![
+                (0..32, 0..32),
+                (32..64, 0..64),
+                (64..96, 0..96),
+                (96..128, 0..128)
+            ]
+        );
+    }
 }
