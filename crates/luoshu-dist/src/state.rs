@@ -106,19 +106,22 @@ impl DState {
             .collect()
     }
 
-    /// Checks that the fields agree with each other: every extent is at least 1, every
-    /// axis of extent > 1 appears exactly once in `order`, and `devices` is the product
-    /// of the extents.
-    pub fn check(&self) -> Result<()> {
-        let zero = self
-            .splits
+    /// Every axis with its extent, including those of extent 1 (or 0, in a broken state).
+    fn extents(&self) -> impl Iterator<Item = (Axis, usize)> + '_ {
+        self.splits
             .iter()
             .map(|(&d, &k)| (Axis::Split(d), k))
             .chain([
                 (Axis::Partial, self.partial),
                 (Axis::Duplicate, self.duplicate),
             ])
-            .find(|&(_, extent)| extent == 0);
+    }
+
+    /// Checks that the fields agree with each other: every extent is at least 1, every
+    /// axis of extent > 1 appears exactly once in `order`, and `devices` is the product
+    /// of the extents.
+    pub fn check(&self) -> Result<()> {
+        let zero = self.extents().find(|&(_, extent)| extent == 0);
         if let Some((axis, _)) = zero {
             return Err(Error::ZeroExtent {
                 axis: format!("{axis:?}"),
@@ -134,13 +137,7 @@ impl DState {
             }
         }
         let missing = self
-            .splits
-            .iter()
-            .map(|(&d, &k)| (Axis::Split(d), k))
-            .chain([
-                (Axis::Partial, self.partial),
-                (Axis::Duplicate, self.duplicate),
-            ])
+            .extents()
             .find(|&(axis, extent)| extent > 1 && !self.order.contains(&axis));
         if let Some((axis, extent)) = missing {
             return Err(Error::AxisNotInOrder {

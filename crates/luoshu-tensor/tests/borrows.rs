@@ -56,6 +56,27 @@ proptest! {
     }
 }
 
+/// `t.to_vec()` fails because `writer` holds a write claim of `bytes`.
+fn assert_to_vec_conflicts_with_a_writer(t: &Tensor, writer: &str, bytes: Range<usize>) {
+    let err = t.to_vec::<f32>().unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::BorrowConflict {
+                op: "to_vec",
+                mode: BorrowMode::Read,
+                held_by,
+                held_mode: BorrowMode::Write,
+                held_bytes,
+                ..
+            } if *held_by == writer && *held_bytes == bytes
+        ),
+        "{err}"
+    );
+    let expected = format!("while {writer} writes bytes {}..{}", bytes.start, bytes.end);
+    assert!(err.to_string().contains(&expected), "{err}");
+}
+
 #[test]
 fn to_vec_while_a_kernel_writes_is_an_error() {
     let t = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0], [4]).unwrap();
@@ -64,22 +85,7 @@ fn to_vec_while_a_kernel_writes_is_an_error() {
         .write("kernel", t.storage(), DType::F32, 1..3)
         .unwrap();
     out[0] = 7.0;
-    let err = t.to_vec::<f32>().unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::BorrowConflict {
-                op: "to_vec",
-                held_by: "kernel",
-                ..
-            }
-        ),
-        "{err}"
-    );
-    assert!(
-        err.to_string().contains("while kernel writes bytes 4..12"),
-        "{err}"
-    );
+    assert_to_vec_conflicts_with_a_writer(&t, "kernel", 4..12);
     // A view of elements the kernel does not write can still be read.
     assert_eq!(t.narrow(0, 3, 1).unwrap().to_vec::<f32>().unwrap(), [4.0]);
     drop(kernel);
@@ -95,24 +101,7 @@ fn a_foreign_claim_conflicts_while_held_and_is_released_on_drop() {
     let ptr = receive.as_mut_ptr().unwrap();
     assert_eq!(ptr.cast_const(), receive.as_ptr());
     assert_eq!(receive.as_ptr() as usize, t.storage().base_address() + 4);
-    let err = t.to_vec::<f32>().unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::BorrowConflict {
-                op: "to_vec",
-                mode: BorrowMode::Read,
-                held_by: "mpi",
-                held_mode: BorrowMode::Write,
-                ..
-            }
-        ),
-        "{err}"
-    );
-    assert!(
-        err.to_string().contains("while mpi writes bytes 4..12"),
-        "{err}"
-    );
+    assert_to_vec_conflicts_with_a_writer(&t, "mpi", 4..12);
     // Elements outside the claimed bytes are still free.
     assert_eq!(t.narrow(0, 3, 1).unwrap().to_vec::<f32>().unwrap(), [4.0]);
     let second = Storage::claim_for_foreign(t.storage(), "other", 8..9, BorrowMode::Read);
