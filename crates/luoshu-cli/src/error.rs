@@ -40,6 +40,36 @@ pub enum Error {
         /// The run's saved config, when the command gave none and it exists.
         saved_config: Option<PathBuf>,
     },
+    /// `--resume` of a run whose directory (its saved config) does not exist.
+    #[error(
+        "there is no run `{run}` to resume ({} does not exist); start it with \
+         `luoshu train --name {run}` (without --resume)",
+        .saved_config.display()
+    )]
+    NoRunToResume {
+        /// The run's name.
+        run: String,
+        /// Where its saved config would be.
+        saved_config: PathBuf,
+    },
+    /// A `--config` file (or a run's saved config) that cannot be read.
+    #[error("cannot read the config {}: {source}", .path.display())]
+    ConfigUnreadable {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// `--devices` that differs from the ranks the strategy needs.
+    #[error("--devices {devices} does not match strategy {strategy}, which needs {needs} ranks")]
+    DevicesMismatch {
+        /// The `--devices` given.
+        devices: usize,
+        /// The strategy.
+        strategy: String,
+        /// Ranks it needs.
+        needs: usize,
+    },
     /// A file or directory of the run could not be read or written.
     #[error("{}: {source}", .path.display())]
     Io {

@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Default: every collective and point-to-point check, the argument-error checks and the
-//! timeout check of `luoshu_comm::conformance`, and a 4 MiB all_reduce. With `--missing-rank R`: rank `R` skips an
+//! timeout check of `luoshu_comm::conformance`, a 4 MiB all_reduce, and an all_reduce of a
+//! tensor a kernel is writing (refused, since MPI would read it). With `--missing-rank R`: rank `R` skips an
 //! all_reduce on the world communicator; every other rank must get a timeout naming exactly
 //! `[R]`, and then a clear error (not a hang) from the broken communicator. Each rank prints
 //! one line and the exit code is non-zero if any check failed. `--timeout-secs S` sets the
@@ -26,7 +27,7 @@
 
 use luoshu_comm::mpi::{self, MpiComm};
 use luoshu_comm::{conformance, Communicator, Error, ReduceOp};
-use luoshu_tensor::Tensor;
+use luoshu_tensor::{Borrows, DType, Tensor};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -73,7 +74,41 @@ fn run_conformance(comm: &dyn Communicator) -> Result<String, String> {
         suite(comm).map_err(|e| format!("{name}: {e}"))?;
     }
     check_large_all_reduce(comm).map_err(|e| format!("large all_reduce: {e}"))?;
-    Ok(format!("all {} checks passed", suites.len() + 1))
+    check_claimed_buffers(comm).map_err(|e| format!("claimed buffers: {e}"))?;
+    Ok(format!("all {} checks passed", suites.len() + 2))
+}
+
+/// MPI reads and writes tensor storage under claims: an all_reduce of a tensor a kernel is
+/// writing fails on every rank with a borrow conflict naming both (instead of MPI reading
+/// bytes being written), and once the kernel is done the same all_reduce works.
+fn check_claimed_buffers(comm: &dyn Communicator) -> Result<(), String> {
+    let x = Tensor::from_vec(vec![1.0f32; 64], [64]).map_err(|e| e.to_string())?;
+    let kernel = Borrows::new();
+    kernel
+        .write::<f32>("kernel", x.storage(), DType::F32, 8..16)
+        .map_err(|e| e.to_string())?;
+    match comm.all_reduce(&x, ReduceOp::Sum) {
+        Err(Error::Tensor(luoshu_tensor::Error::BorrowConflict {
+            op: "MPI_Ialltoallv",
+            held_by: "kernel",
+            ..
+        })) => {}
+        other => {
+            return Err(format!(
+                "expected a borrow conflict with the kernel, got {other:?}"
+            ))
+        }
+    }
+    drop(kernel);
+    let sum = comm
+        .all_reduce(&x, ReduceOp::Sum)
+        .and_then(|t| Ok(t.to_vec::<f32>()?))
+        .map_err(|e| e.to_string())?;
+    let expected = comm.size() as f32;
+    match sum.iter().position(|&v| v != expected) {
+        None => Ok(()),
+        Some(i) => Err(format!("element {i} is {}, expected {expected}", sum[i])),
+    }
 }
 
 /// A 4 MiB all_reduce: far above MPI's eager limit, so the data takes the large-message

@@ -79,7 +79,7 @@ fn conformance_suite_passes_on_one_to_four_processes() {
     for ranks in 1..=4 {
         let lines = mpirun(ranks, &["--timeout-secs", "2"]);
         let expected: Vec<String> = (0..ranks)
-            .map(|r| format!("mpi_check: all 4 checks passed on rank {r} of {ranks}"))
+            .map(|r| format!("mpi_check: all 5 checks passed on rank {r} of {ranks}"))
             .collect();
         assert_eq!(lines, expected, "on {ranks} processes");
     }

@@ -9,7 +9,7 @@ pub mod redistribute;
 pub mod state;
 pub mod strategy;
 
-pub use error::{Error, Result};
+pub use error::{Error, OrderProblem, Result};
 pub use redistribute::{execute, plan, Kind, Redistribution};
 pub use state::{shard_range, Axis, DState};
 pub mod pipeline;

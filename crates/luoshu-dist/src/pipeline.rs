@@ -1,7 +1,7 @@
 //! Pipeline parallelism: the 1F1B schedule of one stage, a simulator that proves a set of
 //! per-stage orders deadlock-free, and the balancing of layers over stages.
 
-use crate::{Error, Result};
+use crate::{Error, OrderProblem, Result};
 use std::ops::Range;
 
 /// One step of a stage's pipeline schedule, on the micro-batch of that index.
@@ -80,7 +80,7 @@ pub fn simulate_costed(
     cost: &dyn Fn(usize, PipelineAction) -> f64,
 ) -> Result<f64> {
     if orders.is_empty() {
-        return Err(Error::Strategy("pipeline simulation of 0 stages".into()));
+        return Err(Error::NoPipelineStages);
     }
     for (stage, order) in orders.iter().enumerate() {
         check_order(stage, order, micro_batches)?;
@@ -103,10 +103,11 @@ pub fn simulate_costed(
                 let Some(ready) = ready else { break };
                 let step = cost(stage, action);
                 if !(step.is_finite() && step >= 0.0) {
-                    return Err(Error::Strategy(format!(
-                        "pipeline step {action:?} of stage {stage} costs {step}; costs must be \
-                         finite and non-negative"
-                    )));
+                    return Err(Error::PipelineStepCost {
+                        action,
+                        stage,
+                        cost: step,
+                    });
                 }
                 let end = clock[stage].max(ready) + step;
                 clock[stage] = end;
@@ -132,10 +133,7 @@ pub fn simulate_costed(
                         .map(|action| format!("stage {stage} at {action:?}"))
                 })
                 .collect();
-            return Err(Error::Strategy(format!(
-                "pipeline schedule deadlocks: {}",
-                waiting.join(", ")
-            )));
+            return Err(Error::PipelineDeadlock { waiting });
         }
     }
 }
@@ -143,28 +141,33 @@ pub fn simulate_costed(
 /// Checks that `order` runs each of `micro_batches` forward once, then backward once.
 fn check_order(stage: usize, order: &[PipelineAction], micro_batches: usize) -> Result<()> {
     let mut seen = vec![(false, false); micro_batches];
-    let fail = |why: String| {
-        Err(Error::Strategy(format!(
-            "pipeline order of stage {stage} {order:?}: {why}"
-        )))
+    let fail = |problem| {
+        Err(Error::PipelineOrder {
+            stage,
+            order: order.to_vec(),
+            problem,
+        })
     };
     for &action in order {
         let (PipelineAction::Forward(m) | PipelineAction::Backward(m)) = action;
         let Some(done) = seen.get_mut(m) else {
-            return fail(format!("micro-batch {m} is not below {micro_batches}"));
+            return fail(OrderProblem::OutOfRange {
+                micro_batch: m,
+                micro_batches,
+            });
         };
         match action {
-            PipelineAction::Forward(_) if done.0 => return fail(format!("forward {m} twice")),
+            PipelineAction::Forward(_) if done.0 => return fail(OrderProblem::ForwardTwice(m)),
             PipelineAction::Forward(_) => done.0 = true,
             PipelineAction::Backward(_) if !done.0 => {
-                return fail(format!("backward {m} before its forward"))
+                return fail(OrderProblem::BackwardBeforeForward(m))
             }
-            PipelineAction::Backward(_) if done.1 => return fail(format!("backward {m} twice")),
+            PipelineAction::Backward(_) if done.1 => return fail(OrderProblem::BackwardTwice(m)),
             PipelineAction::Backward(_) => done.1 = true,
         }
     }
     match seen.iter().position(|&(f, b)| !(f && b)) {
-        Some(m) => fail(format!("micro-batch {m} is not run forward and backward")),
+        Some(m) => fail(OrderProblem::Incomplete(m)),
         None => Ok(()),
     }
 }
@@ -177,18 +180,14 @@ fn check_order(stage: usize, order: &[PipelineAction], micro_batches: usize) -> 
 pub fn balance_stages(layer_costs: &[f64], stages: usize) -> Result<Vec<Range<usize>>> {
     let layers = layer_costs.len();
     if stages == 0 || stages > layers {
-        return Err(Error::Strategy(format!(
-            "cannot balance {layers} layers over {stages} pipeline stages: need 1 to {layers} stages"
-        )));
+        return Err(Error::StageCount { layers, stages });
     }
     if let Some((i, c)) = layer_costs
         .iter()
         .enumerate()
         .find(|(_, c)| !(c.is_finite() && **c >= 0.0))
     {
-        return Err(Error::Strategy(format!(
-            "layer {i} has cost {c}; layer costs must be finite and non-negative"
-        )));
+        return Err(Error::LayerCost { layer: i, cost: *c });
     }
     let mut prefix = vec![0.0; layers + 1];
     for (i, &c) in layer_costs.iter().enumerate() {

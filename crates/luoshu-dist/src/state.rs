@@ -54,9 +54,10 @@ impl DState {
                 });
             }
             if order.contains(&axis) {
-                return Err(Error::InvalidState(format!(
-                    "axis {axis:?} appears twice in {axes:?}"
-                )));
+                return Err(Error::RepeatedAxis {
+                    axis: format!("{axis:?}"),
+                    axes: format!("{axes:?}"),
+                });
             }
             if extent == 1 {
                 continue;
@@ -105,39 +106,53 @@ impl DState {
             .collect()
     }
 
-    /// Checks that the fields agree with each other: every extent is at least 1, every
-    /// axis of extent > 1 appears exactly once in `order`, and `devices` is the product
-    /// of the extents.
-    pub fn check(&self) -> Result<()> {
-        let fail = |why: String| Err(Error::InvalidState(format!("{self:?}: {why}")));
-        if self.partial == 0 || self.duplicate == 0 || self.splits.values().any(|&k| k == 0) {
-            return fail("an extent is 0".into());
-        }
-        for (i, axis) in self.order.iter().enumerate() {
-            if self.order[..i].contains(axis) {
-                return fail(format!("axis {axis:?} appears twice in the order"));
-            }
-        }
-        let missing = self
-            .splits
+    /// Every axis with its extent, including those of extent 1 (or 0, in a broken state).
+    fn extents(&self) -> impl Iterator<Item = (Axis, usize)> + '_ {
+        self.splits
             .iter()
             .map(|(&d, &k)| (Axis::Split(d), k))
             .chain([
                 (Axis::Partial, self.partial),
                 (Axis::Duplicate, self.duplicate),
             ])
+    }
+
+    /// Checks that the fields agree with each other: every extent is at least 1, every
+    /// axis of extent > 1 appears exactly once in `order`, and `devices` is the product
+    /// of the extents.
+    pub fn check(&self) -> Result<()> {
+        let zero = self.extents().find(|&(_, extent)| extent == 0);
+        if let Some((axis, _)) = zero {
+            return Err(Error::ZeroExtent {
+                axis: format!("{axis:?}"),
+                axes: format!("{self:?}"),
+            });
+        }
+        for (i, axis) in self.order.iter().enumerate() {
+            if self.order[..i].contains(axis) {
+                return Err(Error::RepeatedAxis {
+                    axis: format!("{axis:?}"),
+                    axes: format!("the order {:?}", self.order),
+                });
+            }
+        }
+        let missing = self
+            .extents()
             .find(|&(axis, extent)| extent > 1 && !self.order.contains(&axis));
         if let Some((axis, extent)) = missing {
-            return fail(format!(
-                "axis {axis:?} of extent {extent} is not in the order"
-            ));
+            return Err(Error::AxisNotInOrder {
+                state: Box::new(self.clone()),
+                axis,
+                extent,
+            });
         }
         let product: usize = self.order.iter().map(|&a| self.extent(a)).product();
         if product != self.devices {
-            return fail(format!(
-                "the extents multiply to {product}, not to the {} devices",
-                self.devices
-            ));
+            return Err(Error::DeviceCount {
+                state: Box::new(self.clone()),
+                product,
+                devices: self.devices,
+            });
         }
         Ok(())
     }
@@ -178,19 +193,22 @@ impl DState {
     pub fn device_of(&self, coords: &[usize]) -> Result<usize> {
         self.check()?;
         if coords.len() != self.order.len() {
-            return Err(Error::InvalidState(format!(
-                "{self}: {} coordinates {coords:?} for {} axes",
-                coords.len(),
-                self.order.len()
-            )));
+            return Err(Error::CoordinateCount {
+                state: Box::new(self.clone()),
+                coords: coords.to_vec(),
+                axes: self.order.len(),
+            });
         }
         let mut device = 0;
         for (&coord, &axis) in coords.iter().zip(&self.order) {
             let extent = self.extent(axis);
             if coord >= extent {
-                return Err(Error::InvalidState(format!(
-                    "{self}: coordinate {coord} of axis {axis:?} is not below its extent {extent}"
-                )));
+                return Err(Error::CoordinateOutOfRange {
+                    state: Box::new(self.clone()),
+                    axis,
+                    coord,
+                    extent,
+                });
             }
             device = device * extent + coord;
         }
@@ -237,10 +255,11 @@ impl DState {
     fn check_device(&self, device: usize) -> Result<()> {
         self.check()?;
         if device >= self.devices {
-            return Err(Error::InvalidState(format!(
-                "device {device} of {self}, which has {} devices",
-                self.devices
-            )));
+            return Err(Error::DeviceOutOfRange {
+                device,
+                state: Box::new(self.clone()),
+                devices: self.devices,
+            });
         }
         Ok(())
     }

@@ -99,16 +99,16 @@ impl Topology {
         other_node: LinkCost,
     ) -> Result<Self> {
         if world == 0 || ranks_per_node == 0 {
-            return Err(Error::Strategy(format!(
-                "a topology needs at least one rank and one rank per node, got {world} ranks \
-                 with {ranks_per_node} per node"
-            )));
+            return Err(Error::TopologySize {
+                world,
+                ranks_per_node,
+            });
         }
         for cost in [same_rank, same_node, other_node] {
             if !(cost.alpha >= 0.0 && cost.bandwidth > 0.0) {
-                return Err(Error::Strategy(format!(
-                    "link cost {cost:?} needs α ≥ 0 and a positive bandwidth"
-                )));
+                return Err(Error::LinkCost {
+                    cost: format!("{cost:?}"),
+                });
             }
         }
         Ok(Topology {

@@ -1,7 +1,10 @@
 //! Pipeline schedule and stage balancing.
 
 use luoshu_dist::pipeline::simulate;
-use luoshu_dist::{balance_stages, one_f_one_b, shard_range, simulate_schedule, PipelineAction};
+use luoshu_dist::{
+    balance_stages, one_f_one_b, shard_range, simulate_schedule, Error, OrderProblem,
+    PipelineAction,
+};
 use proptest::prelude::*;
 use std::ops::Range;
 
@@ -77,21 +80,54 @@ fn simulation_detects_deadlock_and_malformed_orders() {
     // Stage 0 waits for gradient 0 before sending activation 1, which stage 1 needs
     // before it computes gradient 0.
     let deadlock = vec![vec![F(0), B(0), F(1), B(1)], vec![F(0), F(1), B(0), B(1)]];
-    let err = simulate(&deadlock, 2, 1.0, 1.0).unwrap_err().to_string();
-    assert!(err.contains("deadlock"), "{err}");
+    let err = simulate(&deadlock, 2, 1.0, 1.0).unwrap_err();
+    assert!(
+        matches!(&err, Error::PipelineDeadlock { waiting } if waiting.len() == 2),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("deadlock"), "{err}");
     let backward_first = vec![vec![B(0), F(0)]];
-    assert!(simulate(&backward_first, 1, 1.0, 1.0).is_err());
+    let err = simulate(&backward_first, 1, 1.0, 1.0).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::PipelineOrder {
+                stage: 0,
+                problem: OrderProblem::BackwardBeforeForward(0),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     let missing = vec![vec![F(0), B(0)]];
-    assert!(simulate(&missing, 2, 1.0, 1.0).is_err());
-    assert!(simulate(&[], 1, 1.0, 1.0).is_err());
+    let err = simulate(&missing, 2, 1.0, 1.0).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::PipelineOrder {
+                problem: OrderProblem::Incomplete(1),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = simulate(&[], 1, 1.0, 1.0).unwrap_err();
+    assert!(matches!(err, Error::NoPipelineStages), "{err:?}");
 }
 
 #[test]
 fn balance_rejects_bad_stage_counts_and_costs() {
-    assert!(balance_stages(&[1.0, 2.0], 0).is_err());
-    assert!(balance_stages(&[1.0, 2.0], 3).is_err());
-    assert!(balance_stages(&[1.0, -2.0], 1).is_err());
-    assert!(balance_stages(&[1.0, f64::NAN], 1).is_err());
+    for stages in [0, 3] {
+        let err = balance_stages(&[1.0, 2.0], stages).unwrap_err();
+        assert!(
+            matches!(err, Error::StageCount { layers: 2, stages: s } if s == stages),
+            "{err:?}"
+        );
+    }
+    for bad in [-2.0, f64::NAN] {
+        let err = balance_stages(&[1.0, bad], 1).unwrap_err();
+        assert!(matches!(err, Error::LayerCost { layer: 1, .. }), "{err:?}");
+    }
 }
 
 #[test]

@@ -115,7 +115,17 @@ fn mismatched_states_and_pieces_are_rejected() {
         DType::F32,
     )
     .unwrap_err();
-    assert!(matches!(err, Error::Redistribution(_)), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::DeviceMismatch {
+                src_devices: 2,
+                dst_devices: 4,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(
         plan(&state(&[S1]), &state(&[S0]), &[4], DType::F32).is_err(),
         "dim 1 of a rank-1 tensor"

@@ -135,13 +135,42 @@ fn validation_names_the_problem() {
     let mut wrong_count = DState::duplicated(4).unwrap();
     wrong_count.devices = 3;
     let err = wrong_count.check().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::DeviceCount {
+                product: 4,
+                devices: 3,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("multiply to 4"), "{err}");
 
     let mut missing_axis = DState::duplicated(2).unwrap();
     missing_axis.partial = 2;
     missing_axis.devices = 4;
     let err = missing_axis.check().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::AxisNotInOrder {
+                axis: Axis::Partial,
+                extent: 2,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("not in the order"), "{err}");
+
+    let twice = DState::new(&[(Axis::Split(0), 2), (Axis::Split(0), 2)]).unwrap_err();
+    assert!(
+        matches!(&twice, Error::RepeatedAxis { axis, .. } if axis == "Split(0)"),
+        "{twice:?}"
+    );
+    assert!(twice.to_string().contains("appears twice"), "{twice}");
 
     let none = DState::duplicated(0).unwrap_err();
     assert!(
@@ -155,7 +184,39 @@ fn validation_names_the_problem() {
 
     let bad_coords = DState::duplicated(2).unwrap().device_of(&[2]).unwrap_err();
     assert!(
+        matches!(
+            bad_coords,
+            Error::CoordinateOutOfRange {
+                axis: Axis::Duplicate,
+                coord: 2,
+                extent: 2,
+                ..
+            }
+        ),
+        "{bad_coords:?}"
+    );
+    assert!(
         bad_coords.to_string().contains("coordinate 2"),
         "{bad_coords}"
+    );
+    let too_many = DState::duplicated(2)
+        .unwrap()
+        .device_of(&[0, 1])
+        .unwrap_err();
+    assert!(
+        matches!(&too_many, Error::CoordinateCount { coords, axes: 1, .. } if coords == &[0, 1]),
+        "{too_many:?}"
+    );
+    let beyond = DState::duplicated(2).unwrap().shard(2, &[4]).unwrap_err();
+    assert!(
+        matches!(
+            beyond,
+            Error::DeviceOutOfRange {
+                device: 2,
+                devices: 2,
+                ..
+            }
+        ),
+        "{beyond:?}"
     );
 }

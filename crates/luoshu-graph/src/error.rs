@@ -1,5 +1,6 @@
 use crate::infer::InferError;
-use crate::NodeId;
+use crate::{NodeId, TensorType, Value};
+use luoshu_tensor::DType;
 
 /// Errors of the graph layer; node-specific ones name the node and its op.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -47,6 +48,84 @@ pub enum Error {
         suggestion: String,
         /// Every registered pass, comma-separated.
         known: String,
+    },
+    /// An input or parameter leaf without a tensor in the feeds.
+    #[error(
+        "missing feed for {kind} `{name}` ({dtype}{dims:?}); add it to the feeds by that name"
+    )]
+    MissingFeed {
+        /// `input` or `parameter`.
+        kind: &'static str,
+        /// The leaf's name.
+        name: String,
+        /// The dtype the graph declares.
+        dtype: DType,
+        /// The dims the graph declares, under the bindings.
+        dims: Vec<usize>,
+    },
+    /// A fed tensor of another shape or dtype than its leaf declares.
+    #[error(
+        "feed for {kind} `{name}` is {fed_dtype}{fed_dims:?} but the graph expects {dtype}{dims:?}"
+    )]
+    FeedMismatch {
+        /// `input` or `parameter`.
+        kind: &'static str,
+        /// The leaf's name.
+        name: String,
+        /// The dtype of the fed tensor.
+        fed_dtype: DType,
+        /// The dims of the fed tensor.
+        fed_dims: Vec<usize>,
+        /// The dtype the graph declares.
+        dtype: DType,
+        /// The dims the graph declares, under the bindings.
+        dims: Vec<usize>,
+    },
+    /// A second leaf of a name another leaf already has.
+    #[error("node {existing} ({op}): a different leaf named `{name}` already exists")]
+    DuplicateLeaf {
+        /// The leaf that has the name.
+        existing: NodeId,
+        /// Its op's name.
+        op: String,
+        /// The name.
+        name: String,
+    },
+    /// A value whose node is not in this graph.
+    #[error("value {value} does not exist in this graph")]
+    UnknownValue {
+        /// The value.
+        value: Value,
+    },
+    /// An output index beyond its node's outputs.
+    #[error("node {node} ({op}): has {outputs} outputs, output {output} was used")]
+    NoSuchOutput {
+        /// The node.
+        node: NodeId,
+        /// Its op's name.
+        op: String,
+        /// Its number of outputs.
+        outputs: usize,
+        /// The output index used.
+        output: u32,
+    },
+    /// A gradient asked of or with respect to a value this graph does not have.
+    #[error("grad: {role} {value} is not a value of this graph")]
+    GradOfUnknownValue {
+        /// `loss` or `wrt`.
+        role: &'static str,
+        /// The value.
+        value: Value,
+    },
+    /// A gradient asked of or with respect to a value that is not a float.
+    #[error("grad: {role} {value} has type {ty}; only float values have gradients")]
+    NotDifferentiable {
+        /// `loss` or `wrt`.
+        role: &'static str,
+        /// The value.
+        value: Value,
+        /// Its type.
+        ty: TensorType,
     },
     /// Any other misuse of the graph API (feeds, outputs, options) or broken invariant.
     #[error("{detail}")]

@@ -57,10 +57,10 @@ impl Graph {
         })?;
         if let Op::Input { name, .. } | Op::Parameter { name, .. } = &op {
             if let Some(&existing) = self.leaves_by_name.get(name) {
-                return Err(Error::Node {
-                    node: existing,
+                return Err(Error::DuplicateLeaf {
+                    existing,
                     op: self.nodes[existing.index()].op.name(),
-                    detail: format!("a different leaf named `{name}` already exists"),
+                    name: name.clone(),
                 });
             }
         }
@@ -88,18 +88,13 @@ impl Graph {
         let node = self
             .nodes
             .get(v.node.index())
-            .ok_or_else(|| Error::Invalid {
-                detail: format!("value {v} does not exist in this graph"),
-            })?;
+            .ok_or(Error::UnknownValue { value: v })?;
         if v.output as usize >= node.outputs.len() {
-            return Err(Error::Node {
+            return Err(Error::NoSuchOutput {
                 node: v.node,
                 op: node.op.name(),
-                detail: format!(
-                    "has {} outputs, output {} was used",
-                    node.outputs.len(),
-                    v.output
-                ),
+                outputs: node.outputs.len(),
+                output: v.output,
             });
         }
         Ok(())

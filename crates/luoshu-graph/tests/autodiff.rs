@@ -741,15 +741,28 @@ fn invalid_requests_are_errors() {
     let ghost = Value::new(luoshu_graph::NodeId(99), 0);
     let bad_output = Value::new(loss.node, 1);
     let int_loss = g.sum_all(idx).unwrap();
-    let invalid = |r: luoshu_graph::Result<(Graph, Vec<Value>)>| match r {
-        Err(Error::Invalid { detail }) => detail,
-        other => panic!("expected an Invalid error, got {other:?}"),
+    let unknown = |r: luoshu_graph::Result<(Graph, Vec<Value>)>| match r {
+        Err(err @ Error::GradOfUnknownValue { role, value }) => {
+            assert!(
+                err.to_string().contains("not a value of this graph"),
+                "{err}"
+            );
+            (role, value)
+        }
+        other => panic!("expected GradOfUnknownValue, got {other:?}"),
     };
-    assert!(invalid(grad(&g, ghost, &[x])).contains("not a value of this graph"));
-    assert!(invalid(grad(&g, bad_output, &[x])).contains("not a value of this graph"));
-    assert!(invalid(grad(&g, loss, &[ghost])).contains("not a value of this graph"));
-    assert!(invalid(grad(&g, int_loss, &[x])).contains("only float values"));
-    assert!(invalid(grad(&g, loss, &[idx])).contains("only float values"));
+    assert_eq!(unknown(grad(&g, ghost, &[x])), ("loss", ghost));
+    assert_eq!(unknown(grad(&g, bad_output, &[x])), ("loss", bad_output));
+    assert_eq!(unknown(grad(&g, loss, &[ghost])), ("wrt", ghost));
+    let not_float = |r: luoshu_graph::Result<(Graph, Vec<Value>)>| match r {
+        Err(err @ Error::NotDifferentiable { role, value, .. }) => {
+            assert!(err.to_string().contains("only float values"), "{err}");
+            (role, value)
+        }
+        other => panic!("expected NotDifferentiable, got {other:?}"),
+    };
+    assert_eq!(not_float(grad(&g, int_loss, &[x])), ("loss", int_loss));
+    assert_eq!(not_float(grad(&g, loss, &[idx])), ("wrt", idx));
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use luoshu_backend::reference::ReferenceBackend;
 use luoshu_graph::dump::{dump_if_enabled, dump_to, DUMP_ENV};
 use luoshu_graph::infer::InferError;
-use luoshu_graph::{evaluate, fixed_shape, Bindings, Dim, Error, Graph, Op};
+use luoshu_graph::{evaluate, fixed_shape, Bindings, Dim, Error, Graph, NodeId, Op, Value};
 use luoshu_tensor::{DType, Tensor};
 use std::collections::HashMap;
 
@@ -199,6 +199,38 @@ fn dumps_are_numbered_files_written_to_the_env_directory() {
     let err = dump_to(&blocker.join("sub"), &g, "bad").unwrap_err();
     assert!(err.to_string().contains("cannot write graph dump"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_second_leaf_of_a_name_and_values_the_graph_lacks_are_typed_errors() {
+    let mut g = Graph::new();
+    let x = g.input("x", &dims(&[2]), DType::F32).unwrap();
+    let again = g.param("x", &dims(&[3]), DType::F32).unwrap_err();
+    assert!(
+        matches!(&again, Error::DuplicateLeaf { existing, name, .. }
+            if Value::from(*existing) == x && name == "x"),
+        "{again:?}"
+    );
+    assert!(again
+        .to_string()
+        .contains("a different leaf named `x` already exists"));
+
+    let ghost = Value::new(NodeId(99), 0);
+    let err = g.add(Op::Contiguous, &[ghost]).unwrap_err();
+    assert!(
+        matches!(err, Error::UnknownValue { value } if value == ghost),
+        "{err:?}"
+    );
+    let second_output = Value::new(x.node, 1);
+    let err = g.add(Op::Contiguous, &[second_output]).unwrap_err();
+    assert!(
+        matches!(err, Error::NoSuchOutput { node, outputs: 1, output: 1, .. } if node == x.node),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("has 1 outputs, output 1 was used"),
+        "{err}"
+    );
 }
 
 #[test]

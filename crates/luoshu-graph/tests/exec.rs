@@ -302,17 +302,25 @@ fn missing_and_mismatched_feeds_are_named() {
     let x = g.input("tokens", &d(&[2, 3]), DType::F32).unwrap();
     let y = g.unary(UnaryOp::Exp, x).unwrap();
     g.set_outputs(vec![y]).unwrap();
-    let err = evaluate(&g, &Bindings::new(), &HashMap::new(), &ReferenceBackend)
-        .unwrap_err()
-        .to_string();
+    let err = evaluate(&g, &Bindings::new(), &HashMap::new(), &ReferenceBackend).unwrap_err();
+    assert!(
+        matches!(&err, Error::MissingFeed { kind: "input", name, dims, .. }
+            if name == "tokens" && dims == &[2, 3]),
+        "{err:?}"
+    );
+    let err = err.to_string();
     assert!(
         err.contains("missing feed") && err.contains("`tokens`"),
         "{err}"
     );
     let feeds = HashMap::from([("tokens".to_string(), f32s(&[1., 2.], &[2]))]);
-    let err = evaluate(&g, &Bindings::new(), &feeds, &ReferenceBackend)
-        .unwrap_err()
-        .to_string();
+    let err = evaluate(&g, &Bindings::new(), &feeds, &ReferenceBackend).unwrap_err();
+    assert!(
+        matches!(&err, Error::FeedMismatch { fed_dims, dims, .. }
+            if fed_dims == &[2] && dims == &[2, 3]),
+        "{err:?}"
+    );
+    let err = err.to_string();
     assert!(
         err.contains("`tokens`") && err.contains("[2]") && err.contains("[2, 3]"),
         "{err}"
@@ -476,10 +484,20 @@ fn plan_run_checks_feeds() {
     let y = g.unary(UnaryOp::Exp, x).unwrap();
     g.set_outputs(vec![y]).unwrap();
     let mut plan = compile(&g, &Bindings::new(), cpu(), CompileOptions::default()).unwrap();
-    let err = plan.run(&HashMap::new()).unwrap_err().to_string();
+    let err = plan.run(&HashMap::new()).unwrap_err();
+    assert!(
+        matches!(&err, Error::MissingFeed { name, .. } if name == "x"),
+        "{err:?}"
+    );
+    let err = err.to_string();
     assert!(err.contains("missing feed") && err.contains("`x`"), "{err}");
     let wrong = HashMap::from([("x".to_string(), f32s(&[0.0; 6], &[3, 2]))]);
-    let err = plan.run(&wrong).unwrap_err().to_string();
+    let err = plan.run(&wrong).unwrap_err();
+    assert!(
+        matches!(&err, Error::FeedMismatch { name, fed_dims, .. } if name == "x" && fed_dims == &[3, 2]),
+        "{err:?}"
+    );
+    let err = err.to_string();
     assert!(err.contains("[3, 2]") && err.contains("[2, 3]"), "{err}");
     // A non-contiguous feed of the right shape is accepted.
     let xt = f32s(&[0., 1., 2., 3., 4., 5.], &[3, 2])

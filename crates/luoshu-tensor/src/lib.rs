@@ -21,5 +21,5 @@ pub use error::{Error, Result};
 pub use half::{bf16, f16};
 pub use layout::Layout;
 pub use shape::{broadcast_shapes, Shape};
-pub use storage::{Borrows, Storage};
+pub use storage::{Borrows, ForeignClaim, Storage};
 pub use tensor::Tensor;

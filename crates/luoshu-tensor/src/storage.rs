@@ -6,6 +6,7 @@ use crate::{BorrowMode, DType, Element, Error, Result};
 use std::cell::RefCell;
 use std::ops::Range;
 use std::ptr::NonNull;
+use std::sync::Arc;
 
 /// One 64-byte block: storage is built from these so every buffer is cache-line aligned and
 /// can be viewed as a slice of any element type.
@@ -79,11 +80,34 @@ impl Storage {
         self.blocks_ptr() as usize
     }
 
-    /// The first byte, for foreign code (MPI) that reads or writes the bytes directly while
-    /// the storage is kept alive. Such access is not claimed: the `unsafe` block that hands
-    /// the pointer to foreign code states why no claim overlaps it meanwhile.
-    pub fn ffi_ptr(&self) -> *mut u8 {
-        self.blocks_ptr()
+    /// Claims bytes `bytes` of `storage` for foreign code (MPI) that reads or writes them
+    /// outside Rust, for as long as the returned claim lives, which keeps the storage alive.
+    /// The claim is checked like a [`Borrows`] claim: it fails with
+    /// [`Error::BorrowConflict`] if an active claim conflicts, and while it is held every
+    /// conflicting claim (a `Tensor::to_vec` of a region foreign code writes, say) fails.
+    /// Foreign code reaches the bytes only through [`ForeignClaim::as_ptr`] /
+    /// [`ForeignClaim::as_mut_ptr`]. Dropping the claim releases it; a claim that is never
+    /// dropped (leaked, because foreign code may still use the bytes) keeps them claimed.
+    pub fn claim_for_foreign(
+        storage: &Arc<Storage>,
+        op: &'static str,
+        bytes: Range<usize>,
+        mode: BorrowMode,
+    ) -> Result<ForeignClaim> {
+        if bytes.start > bytes.end || bytes.end > storage.bytes {
+            return Err(Error::ViewOutOfStorage {
+                op,
+                needed: bytes.end.max(bytes.start),
+                available: storage.bytes,
+            });
+        }
+        let id = storage.claims.try_claim(op, bytes.clone(), mode)?;
+        Ok(ForeignClaim {
+            storage: Arc::clone(storage),
+            id,
+            bytes,
+            mode,
+        })
     }
 
     /// Checks `T` against `dtype` and `elements` against the storage; returns the byte range.
@@ -215,6 +239,61 @@ impl Drop for Borrows<'_> {
         for (storage, id) in self.held.get_mut().drain(..) {
             storage.claims.release(id);
         }
+    }
+}
+
+/// A claim of a storage's byte range held by foreign code (MPI's non-blocking collectives)
+/// rather than by a [`Borrows`] scope: made by [`Storage::claim_for_foreign`], released when
+/// dropped. The only way to the storage's address, so every foreign access is claimed.
+pub struct ForeignClaim {
+    storage: Arc<Storage>,
+    id: u64,
+    bytes: Range<usize>,
+    mode: BorrowMode,
+}
+
+impl ForeignClaim {
+    /// The first claimed byte, for foreign code to read the claimed bytes through while the
+    /// claim lives.
+    pub fn as_ptr(&self) -> *const u8 {
+        region_ptr::<u8>(&self.storage, &self.bytes).cast_const()
+    }
+
+    /// The first claimed byte, for foreign code to write the claimed bytes through while
+    /// the claim lives; `None` for a read claim.
+    pub fn as_mut_ptr(&self) -> Option<*mut u8> {
+        (self.mode == BorrowMode::Write).then(|| region_ptr::<u8>(&self.storage, &self.bytes))
+    }
+
+    /// Number of claimed bytes.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// True if no byte is claimed.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Whether the claim reads or writes.
+    pub fn mode(&self) -> BorrowMode {
+        self.mode
+    }
+}
+
+impl Drop for ForeignClaim {
+    fn drop(&mut self) {
+        self.storage.claims.release(self.id);
+    }
+}
+
+impl std::fmt::Debug for ForeignClaim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ForeignClaim({:?} bytes {:?} of {:?})",
+            self.mode, self.bytes, self.storage
+        )
     }
 }
 

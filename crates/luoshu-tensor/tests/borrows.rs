@@ -5,6 +5,7 @@
 use luoshu_tensor::{BorrowMode, Borrows, DType, Error, Storage, Tensor};
 use proptest::prelude::*;
 use std::ops::Range;
+use std::sync::Arc;
 
 fn claim<'a>(
     borrows: &Borrows<'a>,
@@ -55,6 +56,27 @@ proptest! {
     }
 }
 
+/// `t.to_vec()` fails because `writer` holds a write claim of `bytes`.
+fn assert_to_vec_conflicts_with_a_writer(t: &Tensor, writer: &str, bytes: Range<usize>) {
+    let err = t.to_vec::<f32>().unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::BorrowConflict {
+                op: "to_vec",
+                mode: BorrowMode::Read,
+                held_by,
+                held_mode: BorrowMode::Write,
+                held_bytes,
+                ..
+            } if *held_by == writer && *held_bytes == bytes
+        ),
+        "{err}"
+    );
+    let expected = format!("while {writer} writes bytes {}..{}", bytes.start, bytes.end);
+    assert!(err.to_string().contains(&expected), "{err}");
+}
+
 #[test]
 fn to_vec_while_a_kernel_writes_is_an_error() {
     let t = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0], [4]).unwrap();
@@ -63,26 +85,76 @@ fn to_vec_while_a_kernel_writes_is_an_error() {
         .write("kernel", t.storage(), DType::F32, 1..3)
         .unwrap();
     out[0] = 7.0;
-    let err = t.to_vec::<f32>().unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::BorrowConflict {
-                op: "to_vec",
-                held_by: "kernel",
-                ..
-            }
-        ),
-        "{err}"
-    );
-    assert!(
-        err.to_string().contains("while kernel writes bytes 4..12"),
-        "{err}"
-    );
+    assert_to_vec_conflicts_with_a_writer(&t, "kernel", 4..12);
     // A view of elements the kernel does not write can still be read.
     assert_eq!(t.narrow(0, 3, 1).unwrap().to_vec::<f32>().unwrap(), [4.0]);
     drop(kernel);
     assert_eq!(t.to_vec::<f32>().unwrap(), [1.0, 7.0, 3.0, 4.0]);
+}
+
+#[test]
+fn a_foreign_claim_conflicts_while_held_and_is_released_on_drop() {
+    let t = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0], [4]).unwrap();
+    // MPI receiving into elements 1..3 (bytes 4..12).
+    let receive = Storage::claim_for_foreign(t.storage(), "mpi", 4..12, BorrowMode::Write).unwrap();
+    assert_eq!(receive.len(), 8);
+    let ptr = receive.as_mut_ptr().unwrap();
+    assert_eq!(ptr.cast_const(), receive.as_ptr());
+    assert_eq!(receive.as_ptr() as usize, t.storage().base_address() + 4);
+    assert_to_vec_conflicts_with_a_writer(&t, "mpi", 4..12);
+    // Elements outside the claimed bytes are still free.
+    assert_eq!(t.narrow(0, 3, 1).unwrap().to_vec::<f32>().unwrap(), [4.0]);
+    let second = Storage::claim_for_foreign(t.storage(), "other", 8..9, BorrowMode::Read);
+    assert!(matches!(
+        second,
+        Err(Error::BorrowConflict { held_by: "mpi", .. })
+    ));
+    drop(receive);
+    assert_eq!(t.to_vec::<f32>().unwrap(), [1.0, 2.0, 3.0, 4.0]);
+
+    // MPI sending the whole tensor: readers proceed, writers fail, and the pointer is
+    // read-only.
+    let send = Storage::claim_for_foreign(t.storage(), "mpi", 0..16, BorrowMode::Read).unwrap();
+    assert!(send.as_mut_ptr().is_none());
+    assert_eq!(t.to_vec::<f32>().unwrap(), [1.0, 2.0, 3.0, 4.0]);
+    let kernel = Borrows::new();
+    let write = kernel.write::<f32>("kernel", t.storage(), DType::F32, 3..4);
+    assert!(matches!(
+        write,
+        Err(Error::BorrowConflict {
+            op: "kernel",
+            held_by: "mpi",
+            ..
+        })
+    ));
+    drop(kernel);
+    // A leaked claim (an abandoned MPI request) keeps its bytes claimed.
+    std::mem::forget(send);
+    let kernel = Borrows::new();
+    let write = kernel.write::<f32>("kernel", t.storage(), DType::F32, 0..1);
+    assert!(matches!(
+        write,
+        Err(Error::BorrowConflict { held_by: "mpi", .. })
+    ));
+}
+
+#[test]
+fn a_foreign_claim_outside_the_storage_is_an_error() {
+    let storage = Arc::new(Storage::zeroed(16));
+    let claim = Storage::claim_for_foreign(&storage, "mpi", 8..24, BorrowMode::Read);
+    assert!(matches!(
+        claim,
+        Err(Error::ViewOutOfStorage {
+            op: "mpi",
+            needed: 24,
+            available: 16
+        })
+    ));
+    // A failed claim holds nothing.
+    let borrows = Borrows::new();
+    assert!(borrows
+        .write::<u8>("kernel", &storage, DType::U8, 0..16)
+        .is_ok());
 }
 
 #[test]

@@ -124,7 +124,7 @@ pub enum CommBackend {
 
 /// The configuration: defaults, or `--config` (else the run's own config when resuming),
 /// then the command-line overrides.
-fn build_config(args: &TrainArgs) -> Result<RunConfig, String> {
+fn build_config(args: &TrainArgs) -> Result<RunConfig, Error> {
     let name = args
         .name
         .clone()
@@ -135,17 +135,17 @@ fn build_config(args: &TrainArgs) -> Result<RunConfig, String> {
     let mut config = match (&args.config, &saved) {
         (Some(path), _) => read_config(path)?,
         (None, Some(path)) if !path.exists() => {
-            return Err(format!(
-                "there is no run `{name}` to resume ({} does not exist); start it with \
-                 `luoshu train --name {name}` (without --resume)",
-                path.display()
-            ))
+            return Err(Error::NoRunToResume {
+                run: name,
+                saved_config: path.clone(),
+            })
         }
-        (None, Some(path)) => read_config(path).map_err(|e| {
-            format!(
-                "{e}. The run's saved configuration is damaged or from another version of \
-                 luoshu: fix the line named, or resume with --config FILE"
-            )
+        (None, Some(path)) => read_config(path).map_err(|e| match e {
+            unreadable @ Error::ConfigUnreadable { .. } => unreadable,
+            damaged => Error::Message(format!(
+                "{damaged}. The run's saved configuration is damaged or from another version \
+                 of luoshu: fix the line named, or resume with --config FILE"
+            )),
         })?,
         (None, None) => RunConfig::default(),
     };
@@ -194,19 +194,22 @@ fn build_config(args: &TrainArgs) -> Result<RunConfig, String> {
     if !config.is_auto() {
         let strategy = config.strategy()?;
         if let Some(devices) = args.devices.filter(|&d| d != strategy.devices()) {
-            return Err(format!(
-                "--devices {devices} does not match strategy {strategy}, which needs {} ranks",
-                strategy.devices()
-            ));
+            return Err(Error::DevicesMismatch {
+                devices,
+                strategy: strategy.to_string(),
+                needs: strategy.devices(),
+            });
         }
     }
     Ok(config)
 }
 
-fn read_config(path: &Path) -> Result<RunConfig, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read the config {}: {e}", path.display()))?;
-    RunConfig::from_toml(&text, &path.display().to_string())
+fn read_config(path: &Path) -> Result<RunConfig, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigUnreadable {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(RunConfig::from_toml(&text, &path.display().to_string())?)
 }
 
 /// `32×12 64×5`: sequence length × rows of each bucket in a batch.
@@ -733,4 +736,50 @@ fn train_rank(
             .display()
     );
     Ok(Outcome::Finished)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        train: TrainArgs,
+    }
+
+    fn build(args: &[&str]) -> Result<RunConfig, Error> {
+        let command = Command::try_parse_from(std::iter::once("train").chain(args.iter().copied()))
+            .map_err(|e| Error::Message(e.to_string()))?;
+        build_config(&command.train)
+    }
+
+    #[test]
+    fn config_and_resume_refusals_are_typed() {
+        let missing = Path::new("/nonexistent/luoshu-config.toml");
+        let err = build(&["--config", "/nonexistent/luoshu-config.toml"]).unwrap_err();
+        assert!(
+            matches!(&err, Error::ConfigUnreadable { path, .. } if path == missing),
+            "{err}"
+        );
+        assert!(err
+            .to_string()
+            .starts_with("cannot read the config /nonexistent"));
+
+        let err = build(&["--resume", "--name", "no-such-run-luoshu-test"]).unwrap_err();
+        assert!(
+            matches!(&err, Error::NoRunToResume { run, saved_config }
+                if run == "no-such-run-luoshu-test"
+                    && saved_config.ends_with("no-such-run-luoshu-test/config.toml")),
+            "{err}"
+        );
+
+        let err = build(&["--strategy", "dp2", "--devices", "3"]).unwrap_err();
+        assert!(
+            matches!(&err, Error::DevicesMismatch { devices: 3, needs: 2, strategy } if strategy == "dp2"),
+            "{err}"
+        );
+        assert!(build(&["--strategy", "dp2", "--devices", "2"]).is_ok());
+    }
 }

@@ -2,19 +2,22 @@
 //! started under the MPI lock and polled with
 //! [`Backoff`] until they complete or a deadline passes.
 //!
-//! MPI reads and writes the tensors' storage directly (no staging copy). The storage is
-//! held by [`InFlight`] until MPI is done with it; a collective abandoned at its deadline
-//! leaks it (MPI may still touch it), exactly as abandoned messages leak their buffers.
+//! MPI reads and writes the tensors' storage directly (no staging copy). [`InFlight`] holds
+//! a claim of every byte range MPI reads or writes ([`ForeignClaim`], which also keeps the
+//! storage alive) until MPI is done with it, so a safe access of those bytes meanwhile (a
+//! `Tensor::to_vec` of a buffer MPI writes) fails with a borrow conflict instead of racing.
+//! A collective abandoned at its deadline leaks its claims (MPI may still touch the bytes),
+//! exactly as abandoned messages leak their buffers: the bytes stay claimed for good.
 
 use super::backoff::Backoff;
 use super::runtime::{self, MpiLock};
 use crate::{Error, Result};
-use luoshu_tensor::{Borrows, DType, Layout, Storage, Tensor};
+use luoshu_tensor::{BorrowMode, Borrows, DType, ForeignClaim, Layout, Storage, Tensor};
 use mpi::datatype::Equivalence;
 use mpi::ffi;
 use mpi::raw::AsRaw;
-use mpi::topology::SimpleCommunicator;
-use std::ffi::{c_int, c_void};
+use mpi::topology::{Communicator, SimpleCommunicator};
+use std::ffi::c_int;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -139,10 +142,10 @@ impl Bytes {
         self.offset..self.offset + self.len
     }
 
-    /// The first byte, for MPI. Its accesses are not claimed: the `unsafe` blocks that hand
-    /// this pointer to MPI say why nothing else touches the bytes meanwhile.
-    fn ptr(&self) -> *mut c_void {
-        self.storage.ffi_ptr().wrapping_add(self.offset).cast()
+    /// The bytes, claimed for MPI to read or write until the claim is dropped.
+    fn claim_for_mpi(&self, op: &'static str, mode: BorrowMode) -> Result<ForeignClaim> {
+        let bytes = self.offset..self.offset + self.len;
+        Ok(Storage::claim_for_foreign(&self.storage, op, bytes, mode)?)
     }
 
     /// The tensor of `dtype` and `dims` over these bytes (which must be a fresh buffer),
@@ -162,8 +165,8 @@ pub(super) fn count(n: usize) -> Option<c_int> {
 #[derive(Default)]
 pub(super) struct InFlight {
     requests: Vec<ffi::MPI_Request>,
-    /// Buffers MPI reads or writes until the requests complete.
-    buffers: Vec<Bytes>,
+    /// Claims of the bytes MPI reads or writes until the requests complete.
+    buffers: Vec<ForeignClaim>,
     /// Count arrays MPI may read until the requests complete.
     counts: Vec<Vec<c_int>>,
     complete: bool,
@@ -190,19 +193,26 @@ impl InFlight {
         (send, send_counts, send_displs): (&Bytes, Vec<c_int>, Vec<c_int>),
         (recv, recv_counts, recv_displs): (&Bytes, Vec<c_int>, Vec<c_int>),
     ) -> Result<()> {
+        const OP: &str = "MPI_Ialltoallv";
         let byte = u8::equivalent_datatype().as_raw();
+        let reading = send.claim_for_mpi(OP, BorrowMode::Read)?;
+        let writing = recv.claim_for_mpi(OP, BorrowMode::Write)?;
+        let recv_ptr = writing
+            .as_mut_ptr()
+            .ok_or_else(|| Error::Mpi(format!("{OP}: the receive buffer is not writable")))?;
         let mut request = std::mem::MaybeUninit::uninit();
         // SAFETY: FFI under the MPI lock. The caller sized the counts and displacements to
-        // lie inside `send` and `recv` (which do not overlap: `recv` is this
-        // communicator's scratch); buffers and arrays stay alive in `self` until the
-        // request completes, or forever if it is abandoned.
+        // lie inside `send` and `recv`. MPI reads `send` under a read claim and writes
+        // `recv` under a write claim (so the two do not overlap, and nothing in Rust writes
+        // the one or touches the other meanwhile); claims and arrays stay in `self` until
+        // the request completes, or forever if it is abandoned.
         let rc = unsafe {
             ffi::MPI_Ialltoallv(
-                send.ptr(),
+                reading.as_ptr().cast(),
                 send_counts.as_ptr(),
                 send_displs.as_ptr(),
                 byte,
-                recv.ptr(),
+                recv_ptr.cast(),
                 recv_counts.as_ptr(),
                 recv_displs.as_ptr(),
                 byte,
@@ -210,10 +220,10 @@ impl InFlight {
                 request.as_mut_ptr(),
             )
         };
-        check(rc, "MPI_Ialltoallv")?;
+        check(rc, OP)?;
         // SAFETY: MPI_Ialltoallv succeeded, so it initialized the request.
         self.requests.push(unsafe { request.assume_init() });
-        self.buffers.extend([send.clone(), recv.clone()]);
+        self.buffers.extend([reading, writing]);
         self.counts
             .extend([send_counts, send_displs, recv_counts, recv_displs]);
         Ok(())
@@ -228,16 +238,32 @@ impl InFlight {
         buffer: &Bytes,
         root: usize,
     ) -> Result<()> {
-        let len = count(buffer.len)
-            .ok_or_else(|| Error::Mpi(format!("MPI_Ibcast of {} bytes", buffer.len)))?;
+        const OP: &str = "MPI_Ibcast";
+        let len =
+            count(buffer.len).ok_or_else(|| Error::Mpi(format!("{OP} of {} bytes", buffer.len)))?;
+        let is_root = usize::try_from(comm.rank()).ok() == Some(root);
         let root = c_int::try_from(root).unwrap_or(c_int::MAX);
+        // MPI only reads the buffer on the root and only writes it elsewhere; its signature
+        // takes a mutable pointer for both.
+        let (claim, ptr) = if is_root {
+            let claim = buffer.claim_for_mpi(OP, BorrowMode::Read)?;
+            let ptr = claim.as_ptr().cast_mut();
+            (claim, ptr)
+        } else {
+            let claim = buffer.claim_for_mpi(OP, BorrowMode::Write)?;
+            let ptr = claim
+                .as_mut_ptr()
+                .ok_or_else(|| Error::Mpi(format!("{OP}: the buffer is not writable")))?;
+            (claim, ptr)
+        };
         let mut request = std::mem::MaybeUninit::uninit();
-        // SAFETY: FFI under the MPI lock. `buffer` holds `len` bytes and stays alive in
-        // `self.buffers` until the request completes (or forever). On the root MPI only
-        // reads it (the caller's input); elsewhere it is a fresh buffer only MPI writes.
+        // SAFETY: FFI under the MPI lock. The claimed bytes are `len` long and the claim
+        // stays in `self.buffers` until the request completes (or forever). On the root MPI
+        // only reads them, under a read claim; elsewhere it writes them under a write
+        // claim, so nothing in Rust touches them meanwhile.
         let rc = unsafe {
             ffi::MPI_Ibcast(
-                buffer.ptr(),
+                ptr.cast(),
                 len,
                 u8::equivalent_datatype().as_raw(),
                 root,
@@ -245,10 +271,10 @@ impl InFlight {
                 request.as_mut_ptr(),
             )
         };
-        check(rc, "MPI_Ibcast")?;
+        check(rc, OP)?;
         // SAFETY: MPI_Ibcast succeeded, so it initialized the request.
         self.requests.push(unsafe { request.assume_init() });
-        self.buffers.push(buffer.clone());
+        self.buffers.push(claim);
         Ok(())
     }
 
@@ -294,7 +320,8 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         if !self.complete && !self.requests.is_empty() {
-            // MPI may still read or write these: they must outlive it.
+            // MPI may still read or write these bytes: they must outlive it and stay
+            // claimed, so leaking the claims keeps the storage alive and its bytes claimed.
             std::mem::forget(std::mem::take(&mut self.buffers));
             std::mem::forget(std::mem::take(&mut self.counts));
         }

@@ -10,19 +10,26 @@ use luoshu_graph::{Dim, Op, TensorType};
 pub(super) fn local_type(full: &TensorType, state: &DState, rank: usize) -> Result<TensorType> {
     let mut shape = full.shape.clone();
     for (&d, &parts) in &state.splits {
-        let dim = shape.get(d).ok_or_else(|| {
-            Error::InvalidState(format!("{state} splits dim {d} of a tensor of type {full}"))
+        let dim = shape.get(d).ok_or_else(|| Error::SplitBeyondType {
+            state: Box::new(state.clone()),
+            dim: d,
+            full: full.to_string(),
         })?;
         shape[d] = match dim.as_fixed() {
             Some(len) => {
                 let index = state.axis_index(rank, Axis::Split(d))?;
                 Dim::fixed(shard_range(len, parts, index).len())
             }
-            None => dim.div_exact(&Dim::fixed(parts)).ok_or_else(|| {
-                Error::InvalidState(format!(
-                    "{state} splits the symbolic dim {d} ({dim}) of {full} into {parts} pieces, which do not divide it exactly: bind it to a fixed size first"
-                ))
-            })?,
+            None => {
+                dim.div_exact(&Dim::fixed(parts))
+                    .ok_or_else(|| Error::UnevenSymbolicSplit {
+                        state: Box::new(state.clone()),
+                        dim: d,
+                        size: dim.to_string(),
+                        full: full.to_string(),
+                        parts,
+                    })?
+            }
         };
     }
     Ok(TensorType::new(shape, full.dtype))

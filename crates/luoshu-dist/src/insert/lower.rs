@@ -85,9 +85,12 @@ impl<'a> Lowering<'a> {
                 self.duplicate_axis_by_axis(graph, x, src, &dims)?
             }
             kind @ (Kind::AllToAll | Kind::PointToPoint) => {
-                return Err(Error::Redistribution(format!(
-                    "{full} from {src} to {dst} needs {kind}, which has no graph op yet (graphs can only slice locally, all-reduce, reduce-scatter and all-gather)"
-                )))
+                return Err(Error::NoGraphOp {
+                    value: full.to_string(),
+                    src: Box::new(src.clone()),
+                    dst: Box::new(dst.clone()),
+                    kind,
+                })
             }
         };
         self.converted.insert((x, src.clone(), dst.clone()), y);
@@ -142,9 +145,13 @@ impl<'a> Lowering<'a> {
             if dims[dim].is_multiple_of(parts) {
                 Ok(())
             } else {
-                Err(Error::Redistribution(format!(
-                    "{op:?} of {src} over {parts} ranks needs dim {dim} of {dims:?} to split evenly (a graph collective's pieces all have one length)"
-                )))
+                Err(Error::UnevenCollective {
+                    op,
+                    src: Box::new(src.clone()),
+                    parts,
+                    dim,
+                    dims: dims.to_vec(),
+                })
             }
         };
         let (y, kind) = match op {
@@ -164,9 +171,10 @@ impl<'a> Lowering<'a> {
                 (graph.all_gather(x, &name, parts, dim)?, Kind::AllGather)
             }
             Collective::AllToAll { .. } => {
-                return Err(Error::Redistribution(format!(
-                    "{op:?} of {src} has no graph op yet"
-                )))
+                return Err(Error::CollectiveNotLowered {
+                    op,
+                    src: Box::new(src.clone()),
+                })
             }
         };
         self.record(graph, y, kind);
@@ -184,9 +192,10 @@ impl<'a> Lowering<'a> {
         dims: &[usize],
     ) -> Result<Value> {
         if src.partial == 1 && dst.partial > 1 {
-            return Err(Error::Redistribution(format!(
-                "{src} to {dst}: making a tensor partial (zeros on the other summands) is not lowered"
-            )));
+            return Err(Error::PartialNotLowered {
+                src: Box::new(src.clone()),
+                dst: Box::new(dst.clone()),
+            });
         }
         let held = src.shard(self.rank, dims)?;
         let wanted = dst.shard(self.rank, dims)?;

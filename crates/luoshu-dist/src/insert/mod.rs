@@ -75,10 +75,10 @@ pub fn distribute(
     for id in graph.ids() {
         let node = graph.node(id);
         if node.op.is_collective() {
-            return Err(Error::Redistribution(format!(
-                "{id} {} is a collective: distribute expects a single-device graph",
-                node.op.name()
-            )));
+            return Err(Error::CollectiveInGraph {
+                node: id.to_string(),
+                op: node.op.name().to_string(),
+            });
         }
         let (inputs, out_states) = if node.op.is_leaf() {
             (
@@ -88,8 +88,9 @@ pub fn distribute(
         } else {
             let mut held = Vec::with_capacity(node.inputs.len());
             for v in &node.inputs {
-                let entry = values.get(v).ok_or_else(|| {
-                    Error::Redistribution(format!("{id} uses {v}, which is not computed before it"))
+                let entry = values.get(v).ok_or_else(|| Error::UseBeforeDefinition {
+                    node: id.to_string(),
+                    value: v.to_string(),
                 })?;
                 held.push((entry.0, graph.value_type(*v), entry.1.clone()));
             }
@@ -124,8 +125,8 @@ pub fn distribute(
     let mut outputs = Vec::with_capacity(graph.outputs().len());
     let mut states = Vec::with_capacity(graph.outputs().len());
     for v in graph.outputs() {
-        let (value, state) = values.get(v).cloned().ok_or_else(|| {
-            Error::Redistribution(format!("graph output {v} is not a value of the graph"))
+        let (value, state) = values.get(v).cloned().ok_or_else(|| Error::UnknownOutput {
+            value: v.to_string(),
         })?;
         let full = graph.value_type(*v);
         outputs.push(lowering.convert(&mut local, value, full, &state, &duplicated)?);
@@ -150,26 +151,29 @@ fn check_arguments(
     rank: usize,
 ) -> Result<()> {
     if rank >= devices {
-        return Err(Error::InvalidState(format!(
-            "rank {rank} of a group of {devices} devices"
-        )));
+        return Err(Error::RankOutOfGroup { rank, devices });
     }
     for (name, state) in leaf_states {
-        let leaf = graph.leaf(name).ok_or_else(|| {
-            Error::InvalidState(format!("a state is given for `{name}`, which is no leaf"))
-        })?;
+        let leaf = graph
+            .leaf(name)
+            .ok_or_else(|| Error::NotALeaf { name: name.clone() })?;
         state.check()?;
         if state.devices != devices {
-            return Err(Error::InvalidState(format!(
-                "leaf `{name}` is in state {state} of {} devices, not {devices}",
-                state.devices
-            )));
+            return Err(Error::LeafDevices {
+                name: name.clone(),
+                state: Box::new(state.clone()),
+                devices: state.devices,
+                expected: devices,
+            });
         }
         let rank_of_leaf = graph.node(leaf).outputs[0].rank();
         if let Some(d) = state.splits.keys().find(|&&d| d >= rank_of_leaf) {
-            return Err(Error::InvalidState(format!(
-                "leaf `{name}` of rank {rank_of_leaf} is in state {state}, which splits dim {d}"
-            )));
+            return Err(Error::LeafSplitBeyondRank {
+                name: name.clone(),
+                rank: rank_of_leaf,
+                state: Box::new(state.clone()),
+                dim: *d,
+            });
         }
     }
     Ok(())

@@ -130,22 +130,24 @@ impl Placement {
     pub fn from_state(dims: &[usize], state: &DState, group: &[usize]) -> Result<Self> {
         state.check()?;
         if state.partial > 1 {
-            return Err(Error::InvalidState(format!(
-                "{state:?} is partial: reduce it before placing it"
-            )));
+            return Err(Error::PartialPlacement {
+                state: Box::new(state.clone()),
+            });
         }
         if group.len() != state.devices {
-            return Err(Error::InvalidState(format!(
-                "{state:?} needs {} devices, the group has {} ranks",
-                state.devices,
-                group.len()
-            )));
+            return Err(Error::GroupSize {
+                state: Box::new(state.clone()),
+                needs: state.devices,
+                group: group.len(),
+            });
         }
         if let Some((&d, _)) = state.splits.iter().find(|(&d, _)| d >= dims.len()) {
-            return Err(Error::InvalidState(format!(
-                "{state:?} splits dim {d} of a {}-dim tensor",
-                dims.len()
-            )));
+            return Err(Error::SplitBeyondRank {
+                state: state.to_string(),
+                dim: d,
+                rank: dims.len(),
+                dims: dims.to_vec(),
+            });
         }
         let mut placement = Placement::nothing(dims);
         let axes = state.axes();

@@ -21,10 +21,10 @@ impl Region {
     /// The box `ranges[0] × ranges[1] × …`.
     pub fn new(ranges: &[Range<usize>]) -> Result<Self> {
         if ranges.len() > MAX_DIMS {
-            return Err(Error::InvalidState(format!(
-                "a placed tensor has at most {MAX_DIMS} dims, got {}",
-                ranges.len()
-            )));
+            return Err(Error::TooManyDims {
+                dims: ranges.len(),
+                max: MAX_DIMS,
+            });
         }
         let mut region = Region {
             ndim: ranges.len() as u8,

@@ -31,10 +31,12 @@ pub fn plan(
     src.validate(full_dims)?;
     dst.validate(full_dims)?;
     if src.devices != dst.devices {
-        return Err(Error::Redistribution(format!(
-            "{src} has {} devices but {dst} has {}",
-            src.devices, dst.devices
-        )));
+        return Err(Error::DeviceMismatch {
+            src: Box::new(src.clone()),
+            src_devices: src.devices,
+            dst: Box::new(dst.clone()),
+            dst_devices: dst.devices,
+        });
     }
     let planner = Planner {
         src,

@@ -25,27 +25,26 @@ pub fn execute(
 ) -> Result<Tensor> {
     let rank = comm.rank();
     if comm.size() != plan.src.devices {
-        return Err(Error::Redistribution(format!(
-            "{} → {}: the states have {} devices but the {} communicator has {} ranks",
-            plan.src,
-            plan.dst,
-            plan.src.devices,
-            comm.backend(),
-            comm.size()
-        )));
+        return Err(Error::CommunicatorSize {
+            src: Box::new(plan.src.clone()),
+            dst: Box::new(plan.dst.clone()),
+            devices: plan.src.devices,
+            backend: comm.backend().to_string(),
+            ranks: comm.size(),
+        });
     }
     let expected = plan.src.local_dims(rank, &plan.full_dims)?;
     if local.dims() != expected || local.dtype() != plan.dtype {
-        return Err(Error::Redistribution(format!(
-            "{} → {} of {:?} {}: rank {rank} holds a {:?} {} tensor, expected {expected:?} {}",
-            plan.src,
-            plan.dst,
-            plan.full_dims,
-            plan.dtype,
-            local.dims(),
-            local.dtype(),
-            plan.dtype
-        )));
+        return Err(Error::LocalPiece {
+            src: Box::new(plan.src.clone()),
+            dst: Box::new(plan.dst.clone()),
+            full_dims: plan.full_dims.clone(),
+            dtype: plan.dtype,
+            rank,
+            dims: local.dims().to_vec(),
+            held_dtype: local.dtype(),
+            expected,
+        });
     }
     let ops = Ops::new(backend);
     let mut current = local.clone();

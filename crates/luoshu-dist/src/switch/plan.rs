@@ -154,21 +154,24 @@ fn holders_of<'a>(placement: &'a Placement, holdings: &[usize]) -> Cow<'a, [usiz
 
 fn check_pair(tensor: usize, from: &Placement, to: &Placement, world: usize) -> Result<()> {
     if from.dims != to.dims {
-        return Err(Error::Redistribution(format!(
-            "tensor {tensor} has shape {:?} in the source and {:?} in the destination",
-            from.dims, to.dims
-        )));
+        return Err(Error::SwitchShape {
+            tensor,
+            source_dims: from.dims.clone(),
+            destination_dims: to.dims.clone(),
+        });
     }
     for placement in [from, to] {
         if let Some(h) = placement.holdings.iter().find(|h| {
             h.ranks.last().is_some_and(|&r| r >= world)
                 || !placement_fits(&placement.dims, &h.piece.region)
         }) {
-            return Err(Error::Redistribution(format!(
-                "tensor {tensor} of shape {:?}: holding {:?} on ranks {:?} is outside the \
-                 tensor or the world of {world} ranks",
-                placement.dims, h.piece, h.ranks
-            )));
+            return Err(Error::HoldingOutside {
+                tensor,
+                dims: placement.dims.clone(),
+                piece: format!("{:?}", h.piece),
+                ranks: h.ranks.to_vec(),
+                world,
+            });
         }
     }
     Ok(())

@@ -88,20 +88,20 @@ pub fn grad(graph: &Graph, loss: Value, wrt: &[Value]) -> Result<(Graph, Vec<Val
     Ok((g, results))
 }
 
-fn check_float(graph: &Graph, v: Value, what: &str) -> Result<()> {
+fn check_float(graph: &Graph, v: Value, role: &'static str) -> Result<()> {
     let exists = graph
         .nodes()
         .get(v.node.index())
         .is_some_and(|n| (v.output as usize) < n.outputs.len());
     if !exists {
-        return Err(Error::Invalid {
-            detail: format!("grad: {what} {v} is not a value of this graph"),
-        });
+        return Err(Error::GradOfUnknownValue { role, value: v });
     }
     let t = graph.value_type(v);
     if !t.dtype.is_float() {
-        return Err(Error::Invalid {
-            detail: format!("grad: {what} {v} has type {t}; only float values have gradients"),
+        return Err(Error::NotDifferentiable {
+            role,
+            value: v,
+            ty: t.clone(),
         });
     }
     Ok(())

@@ -18,18 +18,20 @@ pub(crate) fn bind_feed(
             })
         }
     };
-    let tensor = feeds.get(name).ok_or_else(|| Error::Invalid {
-        detail: format!(
-            "missing feed for {kind} `{name}` ({dtype}{dims:?}); add it to the feeds by that name"
-        ),
+    let tensor = feeds.get(name).ok_or_else(|| Error::MissingFeed {
+        kind,
+        name: name.clone(),
+        dtype,
+        dims: dims.to_vec(),
     })?;
     if tensor.dims() != dims || tensor.dtype() != dtype {
-        return Err(Error::Invalid {
-            detail: format!(
-                "feed for {kind} `{name}` is {}{:?} but the graph expects {dtype}{dims:?}",
-                tensor.dtype(),
-                tensor.dims()
-            ),
+        return Err(Error::FeedMismatch {
+            kind,
+            name: name.clone(),
+            fed_dtype: tensor.dtype(),
+            fed_dims: tensor.dims().to_vec(),
+            dtype,
+            dims: dims.to_vec(),
         });
     }
     Ok(tensor.clone())

@@ -20,7 +20,11 @@ use crate::{Error, NodeId, Op};
 /// which node of the graph failed.
 pub(crate) fn node_error(node: NodeId, op: &Op, err: Error) -> Error {
     match err {
-        Error::Node { .. } | Error::UnboundDim { .. } => err,
+        // These name the node or leaf already.
+        Error::Node { .. }
+        | Error::UnboundDim { .. }
+        | Error::MissingFeed { .. }
+        | Error::FeedMismatch { .. } => err,
         other => Error::Node {
             node,
             op: op.name(),
