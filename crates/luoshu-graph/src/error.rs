@@ -1,5 +1,5 @@
 use crate::infer::InferError;
-use crate::{NodeId, TensorType, Value};
+use crate::{NodeId, Value};
 use luoshu_tensor::DType;
 
 /// Errors of the graph layer; node-specific ones name the node and its op.
@@ -118,14 +118,14 @@ pub enum Error {
         value: Value,
     },
     /// A gradient asked of or with respect to a value that is not a float.
-    #[error("grad: {role} {value} has type {ty}; only float values have gradients")]
+    #[error("grad: {role} {value} is {dtype}; only float values have gradients")]
     NotDifferentiable {
         /// `loss` or `wrt`.
         role: &'static str,
         /// The value.
         value: Value,
-        /// Its type.
-        ty: TensorType,
+        /// Its element type.
+        dtype: DType,
     },
     /// Any other misuse of the graph API (feeds, outputs, options) or broken invariant.
     #[error("{detail}")]

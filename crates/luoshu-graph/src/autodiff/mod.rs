@@ -96,12 +96,12 @@ fn check_float(graph: &Graph, v: Value, role: &'static str) -> Result<()> {
     if !exists {
         return Err(Error::GradOfUnknownValue { role, value: v });
     }
-    let t = graph.value_type(v);
-    if !t.dtype.is_float() {
+    let dtype = graph.dtype_of(v);
+    if !dtype.is_float() {
         return Err(Error::NotDifferentiable {
             role,
             value: v,
-            ty: t.clone(),
+            dtype,
         });
     }
     Ok(())

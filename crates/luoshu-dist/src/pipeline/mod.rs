@@ -1,17 +1,11 @@
 //! Pipeline parallelism: the 1F1B schedule of one stage, a simulator that proves a set of
 //! per-stage orders deadlock-free, and the balancing of layers over stages.
 
-use crate::{Error, OrderProblem, Result};
-use std::ops::Range;
+mod action;
 
-/// One step of a stage's pipeline schedule, on the micro-batch of that index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PipelineAction {
-    /// The forward pass of the stage's layers on a micro-batch.
-    Forward(usize),
-    /// The backward pass of the stage's layers on a micro-batch.
-    Backward(usize),
-}
+use crate::{Error, OrderProblem, Result};
+pub use action::PipelineAction;
+use std::ops::Range;
 
 /// The PipeDream-flush (Megatron non-interleaved) 1F1B order of `stage` among `stages`:
 /// `min(stages - stage - 1, micro_batches)` warm-up forwards, then one forward and one
