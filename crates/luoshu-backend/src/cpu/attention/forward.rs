@@ -161,7 +161,7 @@ where
         let blocks =
             (inp.visibility).row_blocks(task.b, (task.row0, rows), (col0, cols), RAGGED_ROWS);
         for block in blocks {
-            key_block(inp, state, (q, k, v), (task.b, task.row0), block)?;
+            key_block(inp, state, Operands { q, k, v }, (task.b, task.row0), block)?;
         }
     }
 
@@ -182,6 +182,13 @@ where
     Ok(())
 }
 
+/// A block's operands: the tile's query rows and the key tile's keys and values.
+struct Operands<'a, A> {
+    q: Rows<'a, A>,
+    k: Rows<'a, A>,
+    v: Rows<'a, A>,
+}
+
 /// Query rows `rows` of a tile (offsets within it) against the key tile's columns `cols`
 /// (offsets within the key tile, `col0` its first key): scores, mask, the online softmax
 /// update and `acc += P·V` for those rows.
@@ -189,7 +196,7 @@ where
 fn key_block<T: Float>(
     inp: &Inputs<'_, T>,
     st: &mut Softmax<T::Acc>,
-    (q, k, v): (Rows<'_, T::Acc>, Rows<'_, T::Acc>, Rows<'_, T::Acc>),
+    Operands { q, k, v }: Operands<'_, T::Acc>,
     (b, row0): (usize, usize),
     RowBlock { rows, cols, col0 }: RowBlock,
 ) -> Result<()>
