@@ -11,7 +11,7 @@ use super::tiles::{
 };
 use super::visibility::{mask_outside, RowBlock, Visibility, RAGGED_ROWS};
 use crate::cpu::fast_exp::ExpSlice;
-use crate::cpu::matmul::gemm_into;
+use crate::cpu::matmul::{gemm_into, GemmDst};
 use crate::cpu::rows::{lane_sum, output, Acc, Float};
 use crate::ops::AttentionOpts;
 use crate::Result;
@@ -279,9 +279,7 @@ where
     s.p.resize(n * width, T::Acc::ZERO);
     gemm_into(
         (n, width, d),
-        &mut s.p,
-        width,
-        false,
+        GemmDst::overwrite(&mut s.p, width),
         q.matrix(),
         k.transposed(),
         scale,
@@ -302,9 +300,7 @@ where
     // dV += Pᵀ·dO
     gemm_into(
         (width, dv, n),
-        &mut s.dv[cols.start * dv..cols.end * dv],
-        dv,
-        true,
+        GemmDst::accumulate(&mut s.dv[cols.start * dv..cols.end * dv], dv),
         row_major(&s.p, width, true),
         dout.matrix(),
         T::Acc::ONE,
@@ -314,9 +310,7 @@ where
     s.dp.resize(n * width, T::Acc::ZERO);
     gemm_into(
         (n, width, dv),
-        &mut s.dp,
-        width,
-        false,
+        GemmDst::overwrite(&mut s.dp, width),
         dout.matrix(),
         v.transposed(),
         T::Acc::ONE,
@@ -335,9 +329,7 @@ where
     // dQ += scale·dS·K
     gemm_into(
         (n, d, width),
-        &mut s.dq[group_row * d..(group_row + n) * d],
-        d,
-        true,
+        GemmDst::accumulate(&mut s.dq[group_row * d..(group_row + n) * d], d),
         row_major(&s.dp, width, false),
         k.matrix(),
         scale,
@@ -346,9 +338,7 @@ where
     // dK += scale·dSᵀ·Q
     gemm_into(
         (width, d, n),
-        &mut s.dk[cols.start * d..cols.end * d],
-        d,
-        true,
+        GemmDst::accumulate(&mut s.dk[cols.start * d..cols.end * d], d),
         row_major(&s.dp, width, true),
         q.matrix(),
         scale,

@@ -7,7 +7,7 @@ use super::tiles::{
 };
 use super::visibility::{mask_outside, RowBlock, Visibility, RAGGED_ROWS};
 use crate::cpu::fast_exp::ExpSlice;
-use crate::cpu::matmul::gemm_into;
+use crate::cpu::matmul::{gemm_into, GemmDst};
 use crate::cpu::rows::{lane_sum, output, Acc, Float};
 use crate::ops::AttentionOpts;
 use crate::Result;
@@ -209,9 +209,7 @@ where
     st.scores.resize(n * width, T::Acc::ZERO);
     gemm_into(
         (n, width, d),
-        &mut st.scores,
-        width,
-        false,
+        GemmDst::overwrite(&mut st.scores, width),
         q.skip(rows.start).matrix(),
         k.skip(cols.start).transposed(),
         scale,
@@ -250,9 +248,7 @@ where
     }
     gemm_into(
         (n, dv, width),
-        &mut st.acc[rows.start * dv..rows.end * dv],
-        dv,
-        true,
+        GemmDst::accumulate(&mut st.acc[rows.start * dv..rows.end * dv], dv),
         row_major(&st.scores, width, false),
         v.skip(cols.start).matrix(),
         T::Acc::ONE,
