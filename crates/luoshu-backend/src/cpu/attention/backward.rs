@@ -13,10 +13,10 @@ use super::visibility::{mask_outside, RowBlock, Visibility, RAGGED_ROWS};
 use crate::cpu::fast_exp::ExpSlice;
 use crate::cpu::matmul::{gemm_into, GemmDst};
 use crate::cpu::rows::{lane_sum, output, Acc, Float};
-use crate::ops::AttentionOpts;
+use crate::ops::{AttentionGrads, AttentionInputs, AttentionOpts, AttentionOutputGrads};
 use crate::Result;
 use gemm::Parallelism;
-use luoshu_tensor::{Borrows, Tensor};
+use luoshu_tensor::Borrows;
 use rayon::prelude::*;
 
 /// The views and storages a backward task reads.
@@ -43,12 +43,19 @@ struct Task<'a, T> {
 }
 
 pub(super) fn run<T: Float>(
-    (q, k, v): (&Tensor, &Tensor, &Tensor),
-    segments: Option<&Tensor>,
-    (out, lse): (&Tensor, &Tensor),
-    (grad_out, grad_lse): (&Tensor, Option<&Tensor>),
+    AttentionInputs { q, k, v, segments }: AttentionInputs<'_>,
     opts: AttentionOpts,
-    (grad_q, grad_k, grad_v): (&Tensor, &Tensor, &Tensor),
+    AttentionOutputGrads {
+        out,
+        lse,
+        grad_out,
+        grad_lse,
+    }: AttentionOutputGrads<'_>,
+    AttentionGrads {
+        q: grad_q,
+        k: grad_k,
+        v: grad_v,
+    }: AttentionGrads<'_>,
 ) -> Result<()>
 where
     T::Acc: Compute,

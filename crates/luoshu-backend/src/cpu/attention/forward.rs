@@ -9,7 +9,7 @@ use super::visibility::{mask_outside, RowBlock, Visibility, RAGGED_ROWS};
 use crate::cpu::fast_exp::ExpSlice;
 use crate::cpu::matmul::{gemm_into, GemmDst};
 use crate::cpu::rows::{lane_sum, output, Acc, Float};
-use crate::ops::AttentionOpts;
+use crate::ops::{AttentionInputs, AttentionOpts};
 use crate::Result;
 use gemm::Parallelism;
 use luoshu_tensor::{Borrows, Tensor};
@@ -59,10 +59,7 @@ struct Softmax<A> {
 }
 
 pub(super) fn run<T: Float>(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    segments: Option<&Tensor>,
+    AttentionInputs { q, k, v, segments }: AttentionInputs<'_>,
     opts: AttentionOpts,
     out: &Tensor,
     lse: &Tensor,
