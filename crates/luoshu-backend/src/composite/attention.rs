@@ -142,17 +142,14 @@ pub fn attention_backward(
     output_grads: AttentionOutputGrads<'_>,
     grads: AttentionGrads<'_>,
 ) -> Result<()> {
-    let AttentionOutputGrads {
-        out,
-        lse,
-        grad_out,
-        grad_lse,
-    } = output_grads;
     let ops = Ops::new(b);
     let x = Operands::new(&ops, inputs, opts)?;
-    let (o, d_o) = (upcast(&ops, out)?, upcast(&ops, grad_out)?);
+    let (o, d_o) = (
+        upcast(&ops, output_grads.out)?,
+        upcast(&ops, output_grads.grad_out)?,
+    );
     let scores = x.scores(&ops)?;
-    let lse = stat_column(&ops, lse, &scores)?;
+    let lse = stat_column(&ops, output_grads.lse, &scores)?;
     // Masked entries (including whole rows with lse = -inf, where the exponent is NaN or
     // inf) are replaced by exact zeros.
     let exps = ops.unary(UnaryOp::Exp, &ops.sub(&scores, &lse)?)?;
@@ -162,7 +159,7 @@ pub fn attention_backward(
     write(&ops, &sum_groups(&ops, &dv, x.group)?, grads.v)?;
     let dp = ops.matmul(&d_o, &x.v.transpose(2, 3)?)?;
     let mut row_dot = ops.reduce(ReduceOp::Sum, &ops.mul(&d_o, &o)?, &[3], true)?;
-    if let Some(grad_lse) = grad_lse {
+    if let Some(grad_lse) = output_grads.grad_lse {
         row_dot = ops.sub(&row_dot, &stat_column(&ops, grad_lse, &scores)?)?;
     }
     let ds = ops.mul(&ops.mul(&probs, &ops.sub(&dp, &row_dot)?)?, &x.scale)?;
