@@ -5,7 +5,7 @@
 //! first two with their baselines.
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use luoshu_backend::cpu::CpuBackend;
-use luoshu_backend::ops::AttentionOpts;
+use luoshu_backend::ops::{AttentionInputs, AttentionOpts, AttentionOutputGrads};
 use luoshu_backend::{Ops, Tensor};
 use luoshu_tensor::rng;
 
@@ -53,10 +53,10 @@ impl AttentionCase {
             scale: 0.125,
             causal: true,
         };
-        let (q, k, v) = (&self.q, &self.k, &self.v);
-        let (out, lse) = ops.attention(q, k, v, segments, opts).unwrap();
-        ops.attention_backward(q, k, v, segments, &out, &lse, &self.grad_out, None, opts)
-            .unwrap();
+        let inputs = AttentionInputs::new(&self.q, &self.k, &self.v).with_segments(segments);
+        let (out, lse) = ops.attention(inputs, opts).unwrap();
+        let output_grads = AttentionOutputGrads::new(&out, &lse, &self.grad_out);
+        ops.attention_backward(inputs, opts, output_grads).unwrap();
     }
 }
 

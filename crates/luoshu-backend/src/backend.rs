@@ -2,8 +2,9 @@
 
 use crate::composite;
 use crate::ops::{
-    AdamW, AttentionOpts, BinaryOp, CompareOp, CompositeOp, ElementwiseProgram, LayerNormGrads,
-    NormStats, RandomDist, ReduceOp, UnaryOp,
+    AdamW, AttentionGrads, AttentionInputs, AttentionOpts, AttentionOutputGrads, BinaryOp,
+    CompareOp, CompositeOp, ElementwiseProgram, LayerNormGrads, NormStats, RandomDist, ReduceOp,
+    UnaryOp,
 };
 use crate::Result;
 use luoshu_tensor::{DType, Shape, Tensor};
@@ -235,7 +236,7 @@ pub trait Backend: Send + Sync {
     ) -> Result<()> {
         composite::swiglu_backward(self.as_dyn(), gate, up, grad_out, grad_gate, grad_up)
     }
-    /// Scaled dot-product attention. `q [b, hq, sq, d]`, `k [b, hkv, sk, d]`,
+    /// Scaled dot-product attention of `inputs`: `q [b, hq, sq, d]`, `k [b, hkv, sk, d]`,
     /// `v [b, hkv, sk, dv]` with `hq % hkv == 0` (grouped-query: query head `h` reads kv head
     /// `h / (hq / hkv)`); `out [b, hq, sq, dv]`; `lse [b, hq, sq]` (f32) is the log-sum-exp
     /// of each score row, kept for backward. Inputs may be any strided views whose last
@@ -249,53 +250,27 @@ pub trait Backend: Send + Sync {
     /// of keys). Queries see only keys of their own document (block-diagonal, and causal
     /// within the document when `opts.causal`, the mask still aligned at the end of the
     /// keys). A kernel returns an error for ids that decrease.
-    #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        segments: Option<&Tensor>,
+        inputs: AttentionInputs<'_>,
         opts: AttentionOpts,
         out: &Tensor,
         lse: &Tensor,
     ) -> Result<()> {
-        composite::attention(self.as_dyn(), q, k, v, segments, opts, out, lse)
+        composite::attention(self.as_dyn(), inputs, opts, out, lse)
     }
-    /// Gradients of [`Backend::attention`] for `q`, `k` and `v` (outputs with their shapes)
-    /// from the gradient of `out` and, when the loss also depends on `lse` (the
-    /// log-sum-exp merge of partial attentions), `grad_lse` (contiguous f32, `lse`'s dims).
-    #[allow(clippy::too_many_arguments)]
+    /// Gradients of [`Backend::attention`] for `q`, `k` and `v` (into `grads`, with their
+    /// inputs' shapes) from `output_grads`: the forward's `out` and `lse`, the gradient of
+    /// `out` and, when the loss also depends on `lse` (the log-sum-exp merge of partial
+    /// attentions), `grad_lse` (contiguous f32, `lse`'s dims).
     fn attention_backward(
         &self,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        segments: Option<&Tensor>,
-        out: &Tensor,
-        lse: &Tensor,
-        grad_out: &Tensor,
-        grad_lse: Option<&Tensor>,
+        inputs: AttentionInputs<'_>,
         opts: AttentionOpts,
-        grad_q: &Tensor,
-        grad_k: &Tensor,
-        grad_v: &Tensor,
+        output_grads: AttentionOutputGrads<'_>,
+        grads: AttentionGrads<'_>,
     ) -> Result<()> {
-        composite::attention_backward(
-            self.as_dyn(),
-            q,
-            k,
-            v,
-            segments,
-            out,
-            lse,
-            grad_out,
-            grad_lse,
-            opts,
-            grad_q,
-            grad_k,
-            grad_v,
-        )
+        composite::attention_backward(self.as_dyn(), inputs, opts, output_grads, grads)
     }
     /// One AdamW step **in place** on `param`, `m` and `v` (all contiguous f32, same shape;
     /// `grad` any float dtype of that shape):

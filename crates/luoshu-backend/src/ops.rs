@@ -266,6 +266,82 @@ pub struct AttentionOpts {
     pub causal: bool,
 }
 
+/// The tensors one attention reads, forward or backward (see [`crate::Backend::attention`]
+/// for their shapes): queries, keys, values and the optional packed-row segment ids.
+#[derive(Debug, Clone, Copy)]
+pub struct AttentionInputs<'a> {
+    /// Queries, `[b, hq, sq, d]`.
+    pub q: &'a Tensor,
+    /// Keys, `[b, hkv, sk, d]`.
+    pub k: &'a Tensor,
+    /// Values, `[b, hkv, sk, dv]`.
+    pub v: &'a Tensor,
+    /// `i64` document ids of packed rows, `[b, sk]` or `[b, sk + sq]`; `None` when every
+    /// row is one sequence.
+    pub segments: Option<&'a Tensor>,
+}
+
+impl<'a> AttentionInputs<'a> {
+    /// `q`, `k` and `v` without segments.
+    pub fn new(q: &'a Tensor, k: &'a Tensor, v: &'a Tensor) -> Self {
+        AttentionInputs {
+            q,
+            k,
+            v,
+            segments: None,
+        }
+    }
+
+    /// The same inputs with `segments` as their document ids.
+    pub fn with_segments(self, segments: Option<&'a Tensor>) -> Self {
+        AttentionInputs { segments, ..self }
+    }
+}
+
+/// What an attention backward reads besides the inputs: the forward's outputs and the
+/// gradients of the loss with respect to them.
+#[derive(Debug, Clone, Copy)]
+pub struct AttentionOutputGrads<'a> {
+    /// The forward's output, `[b, hq, sq, dv]`.
+    pub out: &'a Tensor,
+    /// The forward's per-row log-sum-exp, `[b, hq, sq]` (f32).
+    pub lse: &'a Tensor,
+    /// Gradient of `out`, `out`'s shape and dtype.
+    pub grad_out: &'a Tensor,
+    /// Gradient of `lse` (f32, `lse`'s shape), when the loss depends on it (the log-sum-exp
+    /// merge of partial attentions); `None` counts as zero.
+    pub grad_lse: Option<&'a Tensor>,
+}
+
+impl<'a> AttentionOutputGrads<'a> {
+    /// The forward's `out` and `lse` with the gradient of `out` only.
+    pub fn new(out: &'a Tensor, lse: &'a Tensor, grad_out: &'a Tensor) -> Self {
+        AttentionOutputGrads {
+            out,
+            lse,
+            grad_out,
+            grad_lse: None,
+        }
+    }
+
+    /// The same with `grad_lse` as the gradient of `lse`.
+    pub fn with_grad_lse(self, grad_lse: Option<&'a Tensor>) -> Self {
+        AttentionOutputGrads { grad_lse, ..self }
+    }
+}
+
+/// The gradient outputs of an attention: one for each of `q`, `k` and `v`, each with its
+/// input's shape and dtype.
+#[derive(Debug, Clone, Copy)]
+pub struct AttentionGrads<'a> {
+    /// Gradient of `q`.
+    pub q: &'a Tensor,
+    /// Gradient of `k`.
+    pub k: &'a Tensor,
+    /// Gradient of `v`.
+    pub v: &'a Tensor,
+}
+
 /// The composite ops: every backend gets a decomposition into primitives for free and may
 /// override any of them with a fused kernel (reported by `Backend::native_composites`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

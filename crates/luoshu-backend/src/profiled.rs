@@ -4,8 +4,9 @@
 //! decomposition is timed as a whole, never twice).
 
 use crate::ops::{
-    AdamW, AttentionOpts, BinaryOp, CompareOp, CompositeOp, ElementwiseProgram, LayerNormGrads,
-    NormStats, RandomDist, ReduceOp, UnaryOp,
+    AdamW, AttentionGrads, AttentionInputs, AttentionOpts, AttentionOutputGrads, BinaryOp,
+    CompareOp, CompositeOp, ElementwiseProgram, LayerNormGrads, NormStats, RandomDist, ReduceOp,
+    UnaryOp,
 };
 use crate::{Backend, Result};
 use luoshu_tensor::{DType, Shape, Tensor};
@@ -365,39 +366,29 @@ impl Backend for Profiled {
     }
     fn attention(
         &self,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        segments: Option<&Tensor>,
+        inputs: AttentionInputs<'_>,
         opts: AttentionOpts,
         out: &Tensor,
         lse: &Tensor,
     ) -> Result<()> {
+        let AttentionInputs { q, k, v, .. } = inputs;
         let flops = attention_flops(q, v, k, opts.causal, false);
         self.timed(Family::Attention, flops, || {
-            self.inner.attention(q, k, v, segments, opts, out, lse)
+            self.inner.attention(inputs, opts, out, lse)
         })
     }
     fn attention_backward(
         &self,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        segments: Option<&Tensor>,
-        out: &Tensor,
-        lse: &Tensor,
-        grad_out: &Tensor,
-        grad_lse: Option<&Tensor>,
+        inputs: AttentionInputs<'_>,
         opts: AttentionOpts,
-        grad_q: &Tensor,
-        grad_k: &Tensor,
-        grad_v: &Tensor,
+        output_grads: AttentionOutputGrads<'_>,
+        grads: AttentionGrads<'_>,
     ) -> Result<()> {
+        let AttentionInputs { q, k, v, .. } = inputs;
         let flops = attention_flops(q, v, k, opts.causal, true);
         self.timed(Family::Attention, flops, || {
-            self.inner.attention_backward(
-                q, k, v, segments, out, lse, grad_out, grad_lse, opts, grad_q, grad_k, grad_v,
-            )
+            self.inner
+                .attention_backward(inputs, opts, output_grads, grads)
         })
     }
     fn adamw(

@@ -2,7 +2,7 @@
 //! offending shapes, dtypes or indices — on every backend, never a panic.
 use luoshu_backend::cpu::CpuBackend;
 use luoshu_backend::ops::{
-    AdamW, AttentionOpts, BinaryOp, CompareOp, RandomDist, ReduceOp, UnaryOp,
+    AdamW, AttentionInputs, AttentionOpts, BinaryOp, CompareOp, RandomDist, ReduceOp, UnaryOp,
 };
 use luoshu_backend::reference::ReferenceBackend;
 use luoshu_backend::{Backend, DType, Ops, Result, Tensor};
@@ -266,17 +266,18 @@ fn rank_errors_for_matmul_attention_and_friends() {
         let q = f32s(&[1, 2, 4]);
         let kv = f32s(&[1, 2, 4, 4]);
         assert_err(
-            ops.attention(&q, &kv, &kv, None, opts),
+            ops.attention(AttentionInputs::new(&q, &kv, &kv), opts),
             &["attention", "[1, 2, 4]"],
         );
         let q = f32s(&[1, 3, 4, 4]);
         assert_err(
-            ops.attention(&q, &kv, &kv, None, opts),
+            ops.attention(AttentionInputs::new(&q, &kv, &kv), opts),
             &["attention", "[1, 3, 4, 4]", "hq % hkv"],
         );
         let flat_ids = i64s(&[0, 0, 1, 1]);
+        let kv_inputs = AttentionInputs::new(&kv, &kv, &kv);
         assert_err(
-            ops.attention(&kv, &kv, &kv, Some(&flat_ids), opts),
+            ops.attention(kv_inputs.with_segments(Some(&flat_ids)), opts),
             &["attention", "segments", "[4]"],
         );
         // Segment ids are one per key (queries end-aligned), so ids as long as a short
@@ -284,10 +285,8 @@ fn rank_errors_for_matmul_attention_and_friends() {
         let short_q = f32s(&[1, 2, 3, 4]);
         assert_err(
             ops.attention(
-                &short_q,
-                &kv,
-                &kv,
-                Some(&Tensor::from_slice(&[0i64, 0, 1], [1, 3]).unwrap()),
+                AttentionInputs::new(&short_q, &kv, &kv)
+                    .with_segments(Some(&Tensor::from_slice(&[0i64, 0, 1], [1, 3]).unwrap())),
                 opts,
             ),
             &["attention", "sq <= sk", "[b, sk]"],
@@ -295,16 +294,14 @@ fn rank_errors_for_matmul_attention_and_friends() {
         let long_q = f32s(&[1, 2, 5, 4]);
         assert_err(
             ops.attention(
-                &long_q,
-                &kv,
-                &kv,
-                Some(&flat_ids.reshape([1, 4]).unwrap()),
+                AttentionInputs::new(&long_q, &kv, &kv)
+                    .with_segments(Some(&flat_ids.reshape([1, 4]).unwrap())),
                 opts,
             ),
             &["attention", "sq <= sk"],
         );
         assert_err(
-            ops.attention(&kv, &kv, &kv, Some(&f32s(&[1, 4])), opts),
+            ops.attention(kv_inputs.with_segments(Some(&f32s(&[1, 4]))), opts),
             &["attention", "i64"],
         );
         assert_err(
@@ -331,7 +328,10 @@ fn decreasing_segment_ids_are_an_error() {
         causal: true,
     };
     assert_err(
-        ops.attention(&kv, &kv, &kv, Some(&ids), opts),
+        ops.attention(
+            AttentionInputs::new(&kv, &kv, &kv).with_segments(Some(&ids)),
+            opts,
+        ),
         &["attention", "must not decrease", "position 3"],
     );
 }

@@ -2,7 +2,10 @@
 //! compared with plain scalar loops written here (forward ops) and with central finite
 //! differences of those loops (backward ops).
 use luoshu_backend::composite;
-use luoshu_backend::ops::{AdamW, AttentionOpts, LayerNormGrads, NormStats};
+use luoshu_backend::ops::{
+    AdamW, AttentionGrads, AttentionInputs, AttentionOpts, AttentionOutputGrads, LayerNormGrads,
+    NormStats,
+};
 use luoshu_backend::reference::ReferenceBackend;
 use luoshu_backend::{Backend, DType, Tensor};
 use luoshu_tensor::rng;
@@ -600,7 +603,8 @@ fn attention_forward_and_backward_match_loops() {
                 zeros(dtype, &a.out_dims()),
                 zeros(DType::F32, &a.q_dims()[..3]),
             );
-            composite::attention(BACKEND, &q, &k, &v, None, opts, &out, &lse).unwrap();
+            composite::attention(BACKEND, AttentionInputs::new(&q, &k, &v), opts, &out, &lse)
+                .unwrap();
             let (want_out, want_lse) = naive_attention(&a, &qv, &kv, &vv);
             let what = format!("{a:?} {dtype}");
             assert_close(
@@ -622,8 +626,17 @@ fn attention_forward_and_backward_match_loops() {
                 zeros(dtype, &a.k_dims()),
                 zeros(dtype, &a.v_dims()),
             );
+            let grads = AttentionGrads {
+                q: &gq,
+                k: &gk,
+                v: &gv,
+            };
             composite::attention_backward(
-                BACKEND, &q, &k, &v, None, &out, &lse, &grad_out, None, opts, &gq, &gk, &gv,
+                BACKEND,
+                AttentionInputs::new(&q, &k, &v),
+                opts,
+                AttentionOutputGrads::new(&out, &lse, &grad_out),
+                grads,
             )
             .unwrap();
             let loss = |q: &[f64], k: &[f64], v: &[f64]| dot(&naive_attention(&a, q, k, v).0, &dov);
@@ -650,7 +663,7 @@ fn fully_masked_attention_rows_give_zeros_and_minus_infinity() {
         zeros(DType::F32, &a.out_dims()),
         zeros(DType::F32, &a.q_dims()[..3]),
     );
-    composite::attention(BACKEND, &q, &k, &v, None, opts, &out, &lse).unwrap();
+    composite::attention(BACKEND, AttentionInputs::new(&q, &k, &v), opts, &out, &lse).unwrap();
     let (out, lse) = (out.to_f64_vec(), lse.to_f64_vec());
     for h in 0..a.hq {
         for i in 0..a.sq {

@@ -2,8 +2,9 @@
 use luoshu_backend::conformance::{run_conformance_with, Implementation, OpKind, Options, Report};
 use luoshu_backend::cpu::CpuBackend;
 use luoshu_backend::ops::{
-    AdamW, AttentionOpts, BinaryOp, CompareOp, CompositeOp, ElementwiseProgram, LayerNormGrads,
-    NormStats, RandomDist, ReduceOp, UnaryOp,
+    AdamW, AttentionGrads, AttentionInputs, AttentionOpts, AttentionOutputGrads, BinaryOp,
+    CompareOp, CompositeOp, ElementwiseProgram, LayerNormGrads, NormStats, RandomDist, ReduceOp,
+    UnaryOp,
 };
 use luoshu_backend::reference::ReferenceBackend;
 use luoshu_backend::{Backend, Error, Ops, Result, Tensor};
@@ -278,33 +279,26 @@ impl Backend for WrongBackend {
     }
     fn attention(
         &self,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        _segments: Option<&Tensor>,
+        inputs: AttentionInputs<'_>,
         opts: AttentionOpts,
         out: &Tensor,
         lse: &Tensor,
     ) -> Result<()> {
-        self.cpu.attention(q, k, v, None, opts, out, lse)
+        let ignoring_documents = AttentionInputs {
+            segments: None,
+            ..inputs
+        };
+        self.cpu.attention(ignoring_documents, opts, out, lse)
     }
     fn attention_backward(
         &self,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        segments: Option<&Tensor>,
-        out: &Tensor,
-        lse: &Tensor,
-        g: &Tensor,
-        g_lse: Option<&Tensor>,
+        inputs: AttentionInputs<'_>,
         opts: AttentionOpts,
-        gq: &Tensor,
-        gk: &Tensor,
-        gv: &Tensor,
+        output_grads: AttentionOutputGrads<'_>,
+        grads: AttentionGrads<'_>,
     ) -> Result<()> {
         self.cpu
-            .attention_backward(q, k, v, segments, out, lse, g, g_lse, opts, gq, gk, gv)
+            .attention_backward(inputs, opts, output_grads, grads)
     }
     fn adamw(
         &self,

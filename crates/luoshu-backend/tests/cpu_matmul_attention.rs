@@ -5,7 +5,7 @@
 //! several tiles, strided views and bf16; packed rows against each document alone and,
 //! for random document layouts, against the reference backend.
 use luoshu_backend::cpu::CpuBackend;
-use luoshu_backend::ops::AttentionOpts;
+use luoshu_backend::ops::{AttentionInputs, AttentionOpts, AttentionOutputGrads};
 use luoshu_backend::reference::ReferenceBackend;
 use luoshu_backend::{DType, Ops, Tensor};
 use luoshu_tensor::rng;
@@ -343,7 +343,9 @@ fn attention_forward_matches_naive() {
     for case in cases() {
         let (q, k, v) = inputs(&case);
         let opts = opts_for(&case);
-        let (out, lse) = ops.attention(&q, &k, &v, None, opts).unwrap();
+        let (out, lse) = ops
+            .attention(AttentionInputs::new(&q, &k, &v), opts)
+            .unwrap();
         let (qv, kv, vv) = (q.to_f64_vec(), k.to_f64_vec(), v.to_f64_vec());
         let (want_out, want_lse) = naive_attention(case.dims, (&qv, &kv, &vv), opts);
         let what = format!("{:?} causal={} {}", case.dims, case.causal, case.dtype);
@@ -406,10 +408,16 @@ fn attention_backward_matches_finite_differences() {
     for case in cases() {
         let (q, k, v) = inputs(&case);
         let opts = opts_for(&case);
-        let (out, lse) = ops.attention(&q, &k, &v, None, opts).unwrap();
+        let (out, lse) = ops
+            .attention(AttentionInputs::new(&q, &k, &v), opts)
+            .unwrap();
         let grad_out = random(case.dtype, &case.dims.out(), 14);
         let grads = ops
-            .attention_backward(&q, &k, &v, None, &out, &lse, &grad_out, None, opts)
+            .attention_backward(
+                AttentionInputs::new(&q, &k, &v),
+                opts,
+                AttentionOutputGrads::new(&out, &lse, &grad_out),
+            )
             .unwrap();
         let values = [q.to_f64_vec(), k.to_f64_vec(), v.to_f64_vec()];
         let w = grad_out.to_f64_vec();
@@ -454,7 +462,9 @@ fn attention_rows_that_see_no_key_are_zero() {
     let (q, k, v) = inputs(&case);
     let opts = opts_for(&case);
     let ops = Ops::new(&CPU);
-    let (out, lse) = ops.attention(&q, &k, &v, None, opts).unwrap();
+    let (out, lse) = ops
+        .attention(AttentionInputs::new(&q, &k, &v), opts)
+        .unwrap();
     let lse_values = lse.to_f64_vec();
     assert!(
         lse_values[..3].iter().all(|&x| x == f64::NEG_INFINITY),
@@ -467,7 +477,11 @@ fn attention_rows_that_see_no_key_are_zero() {
     assert!(out.to_f64_vec()[..6].iter().all(|&x| x == 0.0));
     let grad_out = random(DType::F32, &dims.out(), 5);
     let (gq, _, _) = ops
-        .attention_backward(&q, &k, &v, None, &out, &lse, &grad_out, None, opts)
+        .attention_backward(
+            AttentionInputs::new(&q, &k, &v),
+            opts,
+            AttentionOutputGrads::new(&out, &lse, &grad_out),
+        )
         .unwrap();
     let gq = gq.to_f64_vec();
     assert!(gq[..9].iter().all(|&x| x == 0.0), "{gq:?}");
@@ -496,27 +510,22 @@ fn packed_rows_equal_each_document_alone() {
     let reference = ReferenceBackend;
     for backend in [&CPU as &dyn luoshu_backend::Backend, &reference] {
         let ops = Ops::new(backend);
-        let (out, lse) = ops.attention(&q, &k, &v, Some(&segments), opts).unwrap();
+        let packed = AttentionInputs::new(&q, &k, &v).with_segments(Some(&segments));
+        let (out, lse) = ops.attention(packed, opts).unwrap();
         let grads = ops
-            .attention_backward(&q, &k, &v, Some(&segments), &out, &lse, &g, None, opts)
+            .attention_backward(packed, opts, AttentionOutputGrads::new(&out, &lse, &g))
             .unwrap();
         let mut start = 0;
         for len in documents {
             let doc = |t: &Tensor| t.narrow(2, start, len).unwrap();
-            let (alone_out, alone_lse) = ops
-                .attention(&doc(&q), &doc(&k), &doc(&v), None, opts)
-                .unwrap();
+            let (doc_q, doc_k, doc_v, doc_g) = (doc(&q), doc(&k), doc(&v), doc(&g));
+            let alone_inputs = AttentionInputs::new(&doc_q, &doc_k, &doc_v);
+            let (alone_out, alone_lse) = ops.attention(alone_inputs, opts).unwrap();
             let alone = ops
                 .attention_backward(
-                    &doc(&q),
-                    &doc(&k),
-                    &doc(&v),
-                    None,
-                    &alone_out,
-                    &alone_lse,
-                    &doc(&g),
-                    None,
+                    alone_inputs,
                     opts,
+                    AttentionOutputGrads::new(&alone_out, &alone_lse, &doc_g),
                 )
                 .unwrap();
             let what = |name: &str| format!("{} {name} of document at {start}", backend.name());
@@ -565,37 +574,27 @@ fn end_aligned_query_chunk_equals_the_rows_of_the_whole_row() {
         let zeros = |len: usize| ops.full(0.0, DType::F32, &[1, hq, len, d]).unwrap();
         // The whole row, with the upstream gradient only on the chunk's rows.
         let g_whole = ops.concat(&[&zeros(lo), &g, &zeros(seq - hi)], 2).unwrap();
-        let (out, lse) = ops.attention(&q, &k, &v, Some(&segments), opts).unwrap();
+        let whole_inputs = AttentionInputs::new(&q, &k, &v).with_segments(Some(&segments));
+        let (out, lse) = ops.attention(whole_inputs, opts).unwrap();
         let whole = ops
             .attention_backward(
-                &q,
-                &k,
-                &v,
-                Some(&segments),
-                &out,
-                &lse,
-                &g_whole,
-                None,
+                whole_inputs,
                 opts,
+                AttentionOutputGrads::new(&out, &lse, &g_whole),
             )
             .unwrap();
         let keys = |t: &Tensor| t.narrow(2, 0, hi).unwrap();
         let chunk_q = q.narrow(2, lo, hi - lo).unwrap();
         let chunk_ids = segments.narrow(1, 0, hi).unwrap();
-        let (c_out, c_lse) = ops
-            .attention(&chunk_q, &keys(&k), &keys(&v), Some(&chunk_ids), opts)
-            .unwrap();
+        let (chunk_k, chunk_v) = (keys(&k), keys(&v));
+        let chunk_inputs =
+            AttentionInputs::new(&chunk_q, &chunk_k, &chunk_v).with_segments(Some(&chunk_ids));
+        let (c_out, c_lse) = ops.attention(chunk_inputs, opts).unwrap();
         let chunk = ops
             .attention_backward(
-                &chunk_q,
-                &keys(&k),
-                &keys(&v),
-                Some(&chunk_ids),
-                &c_out,
-                &c_lse,
-                &g,
-                None,
+                chunk_inputs,
                 opts,
+                AttentionOutputGrads::new(&c_out, &c_lse, &g),
             )
             .unwrap();
         let rows = |t: &Tensor| t.narrow(2, lo, hi - lo).unwrap();
@@ -650,9 +649,10 @@ proptest::proptest! {
         let opts = AttentionOpts { scale: 0.25, causal };
         let run = |backend: &dyn luoshu_backend::Backend| {
             let ops = Ops::new(backend);
-            let (out, lse) = ops.attention(&q, &k, &v, Some(&segments), opts).unwrap();
+            let inputs = AttentionInputs::new(&q, &k, &v).with_segments(Some(&segments));
+            let (out, lse) = ops.attention(inputs, opts).unwrap();
             let (gq, gk, gv) = ops
-                .attention_backward(&q, &k, &v, Some(&segments), &out, &lse, &g, None, opts)
+                .attention_backward(inputs, opts, AttentionOutputGrads::new(&out, &lse, &g))
                 .unwrap();
             [out, lse, gq, gk, gv].map(|t| t.to_f64_vec())
         };

@@ -4,7 +4,10 @@
 use super::{
     check_contiguous, check_dims, check_dtype, check_float, check_no_overlap, check_out, Ops,
 };
-use crate::ops::{AdamW, AttentionOpts, LayerNormGrads, NormStats};
+use crate::ops::{
+    AdamW, AttentionGrads, AttentionInputs, AttentionOpts, AttentionOutputGrads, LayerNormGrads,
+    NormStats,
+};
 use crate::{Error, Result};
 use luoshu_tensor::{DType, Tensor};
 
@@ -17,6 +20,20 @@ fn last_dim(op: &'static str, x: &Tensor) -> Result<usize> {
 
 fn rows_dims(x: &Tensor) -> Vec<usize> {
     x.dims()[..x.rank() - 1].to_vec()
+}
+
+/// Attention inputs copied where the kernels need it (see `Ops::attention_kernel_inputs`).
+struct KernelInputs {
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    segments: Option<Tensor>,
+}
+
+impl KernelInputs {
+    fn view(&self) -> AttentionInputs<'_> {
+        AttentionInputs::new(&self.q, &self.k, &self.v).with_segments(self.segments.as_ref())
+    }
 }
 
 impl Ops<'_> {
@@ -518,13 +535,8 @@ impl Ops<'_> {
     }
 
     /// Shape checks for attention; returns `(out dims, lse dims)`.
-    fn check_attention(
-        &self,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        segments: Option<&Tensor>,
-    ) -> Result<(Vec<usize>, Vec<usize>)> {
+    fn check_attention(&self, inputs: AttentionInputs<'_>) -> Result<(Vec<usize>, Vec<usize>)> {
+        let AttentionInputs { q, k, v, segments } = inputs;
         check_float("attention", q)?;
         check_dtype("attention", k, q.dtype())?;
         check_dtype("attention", v, q.dtype())?;
@@ -571,9 +583,15 @@ impl Ops<'_> {
         Ok((vec![qd[0], qd[1], qd[2], vd[3]], qd[..3].to_vec()))
     }
 
-    /// `segments` made contiguous for the kernels.
-    fn contiguous_segments(&self, segments: Option<&Tensor>) -> Result<Option<Tensor>> {
-        segments.map(|s| self.contiguous(s)).transpose()
+    /// `inputs` in the form the kernels take: rows of `q`, `k`, `v` contiguous, segments
+    /// contiguous.
+    fn attention_kernel_inputs(&self, inputs: AttentionInputs<'_>) -> Result<KernelInputs> {
+        Ok(KernelInputs {
+            q: self.rows_contiguous(inputs.q)?,
+            k: self.rows_contiguous(inputs.k)?,
+            v: self.rows_contiguous(inputs.v)?,
+            segments: inputs.segments.map(|s| self.contiguous(s)).transpose()?,
+        })
     }
 
     /// A view whose last dimension is contiguous (copied if it is not).
@@ -586,70 +604,60 @@ impl Ops<'_> {
     }
 
     /// Scaled dot-product attention into `out` and `lse` (see [`crate::Backend::attention`]).
-    #[allow(clippy::too_many_arguments)]
     pub fn attention_into(
         &self,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        segments: Option<&Tensor>,
+        inputs: AttentionInputs<'_>,
         opts: AttentionOpts,
         out: &Tensor,
         lse: &Tensor,
     ) -> Result<()> {
-        let (out_dims, lse_dims) = self.check_attention(q, k, v, segments)?;
+        let (out_dims, lse_dims) = self.check_attention(inputs)?;
+        let AttentionInputs { q, k, v, segments } = inputs;
         check_out("attention", "out", out, q.dtype(), &out_dims)?;
         check_out("attention", "lse", lse, DType::F32, &lse_dims)?;
-        let inputs = [&[q, k, v][..], segments.as_slice()].concat();
-        check_no_overlap("attention", "out", out, &[&inputs[..], &[lse]].concat())?;
-        check_no_overlap("attention", "lse", lse, &inputs)?;
-        self.backend.attention(
-            &self.rows_contiguous(q)?,
-            &self.rows_contiguous(k)?,
-            &self.rows_contiguous(v)?,
-            self.contiguous_segments(segments)?.as_ref(),
-            opts,
-            out,
-            lse,
-        )
+        let read = [&[q, k, v][..], segments.as_slice()].concat();
+        check_no_overlap("attention", "out", out, &[&read[..], &[lse]].concat())?;
+        check_no_overlap("attention", "lse", lse, &read)?;
+        let kernel_inputs = self.attention_kernel_inputs(inputs)?;
+        self.backend.attention(kernel_inputs.view(), opts, out, lse)
     }
 
     /// `(out, lse)`.
     pub fn attention(
         &self,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        segments: Option<&Tensor>,
+        inputs: AttentionInputs<'_>,
         opts: AttentionOpts,
     ) -> Result<(Tensor, Tensor)> {
-        let (out_dims, lse_dims) = self.check_attention(q, k, v, segments)?;
-        let out = self.alloc(q.dtype(), &out_dims)?;
+        let (out_dims, lse_dims) = self.check_attention(inputs)?;
+        let out = self.alloc(inputs.q.dtype(), &out_dims)?;
         let lse = self.alloc(DType::F32, &lse_dims)?;
-        self.attention_into(q, k, v, segments, opts, &out, &lse)?;
+        self.attention_into(inputs, opts, &out, &lse)?;
         Ok((out, lse))
     }
 
-    /// Writes `grad_q`, `grad_k` and `grad_v` (each with its input's shape) from the
-    /// gradients of `out` and, when the loss depends on it, of `lse`.
-    #[allow(clippy::too_many_arguments)]
+    /// Writes `grads` (each with its input's shape) from the gradients of `out` and, when the
+    /// loss depends on it, of `lse`.
     pub fn attention_backward_into(
         &self,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        segments: Option<&Tensor>,
-        out: &Tensor,
-        lse: &Tensor,
-        grad_out: &Tensor,
-        grad_lse: Option<&Tensor>,
+        inputs: AttentionInputs<'_>,
         opts: AttentionOpts,
-        grad_q: &Tensor,
-        grad_k: &Tensor,
-        grad_v: &Tensor,
+        output_grads: AttentionOutputGrads<'_>,
+        grads: AttentionGrads<'_>,
     ) -> Result<()> {
         const OP: &str = "attention_backward";
-        let (out_dims, lse_dims) = self.check_attention(q, k, v, segments)?;
+        let (out_dims, lse_dims) = self.check_attention(inputs)?;
+        let AttentionInputs { q, k, v, segments } = inputs;
+        let AttentionOutputGrads {
+            out,
+            lse,
+            grad_out,
+            grad_lse,
+        } = output_grads;
+        let AttentionGrads {
+            q: grad_q,
+            k: grad_k,
+            v: grad_v,
+        } = grads;
         for t in [out, grad_out] {
             check_dtype(OP, t, q.dtype())?;
             check_dims(OP, t, &out_dims)?;
@@ -661,7 +669,7 @@ impl Ops<'_> {
         check_out(OP, "grad_q", grad_q, q.dtype(), q.dims())?;
         check_out(OP, "grad_k", grad_k, k.dtype(), k.dims())?;
         check_out(OP, "grad_v", grad_v, v.dtype(), v.dims())?;
-        let inputs = [
+        let read = [
             &[q, k, v, out, lse, grad_out][..],
             segments.as_slice(),
             grad_lse.as_slice(),
@@ -671,47 +679,43 @@ impl Ops<'_> {
             OP,
             "grad_q",
             grad_q,
-            &[&inputs[..], &[grad_k, grad_v]].concat(),
+            &[&read[..], &[grad_k, grad_v]].concat(),
         )?;
-        check_no_overlap(OP, "grad_k", grad_k, &[&inputs[..], &[grad_v]].concat())?;
-        check_no_overlap(OP, "grad_v", grad_v, &inputs)?;
+        check_no_overlap(OP, "grad_k", grad_k, &[&read[..], &[grad_v]].concat())?;
+        check_no_overlap(OP, "grad_v", grad_v, &read)?;
+        let kernel_inputs = self.attention_kernel_inputs(inputs)?;
+        let (out, lse, grad_out) = (
+            self.rows_contiguous(out)?,
+            self.contiguous(lse)?,
+            self.rows_contiguous(grad_out)?,
+        );
+        let grad_lse = grad_lse.map(|g| self.contiguous(g)).transpose()?;
         self.backend.attention_backward(
-            &self.rows_contiguous(q)?,
-            &self.rows_contiguous(k)?,
-            &self.rows_contiguous(v)?,
-            self.contiguous_segments(segments)?.as_ref(),
-            &self.rows_contiguous(out)?,
-            &self.contiguous(lse)?,
-            &self.rows_contiguous(grad_out)?,
-            grad_lse.map(|g| self.contiguous(g)).transpose()?.as_ref(),
+            kernel_inputs.view(),
             opts,
-            grad_q,
-            grad_k,
-            grad_v,
+            AttentionOutputGrads::new(&out, &lse, &grad_out).with_grad_lse(grad_lse.as_ref()),
+            grads,
         )
     }
 
     /// `(grad_q, grad_k, grad_v)`.
-    #[allow(clippy::too_many_arguments)]
     pub fn attention_backward(
         &self,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        segments: Option<&Tensor>,
-        out: &Tensor,
-        lse: &Tensor,
-        grad_out: &Tensor,
-        grad_lse: Option<&Tensor>,
+        inputs: AttentionInputs<'_>,
         opts: AttentionOpts,
+        output_grads: AttentionOutputGrads<'_>,
     ) -> Result<(Tensor, Tensor, Tensor)> {
-        self.check_attention(q, k, v, segments)?;
+        self.check_attention(inputs)?;
+        let AttentionInputs { q, k, v, .. } = inputs;
         let gq = self.alloc(q.dtype(), q.dims())?;
         let gk = self.alloc(k.dtype(), k.dims())?;
         let gv = self.alloc(v.dtype(), v.dims())?;
-        self.attention_backward_into(
-            q, k, v, segments, out, lse, grad_out, grad_lse, opts, &gq, &gk, &gv,
-        )?;
+        let grads = AttentionGrads {
+            q: &gq,
+            k: &gk,
+            v: &gv,
+        };
+        self.attention_backward_into(inputs, opts, output_grads, grads)?;
         Ok((gq, gk, gv))
     }
 

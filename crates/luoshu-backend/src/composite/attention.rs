@@ -2,7 +2,10 @@
 //! optional segment ids (packed documents see only themselves), forward and backward. The score matrix of every (batch, query head) is materialised:
 //! this is the plain oracle the tiled fused kernels are checked against.
 use super::{row_exp, scalar, stat_column, upcast, write};
-use crate::ops::{AttentionOpts, CompareOp, ReduceOp, UnaryOp};
+use crate::ops::{
+    AttentionGrads, AttentionInputs, AttentionOpts, AttentionOutputGrads, CompareOp, ReduceOp,
+    UnaryOp,
+};
 use crate::{Backend, Ops, Result};
 use luoshu_tensor::{DType, Tensor};
 
@@ -77,14 +80,8 @@ struct Operands {
 }
 
 impl Operands {
-    fn new(
-        ops: &Ops,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        segments: Option<&Tensor>,
-        opts: AttentionOpts,
-    ) -> Result<Self> {
+    fn new(ops: &Ops, inputs: AttentionInputs<'_>, opts: AttentionOpts) -> Result<Self> {
+        let AttentionInputs { q, k, v, segments } = inputs;
         let group = q.dims()[1] / k.dims()[1];
         let q = upcast(ops, q)?;
         let (sq, sk) = (q.dims()[2], k.dims()[2]);
@@ -113,19 +110,15 @@ impl Operands {
 }
 
 /// The decomposition of [`Backend::attention`] into primitives.
-#[allow(clippy::too_many_arguments)]
 pub fn attention(
     b: &dyn Backend,
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    segments: Option<&Tensor>,
+    inputs: AttentionInputs<'_>,
     opts: AttentionOpts,
     out: &Tensor,
     lse: &Tensor,
 ) -> Result<()> {
     let ops = Ops::new(b);
-    let x = Operands::new(&ops, q, k, v, segments, opts)?;
+    let x = Operands::new(&ops, inputs, opts)?;
     let scores = x.mask(&ops, x.scores(&ops)?, f64::NEG_INFINITY)?;
     let rows = row_exp(&ops, &scores)?;
     write(&ops, &rows.lse, lse)?;
@@ -142,41 +135,35 @@ pub fn attention(
 /// `D = rowsum(dO ∘ O) − dlse` (`∂lse/∂S = P`, so a gradient of `lse` only shifts `D`),
 /// `dS = P ∘ (dP - D)`, `dQ = dS·k·scale`, `dK = dSᵀ·q·scale`; kv gradients are summed
 /// over the query heads of each group.
-#[allow(clippy::too_many_arguments)]
 pub fn attention_backward(
     b: &dyn Backend,
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    segments: Option<&Tensor>,
-    out: &Tensor,
-    lse: &Tensor,
-    grad_out: &Tensor,
-    grad_lse: Option<&Tensor>,
+    inputs: AttentionInputs<'_>,
     opts: AttentionOpts,
-    grad_q: &Tensor,
-    grad_k: &Tensor,
-    grad_v: &Tensor,
+    output_grads: AttentionOutputGrads<'_>,
+    grads: AttentionGrads<'_>,
 ) -> Result<()> {
     let ops = Ops::new(b);
-    let x = Operands::new(&ops, q, k, v, segments, opts)?;
-    let (o, d_o) = (upcast(&ops, out)?, upcast(&ops, grad_out)?);
+    let x = Operands::new(&ops, inputs, opts)?;
+    let (o, d_o) = (
+        upcast(&ops, output_grads.out)?,
+        upcast(&ops, output_grads.grad_out)?,
+    );
     let scores = x.scores(&ops)?;
-    let lse = stat_column(&ops, lse, &scores)?;
+    let lse = stat_column(&ops, output_grads.lse, &scores)?;
     // Masked entries (including whole rows with lse = -inf, where the exponent is NaN or
     // inf) are replaced by exact zeros.
     let exps = ops.unary(UnaryOp::Exp, &ops.sub(&scores, &lse)?)?;
     let probs = x.mask(&ops, exps, 0.0)?;
 
     let dv = ops.matmul(&probs.transpose(2, 3)?, &d_o)?;
-    write(&ops, &sum_groups(&ops, &dv, x.group)?, grad_v)?;
+    write(&ops, &sum_groups(&ops, &dv, x.group)?, grads.v)?;
     let dp = ops.matmul(&d_o, &x.v.transpose(2, 3)?)?;
     let mut row_dot = ops.reduce(ReduceOp::Sum, &ops.mul(&d_o, &o)?, &[3], true)?;
-    if let Some(grad_lse) = grad_lse {
+    if let Some(grad_lse) = output_grads.grad_lse {
         row_dot = ops.sub(&row_dot, &stat_column(&ops, grad_lse, &scores)?)?;
     }
     let ds = ops.mul(&ops.mul(&probs, &ops.sub(&dp, &row_dot)?)?, &x.scale)?;
-    write(&ops, &ops.matmul(&ds, &x.k)?, grad_q)?;
+    write(&ops, &ops.matmul(&ds, &x.k)?, grads.q)?;
     let dk = ops.matmul(&ds.transpose(2, 3)?, &x.q)?;
-    write(&ops, &sum_groups(&ops, &dk, x.group)?, grad_k)
+    write(&ops, &sum_groups(&ops, &dk, x.group)?, grads.k)
 }

@@ -5,7 +5,7 @@ use super::checker::Checker;
 use super::compare::Class;
 use super::gradcheck::{check_vjp, dot, oracle_verdict};
 use super::primitives::FLOATS;
-use crate::ops::{AdamW, AttentionOpts, CompositeOp};
+use crate::ops::{AdamW, AttentionInputs, AttentionOpts, AttentionOutputGrads, CompositeOp};
 use crate::Result;
 use luoshu_tensor::{DType, Tensor};
 
@@ -164,9 +164,10 @@ fn attention(c: &mut Checker<'_>) -> Result<()> {
             let [q, k, v, _] = s.inputs(c, dtype)?;
             let segments = s.segments()?;
             let seg = segments.as_ref();
+            let attn = AttentionInputs::new(&q, &k, &v).with_segments(seg);
             let inputs = [&[&q, &k, &v][..], seg.as_slice()].concat();
             c.case(&s.name(dtype), dtype, Class::Attention, &inputs, |ops| {
-                let (out, lse) = ops.attention(&q, &k, &v, seg, s.opts())?;
+                let (out, lse) = ops.attention(attn, s.opts())?;
                 Ok(vec![out, lse])
             });
         }
@@ -180,11 +181,12 @@ fn attention_backward(c: &mut Checker<'_>) -> Result<()> {
             let [q, k, v, g] = s.inputs(c, dtype)?;
             let segments = s.segments()?;
             let seg = segments.as_ref();
-            let (out, lse) = c.oracle.attention(&q, &k, &v, seg, s.opts())?;
+            let attn = AttentionInputs::new(&q, &k, &v).with_segments(seg);
+            let (out, lse) = c.oracle.attention(attn, s.opts())?;
             let inputs = [&[&q, &k, &v, &out, &lse, &g][..], seg.as_slice()].concat();
             c.case(&s.name(dtype), dtype, Class::Attention, &inputs, |ops| {
-                let (gq, gk, gv) =
-                    ops.attention_backward(&q, &k, &v, seg, &out, &lse, &g, None, s.opts())?;
+                let output_grads = AttentionOutputGrads::new(&out, &lse, &g);
+                let (gq, gk, gv) = ops.attention_backward(attn, s.opts(), output_grads)?;
                 Ok(vec![gq, gk, gv])
             });
         }
@@ -193,24 +195,17 @@ fn attention_backward(c: &mut Checker<'_>) -> Result<()> {
             let [q, k, v, g] = s.inputs(c, dtype)?;
             let segments = s.segments()?;
             let seg = segments.as_ref();
-            let (out, lse) = c.oracle.attention(&q, &k, &v, seg, s.opts())?;
+            let attn = AttentionInputs::new(&q, &k, &v).with_segments(seg);
+            let (out, lse) = c.oracle.attention(attn, s.opts())?;
             let g_lse = c
                 .gen
                 .tensor(DType::F32, lse.dims(), Dist::Uniform(-1.0, 1.0))?;
             let inputs = [&[&q, &k, &v, &out, &lse, &g, &g_lse][..], seg.as_slice()].concat();
             let name = format!("{} with lse gradient", s.name(dtype));
             c.case(&name, dtype, Class::Attention, &inputs, |ops| {
-                let (gq, gk, gv) = ops.attention_backward(
-                    &q,
-                    &k,
-                    &v,
-                    seg,
-                    &out,
-                    &lse,
-                    &g,
-                    Some(&g_lse),
-                    s.opts(),
-                )?;
+                let output_grads =
+                    AttentionOutputGrads::new(&out, &lse, &g).with_grad_lse(Some(&g_lse));
+                let (gq, gk, gv) = ops.attention_backward(attn, s.opts(), output_grads)?;
                 Ok(vec![gq, gk, gv])
             });
         }
@@ -244,12 +239,14 @@ fn attention_backward(c: &mut Checker<'_>) -> Result<()> {
             .tensor(DType::F32, &[s.b, s.hq, s.sq], Dist::Uniform(-1.0, 1.0))?;
         for g_lse in [None, Some(&g_lse)] {
             let verdict = (|| {
-                let (out, lse) = oracle.attention(&q, &k, &v, seg, opts)?;
-                let (gq, gk, gv) =
-                    oracle.attention_backward(&q, &k, &v, seg, &out, &lse, &g, g_lse, opts)?;
+                let attn = AttentionInputs::new(&q, &k, &v).with_segments(seg);
+                let (out, lse) = oracle.attention(attn, opts)?;
+                let output_grads = AttentionOutputGrads::new(&out, &lse, &g).with_grad_lse(g_lse);
+                let (gq, gk, gv) = oracle.attention_backward(attn, opts, output_grads)?;
                 let inputs = [q.clone(), k.clone(), v.clone()];
                 Ok(check_vjp(&inputs, &[0, 1, 2], &[gq, gk, gv], |x| {
-                    let (out, lse) = oracle.attention(&x[0], &x[1], &x[2], seg, opts)?;
+                    let perturbed = AttentionInputs::new(&x[0], &x[1], &x[2]).with_segments(seg);
+                    let (out, lse) = oracle.attention(perturbed, opts)?;
                     Ok(dot(&out, &g) + g_lse.map_or(0.0, |g_lse| dot(&lse, g_lse)))
                 }))
             })();

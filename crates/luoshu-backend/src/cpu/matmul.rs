@@ -37,19 +37,49 @@ impl<A> Strided<'_, A> {
     }
 }
 
-/// `dst[m×n] = (accumulate ? dst : 0) + scale · lhs[m×k] · rhs[k×n]`, with `dst` row-major
-/// at row stride `dst_rs`. Every extent is checked against its slice before calling gemm.
-#[allow(clippy::too_many_arguments)]
+/// Where [`gemm_into`] writes: a row-major matrix at row stride `rs` inside `data`, either
+/// overwritten or added to.
+pub(super) struct GemmDst<'a, A> {
+    data: &'a mut [A],
+    rs: usize,
+    accumulate: bool,
+}
+
+impl<'a, A> GemmDst<'a, A> {
+    /// The product replaces the matrix's elements.
+    pub fn overwrite(data: &'a mut [A], rs: usize) -> Self {
+        GemmDst {
+            data,
+            rs,
+            accumulate: false,
+        }
+    }
+
+    /// The product is added to the matrix's elements.
+    pub fn accumulate(data: &'a mut [A], rs: usize) -> Self {
+        GemmDst {
+            data,
+            rs,
+            accumulate: true,
+        }
+    }
+}
+
+/// `dst[m×n] = (dst.accumulate ? dst : 0) + scale · lhs[m×k] · rhs[k×n]`. Every extent is
+/// checked against its slice before calling gemm.
 pub(super) fn gemm_into<A: GemmScalar>(
     (m, n, k): (usize, usize, usize),
-    dst: &mut [A],
-    dst_rs: usize,
-    accumulate: bool,
+    dst: GemmDst<'_, A>,
     lhs: Strided<'_, A>,
     rhs: Strided<'_, A>,
     scale: A,
     parallelism: Parallelism,
 ) -> Result<()> {
+    let GemmDst {
+        data: dst,
+        rs: dst_rs,
+        accumulate,
+    } = dst;
     if m == 0 || n == 0 {
         return Ok(());
     }
@@ -222,9 +252,7 @@ fn matmul_native<A: GemmScalar>(a: &Tensor, b: &Tensor, out: &Tensor) -> Result<
     plan.run(dst, |batch, dst, par| {
         gemm_into(
             (plan.m, plan.n, plan.k),
-            dst,
-            plan.n,
-            false,
+            GemmDst::overwrite(dst, plan.n),
             plan.a(a_data, batch),
             plan.b(b_data, batch),
             A::ONE,
@@ -264,9 +292,7 @@ fn matmul_via_f32<T: Element>(a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()
         };
         gemm_into(
             (m, n, k),
-            &mut out32,
-            n,
-            false,
+            GemmDst::overwrite(&mut out32, n),
             row_major(&a32, k),
             row_major(&b32, n),
             1.0,

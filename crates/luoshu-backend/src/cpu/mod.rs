@@ -26,8 +26,9 @@ mod strided;
 mod swiglu;
 
 use crate::ops::{
-    AdamW, AttentionOpts, BinaryOp, CompareOp, CompositeOp, ElementwiseProgram, LayerNormGrads,
-    NormStats, RandomDist, ReduceOp, UnaryOp,
+    AdamW, AttentionGrads, AttentionInputs, AttentionOpts, AttentionOutputGrads, BinaryOp,
+    CompareOp, CompositeOp, ElementwiseProgram, LayerNormGrads, NormStats, RandomDist, ReduceOp,
+    UnaryOp,
 };
 use crate::{Backend, Result};
 use luoshu_tensor::Tensor;
@@ -106,43 +107,21 @@ impl Backend for CpuBackend {
     }
     fn attention(
         &self,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        segments: Option<&Tensor>,
+        inputs: AttentionInputs<'_>,
         opts: AttentionOpts,
         out: &Tensor,
         lse: &Tensor,
     ) -> Result<()> {
-        attention::attention(q, k, v, segments, opts, out, lse)
+        attention::attention(inputs, opts, out, lse)
     }
-    #[allow(clippy::too_many_arguments)]
     fn attention_backward(
         &self,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        segments: Option<&Tensor>,
-        out: &Tensor,
-        lse: &Tensor,
-        grad_out: &Tensor,
-        grad_lse: Option<&Tensor>,
+        inputs: AttentionInputs<'_>,
         opts: AttentionOpts,
-        grad_q: &Tensor,
-        grad_k: &Tensor,
-        grad_v: &Tensor,
+        output_grads: AttentionOutputGrads<'_>,
+        grads: AttentionGrads<'_>,
     ) -> Result<()> {
-        attention::attention_backward(
-            q,
-            k,
-            v,
-            segments,
-            out,
-            lse,
-            (grad_out, grad_lse),
-            opts,
-            (grad_q, grad_k, grad_v),
-        )
+        attention::attention_backward(inputs, opts, output_grads, grads)
     }
     fn softmax(&self, x: &Tensor, out: &Tensor) -> Result<()> {
         softmax::softmax(x, out)

@@ -1,7 +1,7 @@
 //! Kernel benchmarks: f32 GEMM against numpy, fused attention against plain GEMM.
 
 use luoshu_backend::cpu::CpuBackend;
-use luoshu_backend::ops::AttentionOpts;
+use luoshu_backend::ops::{AttentionGrads, AttentionInputs, AttentionOpts, AttentionOutputGrads};
 use luoshu_backend::{DType, Ops, Tensor};
 use luoshu_tensor::rng;
 use std::process::Command;
@@ -213,22 +213,26 @@ pub fn attention(budget: Duration) -> Result<(), String> {
         scale: 1.0 / (d as f32).sqrt(),
         causal: true,
     };
-    let (out, lse) = ops.attention(&q, &k, &v, None, opts).map_err(err)?;
+    let inputs = AttentionInputs::new(&q, &k, &v);
+    let (out, lse) = ops.attention(inputs, opts).map_err(err)?;
+    let output_grads = AttentionOutputGrads::new(&out, &lse, &grad_out);
     // Gradients into buffers allocated once, as a compiled plan's arena gives them (and as
     // the GEMM baseline writes into its output): allocating and zeroing three fresh
     // gradients per call is not attention's cost.
     let (grad_q, grad_k, grad_v) = ops
-        .attention_backward(&q, &k, &v, None, &out, &lse, &grad_out, None, opts)
+        .attention_backward(inputs, opts, output_grads)
         .map_err(err)?;
+    let grads = AttentionGrads {
+        q: &grad_q,
+        k: &grad_k,
+        v: &grad_v,
+    };
     let forward = timed(budget, || {
-        ops.attention_into(&q, &k, &v, None, opts, &out, &lse)
-            .map_err(err)
+        ops.attention_into(inputs, opts, &out, &lse).map_err(err)
     })?;
     let backward = timed(budget, || {
-        ops.attention_backward_into(
-            &q, &k, &v, None, &out, &lse, &grad_out, None, opts, &grad_q, &grad_k, &grad_v,
-        )
-        .map_err(err)
+        ops.attention_backward_into(inputs, opts, output_grads, grads)
+            .map_err(err)
     })?;
     let gemm = gemm_timing(&GEMM_SHAPES[0], budget)?;
 

@@ -11,7 +11,7 @@ use crate::bench::kernels::{gemm_operand, random_f32, GEMM_SHAPES};
 use crate::bench::measurement::median;
 use crate::error_text::text;
 use luoshu_backend::cpu::CpuBackend;
-use luoshu_backend::ops::{AttentionOpts, UnaryOp};
+use luoshu_backend::ops::{AttentionInputs, AttentionOpts, AttentionOutputGrads, UnaryOp};
 use luoshu_backend::{Backend, DType, Ops, Tensor};
 use luoshu_comm::{threads, Communicator, ReduceOp};
 use luoshu_graph::{compile, Bindings, CompileOptions, Dim, Graph};
@@ -98,10 +98,15 @@ fn fused_attention(comm: &dyn Communicator, budget: Duration) -> Result<Timed, S
         causal: true,
     };
     let seconds = timed(comm, budget, || {
-        let (out, lse) = ops.attention(&q, &k, &v, None, opts).map_err(text)?;
-        ops.attention_backward(&q, &k, &v, None, &out, &lse, &grad_out, None, opts)
-            .map(drop)
-            .map_err(text)
+        let inputs = AttentionInputs::new(&q, &k, &v);
+        let (out, lse) = ops.attention(inputs, opts).map_err(text)?;
+        ops.attention_backward(
+            inputs,
+            opts,
+            AttentionOutputGrads::new(&out, &lse, &grad_out),
+        )
+        .map(drop)
+        .map_err(text)
     })?;
     let work = Work {
         tokens: (b * s) as f64,

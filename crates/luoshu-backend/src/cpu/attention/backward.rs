@@ -11,12 +11,12 @@ use super::tiles::{
 };
 use super::visibility::{mask_outside, RowBlock, Visibility, RAGGED_ROWS};
 use crate::cpu::fast_exp::ExpSlice;
-use crate::cpu::matmul::gemm_into;
+use crate::cpu::matmul::{gemm_into, GemmDst};
 use crate::cpu::rows::{lane_sum, output, Acc, Float};
-use crate::ops::AttentionOpts;
+use crate::ops::{AttentionGrads, AttentionInputs, AttentionOpts, AttentionOutputGrads};
 use crate::Result;
 use gemm::Parallelism;
-use luoshu_tensor::{Borrows, Tensor};
+use luoshu_tensor::Borrows;
 use rayon::prelude::*;
 
 /// The views and storages a backward task reads.
@@ -43,12 +43,19 @@ struct Task<'a, T> {
 }
 
 pub(super) fn run<T: Float>(
-    (q, k, v): (&Tensor, &Tensor, &Tensor),
-    segments: Option<&Tensor>,
-    (out, lse): (&Tensor, &Tensor),
-    (grad_out, grad_lse): (&Tensor, Option<&Tensor>),
+    AttentionInputs { q, k, v, segments }: AttentionInputs<'_>,
     opts: AttentionOpts,
-    (grad_q, grad_k, grad_v): (&Tensor, &Tensor, &Tensor),
+    AttentionOutputGrads {
+        out,
+        lse,
+        grad_out,
+        grad_lse,
+    }: AttentionOutputGrads<'_>,
+    AttentionGrads {
+        q: grad_q,
+        k: grad_k,
+        v: grad_v,
+    }: AttentionGrads<'_>,
 ) -> Result<()>
 where
     T::Acc: Compute,
@@ -279,9 +286,7 @@ where
     s.p.resize(n * width, T::Acc::ZERO);
     gemm_into(
         (n, width, d),
-        &mut s.p,
-        width,
-        false,
+        GemmDst::overwrite(&mut s.p, width),
         q.matrix(),
         k.transposed(),
         scale,
@@ -302,9 +307,7 @@ where
     // dV += Pᵀ·dO
     gemm_into(
         (width, dv, n),
-        &mut s.dv[cols.start * dv..cols.end * dv],
-        dv,
-        true,
+        GemmDst::accumulate(&mut s.dv[cols.start * dv..cols.end * dv], dv),
         row_major(&s.p, width, true),
         dout.matrix(),
         T::Acc::ONE,
@@ -314,9 +317,7 @@ where
     s.dp.resize(n * width, T::Acc::ZERO);
     gemm_into(
         (n, width, dv),
-        &mut s.dp,
-        width,
-        false,
+        GemmDst::overwrite(&mut s.dp, width),
         dout.matrix(),
         v.transposed(),
         T::Acc::ONE,
@@ -335,9 +336,7 @@ where
     // dQ += scale·dS·K
     gemm_into(
         (n, d, width),
-        &mut s.dq[group_row * d..(group_row + n) * d],
-        d,
-        true,
+        GemmDst::accumulate(&mut s.dq[group_row * d..(group_row + n) * d], d),
         row_major(&s.dp, width, false),
         k.matrix(),
         scale,
@@ -346,9 +345,7 @@ where
     // dK += scale·dSᵀ·Q
     gemm_into(
         (width, d, n),
-        &mut s.dk[cols.start * d..cols.end * d],
-        d,
-        true,
+        GemmDst::accumulate(&mut s.dk[cols.start * d..cols.end * d], d),
         row_major(&s.dp, width, true),
         q.matrix(),
         scale,

@@ -7,9 +7,9 @@ use super::tiles::{
 };
 use super::visibility::{mask_outside, RowBlock, Visibility, RAGGED_ROWS};
 use crate::cpu::fast_exp::ExpSlice;
-use crate::cpu::matmul::gemm_into;
+use crate::cpu::matmul::{gemm_into, GemmDst};
 use crate::cpu::rows::{lane_sum, output, Acc, Float};
-use crate::ops::AttentionOpts;
+use crate::ops::{AttentionInputs, AttentionOpts};
 use crate::Result;
 use gemm::Parallelism;
 use luoshu_tensor::{Borrows, Tensor};
@@ -59,10 +59,7 @@ struct Softmax<A> {
 }
 
 pub(super) fn run<T: Float>(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    segments: Option<&Tensor>,
+    AttentionInputs { q, k, v, segments }: AttentionInputs<'_>,
     opts: AttentionOpts,
     out: &Tensor,
     lse: &Tensor,
@@ -210,9 +207,7 @@ where
     st.scores.resize(n * width, T::Acc::ZERO);
     gemm_into(
         (n, width, d),
-        &mut st.scores,
-        width,
-        false,
+        GemmDst::overwrite(&mut st.scores, width),
         q.skip(rows.start).matrix(),
         k.skip(cols.start).transposed(),
         scale,
@@ -251,9 +246,7 @@ where
     }
     gemm_into(
         (n, dv, width),
-        &mut st.acc[rows.start * dv..rows.end * dv],
-        dv,
-        true,
+        GemmDst::accumulate(&mut st.acc[rows.start * dv..rows.end * dv], dv),
         row_major(&st.scores, width, false),
         v.skip(cols.start).matrix(),
         T::Acc::ONE,

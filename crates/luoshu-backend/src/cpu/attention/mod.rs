@@ -9,45 +9,30 @@ mod tiles;
 mod visibility;
 
 use super::rows::with_float;
-use crate::ops::AttentionOpts;
+use crate::ops::{AttentionGrads, AttentionInputs, AttentionOpts, AttentionOutputGrads};
 use crate::Result;
 use luoshu_tensor::Tensor;
 
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn attention(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    segments: Option<&Tensor>,
+    inputs: AttentionInputs<'_>,
     opts: AttentionOpts,
     out: &Tensor,
     lse: &Tensor,
 ) -> Result<()> {
-    with_float!("attention", q.dtype(), |T| forward::run::<T>(
-        q, k, v, segments, opts, out, lse
+    with_float!("attention", inputs.q.dtype(), |T| forward::run::<T>(
+        inputs, opts, out, lse
     ))
 }
 
-/// `grads` are the gradients of `out` and, when given, of `lse`; `into` receives those of
-/// `q`, `k` and `v`.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn attention_backward(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    segments: Option<&Tensor>,
-    out: &Tensor,
-    lse: &Tensor,
-    grads: (&Tensor, Option<&Tensor>),
+    inputs: AttentionInputs<'_>,
     opts: AttentionOpts,
-    into: (&Tensor, &Tensor, &Tensor),
+    output_grads: AttentionOutputGrads<'_>,
+    grads: AttentionGrads<'_>,
 ) -> Result<()> {
-    with_float!("attention_backward", q.dtype(), |T| backward::run::<T>(
-        (q, k, v),
-        segments,
-        (out, lse),
-        grads,
-        opts,
-        into
-    ))
+    with_float!(
+        "attention_backward",
+        inputs.q.dtype(),
+        |T| backward::run::<T>(inputs, opts, output_grads, grads)
+    )
 }

@@ -1,5 +1,7 @@
 use crate::{Op, Result};
-use luoshu_backend::ops::{AttentionOpts, LayerNormGrads, NormStats};
+use luoshu_backend::ops::{
+    AttentionGrads, AttentionInputs, AttentionOpts, AttentionOutputGrads, LayerNormGrads, NormStats,
+};
 use luoshu_backend::Ops;
 use luoshu_tensor::Tensor;
 
@@ -23,9 +25,9 @@ pub(super) fn run(ops: &Ops, op: &Op, i: &[&Tensor], outputs: &[Tensor]) -> Resu
             causal,
             segmented,
         } => {
-            let segments = segmented.then(|| i[3]);
-            let opts = opts(*scale, *causal);
-            ops.attention_into(i[0], i[1], i[2], segments, opts, &o[0], &o[1])?
+            let inputs =
+                AttentionInputs::new(i[0], i[1], i[2]).with_segments(segmented.then(|| i[3]));
+            ops.attention_into(inputs, opts(*scale, *causal), &o[0], &o[1])?
         }
         Op::RmsNormBackward => ops.rms_norm_backward_into(i[0], i[1], i[2], i[3], &o[0], &o[1])?,
         Op::LayerNorm { eps } => {
@@ -53,20 +55,18 @@ pub(super) fn run(ops: &Ops, op: &Op, i: &[&Tensor], outputs: &[Tensor]) -> Resu
             causal,
             segmented,
             lse_grad,
-        } => ops.attention_backward_into(
-            i[0],
-            i[1],
-            i[2],
-            segmented.then(|| i[6]),
-            i[3],
-            i[4],
-            i[5],
-            lse_grad.then(|| i[6 + usize::from(*segmented)]),
-            opts(*scale, *causal),
-            &o[0],
-            &o[1],
-            &o[2],
-        )?,
+        } => {
+            let inputs =
+                AttentionInputs::new(i[0], i[1], i[2]).with_segments(segmented.then(|| i[6]));
+            let output_grads = AttentionOutputGrads::new(i[3], i[4], i[5])
+                .with_grad_lse(lse_grad.then(|| i[6 + usize::from(*segmented)]));
+            let grads = AttentionGrads {
+                q: &o[0],
+                k: &o[1],
+                v: &o[2],
+            };
+            ops.attention_backward_into(inputs, opts(*scale, *causal), output_grads, grads)?
+        }
         other => return Err(super::context::not_in_family(other, "nn")),
     }
     Ok(())
