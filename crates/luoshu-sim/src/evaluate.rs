@@ -69,13 +69,17 @@ impl Candidates {
             .collect()
     }
 
-    /// The layout of `candidate`. Panics if it is not one of these candidates (the
+    /// The layout of `candidate`; an error if it is not one of these candidates (the
     /// candidate of an [`Evaluated`] from [`Candidates::evaluate`] always is).
-    pub fn layout(&self, candidate: Candidate) -> &Layout {
+    pub fn layout(&self, candidate: Candidate) -> Result<&Layout> {
         self.layouts
             .iter()
             .find(|l| l.candidate == candidate)
-            .expect("every evaluated candidate has a layout")
+            .ok_or_else(|| {
+                Error::Input(format!(
+                    "{candidate} is not among the candidates laid out for this model and cluster"
+                ))
+            })
     }
 }
 

@@ -130,7 +130,7 @@ impl Step {
                 .iter()
                 .flat_map(|&b| buckets[b].rows.iter().copied())
                 .collect();
-            let layout = candidates.layout(p.candidate);
+            let layout = candidates.layout(p.candidate)?;
             p.cost = phase(sim, layout, &rows, update_optimizer)?;
         }
         let mut best: Option<(f64, Vec<usize>, Vec<SwitchCost>)> = None;
@@ -159,7 +159,7 @@ impl Step {
             phases: ordered,
             switches,
             update,
-            update_seconds: update_seconds(sim, candidates.layout(update)),
+            update_seconds: update_seconds(sim, candidates.layout(update)?),
         })
     }
 
