@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 #[derive(clap::Args)]
 pub struct ExportArgs {
-    /// The run directory `luoshu train` or `luoshu import` wrote (runs/<name>).
+    /// The run directory `luoshu train` or `luoshu import` wrote (runs/NAME).
     #[arg(long)]
     pub run: PathBuf,
     /// Export this step's checkpoint (default: the latest).

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 #[derive(clap::Args)]
 pub struct GenerateArgs {
-    /// The run directory `luoshu train` wrote (runs/<name>).
+    /// The run directory `luoshu train` wrote (runs/NAME).
     #[arg(long)]
     pub run: PathBuf,
     /// Text to continue (empty: start a new document).

@@ -16,7 +16,7 @@ pub struct ImportArgs {
     /// index, tokenizer.json).
     #[arg(long)]
     pub from: PathBuf,
-    /// Run name: writes runs/<name>/.
+    /// Run name: writes runs/NAME/.
     #[arg(long)]
     pub name: String,
 }

@@ -31,13 +31,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train a LLaMA model on one device or many (`--strategy dp2tp2`, threads or MPI).
-    /// Writes runs/<name>/.
+    /// Writes runs/NAME/.
     Train(train::TrainArgs),
     /// Continue a prompt with a trained run's latest checkpoint.
     Generate(generate::GenerateArgs),
     /// Write a run's checkpoint as a Hugging Face LLaMA directory (transformers loads it).
     Export(export::ExportArgs),
-    /// Read a Hugging Face LLaMA directory into runs/<name>/ (generate, fine-tune).
+    /// Read a Hugging Face LLaMA directory into runs/NAME/ (generate, fine-tune).
     Import(import::ImportArgs),
     /// Plan (and with --execute run) switching a model's state between two strategies'
     /// layouts; prints the planner next to the naive plan.

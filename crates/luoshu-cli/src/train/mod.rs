@@ -53,13 +53,13 @@ pub struct TrainArgs {
     /// Training text: a file, a directory or a glob (default: the cargo registry's Rust sources).
     #[arg(long)]
     pub data: Option<String>,
-    /// Run name: output goes to runs/<name>/.
+    /// Run name: output goes to runs/NAME/.
     #[arg(long)]
     pub name: Option<String>,
     /// Seed of the data split, data order and initialization.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Continue bit-identically from the latest checkpoint of runs/<name> (with the config
+    /// Continue bit-identically from the latest checkpoint of runs/NAME (with the config
     /// saved there unless --config is given).
     #[arg(long)]
     pub resume: bool,
