@@ -177,12 +177,7 @@ impl<'a> Borrows<'a> {
         dtype: DType,
         elements: Range<usize>,
     ) -> Result<&[T]> {
-        let bytes = storage.byte_range::<T>(op, dtype, &elements)?;
-        let id = storage
-            .claims
-            .try_claim(op, bytes.clone(), BorrowMode::Read)?;
-        self.held.borrow_mut().push((storage, id));
-        let ptr = region_ptr::<T>(storage, &bytes);
+        let ptr = self.claim::<T>(op, storage, dtype, &elements, Wait::No, BorrowMode::Read)?;
         // SAFETY: the region is inside the allocation and aligned for `T` (blocks are
         // 64-byte aligned, the offset is a multiple of `size_of::<T>()`); the read claim,
         // held until this scope drops (which the returned borrow of `self` outlasts), rules
@@ -199,12 +194,7 @@ impl<'a> Borrows<'a> {
         dtype: DType,
         elements: Range<usize>,
     ) -> Result<&[T]> {
-        let bytes = storage.byte_range::<T>(op, dtype, &elements)?;
-        let id = storage
-            .claims
-            .claim_waiting(op, bytes.clone(), BorrowMode::Read);
-        self.held.borrow_mut().push((storage, id));
-        let ptr = region_ptr::<T>(storage, &bytes);
+        let ptr = self.claim::<T>(op, storage, dtype, &elements, Wait::Yes, BorrowMode::Read)?;
         // SAFETY: as in `read`.
         Ok(unsafe { std::slice::from_raw_parts(ptr, elements.len()) })
     }
@@ -221,17 +211,41 @@ impl<'a> Borrows<'a> {
         dtype: DType,
         elements: Range<usize>,
     ) -> Result<&mut [T]> {
-        let bytes = storage.byte_range::<T>(op, dtype, &elements)?;
-        let id = storage
-            .claims
-            .try_claim(op, bytes.clone(), BorrowMode::Write)?;
-        self.held.borrow_mut().push((storage, id));
-        let ptr = region_ptr::<T>(storage, &bytes);
+        let ptr = self.claim::<T>(op, storage, dtype, &elements, Wait::No, BorrowMode::Write)?;
         // SAFETY: in bounds and aligned as in `read`; the write claim, held until this scope
         // drops, rules out every other reader and writer of these bytes meanwhile, so this
         // is the only reference to them.
         Ok(unsafe { std::slice::from_raw_parts_mut(ptr, elements.len()) })
     }
+
+    /// Checks the region, claims it in `mode` (failing on a conflict, or waiting it out),
+    /// holds the claim until this scope drops, and returns the region's first element.
+    fn claim<T: Element>(
+        &self,
+        op: &'static str,
+        storage: &'a Storage,
+        dtype: DType,
+        elements: &Range<usize>,
+        wait: Wait,
+        mode: BorrowMode,
+    ) -> Result<*mut T> {
+        let bytes = storage.byte_range::<T>(op, dtype, elements)?;
+        let id = match wait {
+            Wait::No => storage.claims.try_claim(op, bytes.clone(), mode)?,
+            Wait::Yes => storage.claims.claim_waiting(op, bytes.clone(), mode),
+        };
+        self.held.borrow_mut().push((storage, id));
+        Ok(region_ptr::<T>(storage, &bytes))
+    }
+}
+
+/// What a claim does when an active claim conflicts with it.
+#[derive(Clone, Copy)]
+enum Wait {
+    /// Fail with [`Error::BorrowConflict`].
+    No,
+    /// Wait until the conflicting claims are released.
+    Yes,
 }
 
 impl Drop for Borrows<'_> {
